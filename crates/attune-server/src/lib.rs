@@ -1,0 +1,1 @@
+//! attune-server
