@@ -1,0 +1,378 @@
+//! Profiles: what Attune knows about one consenting person, folded incrementally from events.
+//!
+//! Every signal that fades is a [`Decayed`] sum: `value · 2^(-(t - as_of)/half_life)`. Adding a
+//! contribution at time `t` gives the same result whatever order events arrive in, so a profile
+//! folded live equals the one rebuilt from the store at start (tested below).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BuiltinType, EventType};
+
+/// A dense item index (the engine interns item ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ItemIdx(pub u32);
+
+/// A dense tag index (the engine interns tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TagIdx(pub u32);
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Half-life of tag affinities.
+pub const AFFINITY_HALF_LIFE_MS: i64 = 30 * DAY_MS;
+/// Half-life of the activity behind `engagement`.
+pub const ACTIVITY_HALF_LIFE_MS: i64 = 14 * DAY_MS;
+/// Half-life of buying intent (product views, carts).
+pub const INTENT_HALF_LIFE_MS: i64 = 7 * DAY_MS;
+/// A gap longer than this starts a new session.
+pub const SESSION_GAP_MS: i64 = 30 * 60 * 1000;
+/// How many recent items a profile keeps.
+pub const MAX_RECENT: usize = 50;
+/// How many tag affinities a profile keeps (the weakest are dropped).
+pub const MAX_AFFINITIES: usize = 64;
+
+/// An exponentially decayed sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decayed {
+    value: f32,
+    as_of_ms: i64,
+}
+
+impl Decayed {
+    /// Adds `weight` observed at `ts_ms`.
+    pub fn add(&mut self, weight: f32, ts_ms: i64, half_life_ms: i64) {
+        if self.value == 0.0 {
+            *self = Decayed { value: weight, as_of_ms: ts_ms };
+        } else if ts_ms >= self.as_of_ms {
+            self.value = self.value * decay(ts_ms - self.as_of_ms, half_life_ms) + weight;
+            self.as_of_ms = ts_ms;
+        } else {
+            self.value += weight * decay(self.as_of_ms - ts_ms, half_life_ms);
+        }
+    }
+
+    /// The value at `now_ms` (never grows into the future; a past `now` reads the stored value).
+    pub fn value_at(&self, now_ms: i64, half_life_ms: i64) -> f32 {
+        self.value * decay((now_ms - self.as_of_ms).max(0), half_life_ms)
+    }
+}
+
+fn decay(elapsed_ms: i64, half_life_ms: i64) -> f32 {
+    (-(elapsed_ms as f64) / half_life_ms as f64 * std::f64::consts::LN_2).exp() as f32
+}
+
+/// One item in a person's recent history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecentItem {
+    /// The item.
+    pub item: ItemIdx,
+    /// The last time the person engaged with it.
+    pub ts_ms: i64,
+    /// How strongly (the largest weight seen).
+    pub strength: f32,
+}
+
+/// What folding needs to know about an event; the engine resolves items and tags to indices.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldEvent<'a> {
+    /// The event's type.
+    pub kind: &'a EventType,
+    /// The item, interned.
+    pub item: Option<ItemIdx>,
+    /// The item's tags, interned (empty when the item is unknown).
+    pub tags: &'a [TagIdx],
+    /// Whether the item is something one buys.
+    pub purchasable: bool,
+    /// When it happened.
+    pub ts_ms: i64,
+    /// `properties.dwell_ms`.
+    pub dwell_ms: Option<f64>,
+    /// `properties.scroll_depth`.
+    pub scroll_depth: Option<f64>,
+    /// `properties.value`.
+    pub value: Option<f64>,
+    /// `properties.rating` (0–10 scale, 5 stars map to 5).
+    pub rating: Option<f64>,
+    /// `properties.score` of a survey.
+    pub score: Option<f64>,
+}
+
+/// A person's profile, folded from their events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Recent items, oldest first, at most [`MAX_RECENT`].
+    pub recent: Vec<RecentItem>,
+    /// Tag affinities (may be negative after dismissals).
+    pub affinities: Vec<(TagIdx, Decayed)>,
+    /// Activity behind `engagement`.
+    pub activity: Decayed,
+    /// Buying intent: product views, carts.
+    pub intent: Decayed,
+    /// Deep reads: long dwell or deep scroll.
+    pub deep_reads: Decayed,
+    /// Items bought (sorted, unique): never recommended again.
+    pub bought: Vec<ItemIdx>,
+    /// Items dismissed with `not_interested` (sorted, unique): never recommended again.
+    pub dismissed: Vec<ItemIdx>,
+    /// Items put in a cart, with when (the latest per item).
+    pub carts: Vec<(ItemIdx, i64)>,
+    /// Number of events folded.
+    pub n_events: u32,
+    /// Number of sessions (gaps over 30 minutes).
+    pub n_sessions: u32,
+    /// Number of purchases and their total value.
+    pub n_purchases: u32,
+    /// Total purchase value.
+    pub revenue: f64,
+    /// Sum and count of survey scores.
+    pub survey_sum: f64,
+    /// Count of survey answers.
+    pub survey_count: u32,
+    /// First event time.
+    pub first_seen_ms: i64,
+    /// Latest event time.
+    pub last_seen_ms: i64,
+    /// Time of the latest purchase.
+    pub last_purchase_ms: Option<i64>,
+}
+
+impl Profile {
+    /// Folds one event into the profile.
+    pub fn fold(&mut self, event: &FoldEvent<'_>) {
+        let ts = event.ts_ms;
+        if self.n_events == 0 {
+            self.first_seen_ms = ts;
+            self.last_seen_ms = ts;
+            self.n_sessions = 1;
+        } else {
+            if ts > self.last_seen_ms + SESSION_GAP_MS {
+                self.n_sessions += 1;
+            }
+            self.first_seen_ms = self.first_seen_ms.min(ts);
+            self.last_seen_ms = self.last_seen_ms.max(ts);
+        }
+        self.n_events += 1;
+
+        let Some(builtin) = event.kind.builtin() else {
+            // Declared types count as activity but carry no item semantics Attune knows.
+            self.activity.add(0.5, ts, ACTIVITY_HALF_LIFE_MS);
+            return;
+        };
+        let (strength, activity) = signal_weights(builtin, event);
+        self.activity.add(activity, ts, ACTIVITY_HALF_LIFE_MS);
+
+        match builtin {
+            BuiltinType::Survey => {
+                if let Some(score) = event.score {
+                    self.survey_sum += score;
+                    self.survey_count += 1;
+                }
+            }
+            BuiltinType::Purchase => {
+                self.n_purchases += 1;
+                self.revenue += event.value.unwrap_or(0.0);
+                self.last_purchase_ms = Some(self.last_purchase_ms.map_or(ts, |t| t.max(ts)));
+            }
+            _ => {}
+        }
+        let Some(item) = event.item else { return };
+        match builtin {
+            BuiltinType::Purchase => insert_sorted(&mut self.bought, item),
+            BuiltinType::NotInterested => insert_sorted(&mut self.dismissed, item),
+            BuiltinType::AddToCart => match self.carts.iter_mut().find(|(i, _)| *i == item) {
+                Some(cart) => cart.1 = cart.1.max(ts),
+                None => self.carts.push((item, ts)),
+            },
+            _ => {}
+        }
+        if event.purchasable && matches!(builtin, BuiltinType::View | BuiltinType::Click | BuiltinType::AddToCart) {
+            let weight = if builtin == BuiltinType::AddToCart { 3.0 } else { 1.0 };
+            self.intent.add(weight, ts, INTENT_HALF_LIFE_MS);
+        }
+        let deep = event.dwell_ms.is_some_and(|d| d >= 60_000.0) || event.scroll_depth.is_some_and(|s| s >= 0.7);
+        if deep {
+            self.deep_reads.add(1.0, ts, ACTIVITY_HALF_LIFE_MS);
+        }
+        for &tag in event.tags {
+            match self.affinities.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, decayed)) => decayed.add(strength, ts, AFFINITY_HALF_LIFE_MS),
+                None => {
+                    let mut decayed = Decayed::default();
+                    decayed.add(strength, ts, AFFINITY_HALF_LIFE_MS);
+                    self.affinities.push((tag, decayed));
+                }
+            }
+        }
+        if self.affinities.len() > MAX_AFFINITIES {
+            let at = self.last_seen_ms;
+            self.affinities.sort_by(|a, b| {
+                b.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs().total_cmp(&a.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs())
+            });
+            self.affinities.truncate(MAX_AFFINITIES);
+        }
+        if strength > 0.0 {
+            self.touch_recent(item, ts, strength);
+        }
+    }
+
+    fn touch_recent(&mut self, item: ItemIdx, ts: i64, strength: f32) {
+        if let Some(pos) = self.recent.iter().position(|r| r.item == item) {
+            let mut recent = self.recent.remove(pos);
+            recent.ts_ms = recent.ts_ms.max(ts);
+            recent.strength = recent.strength.max(strength);
+            let at = self.recent.partition_point(|r| r.ts_ms <= recent.ts_ms);
+            self.recent.insert(at, recent);
+        } else {
+            let at = self.recent.partition_point(|r| r.ts_ms <= ts);
+            self.recent.insert(at, RecentItem { item, ts_ms: ts, strength });
+        }
+        if self.recent.len() > MAX_RECENT {
+            self.recent.remove(0);
+        }
+    }
+
+    /// Engagement in 0–1: recent activity, saturating.
+    pub fn engagement(&self, now_ms: i64) -> f32 {
+        let activity = self.activity.value_at(now_ms, ACTIVITY_HALF_LIFE_MS);
+        (1.0 - (-activity / 20.0).exp()).clamp(0.0, 1.0)
+    }
+
+    /// Tag affinities at `now_ms`, strongest first, positive only, normalized so the strongest is 1.
+    pub fn top_affinities(&self, now_ms: i64, limit: usize) -> Vec<(TagIdx, f32)> {
+        let mut weights: Vec<(TagIdx, f32)> = self
+            .affinities
+            .iter()
+            .map(|(tag, decayed)| (*tag, decayed.value_at(now_ms, AFFINITY_HALF_LIFE_MS)))
+            .filter(|(_, w)| *w > 0.0)
+            .collect();
+        weights.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        weights.truncate(limit);
+        let max = weights.first().map_or(1.0, |(_, w)| *w);
+        for (_, w) in &mut weights {
+            *w /= max;
+        }
+        weights
+    }
+
+    /// Whether the person bought or dismissed `item`.
+    pub fn excludes(&self, item: ItemIdx) -> bool {
+        self.bought.binary_search(&item).is_ok() || self.dismissed.binary_search(&item).is_ok()
+    }
+}
+
+fn insert_sorted(items: &mut Vec<ItemIdx>, item: ItemIdx) {
+    if let Err(pos) = items.binary_search(&item) {
+        items.insert(pos, item);
+    }
+}
+
+/// (strength towards the item and its tags, activity weight) of one built-in event.
+fn signal_weights(builtin: BuiltinType, event: &FoldEvent<'_>) -> (f32, f32) {
+    match builtin {
+        BuiltinType::View => (1.0, 1.0),
+        BuiltinType::Click => (1.5, 1.5),
+        BuiltinType::Dwell => {
+            let minutes = event.dwell_ms.unwrap_or(0.0) / 60_000.0;
+            let depth = event.scroll_depth.unwrap_or(0.0);
+            ((0.5 + minutes.min(3.0) * 0.5 + depth * 0.5) as f32, 1.0)
+        }
+        BuiltinType::AddToCart => (3.0, 3.0),
+        BuiltinType::Purchase => (5.0, 5.0),
+        BuiltinType::Rating => {
+            // 0–10 scale (5 stars send 0–5: both read as "above the middle is liked").
+            let rating = event.rating.unwrap_or(0.0);
+            let scale = if rating <= 5.0 { 5.0 } else { 10.0 };
+            (((rating / scale) - 0.5) as f32 * 4.0, 1.0)
+        }
+        BuiltinType::NotInterested => (-3.0, 0.5),
+        BuiltinType::Search | BuiltinType::Survey => (0.0, 1.0),
+        BuiltinType::EmailOpen | BuiltinType::NotificationOpen => (0.5, 0.5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fold_all(events: &[(BuiltinType, u32, i64)]) -> Profile {
+        let tags = [[TagIdx(0), TagIdx(1)], [TagIdx(1), TagIdx(2)], [TagIdx(3), TagIdx(0)]];
+        let mut profile = Profile::default();
+        for (kind, item, ts) in events {
+            let kind = EventType::Builtin(*kind);
+            profile.fold(&FoldEvent {
+                kind: &kind,
+                item: Some(ItemIdx(*item)),
+                tags: &tags[*item as usize % 3],
+                purchasable: item % 2 == 0,
+                ts_ms: *ts,
+                dwell_ms: Some(90_000.0),
+                scroll_depth: None,
+                value: Some(10.0),
+                rating: Some(4.0),
+                score: None,
+            });
+        }
+        profile
+    }
+
+    #[test]
+    fn decayed_halves_per_half_life() {
+        let mut d = Decayed::default();
+        d.add(8.0, 0, DAY_MS);
+        assert!((d.value_at(2 * DAY_MS, DAY_MS) - 2.0).abs() < 1e-4);
+        d.add(2.0, 2 * DAY_MS, DAY_MS);
+        assert!((d.value_at(2 * DAY_MS, DAY_MS) - 4.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn purchases_and_dismissals_exclude() {
+        let profile =
+            fold_all(&[(BuiltinType::View, 1, 0), (BuiltinType::Purchase, 2, 10), (BuiltinType::NotInterested, 3, 20)]);
+        assert!(profile.excludes(ItemIdx(2)));
+        assert!(profile.excludes(ItemIdx(3)));
+        assert!(!profile.excludes(ItemIdx(1)));
+        assert_eq!(profile.n_purchases, 1);
+        assert_eq!(profile.recent.iter().map(|r| r.item.0).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn engagement_grows_with_activity() {
+        let few = fold_all(&[(BuiltinType::View, 1, 0)]);
+        let many: Vec<_> = (0..40).map(|i| (BuiltinType::Click, i % 7, i as i64 * 1000)).collect();
+        let many = fold_all(&many);
+        assert!(few.engagement(0) < many.engagement(40_000));
+        assert!(many.engagement(40_000) <= 1.0);
+    }
+
+    fn arb_event() -> impl Strategy<Value = (BuiltinType, u32, i64)> {
+        (
+            prop::sample::select(vec![BuiltinType::View, BuiltinType::Click, BuiltinType::Dwell, BuiltinType::Rating]),
+            0u32..6,
+            0i64..(90 * DAY_MS),
+        )
+    }
+
+    proptest! {
+        /// The store replays events in arrival order, the live path folds them as they come: both
+        /// must give the same tag affinities and counts, whatever the order of timestamps.
+        #[test]
+        fn affinities_do_not_depend_on_order(events in prop::collection::vec(arb_event(), 1..40)) {
+            let forward = fold_all(&events);
+            let mut reversed_events = events.clone();
+            reversed_events.reverse();
+            let reversed = fold_all(&reversed_events);
+            let now = 100 * DAY_MS;
+            let a = forward.top_affinities(now, 64);
+            let b = reversed.top_affinities(now, 64);
+            prop_assert_eq!(a.len(), b.len());
+            for ((ta, wa), (tb, wb)) in a.iter().zip(&b) {
+                prop_assert_eq!(ta, tb);
+                prop_assert!((wa - wb).abs() < 1e-3);
+            }
+            prop_assert_eq!(forward.n_events, reversed.n_events);
+            prop_assert!((forward.engagement(now) - reversed.engagement(now)).abs() < 1e-4);
+        }
+    }
+}
