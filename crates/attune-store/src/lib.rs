@@ -1,1 +1,231 @@
-//! attune-store
+//! attune-store: where Attune keeps what must survive a restart.
+//!
+//! The [`Store`] trait is the storage seam: the engine holds an `Arc<dyn Store>` and never knows
+//! which backend is behind it. Two kinds of data go through it:
+//!
+//! - **Events**, an append-only log with a global sequence number, deduplicated by event id,
+//!   indexed by subject (for export and erasure) and by expiry (for retention). Appending is
+//!   durable when it returns: an acknowledged event survives `kill -9`.
+//! - **Records** in named [`Table`]s: small keyed values (items, consent, keys, audit, ...). Every
+//!   write is durable when it returns.
+//!
+//! Backends: [`EmbeddedStore`] (fjall, one data directory, the default). Every backend must pass
+//! [`conformance`], the one test suite written once over `&dyn Store`.
+//!
+//! This crate knows nothing of HTTP, JSON or the engine's types beyond plain bytes and strings.
+#![warn(missing_docs)]
+
+pub mod conformance;
+mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+/// Storage failures. All of them are the server's fault (a 5xx), never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (disk full, I/O error, connection lost...).
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    /// A record could not be decoded: the data directory is damaged or from an unknown version.
+    #[error("corrupt record in {what}: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Result with [`StoreError`].
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The tables of keyed records. The names are part of the storage format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Catalog items by item id.
+    Items,
+    /// Declared event schemas by type name.
+    Schemas,
+    /// Consent by person id.
+    Consent,
+    /// Explicit preferences by person id.
+    Preferences,
+    /// API keys by key id.
+    Keys,
+    /// Anonymous id → person id.
+    Aliases,
+    /// The merge log (identify calls).
+    Merges,
+    /// The audit log, keyed by a time-ordered id.
+    Audit,
+    /// Per-slot settings.
+    Slots,
+    /// Editorial picks.
+    Picks,
+    /// Personalization rules.
+    Rules,
+    /// Experiments.
+    Experiments,
+    /// Logged decisions.
+    Decisions,
+    /// Editorial flags.
+    Flags,
+    /// Trained models.
+    Models,
+    /// Items a person asked to forget, by `person\0item`.
+    Forgotten,
+    /// Aggregated counters for people without analytics consent.
+    Aggregates,
+    /// Erasures in progress (completed at start after a crash) and receipts.
+    Erasures,
+    /// Notification plans.
+    Notifications,
+    /// Internal metadata.
+    Meta,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 20] = [
+        Table::Items,
+        Table::Schemas,
+        Table::Consent,
+        Table::Preferences,
+        Table::Keys,
+        Table::Aliases,
+        Table::Merges,
+        Table::Audit,
+        Table::Slots,
+        Table::Picks,
+        Table::Rules,
+        Table::Experiments,
+        Table::Decisions,
+        Table::Flags,
+        Table::Models,
+        Table::Forgotten,
+        Table::Aggregates,
+        Table::Erasures,
+        Table::Notifications,
+        Table::Meta,
+    ];
+
+    /// The table's stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Items => "items",
+            Table::Schemas => "schemas",
+            Table::Consent => "consent",
+            Table::Preferences => "preferences",
+            Table::Keys => "keys",
+            Table::Aliases => "aliases",
+            Table::Merges => "merges",
+            Table::Audit => "audit",
+            Table::Slots => "slots",
+            Table::Picks => "picks",
+            Table::Rules => "rules",
+            Table::Experiments => "experiments",
+            Table::Decisions => "decisions",
+            Table::Flags => "flags",
+            Table::Models => "models",
+            Table::Forgotten => "forgotten",
+            Table::Aggregates => "aggregates",
+            Table::Erasures => "erasures",
+            Table::Notifications => "notifications",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// An event to append. `payload` is opaque to the store (the engine's encoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The client's event id; unique across the store.
+    pub id: String,
+    /// The person (user or anonymous id) it belongs to.
+    pub subject: String,
+    /// When it happened, ms since the epoch.
+    pub ts_ms: i64,
+    /// When retention deletes it, ms since the epoch.
+    pub expires_ms: i64,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The store's sequence number: increasing in append order.
+    pub seq: u64,
+    /// The client's event id.
+    pub id: String,
+    /// The person it belongs to.
+    pub subject: String,
+    /// When it happened.
+    pub ts_ms: i64,
+    /// When retention deletes it.
+    pub expires_ms: i64,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored under this sequence number.
+    New(u64),
+    /// An event with the same id was stored before (or earlier in the same call): nothing changed.
+    Duplicate,
+}
+
+/// Whether a visitor wants more.
+pub type Continue = bool;
+
+/// The storage seam. Every method is blocking; call it off the async runtime.
+pub trait Store: Send + Sync {
+    /// A short name of the backend (`embedded`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Appends events in order. Durable when it returns `Ok`. Events whose id is already stored
+    /// (or repeated within `events`) are reported as [`Appended::Duplicate`] and not stored.
+    fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
+
+    /// Visits every event with `seq > after_seq` in sequence order until the visitor returns false.
+    fn scan_events(&self, after_seq: u64, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()>;
+
+    /// Visits the events of `subject` in sequence order.
+    fn subject_events(&self, subject: &str, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()>;
+
+    /// Deletes every event of `subject`, durably. Returns how many were deleted.
+    fn delete_subject_events(&self, subject: &str) -> Result<u64>;
+
+    /// Deletes events by sequence number, durably. Unknown numbers are ignored. Returns how many
+    /// were deleted.
+    fn delete_events(&self, seqs: &[u64]) -> Result<u64>;
+
+    /// Deletes every event with `expires_ms <= now_ms`, durably. Returns how many were deleted.
+    fn delete_expired_events(&self, now_ms: i64) -> Result<u64>;
+
+    /// How many events are stored.
+    fn event_count(&self) -> Result<u64>;
+
+    /// How many stored events have `expires_ms <= now_ms` (what retention still has to delete).
+    fn count_expired_events(&self, now_ms: i64) -> Result<u64>;
+
+    /// Writes one record, durably.
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Writes many records of one table atomically and durably.
+    fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()>;
+
+    /// Reads one record.
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes one record, durably. Returns whether it existed.
+    fn delete(&self, table: Table, key: &str) -> Result<bool>;
+
+    /// Visits the records of `table` whose key starts with `prefix`, in key order.
+    fn scan(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()>;
+
+    /// Bytes the store uses on disk (approximate).
+    fn disk_bytes(&self) -> u64;
+}

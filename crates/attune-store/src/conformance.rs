@@ -1,0 +1,297 @@
+//! The conformance suite: written once over `&dyn Store`, run against every backend.
+//!
+//! A backend's test file implements [`Harness`] and calls [`conformance_tests!`](crate::conformance_tests)
+//! to get one `#[test]` per case. A case panics (via `assert!`) when the backend misbehaves.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use crate::{Appended, NewEvent, Store, Table};
+
+/// Opens a fresh store, and reopens the same data as after a restart.
+pub trait Harness {
+    /// The store under test (opened on first call, then the same one).
+    fn store(&mut self) -> Arc<dyn Store>;
+    /// Drops the current store and opens the same data again, as a restarted server would.
+    fn reopen(&mut self) -> Arc<dyn Store>;
+}
+
+/// Every case, by name.
+pub const CASES: &[(&str, fn(&mut dyn Harness))] = &[
+    ("append_and_scan_in_order", append_and_scan_in_order),
+    ("duplicates_change_nothing", duplicates_change_nothing),
+    ("events_survive_reopen", events_survive_reopen),
+    ("subject_index", subject_index),
+    ("delete_by_subject_and_seq", delete_by_subject_and_seq),
+    ("retention_by_expiry", retention_by_expiry),
+    ("records_crud_and_prefix_scan", records_crud_and_prefix_scan),
+    ("records_match_a_model_across_restarts", records_match_a_model_across_restarts),
+    ("concurrent_appends_share_commits", concurrent_appends_share_commits),
+];
+
+/// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        #[test]
+        fn conformance_suite() {
+            for (name, case) in $crate::conformance::CASES {
+                eprintln!("conformance case: {name}");
+                let mut harness = $make;
+                case(&mut harness);
+            }
+        }
+    };
+}
+
+fn event(id: &str, subject: &str, ts_ms: i64) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        subject: subject.to_owned(),
+        ts_ms,
+        expires_ms: ts_ms + 1000,
+        payload: format!("payload of {id}").into_bytes(),
+    }
+}
+
+fn all_ids(store: &dyn Store) -> Vec<String> {
+    let mut ids = Vec::new();
+    store
+        .scan_events(0, &mut |row| {
+            ids.push(row.id);
+            true
+        })
+        .expect("scan");
+    ids
+}
+
+/// Appended events come back in append order with their payloads; sequence numbers increase.
+pub fn append_and_scan_in_order(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let out = store.append_events(vec![event("e1", "u-1", 10), event("e2", "u-2", 5)]).unwrap();
+    let out2 = store.append_events(vec![event("e3", "u-1", 20)]).unwrap();
+    let seqs: Vec<u64> = out
+        .iter()
+        .chain(&out2)
+        .map(|a| match a {
+            Appended::New(seq) => *seq,
+            Appended::Duplicate => panic!("not a duplicate"),
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers increase: {seqs:?}");
+    let mut rows = Vec::new();
+    store
+        .scan_events(0, &mut |row| {
+            rows.push(row);
+            true
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].id, "e2");
+    assert_eq!(rows[1].subject, "u-2");
+    assert_eq!(rows[1].ts_ms, 5);
+    assert_eq!(rows[1].payload, b"payload of e2");
+    let mut after = Vec::new();
+    store
+        .scan_events(seqs[0], &mut |row| {
+            after.push(row.id);
+            true
+        })
+        .unwrap();
+    assert_eq!(after, ["e2", "e3"]);
+    assert_eq!(store.event_count().unwrap(), 3);
+    assert!(store.append_events(Vec::new()).unwrap().is_empty());
+}
+
+/// An id seen before, or twice in one call, is a duplicate and changes nothing.
+pub fn duplicates_change_nothing(harness: &mut dyn Harness) {
+    let store = harness.store();
+    store.append_events(vec![event("d1", "u-1", 1)]).unwrap();
+    let out = store
+        .append_events(vec![event("d1", "u-9", 2), event("d2", "u-1", 3), event("d2", "u-1", 4)])
+        .unwrap();
+    assert_eq!(out[0], Appended::Duplicate);
+    assert!(matches!(out[1], Appended::New(_)));
+    assert_eq!(out[2], Appended::Duplicate);
+    assert_eq!(all_ids(&*store), ["d1", "d2"]);
+    assert_eq!(store.event_count().unwrap(), 2);
+}
+
+/// What was acknowledged is there after a restart, and new appends continue after it.
+pub fn events_survive_reopen(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let ids: Vec<String> = (0..500).map(|i| format!("r{i:04}")).collect();
+    store.append_events(ids.iter().map(|id| event(id, "u-1", 1)).collect()).unwrap();
+    store.put(Table::Items, "item-1", b"{}").unwrap();
+    drop(store);
+    let store = harness.reopen();
+    assert_eq!(all_ids(&*store), ids);
+    assert_eq!(store.event_count().unwrap(), 500);
+    assert_eq!(store.get(Table::Items, "item-1").unwrap().as_deref(), Some(&b"{}"[..]));
+    assert_eq!(store.append_events(vec![event("r0001", "u-1", 1)]).unwrap(), [Appended::Duplicate]);
+    let out = store.append_events(vec![event("after", "u-1", 1)]).unwrap();
+    let Appended::New(seq) = out[0] else { panic!("new") };
+    let mut last_before = 0;
+    store
+        .scan_events(0, &mut |row| {
+            if row.id == "r0499" {
+                last_before = row.seq;
+            }
+            true
+        })
+        .unwrap();
+    assert!(seq > last_before, "sequence continues after reopen");
+}
+
+/// Events of one subject, and only those, in order — subjects that share a prefix stay apart.
+pub fn subject_index(harness: &mut dyn Harness) {
+    let store = harness.store();
+    store
+        .append_events(vec![event("s1", "u-1", 1), event("s2", "u-10", 1), event("s3", "u-1", 2), event("s4", "u", 3)])
+        .unwrap();
+    let mut ids = Vec::new();
+    store
+        .subject_events("u-1", &mut |row| {
+            ids.push(row.id);
+            true
+        })
+        .unwrap();
+    assert_eq!(ids, ["s1", "s3"]);
+    let mut none = 0;
+    store
+        .subject_events("nobody", &mut |_| {
+            none += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(none, 0);
+}
+
+/// Deleting by subject or by sequence removes the events and their ids (which may then be sent again).
+pub fn delete_by_subject_and_seq(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let out = store
+        .append_events(vec![event("x1", "u-1", 1), event("x2", "u-2", 1), event("x3", "u-1", 2), event("x4", "u-3", 1)])
+        .unwrap();
+    assert_eq!(store.delete_subject_events("u-1").unwrap(), 2);
+    assert_eq!(all_ids(&*store), ["x2", "x4"]);
+    let Appended::New(seq_x4) = out[3] else { panic!("new") };
+    assert_eq!(store.delete_events(&[seq_x4, 999_999]).unwrap(), 1);
+    assert_eq!(all_ids(&*store), ["x2"]);
+    assert_eq!(store.event_count().unwrap(), 1);
+    drop(store);
+    let store = harness.reopen();
+    assert_eq!(all_ids(&*store), ["x2"], "deletes are durable");
+    assert!(matches!(store.append_events(vec![event("x1", "u-1", 1)]).unwrap()[0], Appended::New(_)));
+}
+
+/// Retention deletes exactly the events whose expiry has passed.
+pub fn retention_by_expiry(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let mut old = event("old", "u-1", -5000);
+    old.expires_ms = -4000;
+    let mut edge = event("edge", "u-1", 0);
+    edge.expires_ms = 100;
+    let mut fresh = event("fresh", "u-1", 0);
+    fresh.expires_ms = 101;
+    store.append_events(vec![fresh, old, edge]).unwrap();
+    assert_eq!(store.count_expired_events(100).unwrap(), 2);
+    assert_eq!(store.delete_expired_events(100).unwrap(), 2);
+    assert_eq!(all_ids(&*store), ["fresh"]);
+    assert_eq!(store.count_expired_events(100).unwrap(), 0);
+}
+
+/// Records: put, get, overwrite, delete, and prefix scans that stay inside their table.
+pub fn records_crud_and_prefix_scan(harness: &mut dyn Harness) {
+    let store = harness.store();
+    store.put(Table::Consent, "u-1", b"a").unwrap();
+    store.put(Table::Consent, "u-1", b"b").unwrap();
+    store
+        .put_many(Table::Forgotten, &[("u-1\0i-2".into(), vec![]), ("u-1\0i-1".into(), vec![1]), ("u-10\0i-1".into(), vec![])])
+        .unwrap();
+    store.put(Table::Preferences, "u-1", b"p").unwrap();
+    assert_eq!(store.get(Table::Consent, "u-1").unwrap().as_deref(), Some(&b"b"[..]));
+    assert_eq!(store.get(Table::Consent, "u-2").unwrap(), None);
+    let mut keys = Vec::new();
+    store
+        .scan(Table::Forgotten, "u-1\0", &mut |key, _| {
+            keys.push(key.to_owned());
+            true
+        })
+        .unwrap();
+    assert_eq!(keys, ["u-1\0i-1", "u-1\0i-2"]);
+    let mut all = 0;
+    store
+        .scan(Table::Consent, "", &mut |_, _| {
+            all += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(all, 1, "a scan never crosses into another table");
+    assert!(store.delete(Table::Consent, "u-1").unwrap());
+    assert!(!store.delete(Table::Consent, "u-1").unwrap());
+    assert_eq!(store.get(Table::Consent, "u-1").unwrap(), None);
+    assert_eq!(store.get(Table::Preferences, "u-1").unwrap().as_deref(), Some(&b"p"[..]));
+}
+
+/// Random puts and deletes, with restarts, always agree with a `BTreeMap`.
+pub fn records_match_a_model_across_restarts(harness: &mut dyn Harness) {
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut store = harness.store();
+    // A fixed-seed linear congruential sequence keeps this deterministic without an RNG crate.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    for step in 0..400 {
+        let key = format!("k{}", next() % 40);
+        match next() % 10 {
+            0..=5 => {
+                let value = format!("v{step}").into_bytes();
+                store.put(Table::Slots, &key, &value).unwrap();
+                model.insert(key.clone(), value);
+            }
+            6..=8 => {
+                let existed = store.delete(Table::Slots, &key).unwrap();
+                assert_eq!(existed, model.remove(&key).is_some());
+            }
+            _ => {
+                drop(store);
+                store = harness.reopen();
+            }
+        }
+        assert_eq!(store.get(Table::Slots, &key).unwrap(), model.get(&key).cloned());
+    }
+    let mut scanned = BTreeMap::new();
+    store
+        .scan(Table::Slots, "", &mut |key, value| {
+            scanned.insert(key.to_owned(), value.to_vec());
+            true
+        })
+        .unwrap();
+    assert_eq!(scanned, model);
+}
+
+/// Appends from many threads at once: all stored, none lost, none doubled.
+pub fn concurrent_appends_share_commits(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for batch in 0..10 {
+                    let events = (0..50).map(|i| event(&format!("c{t}-{batch}-{i}"), "u-1", 1)).collect();
+                    let out = store.append_events(events).unwrap();
+                    assert!(out.iter().all(|a| matches!(a, Appended::New(_))));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(store.event_count().unwrap(), 8 * 10 * 50);
+    let ids = all_ids(&*store);
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 4000);
+}
