@@ -2,10 +2,10 @@
 //!
 //! | stage | signals |
 //! |---|---|
-//! | `new` | fewer than 3 events |
 //! | `ready_to_buy` | an item in the cart in the last 7 days and not bought since, or strong buying intent (product views and carts, 7-day half-life, ≥ 3) |
 //! | `customer` | bought before, and not ready to buy again |
-//! | `researching` | deep reads (≥ 60 s dwell or ≥ 70 % scroll, 14-day half-life) ≥ 2, or ≥ 3 sessions with some product interest |
+//! | `new` | fewer than 3 events (and neither of the above) |
+//! | `researching` | deep reads (≥ 60 s dwell or ≥ 70 % scroll, 14-day half-life) ≥ 1.5 (two recent ones), or ≥ 3 sessions with some product interest |
 //! | `exploring` | everything else |
 
 use crate::profile::{ACTIVITY_HALF_LIFE_MS, INTENT_HALF_LIFE_MS, Profile};
@@ -54,9 +54,6 @@ impl JourneyStage {
     /// Detects the stage of a profile at `now_ms`. No profile is `new`.
     pub fn detect(profile: Option<&Profile>, now_ms: i64) -> JourneyStage {
         let Some(profile) = profile else { return JourneyStage::New };
-        if profile.n_events < 3 {
-            return JourneyStage::New;
-        }
         const WEEK_MS: i64 = 7 * 24 * 3_600_000;
         let open_cart = profile.carts.iter().any(|(item, ts)| {
             now_ms - ts <= WEEK_MS && profile.bought.binary_search(item).is_err()
@@ -68,8 +65,11 @@ impl JourneyStage {
         if profile.n_purchases > 0 {
             return JourneyStage::Customer;
         }
+        if profile.n_events < 3 {
+            return JourneyStage::New;
+        }
         let deep = profile.deep_reads.value_at(now_ms, ACTIVITY_HALF_LIFE_MS);
-        if deep >= 2.0 || (profile.n_sessions >= 3 && intent >= 1.0) {
+        if deep >= 1.5 || (profile.n_sessions >= 3 && intent >= 1.0) {
             return JourneyStage::Researching;
         }
         JourneyStage::Exploring

@@ -16,6 +16,7 @@ pub mod id;
 pub mod item;
 pub mod journey;
 pub mod profile;
+pub mod preferences;
 pub mod schema;
 pub mod validate;
 
@@ -25,4 +26,5 @@ pub use id::{IdError, check_id};
 pub use item::Item;
 pub use journey::JourneyStage;
 pub use profile::{FoldEvent, ItemIdx, Profile, TagIdx};
+pub use preferences::{Preferences, QuietHours};
 pub use schema::{PropType, Schema};

@@ -62,6 +62,10 @@ pub enum RejectCode {
     InvalidProperty,
     /// A context field has the wrong type.
     InvalidContext,
+    /// The event has a field the API does not define.
+    UnknownField,
+    /// A field has the wrong JSON type (or the event is not an object).
+    InvalidType,
 }
 
 impl RejectCode {
@@ -75,6 +79,8 @@ impl RejectCode {
             RejectCode::InvalidTimestamp => "invalid_timestamp",
             RejectCode::InvalidProperty => "invalid_property",
             RejectCode::InvalidContext => "invalid_context",
+            RejectCode::UnknownField => "unknown_field",
+            RejectCode::InvalidType => "invalid_type",
         }
     }
 }

@@ -1,1 +1,395 @@
-//! attune-engine
+//! attune-engine: everything Attune does, without HTTP — ingest, identity, profiles, catalog,
+//! keys and audit, and (as they grow) the decide pipeline, training and privacy operations.
+//!
+//! Uses storage only through `Arc<dyn Store>` and never knows the backend. Every method is
+//! blocking (it may wait for an fsync); the server calls it off the async runtime. Time comes from
+//! a [`Clock`], so tests move it by hand.
+//!
+//! Start at [`Engine::open`] (what is loaded at start) and [`Engine::ingest`] (the event path).
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod clock;
+pub mod error;
+mod ingest;
+pub mod keys;
+mod people;
+
+use std::sync::Arc;
+
+use attune_core::{Consent, Preferences, Profile, Schema};
+use attune_store::{Store, Table};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+pub use catalog::Catalog;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{EngineError, Result, UserError};
+pub use ingest::{IngestItem, IngestReport};
+pub use keys::{ApiKey, Scope};
+pub use people::{MergeReport, PersonView};
+
+use crate::error::corrupt;
+
+/// How the engine behaves where the API leaves a choice to the operator.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Consent for purposes a person has not answered.
+    pub default_consent: Consent,
+    /// Retention of behavioral events, in days.
+    pub default_retention_days: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            default_consent: Consent::default(),
+            default_retention_days: attune_core::schema::DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+/// What the engine keeps in memory per person.
+#[derive(Debug, Clone, Default)]
+pub struct PersonState {
+    /// Explicit consent, if the person answered.
+    pub consent: Option<Consent>,
+    /// Explicit preferences, if any.
+    pub preferences: Option<Preferences>,
+    /// The folded profile: only with personalization consent.
+    pub profile: Option<Profile>,
+    /// Events stored for this person (their own id, not aliases).
+    pub n_events: u64,
+    /// Last change.
+    pub updated_ms: i64,
+}
+
+const N_SHARDS: usize = 32;
+
+/// People by id, sharded to keep lock contention low.
+pub(crate) struct People {
+    shards: Vec<RwLock<FxHashMap<String, PersonState>>>,
+}
+
+impl People {
+    fn new() -> People {
+        People { shards: (0..N_SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect() }
+    }
+
+    fn shard(&self, id: &str) -> &RwLock<FxHashMap<String, PersonState>> {
+        let hash = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+        &self.shards[(hash % N_SHARDS as u64) as usize]
+    }
+
+    pub(crate) fn read<T>(&self, id: &str, f: impl FnOnce(Option<&PersonState>) -> T) -> T {
+        f(self.shard(id).read().get(id))
+    }
+
+    pub(crate) fn update<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> T {
+        let mut shard = self.shard(id).write();
+        f(shard.entry(id.to_owned()).or_default())
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<PersonState> {
+        self.shard(id).write().remove(id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Time-ordered id.
+    pub id: String,
+    /// The key that acted (`open` when the server runs without keys).
+    pub key_id: String,
+    /// What was done (`items.put`, `users.erase`, `consent.put`, ...).
+    pub action: String,
+    /// What it was done to (an id, never personal data beyond ids).
+    pub target: String,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// The engine. Cheap to share: wrap it in an `Arc`.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    catalog: RwLock<Catalog>,
+    people: People,
+    schemas: RwLock<FxHashMap<String, Schema>>,
+    aliases: RwLock<FxHashMap<String, String>>,
+    keys: RwLock<FxHashMap<String, ApiKey>>,
+    aggregates: parking_lot::Mutex<()>,
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("engine records always serialize to JSON")
+}
+
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|err| corrupt(what, err))
+}
+
+impl Engine {
+    /// Opens the engine over `store`: loads the catalog, schemas, keys, aliases, consent and
+    /// preferences, then folds every stored event into profiles.
+    pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine> {
+        let engine = Engine {
+            store,
+            clock,
+            config,
+            catalog: RwLock::new(Catalog::default()),
+            people: People::new(),
+            schemas: RwLock::new(FxHashMap::default()),
+            aliases: RwLock::new(FxHashMap::default()),
+            keys: RwLock::new(FxHashMap::default()),
+            aggregates: parking_lot::Mutex::new(()),
+        };
+        engine.load()?;
+        Ok(engine)
+    }
+
+    fn load(&self) -> Result<()> {
+        let mut failure = None;
+        let mut keep = |result: Result<()>| match result {
+            Ok(()) => true,
+            Err(err) => {
+                failure = Some(err);
+                false
+            }
+        };
+        {
+            let mut catalog = self.catalog.write();
+            self.store.scan(Table::Items, "", &mut |_, bytes| {
+                keep(from_json("item", bytes).map(|item| {
+                    catalog.upsert(item);
+                }))
+            })?;
+        }
+        {
+            let mut schemas = self.schemas.write();
+            self.store.scan(Table::Schemas, "", &mut |name, bytes| {
+                keep(from_json("schema", bytes).map(|schema| {
+                    schemas.insert(name.to_owned(), schema);
+                }))
+            })?;
+        }
+        {
+            let mut keys = self.keys.write();
+            self.store.scan(Table::Keys, "", &mut |_, bytes| {
+                keep(from_json::<ApiKey>("key", bytes).map(|key| {
+                    keys.insert(key.hash.clone(), key);
+                }))
+            })?;
+        }
+        {
+            let mut aliases = self.aliases.write();
+            self.store.scan(Table::Aliases, "", &mut |anonymous_id, bytes| {
+                keep(from_json::<String>("alias", bytes).map(|user| {
+                    aliases.insert(anonymous_id.to_owned(), user);
+                }))
+            })?;
+        }
+        self.store.scan(Table::Consent, "", &mut |id, bytes| {
+            keep(from_json::<Consent>("consent", bytes).map(|consent| {
+                self.people.update(id, |person| person.consent = Some(consent));
+            }))
+        })?;
+        self.store.scan(Table::Preferences, "", &mut |id, bytes| {
+            keep(from_json::<Preferences>("preferences", bytes).map(|preferences| {
+                self.people.update(id, |person| person.preferences = Some(preferences));
+            }))
+        })?;
+        if let Some(err) = failure.take() {
+            return Err(err);
+        }
+        self.replay_events()
+    }
+
+    /// The store (for the binary's maintenance commands).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Reads the catalog.
+    pub fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read()
+    }
+
+    /// Number of people (ids with consent, preferences or events) in memory.
+    pub fn n_people(&self) -> usize {
+        self.people.len()
+    }
+
+    /// Whether the engine is ready to serve.
+    pub fn ready(&self) -> bool {
+        true
+    }
+
+    /// The person id an id resolves to (anonymous ids merged into a person resolve to the person).
+    pub fn resolve(&self, id: &str) -> String {
+        self.aliases.read().get(id).cloned().unwrap_or_else(|| id.to_owned())
+    }
+
+    /// The effective consent of a (resolved) person.
+    pub fn consent_of(&self, person: &str) -> Consent {
+        self.people
+            .read(person, |state| state.and_then(|s| s.consent))
+            .unwrap_or(self.config.default_consent)
+    }
+
+    // ---- catalog ----
+
+    /// Adds or replaces items, durably. Returns how many.
+    pub fn upsert_items(&self, items: Vec<attune_core::Item>) -> Result<usize> {
+        let entries: Vec<(String, Vec<u8>)> = items.iter().map(|item| (item.id.clone(), to_json(item))).collect();
+        self.store.put_many(Table::Items, &entries)?;
+        let mut catalog = self.catalog.write();
+        let n = items.len();
+        for item in items {
+            catalog.upsert(item);
+        }
+        Ok(n)
+    }
+
+    /// An item by id.
+    pub fn item(&self, id: &str) -> Option<Arc<attune_core::Item>> {
+        let catalog = self.catalog.read();
+        catalog.lookup(id).and_then(|idx| catalog.item(idx).cloned())
+    }
+
+    /// Marks an item unavailable (it is never recommended again; history keeps it).
+    pub fn withdraw_item(&self, id: &str) -> Result<()> {
+        let mut catalog = self.catalog.write();
+        let item = catalog.withdraw(id).ok_or_else(|| UserError::not_found("item", id))?;
+        self.store.put(Table::Items, id, &to_json(&*item))?;
+        Ok(())
+    }
+
+    // ---- schemas ----
+
+    /// Declares (or redeclares) an event type.
+    pub fn put_schema(&self, name: &str, schema: Schema) -> Result<()> {
+        if attune_core::BuiltinType::parse(name).is_some() {
+            return Err(UserError::Invalid {
+                code: "builtin_type",
+                field: None,
+                message: format!("`{name}` is a built-in event type; its schema is fixed."),
+            }
+            .into());
+        }
+        self.store.put(Table::Schemas, name, &to_json(&schema))?;
+        self.schemas.write().insert(name.to_owned(), schema);
+        Ok(())
+    }
+
+    /// A declared schema.
+    pub fn schema(&self, name: &str) -> Option<Schema> {
+        self.schemas.read().get(name).cloned()
+    }
+
+    /// Every declared schema.
+    pub fn schemas(&self) -> Vec<(String, Schema)> {
+        let mut all: Vec<_> = self.schemas.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    // ---- keys ----
+
+    /// Creates a key; returns the stored key and the secret (shown once).
+    pub fn create_key(&self, name: &str, scopes: Vec<Scope>) -> Result<(ApiKey, String)> {
+        let secret = keys::new_secret();
+        let key = ApiKey {
+            id: format!("key_{}", ulid::Ulid::generate()),
+            name: name.to_owned(),
+            scopes,
+            hash: keys::hash_secret(&secret),
+            created_ms: self.now_ms(),
+            revoked: false,
+        };
+        self.store.put(Table::Keys, &key.id, &to_json(&key))?;
+        self.keys.write().insert(key.hash.clone(), key.clone());
+        Ok((key, secret))
+    }
+
+    /// Revokes a key by id.
+    pub fn revoke_key(&self, id: &str) -> Result<()> {
+        let mut keys = self.keys.write();
+        let key = keys.values_mut().find(|k| k.id == id).ok_or_else(|| UserError::not_found("key", id))?;
+        key.revoked = true;
+        self.store.put(Table::Keys, id, &to_json(&*key))?;
+        Ok(())
+    }
+
+    /// Every key (without secrets).
+    pub fn list_keys(&self) -> Vec<ApiKey> {
+        let mut keys: Vec<ApiKey> = self.keys.read().values().cloned().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    /// The key a secret belongs to, if any and not revoked.
+    pub fn authenticate(&self, secret: &str) -> Option<ApiKey> {
+        let hash = keys::hash_secret(secret);
+        self.keys.read().get(&hash).filter(|key| !key.revoked).cloned()
+    }
+
+    // ---- audit ----
+
+    /// Records an action in the audit log.
+    pub fn audit(&self, key_id: &str, action: &str, target: &str) -> Result<()> {
+        let entry = AuditEntry {
+            id: ulid::Ulid::generate().to_string(),
+            key_id: key_id.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            at_ms: self.now_ms(),
+        };
+        self.store.put(Table::Audit, &entry.id, &to_json(&entry))?;
+        Ok(())
+    }
+
+    /// Audit entries at or after `since_ms`, oldest first, at most `limit`.
+    pub fn audit_log(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let mut entries = Vec::new();
+        let mut failure = None;
+        self.store.scan(Table::Audit, "", &mut |_, bytes| match from_json::<AuditEntry>("audit", bytes) {
+            Ok(entry) => {
+                if entry.at_ms >= since_ms {
+                    entries.push(entry);
+                }
+                entries.len() < limit
+            }
+            Err(err) => {
+                failure = Some(err);
+                false
+            }
+        })?;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(entries),
+        }
+    }
+
+    /// Events stored, and bytes on disk.
+    pub fn store_stats(&self) -> Result<(u64, u64)> {
+        Ok((self.store.event_count()?, self.store.disk_bytes()))
+    }
+}

@@ -496,12 +496,18 @@ pub fn grid(name: &str) -> Vec<Config> {
 }
 
 /// Recency half-lives (positions) tried by [`tune`] after the parameters are chosen.
-pub const RECENCY_GRID: [f32; 6] = [0.0, 5.0, 10.0, 20.0, 40.0, 80.0];
+pub const RECENCY_GRID: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0];
 
 /// Chooses a configuration by validation NDCG@10: the parameter grid first, then the recency
-/// half-life for the winner. Returns the winner and its validation NDCG. `log` receives one line
+/// half-life for the winner among `recency_grid` (pass [`RECENCY_GRID`], or `&[]` to keep
+/// histories unweighted). Returns the winner and its validation NDCG. `log` receives one line
 /// per trial.
-pub fn tune(name: &str, val: &Fold, log: &mut dyn FnMut(String)) -> Result<(Config, f64), EvalError> {
+pub fn tune(
+    name: &str,
+    val: &Fold,
+    recency_grid: &[f32],
+    log: &mut dyn FnMut(String),
+) -> Result<(Config, f64), EvalError> {
     let candidates = grid(name);
     if candidates.is_empty() {
         return Err(EvalError::Fit { model: name.into(), message: "no such model".into() });
@@ -521,7 +527,7 @@ pub fn tune(name: &str, val: &Fold, log: &mut dyn FnMut(String)) -> Result<(Conf
         return Ok((config, best_ndcg));
     }
     let base = config;
-    for half_life in RECENCY_GRID.into_iter().filter(|&h| h > 0.0) {
+    for &half_life in recency_grid.iter().filter(|&&h| h > 0.0) {
         let ndcg = score_model(&model, half_life, val, 0.0).metrics.ndcg;
         log(format!("  [{name}] val recency={half_life}: NDCG@10={ndcg:.4}"));
         if ndcg > best_ndcg {

@@ -90,19 +90,18 @@ impl Ials {
     /// (Cholesky of `YᵀY + λI + Σ α w y yᵀ`). Unknown items are ignored. Cost O(n f² + f³).
     pub fn fold_in(&self, history: &[(u32, f32)]) -> Vec<f32> {
         let f = self.factors();
+        let known: Vec<(&[f32], f32)> =
+            history.iter().filter_map(|&(item, w)| self.item_vector(item).map(|y| (y, self.params.alpha * w))).collect();
         let mut a = Mat::<f32>::from_fn(f, f, |r, c| {
             self.item_gram[r * f + c] + if r == c { self.params.regularization } else { 0.0 }
         });
+        // A += Y_hᵀ diag(α w) Y_h as one GEMM over the history rows scaled by sqrt(α w).
+        let scaled = Mat::<f32>::from_fn(known.len(), f, |k, c| known[k].0[c] * known[k].1.max(0.0).sqrt());
+        faer::linalg::matmul::matmul(a.as_mut(), faer::Accum::Add, scaled.transpose(), scaled.as_ref(), 1.0, Par::Seq);
         let mut b = Mat::<f32>::zeros(f, 1);
-        for &(item, w) in history {
-            let Some(y) = self.item_vector(item) else { continue };
-            let extra = self.params.alpha * w;
-            let confidence = 1.0 + extra;
-            for r in 0..f {
-                b[(r, 0)] += confidence * y[r];
-                for c in 0..f {
-                    a[(r, c)] += extra * y[r] * y[c];
-                }
+        for &(y, extra) in &known {
+            for (r, &yr) in y.iter().enumerate() {
+                b[(r, 0)] += (1.0 + extra) * yr;
             }
         }
         match a.llt(Side::Lower) {

@@ -1,1 +1,144 @@
-//! attune-server
+//! attune-server: the HTTP API of `API.md` on axum — routes, auth, limits, errors, OpenAPI,
+//! metrics.
+//!
+//! Only this crate knows HTTP and the wire JSON ([`wire`]); it reaches storage only through the
+//! engine. Handlers are thin: authenticate (the `Auth<Scope>` extractor, before the body is read),
+//! parse (the [`extract`] extractors answer in our error shape), call the engine off the async
+//! runtime ([`blocking`]), convert to wire types. Start at [`app`].
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod limits;
+pub mod openapi;
+pub mod routes;
+pub mod wire;
+
+use std::{sync::Arc, sync::OnceLock, time::Instant};
+
+use attune_engine::{Engine, EngineError};
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post, put},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use auth::AuthMode;
+use error::{ApiError, ApiResult, Code};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// How requests are authenticated.
+    pub auth: AuthMode,
+    /// Rate limits per key.
+    pub limiter: Arc<limits::RateLimiter>,
+    /// Prometheus exporter.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State over an engine. `admin_key: None` means open mode (the binary allows it on loopback only).
+    pub fn new(engine: Arc<Engine>, admin_key: Option<&str>, rate_per_second: f64) -> AppState {
+        let auth = match admin_key {
+            Some(key) => AuthMode::Keys { admin_hash: attune_engine::keys::hash_secret(key) },
+            None => AuthMode::Open,
+        };
+        AppState {
+            engine,
+            auth,
+            limiter: Arc::new(limits::RateLimiter::new(rate_per_second, (rate_per_second * 2.0).max(10.0))),
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; tests start many apps in one process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &buckets)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness); then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Runs `f` on the engine off the async runtime (engine calls may wait for an fsync).
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+) -> ApiResult<T> {
+    let engine = Arc::clone(&state.engine);
+    tokio::task::spawn_blocking(move || f(&engine)).await.map_err(ApiError::internal)?.map_err(ApiError::from)
+}
+
+/// The whole API as a router.
+pub fn app(state: AppState) -> Router {
+    use routes::{admin, catalog, events, health, users};
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/openapi.json", get(health::openapi))
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/identify", post(events::post_identify))
+        .route("/v1/identify/{anonymous_id}", delete(events::delete_identify))
+        .route("/v1/items", put(catalog::put_items))
+        .route("/v1/items/{id}", get(catalog::get_item).delete(catalog::delete_item))
+        .route("/v1/schemas", get(catalog::list_schemas))
+        .route("/v1/schemas/{type}", put(catalog::put_schema).get(catalog::get_schema))
+        .route("/v1/users/{id}", get(users::get_user))
+        .route("/v1/users/{id}/consent", put(users::put_consent))
+        .route("/v1/users/{id}/preferences", put(users::put_preferences))
+        .route("/v1/keys", post(admin::post_key).get(admin::list_keys))
+        .route("/v1/keys/{id}", delete(admin::delete_key))
+        .route("/v1/audit", get(admin::get_audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(record_metrics))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "No such route; see GET /v1/openapi.json.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "This route does not accept this method; see GET /v1/openapi.json.")
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    ApiError::new(Code::Internal, "Something went wrong on the server; the request may be retried.").into_response()
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| String::from("unmatched"), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("attune_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("attune_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

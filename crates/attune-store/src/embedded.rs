@@ -41,10 +41,16 @@ pub struct EmbeddedStore {
     committed: Condvar,
 }
 
+/// One queued write: events to append, or records to put and delete.
+enum Write {
+    Events(Vec<NewEvent>),
+    Records(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+}
+
 #[derive(Default)]
 struct CommitQueue {
     next_ticket: u64,
-    queue: VecDeque<(u64, Vec<NewEvent>)>,
+    queue: VecDeque<(u64, Write)>,
     leader_active: bool,
     results: FxHashMap<u64, Result<Vec<Appended>>>,
 }
@@ -92,13 +98,53 @@ impl EmbeddedStore {
         self.db.persist(PersistMode::SyncAll).map_err(backend_err)
     }
 
-    /// Commits one group of queued appends in one batch and one fsync.
-    fn commit_group(&self, group: &[(u64, Vec<NewEvent>)]) -> Vec<(u64, Result<Vec<Appended>>)> {
+    /// Queues a write and waits until it is durable. The first waiter that finds no commit in
+    /// progress leads: it commits everything queued (its own write included) in one batch and one
+    /// fsync, then wakes the others.
+    fn write(&self, write: Write) -> Result<Vec<Appended>> {
+        let mut queue = self.committer.lock();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.queue.push_back((ticket, write));
+        loop {
+            if let Some(result) = queue.results.remove(&ticket) {
+                return result;
+            }
+            if queue.leader_active {
+                self.committed.wait(&mut queue);
+                continue;
+            }
+            queue.leader_active = true;
+            let group: Vec<_> = queue.queue.drain(..).collect();
+            drop(queue);
+            let outcomes = self.commit_group(&group);
+            queue = self.committer.lock();
+            queue.results.extend(outcomes);
+            queue.leader_active = false;
+            self.committed.notify_all();
+        }
+    }
+
+    /// Commits one group of queued writes in one batch and one fsync.
+    fn commit_group(&self, group: &[(u64, Write)]) -> Vec<(u64, Result<Vec<Appended>>)> {
         let mut batch = self.db.batch();
         let mut seen_in_group: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut n_new = 0u64;
-        for (ticket, events) in group {
+        for (ticket, write) in group {
+            let events = match write {
+                Write::Events(events) => events,
+                Write::Records(ops) => {
+                    for (key, value) in ops {
+                        match value {
+                            Some(value) => batch.insert(&self.records, key.as_slice(), value.as_slice()),
+                            None => batch.remove(&self.records, key.as_slice()),
+                        }
+                    }
+                    outcomes.push((*ticket, Vec::new()));
+                    continue;
+                }
+            };
             let mut appended = Vec::with_capacity(events.len());
             for event in events {
                 let known = match self.event_ids.contains_key(event.id.as_bytes()) {
@@ -246,28 +292,7 @@ impl Store for EmbeddedStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut queue = self.committer.lock();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.queue.push_back((ticket, events));
-        loop {
-            if let Some(result) = queue.results.remove(&ticket) {
-                return result;
-            }
-            if queue.leader_active {
-                self.committed.wait(&mut queue);
-                continue;
-            }
-            // Lead: commit everything queued so far, ours included, in one fsync.
-            queue.leader_active = true;
-            let group: Vec<_> = queue.queue.drain(..).collect();
-            drop(queue);
-            let outcomes = self.commit_group(&group);
-            queue = self.committer.lock();
-            queue.results.extend(outcomes);
-            queue.leader_active = false;
-            self.committed.notify_all();
-        }
+        self.write(Write::Events(events))
     }
 
     fn scan_events(&self, after_seq: u64, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()> {
@@ -346,17 +371,12 @@ impl Store for EmbeddedStore {
     }
 
     fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<()> {
-        self.records.insert(record_key(table, key), value).map_err(backend_err)?;
-        self.persist()
+        self.write(Write::Records(vec![(record_key(table, key), Some(value.to_vec()))])).map(drop)
     }
 
     fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()> {
-        let mut batch = self.db.batch();
-        for (key, value) in entries {
-            batch.insert(&self.records, record_key(table, key), value.as_slice());
-        }
-        batch.commit().map_err(backend_err)?;
-        self.persist()
+        let ops = entries.iter().map(|(key, value)| (record_key(table, key), Some(value.clone()))).collect();
+        self.write(Write::Records(ops)).map(drop)
     }
 
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
@@ -367,8 +387,7 @@ impl Store for EmbeddedStore {
         let key = record_key(table, key);
         let existed = self.records.contains_key(&key).map_err(backend_err)?;
         if existed {
-            self.records.remove(key).map_err(backend_err)?;
-            self.persist()?;
+            self.write(Write::Records(vec![(key, None)]))?;
         }
         Ok(existed)
     }

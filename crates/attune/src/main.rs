@@ -1,1 +1,52 @@
-fn main() {}
+//! attune: one binary — `serve` the API, run the `demo`, `import` events, `eval` models offline,
+//! `bench` the hot paths. Everything here is wiring: the work happens in the library crates.
+
+mod bench;
+mod cmd_bench_train;
+mod cmd_eval;
+mod demo;
+mod demo_sim;
+mod import;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Attune: self-hosted, privacy-first personalization.
+#[derive(Debug, Parser)]
+#[command(name = "attune", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(serve::ServeArgs),
+    /// Load a demo catalog and simulated audience, then serve with the console.
+    Demo(demo::DemoArgs),
+    /// Import events (JSON lines) or an interactions.tsv/items.tsv dataset into a data directory.
+    Import(import::ImportArgs),
+    /// Offline evaluation of the models on a dataset (EVAL.md protocol).
+    Eval(cmd_eval::EvalArgs),
+    /// Benchmarks: ingest, train.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Eval(args) => cmd_eval::run(args),
+        Command::Bench(command) => bench::run(command),
+    }
+}

@@ -1,0 +1,114 @@
+//! The in-memory catalog: items and tags interned to dense indices, so profiles and models work
+//! with `u32`s instead of strings.
+
+use std::sync::Arc;
+
+use attune_core::{Item, ItemIdx, TagIdx};
+use rustc_hash::FxHashMap;
+
+/// Items and tags by index. Items seen only in events (not yet in the catalog) have an index and
+/// no [`Item`].
+#[derive(Debug, Default)]
+pub struct Catalog {
+    ids: Vec<Arc<str>>,
+    by_id: FxHashMap<Arc<str>, ItemIdx>,
+    items: Vec<Option<Arc<Item>>>,
+    item_tags: Vec<Vec<TagIdx>>,
+    tags: Vec<Arc<str>>,
+    tag_by_name: FxHashMap<Arc<str>, TagIdx>,
+}
+
+impl Catalog {
+    /// The index of `id`, creating one for an item not seen before.
+    pub fn intern_item(&mut self, id: &str) -> ItemIdx {
+        if let Some(&idx) = self.by_id.get(id) {
+            return idx;
+        }
+        let idx = ItemIdx(self.ids.len() as u32);
+        let id: Arc<str> = Arc::from(id);
+        self.ids.push(Arc::clone(&id));
+        self.by_id.insert(id, idx);
+        self.items.push(None);
+        self.item_tags.push(Vec::new());
+        idx
+    }
+
+    /// The index of a tag, creating one for a tag not seen before.
+    pub fn intern_tag(&mut self, name: &str) -> TagIdx {
+        if let Some(&idx) = self.tag_by_name.get(name) {
+            return idx;
+        }
+        let idx = TagIdx(self.tags.len() as u32);
+        let name: Arc<str> = Arc::from(name);
+        self.tags.push(Arc::clone(&name));
+        self.tag_by_name.insert(name, idx);
+        idx
+    }
+
+    /// Adds or replaces an item.
+    pub fn upsert(&mut self, item: Item) -> ItemIdx {
+        let idx = self.intern_item(&item.id);
+        let tags = item.tags.iter().map(|tag| self.intern_tag(tag)).collect();
+        self.item_tags[idx.0 as usize] = tags;
+        self.items[idx.0 as usize] = Some(Arc::new(item));
+        idx
+    }
+
+    /// Marks an item unavailable. Returns false when the item is not in the catalog.
+    pub fn withdraw(&mut self, id: &str) -> Option<Arc<Item>> {
+        let idx = *self.by_id.get(id)?;
+        let slot = self.items[idx.0 as usize].as_mut()?;
+        Arc::make_mut(slot).available = false;
+        Some(Arc::clone(slot))
+    }
+
+    /// The index of an item id, if known.
+    pub fn lookup(&self, id: &str) -> Option<ItemIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The index of a tag, if known.
+    pub fn lookup_tag(&self, name: &str) -> Option<TagIdx> {
+        self.tag_by_name.get(name).copied()
+    }
+
+    /// The id of an item index.
+    pub fn id(&self, idx: ItemIdx) -> &str {
+        &self.ids[idx.0 as usize]
+    }
+
+    /// The catalog item, if the index has one.
+    pub fn item(&self, idx: ItemIdx) -> Option<&Arc<Item>> {
+        self.items.get(idx.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// The item's tags.
+    pub fn tags_of(&self, idx: ItemIdx) -> &[TagIdx] {
+        self.item_tags.get(idx.0 as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// A tag's name.
+    pub fn tag_name(&self, idx: TagIdx) -> &str {
+        &self.tags[idx.0 as usize]
+    }
+
+    /// Number of item indices (catalog items and items seen only in events).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no item is known.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Number of items in the catalog that may be recommended.
+    pub fn n_available(&self) -> usize {
+        self.items.iter().flatten().filter(|item| item.available).count()
+    }
+
+    /// Every catalog item with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (ItemIdx, &Arc<Item>)> {
+        self.items.iter().enumerate().filter_map(|(i, item)| item.as_ref().map(|item| (ItemIdx(i as u32), item)))
+    }
+}

@@ -1,0 +1,68 @@
+//! The OpenAPI document, generated from the handlers' annotations and the wire types.
+
+use std::sync::OnceLock;
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{error, routes, wire};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Attune", description = "Self-hosted, privacy-first personalization. Errors are \
+        `{\"error\": {\"code\", \"message\", \"field\"}}`; codes are listed under `x-error-codes`."),
+    modifiers(&BearerAuth),
+    paths(
+        routes::health::healthz, routes::health::readyz, routes::health::metrics, routes::health::openapi,
+        routes::events::post_events, routes::events::post_identify, routes::events::delete_identify,
+        routes::catalog::put_items, routes::catalog::get_item, routes::catalog::delete_item,
+        routes::catalog::put_schema, routes::catalog::get_schema, routes::catalog::list_schemas,
+        routes::users::get_user, routes::users::put_consent, routes::users::put_preferences,
+        routes::admin::post_key, routes::admin::list_keys, routes::admin::delete_key, routes::admin::get_audit,
+    ),
+    components(schemas(
+        error::ErrorBody, error::ErrorDetail,
+        wire::EventsIn, wire::EventIn, wire::EventsOut, wire::RejectedOut, wire::DroppedOut,
+        wire::ItemsIn, wire::ItemIn, wire::ItemOut, wire::UpsertedOut,
+        wire::SchemaIn, wire::SchemaOut, wire::SchemasOut, wire::IdentifyIn, wire::IdentifyOut,
+        wire::ConsentIn, wire::ConsentOut, wire::PreferencesIn, wire::PreferencesOut, wire::QuietHoursIo,
+        wire::UserOut, wire::AffinityOut, wire::RecentOut,
+        wire::KeyIn, wire::KeyCreatedOut, wire::KeyOut, wire::KeysOut, wire::AuditOut, wire::AuditLogOut,
+        wire::StatusOut,
+    ))
+)]
+struct ApiDoc;
+
+/// The document as JSON text (built once).
+pub fn document_json() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut value = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        let codes: serde_json::Map<String, serde_json::Value> = error::Code::ALL
+            .iter()
+            .map(|code| {
+                (
+                    code.as_str().to_owned(),
+                    serde_json::json!({"status": code.status().as_u16(), "description": code.doc()}),
+                )
+            })
+            .collect();
+        value["x-error-codes"] = serde_json::Value::Object(codes);
+        serde_json::to_string(&value).expect("JSON values serialize")
+    })
+    .clone()
+}

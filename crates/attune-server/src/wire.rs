@@ -1,0 +1,407 @@
+//! The wire types of `API.md`: what clients send and receive. Core types never cross this line;
+//! handlers convert by hand, so a change in the domain cannot silently change the API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+// ---- events ----
+
+/// `POST /v1/events` body. Each event is checked on its own, so one bad event never fails the
+/// batch; the batch itself must be an object with an `events` array.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsIn {
+    /// At most 1,000 events (and 1 MiB in all).
+    #[schema(value_type = Vec<EventIn>)]
+    pub events: Vec<Value>,
+}
+
+/// One event.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Unique event id (1–128 printable characters); a repeated id is a duplicate.
+    pub id: Option<String>,
+    /// `view`, `click`, `add_to_cart`, `purchase`, `rating`, `dwell`, `not_interested`, `search`,
+    /// `survey`, `email_open`, `notification_open`, or a declared type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// A known person. Exactly one of `user` and `anonymous_id`.
+    pub user: Option<String>,
+    /// A device or browser. Exactly one of `user` and `anonymous_id`.
+    pub anonymous_id: Option<String>,
+    /// The item it is about (required for item events).
+    pub item: Option<String>,
+    /// RFC 3339; defaults to the time of receipt.
+    pub ts: Option<String>,
+    /// `web`, `email`, `app`, ...
+    pub channel: Option<String>,
+    /// `device`, `timezone`, `geo`, `weather`, `local_time`, `page`, `locale` (strings). `geo` and
+    /// `weather` are dropped without `contextual` consent; other keys are dropped.
+    #[schema(value_type = Object)]
+    pub context: Option<Map<String, Value>>,
+    /// Properties declared for the type; others are dropped and reported.
+    #[schema(value_type = Object)]
+    pub properties: Option<Map<String, Value>>,
+    /// The decision this event answers.
+    pub decision_id: Option<String>,
+}
+
+/// `POST /v1/events` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventsOut {
+    /// Newly accepted events (durable).
+    pub accepted: usize,
+    /// Events whose id was accepted before.
+    pub duplicates: usize,
+    /// Refused events.
+    pub rejected: Vec<RejectedOut>,
+    /// Dropped fields.
+    pub dropped_fields: Vec<DroppedOut>,
+}
+
+/// A refused event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RejectedOut {
+    /// Index in the batch.
+    pub index: usize,
+    /// Stable code.
+    pub code: String,
+    /// Why.
+    pub message: String,
+    /// The field at fault (`events[3].type`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A dropped field.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DroppedOut {
+    /// Index in the batch.
+    pub index: usize,
+    /// The field, relative to the event (`properties.email`).
+    pub field: String,
+}
+
+// ---- catalog ----
+
+/// `PUT /v1/items` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsIn {
+    /// Items to add or replace (at most 10,000 per call).
+    pub items: Vec<ItemIn>,
+}
+
+/// An item as sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemIn {
+    /// 1–128 printable characters.
+    pub id: String,
+    /// `article`, `meditation`, `course`, `retreat`, `product`, ... (default `item`).
+    pub kind: Option<String>,
+    /// The title (default: the id).
+    pub title: Option<String>,
+    /// Goals and topics (at most 50, each 1–64 characters).
+    pub tags: Option<Vec<String>>,
+    /// Free-form attributes (`reading_minutes`, `level`, `price`, ...).
+    #[schema(value_type = Object)]
+    pub attributes: Option<Map<String, Value>>,
+    /// Default true.
+    pub available: Option<bool>,
+    /// RFC 3339.
+    pub published_at: Option<String>,
+    /// `foundational`, `contextual`, `emotional`: objects with a `headline` and any other copy.
+    #[schema(value_type = Object)]
+    pub variants: Option<Map<String, Value>>,
+}
+
+/// An item as returned.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemOut {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Attributes.
+    #[schema(value_type = Object)]
+    pub attributes: Map<String, Value>,
+    /// Whether it may be recommended.
+    pub available: bool,
+    /// RFC 3339, if known.
+    pub published_at: Option<String>,
+    /// Copy variants.
+    #[schema(value_type = Object)]
+    pub variants: Map<String, Value>,
+}
+
+/// `PUT /v1/items` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpsertedOut {
+    /// How many items were added or replaced.
+    pub upserted: usize,
+}
+
+// ---- schemas ----
+
+/// `PUT /v1/schemas/{type}` body.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaIn {
+    /// `personalization`, `contextual`, `analytics`, `email` or `push`.
+    pub purpose: String,
+    /// Property name → `string`, `number`, `integer` or `boolean`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// 1–3650 days (default 90).
+    pub retention_days: Option<u32>,
+}
+
+/// A declared schema as returned.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SchemaOut {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Purpose.
+    pub purpose: String,
+    /// Property name → type.
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// Retention.
+    pub retention_days: u32,
+}
+
+/// Every declared schema.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SchemasOut {
+    /// Declared schemas, by type name.
+    pub schemas: Vec<SchemaOut>,
+}
+
+// ---- identity ----
+
+/// `POST /v1/identify` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifyIn {
+    /// The device or browser id.
+    pub anonymous_id: String,
+    /// The person.
+    pub user: String,
+}
+
+/// `POST /v1/identify` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IdentifyOut {
+    /// Events of the anonymous id that now belong to the person.
+    pub merged_events: u64,
+}
+
+// ---- people ----
+
+/// `PUT /v1/users/{id}/consent` body; unset purposes take the server's defaults.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentIn {
+    /// Building and using a profile.
+    pub personalization: Option<bool>,
+    /// Location, weather and moment.
+    pub contextual: Option<bool>,
+    /// Keeping individual events for measurement.
+    pub analytics: Option<bool>,
+    /// Email.
+    pub email: Option<bool>,
+    /// Push notifications.
+    pub push: Option<bool>,
+}
+
+/// Consent per purpose.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsentOut {
+    /// Building and using a profile.
+    pub personalization: bool,
+    /// Location, weather and moment.
+    pub contextual: bool,
+    /// Keeping individual events for measurement.
+    pub analytics: bool,
+    /// Email.
+    pub email: bool,
+    /// Push notifications.
+    pub push: bool,
+}
+
+/// Quiet hours, `HH:MM` in the person's time zone.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursIo {
+    /// Start, `HH:MM`.
+    pub start: String,
+    /// End, `HH:MM`.
+    pub end: String,
+}
+
+/// `PUT /v1/users/{id}/preferences` body (replaces the stored preferences).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesIn {
+    /// Declared goals (tags), at most 20.
+    pub goals: Option<Vec<String>>,
+    /// Tags to see less of: items carrying them are never recommended. At most 50.
+    pub less_of: Option<Vec<String>>,
+    /// `on` or `off` (pause personalization).
+    pub personalization: Option<String>,
+    /// Quiet hours for notifications, or null.
+    pub quiet_hours: Option<QuietHoursIo>,
+    /// IANA time zone.
+    pub timezone: Option<String>,
+}
+
+/// Preferences as returned.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreferencesOut {
+    /// Declared goals.
+    pub goals: Vec<String>,
+    /// Tags to see less of.
+    pub less_of: Vec<String>,
+    /// `on` or `off`.
+    pub personalization: String,
+    /// Quiet hours.
+    pub quiet_hours: Option<QuietHoursIo>,
+    /// Time zone.
+    pub timezone: Option<String>,
+}
+
+/// A tag affinity.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AffinityOut {
+    /// The tag.
+    pub tag: String,
+    /// 0–1, the strongest is 1.
+    pub weight: f32,
+}
+
+/// A recent engagement.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecentOut {
+    /// The item.
+    pub item: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+/// `GET /v1/users/{id}`: what Attune knows and infers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserOut {
+    /// The person's id.
+    pub id: String,
+    /// Effective consent.
+    pub consent: ConsentOut,
+    /// Whether the person answered (otherwise the server's defaults apply).
+    pub consent_given: bool,
+    /// Explicit preferences.
+    pub preferences: PreferencesOut,
+    /// `on` or `off`.
+    pub personalization: String,
+    /// `new`, `exploring`, `researching`, `ready_to_buy` or `customer`.
+    pub journey_stage: String,
+    /// 0–1.
+    pub engagement: f32,
+    /// Tag affinities, strongest first.
+    pub affinities: Vec<AffinityOut>,
+    /// Recent item ids, newest first.
+    pub recent: Vec<String>,
+    /// Recent items with when, newest first.
+    pub recent_activity: Vec<RecentOut>,
+    /// Anonymous ids merged into this person.
+    pub aliases: Vec<String>,
+    /// Stored events of the person and their aliases.
+    pub events: u64,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+// ---- keys ----
+
+/// `POST /v1/keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIn {
+    /// A name for people.
+    pub name: String,
+    /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+/// `POST /v1/keys` answer: the key is shown once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyCreatedOut {
+    /// The secret; only its hash is stored.
+    pub key: String,
+    /// The key's public id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+}
+
+/// A key, without its secret.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyOut {
+    /// Public id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeysOut {
+    /// Every key.
+    pub keys: Vec<KeyOut>,
+}
+
+// ---- audit ----
+
+/// An audit entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditOut {
+    /// Entry id (time-ordered).
+    pub id: String,
+    /// The key that acted.
+    pub key_id: String,
+    /// What was done.
+    pub action: String,
+    /// To what (ids only).
+    pub target: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// `GET /v1/audit`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditLogOut {
+    /// Entries, oldest first.
+    pub entries: Vec<AuditOut>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusOut {
+    /// `ok`, `ready` or `starting`.
+    pub status: String,
+}

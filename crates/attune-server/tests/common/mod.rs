@@ -1,0 +1,119 @@
+//! A real server on a random loopback port, with its own data directory, for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use attune_engine::{Engine, EngineConfig, ManualClock};
+use attune_server::AppState;
+use attune_store::EmbeddedStore;
+use serde_json::Value;
+
+/// 2026-11-28T08:00:00Z: tests run on a fixed clock.
+pub const NOW_MS: i64 = 1_795_852_800_000;
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub engine: Arc<Engine>,
+    pub dir: tempfile::TempDir,
+    key: Option<String>,
+    admin_key: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub json: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestServer {
+    pub async fn start(admin_key: Option<&str>) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, admin_key).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, admin_key: Option<&str>) -> TestServer {
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let store = EmbeddedStore::open(dir.path()).expect("open store");
+        let engine = Arc::new(
+            Engine::open(Arc::new(store), Arc::clone(&clock) as _, EngineConfig::default()).expect("open engine"),
+        );
+        let state = AppState::new(Arc::clone(&engine), admin_key, 0.0);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, attune_server::app(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        TestServer {
+            base: format!("http://{address}"),
+            client: reqwest::Client::new(),
+            clock,
+            engine,
+            dir,
+            key: admin_key.map(str::to_owned),
+            admin_key: admin_key.map(str::to_owned),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server, closes the store, and starts a new server on the same data directory.
+    pub async fn restart(self) -> TestServer {
+        let TestServer { client, engine, dir, admin_key, stop, task, .. } = self;
+        drop(client);
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        if let Some(task) = task {
+            task.await.expect("server task");
+        }
+        assert_eq!(std::sync::Arc::strong_count(&engine), 1, "the server released the engine");
+        drop(engine);
+        TestServer::start_in(dir, admin_key.as_deref()).await
+    }
+
+    /// Same server, another key for the next requests.
+    pub fn with_key(&mut self, key: Option<&str>) {
+        self.key = key.map(str::to_owned);
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.body(body).send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, json, headers }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        match body {
+            Some(body) => self.raw(method, path, Some("application/json"), serde_json::to_vec(&body).unwrap()).await,
+            None => self.raw(method, path, None, Vec::new()).await,
+        }
+    }
+
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let reply = self.call(method, path, body).await;
+        assert!(reply.status == 200, "{method} {path}: {} {}", reply.status, reply.json);
+        reply.json
+    }
+}

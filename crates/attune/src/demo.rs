@@ -1,0 +1,153 @@
+//! `attune demo`: a calm wellness publisher and shop in one command — a catalog of articles,
+//! meditations, courses, retreats and products (`demo/catalog.json`), a simulated audience of a
+//! few thousand people with goals, their consent, preferences and events; then the server.
+
+use std::{net::SocketAddr, path::PathBuf, time::Instant};
+
+use anyhow::Context;
+use attune_core::Consent;
+use attune_engine::{Engine, IngestItem};
+use attune_server::{
+    AppState,
+    extract::from_value,
+    routes::{catalog::to_item, events::parse_event_value, users::to_preferences},
+    wire::{ItemIn, PreferencesIn},
+};
+
+use crate::demo_sim::{SimConfig, simulate};
+
+/// The demo catalog, shipped in the binary.
+pub const CATALOG_JSON: &str = include_str!("../demo/catalog.json");
+
+/// Demo options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ATTUNE_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Data directory (created; reused when it already holds the demo).
+    #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
+    pub data: PathBuf,
+    /// Simulated people.
+    #[arg(long, default_value_t = 3000)]
+    pub people: usize,
+    /// Days of simulated history, ending now.
+    #[arg(long, default_value_t = 60)]
+    pub days: i64,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Load the data and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// Parses the shipped catalog into wire items.
+pub fn demo_items() -> anyhow::Result<Vec<serde_json::Value>> {
+    let catalog: serde_json::Value = serde_json::from_str(CATALOG_JSON).context("parsing demo/catalog.json")?;
+    Ok(catalog["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// Loads the demo catalog and audience into `engine` (skipped when the catalog is there already).
+pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Result<()> {
+    let items = demo_items()?;
+    if engine.catalog().n_available() > 0 {
+        eprintln!("the data directory already holds a catalog: reusing it");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut catalog = Vec::with_capacity(items.len());
+    for (i, value) in items.iter().enumerate() {
+        let item: ItemIn = from_value(value.clone(), &format!("items[{i}]")).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        catalog.push(to_item(item, i).map_err(|e| anyhow::anyhow!("{}", e.message))?);
+    }
+    let n_items = engine.upsert_items(catalog)?;
+    let simulation = simulate(&items, &SimConfig { people, days, seed, now: jiff::Timestamp::now() });
+    // Consent and preferences arrive one person at a time, as from a site's banner and quiz;
+    // many threads at once let the store's group commit share fsyncs between them.
+    let defaults = Consent::default();
+    let per_thread = simulation.people.len().div_ceil(32).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = simulation
+            .people
+            .chunks(per_thread)
+            .map(|people| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for person in people {
+                        let flag = |name: &str, default: bool| {
+                            person.consent.get(name).and_then(|v| v.as_bool()).unwrap_or(default)
+                        };
+                        let consent = Consent {
+                            personalization: flag("personalization", defaults.personalization),
+                            contextual: flag("contextual", defaults.contextual),
+                            analytics: flag("analytics", defaults.analytics),
+                            email: flag("email", defaults.email),
+                            push: flag("push", defaults.push),
+                        };
+                        engine.put_consent(&person.id, consent, "demo")?;
+                        if person.preferences.as_object().is_some_and(|o| !o.is_empty()) {
+                            let preferences: PreferencesIn = from_value(person.preferences.clone(), "preferences")
+                                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                            let preferences = to_preferences(preferences).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                            engine.put_preferences(&person.id, preferences, "demo")?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| worker.join().map_err(|_| anyhow::anyhow!("a loader panicked"))?)
+    })?;
+    eprintln!("demo: consent and preferences stored after {:.1} s", started.elapsed().as_secs_f64());
+    let n_events = simulation.events.len();
+    let mut accepted = 0;
+    for chunk in simulation.events.chunks(5000) {
+        let batch: Vec<IngestItem> =
+            chunk.iter().enumerate().map(|(i, value)| parse_event_value(value.clone(), i)).collect();
+        let report = engine.ingest(batch)?;
+        accepted += report.accepted;
+        if let Some((_, rejection)) = report.rejected.first() {
+            eprintln!("demo: a simulated event was rejected ({}): {}", rejection.code.as_str(), rejection.message);
+        }
+    }
+    eprintln!(
+        "demo: {n_items} items, {} people, {accepted} of {n_events} events loaded in {:.1} s",
+        simulation.people.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let admin_key = std::env::var("ATTUNE_ADMIN_KEY").ok().filter(|k| !k.is_empty());
+    crate::serve::check_listen(&args.listen, admin_key.as_deref())?;
+    let engine = crate::serve::open_engine(&args.data)?;
+    load(&engine, args.people, args.days, args.seed)?;
+    if args.no_serve {
+        return Ok(());
+    }
+    let state = AppState::new(engine, admin_key.as_deref(), 0.0);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let address = listener.local_addr()?;
+        let auth = if admin_key.is_some() { " -H \"Authorization: Bearer $ATTUNE_ADMIN_KEY\"" } else { "" };
+        println!();
+        println!("Attune demo is running on http://{address}");
+        println!("  API document:   http://{address}/v1/openapi.json");
+        println!("  metrics:        http://{address}/metrics");
+        println!();
+        println!("Try:");
+        println!("  curl -s{auth} http://{address}/v1/users/u-00001");
+        println!("  curl -s{auth} http://{address}/v1/items/art-breathing-at-dawn");
+        println!(
+            "  curl -s{auth} -X POST http://{address}/v1/events -H 'Content-Type: application/json' \\\n    -d '{{\"events\": [{{\"id\": \"try-1\", \"type\": \"view\", \"anonymous_id\": \"a-try\", \"item\": \"art-breathing-at-dawn\"}}]}}'"
+        );
+        println!(
+            "  curl -s{auth} -X PUT http://{address}/v1/users/a-try/preferences -H 'Content-Type: application/json' \\\n    -d '{{\"goals\": [\"sleep\"]}}'"
+        );
+        println!();
+        println!("Press Ctrl-C to stop; the data stays in {}.", args.data.display());
+        crate::serve::serve_until(listener, state, crate::serve::shutdown_signal()).await
+    })
+}

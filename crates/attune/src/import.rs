@@ -1,0 +1,201 @@
+//! `attune import`: bulk-load events into a data directory without HTTP — JSON lines in the
+//! `POST /v1/events` event shape, or the `interactions.tsv` / `items.tsv` files of EVAL.md. Events
+//! go through the same validation, consent rules and durable store as the HTTP path, in large
+//! batches (one fsync each) parsed on all cores.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use attune_core::{Item, validate::RawEvent};
+use attune_engine::{Engine, IngestItem, IngestReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+/// What to import.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A `.jsonl` file of events, an `interactions.tsv`, or a dataset directory holding
+    /// `interactions.tsv` (and `items.tsv`).
+    pub file: PathBuf,
+    /// Data directory (the server must not be running on it).
+    #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
+    pub data: PathBuf,
+    /// Events per durable batch.
+    #[arg(long, default_value_t = 20_000)]
+    pub batch: usize,
+}
+
+/// Totals of an import.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImportTotals {
+    /// Lines read.
+    pub lines: u64,
+    /// Events accepted.
+    pub accepted: u64,
+    /// Duplicates.
+    pub duplicates: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Items loaded.
+    pub items: u64,
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let engine = crate::serve::open_engine(&args.data)?;
+    let started = Instant::now();
+    let totals = import_path(&engine, &args.file, args.batch, true)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} events ({} duplicates, {} rejected) and {} items in {:.2} s: {:.0} events/s",
+        totals.accepted,
+        totals.duplicates,
+        totals.rejected,
+        totals.items,
+        seconds,
+        totals.lines as f64 / seconds
+    );
+    Ok(())
+}
+
+/// Imports a file or dataset directory into `engine`.
+pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -> anyhow::Result<ImportTotals> {
+    let mut totals = ImportTotals::default();
+    let (events_file, items_file) = if path.is_dir() {
+        let items = path.join("items.tsv");
+        (path.join("interactions.tsv"), items.exists().then_some(items))
+    } else {
+        (path.to_path_buf(), None)
+    };
+    if let Some(items_file) = items_file {
+        totals.items = import_items_tsv(engine, &items_file)?;
+    }
+    let tsv = events_file.extension().is_some_and(|e| e == "tsv");
+    let file = std::fs::File::open(&events_file).with_context(|| format!("opening {}", events_file.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+            .expect("the template is valid"),
+    );
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut lines: Vec<String> = Vec::with_capacity(batch);
+    let mut line_no = 0u64;
+    loop {
+        lines.clear();
+        let mut bytes_read = 0u64;
+        while lines.len() < batch.max(1) {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).with_context(|| format!("reading {}", events_file.display()))?;
+            if n == 0 {
+                break;
+            }
+            bytes_read += n as u64;
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            if !trimmed.trim().is_empty() {
+                lines.push(trimmed.to_owned());
+            }
+        }
+        if lines.is_empty() {
+            break;
+        }
+        let first = line_no;
+        line_no += lines.len() as u64;
+        let items: Vec<IngestItem> = lines
+            .par_iter()
+            .enumerate()
+            .map(|(i, line)| if tsv { parse_tsv_line(line, first as usize + i) } else { parse_json_line(line, i) })
+            .collect();
+        let report: IngestReport = engine.ingest(items).context("storing a batch")?;
+        totals.lines += lines.len() as u64;
+        totals.accepted += report.accepted as u64;
+        totals.duplicates += report.duplicates as u64;
+        totals.rejected += report.rejected.len() as u64;
+        if let Some((index, rejection)) = report.rejected.first()
+            && totals.rejected == report.rejected.len() as u64
+        {
+            bar.println(format!(
+                "line {}: rejected ({}): {}",
+                first + *index as u64 + 1,
+                rejection.code.as_str(),
+                rejection.message
+            ));
+        }
+        bar.inc(bytes_read);
+        bar.set_message(format!("{} events", totals.accepted));
+    }
+    bar.finish_and_clear();
+    Ok(totals)
+}
+
+fn parse_json_line(line: &str, index: usize) -> IngestItem {
+    attune_server::routes::events::parse_event_line(line, index)
+}
+
+/// `user<TAB>item<TAB>weight<TAB>unix_ts` → a `rating` event (the weight is the rating).
+fn parse_tsv_line(line: &str, line_index: usize) -> IngestItem {
+    let mut fields = line.split('\t');
+    let (Some(user), Some(item), Some(weight), Some(ts)) = (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return IngestItem::Rejected(attune_core::validate::Rejection {
+            code: attune_core::validate::RejectCode::MissingField,
+            field: None,
+            message: format!("line {}: expected user, item, weight, unix_ts", line_index + 1),
+        });
+    };
+    let ts_secs: i64 = ts.trim().parse().unwrap_or(-1);
+    let ts = jiff::Timestamp::from_second(ts_secs).map(|t| t.to_string()).unwrap_or_else(|_| ts.to_owned());
+    let mut properties = serde_json::Map::new();
+    if let Ok(weight) = weight.trim().parse::<f64>() {
+        properties.insert("rating".into(), serde_json::json!(weight));
+    }
+    IngestItem::Raw(RawEvent {
+        id: Some(format!("tsv-{user}-{item}-{ts_secs}")),
+        kind: Some("rating".into()),
+        user: Some(user.to_owned()),
+        item: Some(item.to_owned()),
+        ts: Some(ts),
+        properties,
+        ..RawEvent::default()
+    })
+}
+
+/// `item<TAB>title<TAB>tags` (header line, tags `|`-separated) → catalog items.
+fn import_items_tsv(engine: &Engine, path: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut items = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let mut fields = line.split('\t');
+        let (Some(id), Some(title)) = (fields.next(), fields.next()) else {
+            bail!("{}:{}: expected item, title, tags", path.display(), i + 1);
+        };
+        if attune_core::check_id(id).is_err() {
+            continue;
+        }
+        let tags = fields
+            .next()
+            .unwrap_or("")
+            .split('|')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.chars().count() <= 64)
+            .take(50)
+            .map(str::to_owned)
+            .collect();
+        items.push(Item {
+            id: id.to_owned(),
+            kind: "item".into(),
+            title: title.chars().take(512).collect(),
+            tags,
+            attributes: serde_json::Map::new(),
+            available: true,
+            published_at: None,
+            variants: serde_json::Map::new(),
+        });
+    }
+    let n = items.len() as u64;
+    engine.upsert_items(items).context("storing items")?;
+    Ok(n)
+}

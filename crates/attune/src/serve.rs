@@ -1,0 +1,96 @@
+//! `attune serve`: open the store and the engine, then serve the API until Ctrl-C.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, bail};
+use attune_engine::{Engine, EngineConfig, SystemClock};
+use attune_server::AppState;
+use attune_store::EmbeddedStore;
+
+/// Where and how to serve.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ATTUNE_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Data directory of the embedded store.
+    #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
+    pub data: PathBuf,
+    /// Admin key. Without one the server runs open, and only on a loopback address.
+    #[arg(long, env = "ATTUNE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Requests per second allowed per scoped key (0: no limit).
+    #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
+    pub rate_limit: f64,
+}
+
+/// Opens the embedded store and the engine over it.
+pub fn open_engine(data: &std::path::Path) -> anyhow::Result<Arc<Engine>> {
+    let store = EmbeddedStore::open(data)
+        .with_context(|| format!("opening the data directory {} (is another attune using it?)", data.display()))?;
+    let engine = Engine::open(Arc::new(store), Arc::new(SystemClock), EngineConfig::default())
+        .context("loading the engine state")?;
+    Ok(Arc::new(engine))
+}
+
+/// Checks the auth rule of API.md: no admin key → loopback only.
+pub fn check_listen(listen: &SocketAddr, admin_key: Option<&str>) -> anyhow::Result<()> {
+    if admin_key.is_some_and(|k| k.len() < 16) {
+        bail!("ATTUNE_ADMIN_KEY must be at least 16 characters");
+    }
+    if admin_key.is_none() {
+        if !listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {listen} without an admin key: set ATTUNE_ADMIN_KEY (or listen on 127.0.0.1 for open local use)"
+            );
+        }
+        eprintln!();
+        eprintln!("  !!! OPEN MODE: no ATTUNE_ADMIN_KEY is set. Every request on {listen} is allowed without a key.");
+        eprintln!("  !!! This is for local development only. Set ATTUNE_ADMIN_KEY before exposing Attune.");
+        eprintln!();
+    }
+    Ok(())
+}
+
+/// Binds and serves until Ctrl-C (or until `shutdown` resolves).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, attune_server::app(state)).with_graceful_shutdown(shutdown).await.context("serving")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    check_listen(&args.listen, args.admin_key.as_deref())?;
+    let engine = open_engine(&args.data)?;
+    let state = AppState::new(engine, args.admin_key.as_deref(), args.rate_limit);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, data = %args.data.display(), "attune is serving");
+        println!("attune listening on http://{address}");
+        serve_until(listener, state, shutdown_signal()).await
+    })
+}
