@@ -45,6 +45,50 @@ pub(crate) fn axpy<S: Simd>(simd: S, alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Four dot products against one shared vector: `[y0·p, y1·p, y2·p, y3·p]`. Loads each chunk of
+/// `p` once for four rows and keeps four independent FMA chains in flight.
+#[inline(always)]
+pub(crate) fn dot4<S: Simd>(simd: S, ys: [&[f32]; 4], p: &[f32]) -> [f32; 4] {
+    let (p_head, p_tail) = S::as_simd_f32s(p);
+    let [h0, h1, h2, h3] = ys.map(|y| S::as_simd_f32s(y).0);
+    let zero = simd.splat_f32s(0.0);
+    let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+    for ((((&pk, &y0), &y1), &y2), &y3) in p_head.iter().zip(h0).zip(h1).zip(h2).zip(h3) {
+        a0 = simd.mul_add_e_f32s(y0, pk, a0);
+        a1 = simd.mul_add_e_f32s(y1, pk, a1);
+        a2 = simd.mul_add_e_f32s(y2, pk, a2);
+        a3 = simd.mul_add_e_f32s(y3, pk, a3);
+    }
+    let mut out = [a0, a1, a2, a3].map(|a| simd.reduce_sum_f32s(a));
+    let offset = p.len() - p_tail.len();
+    for j in 0..4 {
+        for (&x, &y) in ys[j][offset..].iter().zip(p_tail) {
+            out[j] += x * y;
+        }
+    }
+    out
+}
+
+/// `out += Σ_j coef_j · y_j` for four rows: loads and stores each chunk of `out` once.
+#[inline(always)]
+pub(crate) fn axpy4<S: Simd>(simd: S, coef: [f32; 4], ys: [&[f32]; 4], out: &mut [f32]) {
+    let [h0, h1, h2, h3] = ys.map(|y| S::as_simd_f32s(y).0);
+    let [c0, c1, c2, c3] = coef.map(|c| simd.splat_f32s(c));
+    let (o_head, o_tail) = S::as_mut_simd_f32s(out);
+    for ((((o, &y0), &y1), &y2), &y3) in o_head.iter_mut().zip(h0).zip(h1).zip(h2).zip(h3) {
+        let v = simd.mul_add_e_f32s(c0, y0, *o);
+        let v = simd.mul_add_e_f32s(c1, y1, v);
+        let v = simd.mul_add_e_f32s(c2, y2, v);
+        *o = simd.mul_add_e_f32s(c3, y3, v);
+    }
+    let offset = ys[0].len() - o_tail.len();
+    for (t, o) in o_tail.iter_mut().enumerate() {
+        for j in 0..4 {
+            *o += coef[j] * ys[j][offset + t];
+        }
+    }
+}
+
 /// `out[j] = dot(x, rows[j])` for a row-major matrix with rows of `x.len()`.
 pub(crate) fn matvec_rows(rows: &[f32], x: &[f32], out: &mut [f32]) {
     struct Op<'a> {
@@ -83,6 +127,12 @@ mod tests {
         let mut y = b.clone();
         axpy(pulp::Scalar::new(), 2.0, &a, &mut y);
         assert!(y.iter().zip(a.iter().zip(&b)).all(|(y, (a, b))| (y - (b + 2.0 * a)).abs() < 1e-5));
+        let rows4 = [&a[..], &b[..], &a[..], &b[..]];
+        let got4 = dot4(pulp::Scalar::new(), rows4, &b);
+        assert!((got4[0] - want).abs() < 1e-3 && (got4[3] - b.iter().map(|x| x * x).sum::<f32>()).abs() < 1e-3);
+        let mut acc = vec![1.0; 37];
+        axpy4(pulp::Scalar::new(), [1.0, 0.0, 2.0, 0.0], rows4, &mut acc);
+        assert!(acc.iter().zip(&a).all(|(o, a)| (o - (1.0 + 3.0 * a)).abs() < 1e-4));
         let mut out = vec![0.0; 2];
         let rows: Vec<f32> = a.iter().chain(b.iter()).copied().collect();
         matvec_rows(&rows, &b, &mut out);
