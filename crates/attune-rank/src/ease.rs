@@ -13,7 +13,8 @@ pub struct EaseParams {
 }
 
 impl Default for EaseParams {
-    /// Tuned on validation (`attune eval --data ~/.cache/attune-datasets/ml-100k --models ease --tune`).
+    /// Chosen on the validation split of ml-latest-small (train part only) by
+    /// `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune` (ml-100k's validation chose the same); see `docs/eval.md`.
     fn default() -> Self {
         EaseParams { lambda: 300.0 }
     }
@@ -43,7 +44,10 @@ impl Ease {
     pub fn fit(data: &Interactions, params: &EaseParams) -> Result<Ease, EaseError> {
         let n = data.n_items();
         let rows = cooc::map_rows(data, None, |_, acc, touched| {
-            touched.iter().map(|&j| (j, acc[j as usize])).collect::<Vec<(u32, f32)>>()
+            touched
+                .iter()
+                .map(|&j| (j, acc[j as usize]))
+                .collect::<Vec<(u32, f32)>>()
         });
         let mut gram = Mat::<f32>::zeros(n, n);
         for (i, row) in rows.into_iter().enumerate() {
@@ -52,7 +56,10 @@ impl Ease {
             }
             gram[(i, i)] += params.lambda;
         }
-        let inverse = gram.llt(Side::Lower).map_err(|_| EaseError::NotPositiveDefinite)?.inverse();
+        let inverse = gram
+            .llt(Side::Lower)
+            .map_err(|_| EaseError::NotPositiveDefinite)?
+            .inverse();
         drop(gram);
         let mut weights = vec![0f32; n * n];
         for i in 0..n {
@@ -62,7 +69,11 @@ impl Ease {
                 }
             }
         }
-        Ok(Ease { params: *params, n_items: n, weights })
+        Ok(Ease {
+            params: *params,
+            n_items: n,
+            weights,
+        })
     }
 
     /// The parameters this model was fitted with.
@@ -113,7 +124,10 @@ mod tests {
         assert_eq!(m.weight(0, 0), 0.0);
         assert_eq!(m.recommend(&x.query(10), 1)[0].0, 1);
         let bytes = postcard::to_stdvec(&m).expect("serialize");
-        assert_eq!(postcard::from_bytes::<Ease>(&bytes).expect("deserialize"), m);
+        assert_eq!(
+            postcard::from_bytes::<Ease>(&bytes).expect("deserialize"),
+            m
+        );
         assert!(Ease::fit(&x, &EaseParams { lambda: -100.0 }).is_err());
     }
 }

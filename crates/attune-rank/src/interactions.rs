@@ -70,7 +70,12 @@ impl IdMap {
 
     /// Rebuilds the hash index (it is not serialized, to keep model bytes small).
     pub fn rebuild_index(&mut self) {
-        self.index = self.ids.iter().enumerate().map(|(k, id)| (id.clone(), k as u32)).collect();
+        self.index = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.clone(), k as u32))
+            .collect();
     }
 }
 
@@ -172,7 +177,16 @@ impl Csr {
             }
             indptr.push(indices.len());
         }
-        (Csr { n_rows, n_cols, indptr, indices, values }, ts)
+        (
+            Csr {
+                n_rows,
+                n_cols,
+                indptr,
+                indices,
+                values,
+            },
+            ts,
+        )
     }
 
     /// The transpose (a CSC view of the same matrix stored as CSR).
@@ -196,7 +210,13 @@ impl Csr {
                 next[c] += 1;
             }
         }
-        Csr { n_rows: self.n_cols, n_cols: self.n_rows, indptr: counts, indices, values }
+        Csr {
+            n_rows: self.n_cols,
+            n_cols: self.n_rows,
+            indptr: counts,
+            indices,
+            values,
+        }
     }
 }
 
@@ -216,7 +236,11 @@ impl Interactions {
     ///
     /// # Panics
     /// If an index is out of `0..n_users` / `0..n_items`.
-    pub fn from_triples(n_users: usize, n_items: usize, triples: &[(u32, u32, f32)]) -> Interactions {
+    pub fn from_triples(
+        n_users: usize,
+        n_items: usize,
+        triples: &[(u32, u32, f32)],
+    ) -> Interactions {
         Self::build(n_users, n_items, triples, None)
     }
 
@@ -258,13 +282,25 @@ impl Interactions {
         }
     }
 
-    fn build(n_users: usize, n_items: usize, triples: &[(u32, u32, f32)], ts: Option<&[i64]>) -> Interactions {
+    fn build(
+        n_users: usize,
+        n_items: usize,
+        triples: &[(u32, u32, f32)],
+        ts: Option<&[i64]>,
+    ) -> Interactions {
         for &(u, i, _) in triples {
-            assert!((u as usize) < n_users && (i as usize) < n_items, "index out of range: ({u}, {i})");
+            assert!(
+                (u as usize) < n_users && (i as usize) < n_items,
+                "index out of range: ({u}, {i})"
+            );
         }
         let (by_user, ts) = Csr::from_entries(n_users, n_items, triples, ts);
         let by_item = by_user.transpose();
-        Interactions { by_user, by_item, ts }
+        Interactions {
+            by_user,
+            by_item,
+            ts,
+        }
     }
 
     /// Number of people (rows).
@@ -315,7 +351,9 @@ impl Interactions {
     }
     /// Number of distinct people per item.
     pub fn item_counts(&self) -> Vec<u32> {
-        (0..self.n_items()).map(|i| self.by_item.row_len(i) as u32).collect()
+        (0..self.n_items())
+            .map(|i| self.by_item.row_len(i) as u32)
+            .collect()
     }
 }
 
@@ -328,7 +366,13 @@ mod tests {
         let x = Interactions::from_triples_with_ts(
             2,
             3,
-            &[(1, 2, 1.0), (0, 1, 2.0), (1, 0, 1.0), (0, 1, 5.0), (1, 2, 0.5)],
+            &[
+                (1, 2, 1.0),
+                (0, 1, 2.0),
+                (1, 0, 1.0),
+                (0, 1, 5.0),
+                (1, 2, 0.5),
+            ],
             &[10, 20, 30, 15, 40],
         );
         assert_eq!(x.nnz(), 3);
