@@ -26,6 +26,7 @@ pub const CASES: &[(&str, fn(&mut dyn Harness))] = &[
     ("records_crud_and_prefix_scan", records_crud_and_prefix_scan),
     ("records_match_a_model_across_restarts", records_match_a_model_across_restarts),
     ("concurrent_appends_share_commits", concurrent_appends_share_commits),
+    ("purge_keeps_what_is_live", purge_keeps_what_is_live),
 ];
 
 /// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
@@ -294,4 +295,27 @@ pub fn concurrent_appends_share_commits(harness: &mut dyn Harness) {
     let ids = all_ids(&*store);
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 4000);
+}
+
+/// `purge` makes deletions physical and keeps everything live, across a restart. (Whether the
+/// deleted bytes are really gone from the files is backend-specific: the embedded backend's test
+/// scans its data directory.)
+pub fn purge_keeps_what_is_live(harness: &mut dyn Harness) {
+    let store = harness.store();
+    store.append_events(vec![event("p1", "u-gone", 1), event("p2", "u-kept", 2), event("p3", "u-gone", 3)]).unwrap();
+    store.put(Table::Consent, "u-gone", b"c").unwrap();
+    store.put(Table::Consent, "u-kept", b"k").unwrap();
+    assert_eq!(store.delete_subject_events("u-gone").unwrap(), 2);
+    assert!(store.delete(Table::Consent, "u-gone").unwrap());
+    store.purge().unwrap();
+    assert_eq!(all_ids(&*store), ["p2"]);
+    assert_eq!(store.get(Table::Consent, "u-kept").unwrap().as_deref(), Some(&b"k"[..]));
+    assert_eq!(store.get(Table::Consent, "u-gone").unwrap(), None);
+    store.purge().unwrap();
+    drop(store);
+    let store = harness.reopen();
+    assert_eq!(all_ids(&*store), ["p2"]);
+    assert_eq!(store.event_count().unwrap(), 1);
+    assert_eq!(store.get(Table::Consent, "u-kept").unwrap().as_deref(), Some(&b"k"[..]));
+    assert!(matches!(store.append_events(vec![event("p4", "u-new", 4)]).unwrap()[0], Appended::New(_)));
 }

@@ -39,6 +39,7 @@ pub struct EmbeddedStore {
     n_events: AtomicU64,
     committer: Mutex<CommitQueue>,
     committed: Condvar,
+    purge_lock: Mutex<()>,
 }
 
 /// One queued write: events to append, or records to put and delete.
@@ -78,6 +79,7 @@ impl EmbeddedStore {
             n_events: AtomicU64::new(0),
             committer: Mutex::new(CommitQueue::default()),
             committed: Condvar::new(),
+            purge_lock: Mutex::new(()),
         };
         let last_seq = match store.events.last_key_value() {
             Some(guard) => decode_u64(&guard.key().map_err(backend_err)?)?,
@@ -420,4 +422,72 @@ impl Store for EmbeddedStore {
         }
         walk(&self.path)
     }
+
+    fn purge(&self) -> Result<()> {
+        self.purge_files()
+    }
+}
+
+/// fjall seals its active journal (write-ahead log) only once it holds more than this many bytes
+/// (`worker_pool.rs` in fjall 3.1), and offers no call to seal it sooner.
+const FJALL_JOURNAL_ROTATE_BYTES: usize = 64_000_000;
+
+impl EmbeddedStore {
+    /// Makes every deletion so far physical. fjall (an LSM-tree) keeps deleted values in older
+    /// tables until compaction, keeps the deleted *keys* as tombstones, and keeps every write in
+    /// its journal until the journal is sealed and every keyspace has flushed past it. So:
+    ///
+    /// 1. Flush every keyspace's memtable, so deletions reach the tables.
+    /// 2. Seal the active journal: fjall has no call for that, so we write just over its 64 MB
+    ///    rotation threshold of incompressible padding (the journal compresses with LZ4) into a
+    ///    scratch keyspace, one key overwritten, and flush it. fjall then seals the journal and
+    ///    deletes it once every keyspace has flushed past it, which step 1 ensured.
+    /// 3. Major-compact every keyspace into its last level: one run without tombstones or
+    ///    shadowed values.
+    /// 4. One more tiny flush of the scratch keyspace: fjall garbage-collects old versions of every
+    ///    keyspace (and with them the replaced table files) when a memtable rotates.
+    ///
+    /// Cost: about 64 MB of journal writes plus rewriting every table, about a second on a
+    /// laptop SSD; erasures are rare. `tests/embedded.rs` and the server's privacy test pin the
+    /// outcome by scanning every file of the data directory for the erased bytes.
+    fn purge_files(&self) -> Result<()> {
+        let _one_purge_at_a_time = self.purge_lock.lock();
+        let keyspaces = [&self.events, &self.event_ids, &self.by_subject, &self.by_expiry, &self.records];
+        for keyspace in keyspaces {
+            keyspace.rotate_memtable_and_wait().map_err(backend_err)?;
+        }
+        let padding = self.db.keyspace("purge_padding", KeyspaceCreateOptions::default).map_err(backend_err)?;
+        let chunk = incompressible_bytes(1 << 20);
+        for _ in 0..FJALL_JOURNAL_ROTATE_BYTES.div_ceil(chunk.len()) + 1 {
+            padding.insert(b"padding", chunk.as_slice()).map_err(backend_err)?;
+        }
+        padding.rotate_memtable_and_wait().map_err(backend_err)?;
+        padding.remove(b"padding").map_err(backend_err)?;
+        self.persist()?;
+        for keyspace in keyspaces.into_iter().chain([&padding]) {
+            keyspace.rotate_memtable_and_wait().map_err(backend_err)?;
+        }
+        for keyspace in keyspaces.into_iter().chain([&padding]) {
+            keyspace.major_compact().map_err(backend_err)?;
+        }
+        for _ in 0..2 {
+            padding.insert(b"gc", b"").map_err(backend_err)?;
+            padding.rotate_memtable_and_wait().map_err(backend_err)?;
+        }
+        self.persist()
+    }
+}
+
+/// `n` bytes that LZ4 cannot shrink (a xorshift sequence).
+fn incompressible_bytes(n: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(n + 8);
+    while bytes.len() < n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(n);
+    bytes
 }

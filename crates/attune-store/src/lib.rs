@@ -228,4 +228,13 @@ pub trait Store: Send + Sync {
 
     /// Bytes the store uses on disk (approximate).
     fn disk_bytes(&self) -> u64;
+
+    /// Makes deletions physical: after it returns, nothing deleted before the call is left in the
+    /// backend's files (log-structured backends keep deleted bytes until compaction and hold
+    /// them in their write-ahead log). Erasure calls it last. Slow (it may rewrite every file);
+    /// never call it on a request's hot path. The default does nothing, for backends that delete
+    /// in place.
+    fn purge(&self) -> Result<()> {
+        Ok(())
+    }
 }

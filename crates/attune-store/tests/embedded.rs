@@ -24,3 +24,56 @@ impl Harness for Embedded {
 }
 
 attune_store::conformance_tests!(Embedded { dir: tempfile::tempdir().expect("tempdir"), store: None });
+
+/// Every file under `dir` that holds `needle`, by path.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// After `purge`, the bytes of deleted events and records are in no file of the data directory:
+/// not in the tables (compacted), not in the journal (sealed and deleted).
+#[test]
+fn purge_leaves_no_deleted_bytes_on_disk() {
+    use attune_store::{NewEvent, Table};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "person-9f3c2a-secret";
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let events = (0..200)
+            .map(|i| NewEvent {
+                id: format!("ev-{i}"),
+                subject: if i % 2 == 0 { secret.to_owned() } else { format!("other-{i}") },
+                ts_ms: i,
+                expires_ms: i + 1000,
+                payload: format!("payload for {}", if i % 2 == 0 { secret } else { "someone" }).into_bytes(),
+            })
+            .collect();
+        store.append_events(events).expect("append");
+        store.put(Table::Consent, secret, b"{}").expect("put");
+        store.put(Table::Audit, "a-1", format!("target {secret}").as_bytes()).expect("put");
+        assert!(!files_holding(dir.path(), secret.as_bytes()).is_empty(), "the test looks for bytes that are there");
+        store.delete_subject_events(secret).expect("delete");
+        store.delete(Table::Consent, secret).expect("delete");
+        store.delete(Table::Audit, "a-1").expect("delete");
+        store.purge().expect("purge");
+        assert_eq!(files_holding(dir.path(), secret.as_bytes()), Vec::<String>::new());
+        assert_eq!(store.event_count().expect("count"), 100);
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.event_count().expect("count"), 100);
+    assert_eq!(files_holding(dir.path(), secret.as_bytes()), Vec::<String>::new());
+}
