@@ -6,6 +6,7 @@ use attune_core::{
     validate::{RawEvent, Rejection, validate_event},
 };
 use attune_store::{Appended, NewEvent, Table};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::{Engine, Result, error::corrupt};
@@ -35,75 +36,123 @@ pub struct IngestReport {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Batches at least this large are validated and folded on all cores.
+const PARALLEL_BATCH: usize = 2048;
+
+/// What validation decided for one event.
+enum Prepared {
+    Rejected(Rejection),
+    Aggregated { key: String, dropped: Vec<String> },
+    Store { person: String, event: Event, new_event: NewEvent, dropped: Vec<String> },
+}
+
 impl Engine {
     /// Ingests a batch. Refused events never fail the others. Returns after accepted events are
     /// durable.
+    ///
+    /// Three stages: validate and encode every event (in parallel for large batches, e.g.
+    /// `attune import`), append durably (one store call, one fsync), then fold the new events
+    /// into profiles (in parallel across people shards, each person's events in batch order).
     pub fn ingest(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
         let now_ms = self.now_ms();
-        let mut report = IngestReport::default();
-        let mut to_store: Vec<NewEvent> = Vec::with_capacity(batch.len());
-        let mut stored_events: Vec<(String, Event)> = Vec::with_capacity(batch.len());
-        let mut aggregate: FxHashMap<String, u64> = FxHashMap::default();
         let schemas = self.schemas.read().clone();
         let declared = |name: &str| schemas.get(name).cloned();
-        for (index, item) in batch.into_iter().enumerate() {
-            let raw = match item {
-                IngestItem::Raw(raw) => raw,
-                IngestItem::Rejected(rejection) => {
-                    report.rejected.push((index, rejection));
-                    continue;
+        let prepare = |item: IngestItem| self.prepare(item, &declared, now_ms);
+        let prepared: Vec<Prepared> = if batch.len() >= PARALLEL_BATCH {
+            batch.into_par_iter().map(prepare).collect()
+        } else {
+            batch.into_iter().map(prepare).collect()
+        };
+
+        let mut report = IngestReport::default();
+        let mut to_store: Vec<NewEvent> = Vec::with_capacity(prepared.len());
+        let mut stored_events: Vec<(String, Event)> = Vec::with_capacity(prepared.len());
+        let mut aggregate: FxHashMap<String, u64> = FxHashMap::default();
+        for (index, outcome) in prepared.into_iter().enumerate() {
+            match outcome {
+                Prepared::Rejected(rejection) => report.rejected.push((index, rejection)),
+                Prepared::Aggregated { key, dropped } => {
+                    report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
+                    *aggregate.entry(key).or_default() += 1;
+                    report.accepted += 1;
                 }
-            };
-            let subject_id = raw.user.as_deref().or(raw.anonymous_id.as_deref()).unwrap_or("");
-            let person = self.resolve(subject_id);
-            let consent = self.consent_of(&person);
-            let validated = match validate_event(raw, &declared, &consent, now_ms) {
-                Ok(validated) => validated,
-                Err(rejection) => {
-                    report.rejected.push((index, rejection));
-                    continue;
+                Prepared::Store { person, event, new_event, dropped } => {
+                    report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
+                    to_store.push(new_event);
+                    stored_events.push((person, event));
                 }
-            };
-            report.dropped.extend(validated.dropped.into_iter().map(|field| (index, field)));
-            let event = validated.event;
-            let keep_individually = consent.analytics || consent.allows(validated.schema.purpose);
-            if !keep_individually {
-                // Without consent for the purpose or for analytics only a count per day and type
-                // is kept: no id, no person, no item.
-                let day = jiff::Timestamp::from_millisecond(event.ts_ms)
-                    .map(|ts| ts.strftime("%Y-%m-%d").to_string())
-                    .unwrap_or_default();
-                *aggregate.entry(format!("{day}\0{}", event.kind.as_str())).or_default() += 1;
-                report.accepted += 1;
-                continue;
             }
-            let retention_days = i64::from(validated.schema.retention_days);
-            to_store.push(NewEvent {
-                id: event.id.clone(),
-                subject: event.subject.id().to_owned(),
-                ts_ms: event.ts_ms,
-                expires_ms: event.ts_ms.saturating_add(retention_days * DAY_MS),
-                payload: postcard::to_stdvec(&event).expect("events always encode"),
-            });
-            stored_events.push((person, event));
         }
         if !aggregate.is_empty() {
             self.add_aggregates(aggregate)?;
         }
         let outcomes = self.store.append_events(to_store)?;
-        for (outcome, (person, event)) in outcomes.into_iter().zip(stored_events) {
+        let mut new_events = Vec::with_capacity(outcomes.len());
+        for (outcome, stored) in outcomes.into_iter().zip(stored_events) {
             match outcome {
                 Appended::Duplicate => report.duplicates += 1,
-                Appended::New(_) => {
-                    report.accepted += 1;
-                    self.apply_event(&person, &event, now_ms);
-                }
+                Appended::New(_) => new_events.push(stored),
             }
         }
+        report.accepted += new_events.len();
+        self.apply_events(new_events, now_ms);
         Ok(report)
     }
 
-    fn add_aggregates(&self, counts: FxHashMap<String, u64>) -> Result<()> {
+    /// Validates one event and decides what is kept of it.
+    fn prepare(&self, item: IngestItem, declared: &dyn Fn(&str) -> Option<attune_core::Schema>, now_ms: i64) -> Prepared {
+        let raw = match item {
+            IngestItem::Raw(raw) => raw,
+            IngestItem::Rejected(rejection) => return Prepared::Rejected(rejection),
+        };
+        let subject_id = raw.user.as_deref().or(raw.anonymous_id.as_deref()).unwrap_or("");
+        let person = self.resolve(subject_id);
+        let consent = self.consent_of(&person);
+        let validated = match validate_event(raw, declared, &consent, now_ms) {
+            Ok(validated) => validated,
+            Err(rejection) => return Prepared::Rejected(rejection),
+        };
+        let event = validated.event;
+        if !(consent.analytics || consent.allows(validated.schema.purpose)) {
+            // Without consent for the purpose or for analytics only a count per day and type is
+            // kept: no id, no person, no item.
+            let day = jiff::Timestamp::from_millisecond(event.ts_ms)
+                .map(|ts| ts.strftime("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            return Prepared::Aggregated { key: format!("{day}\0{}", event.kind.as_str()), dropped: validated.dropped };
+        }
+        let retention_days = i64::from(validated.schema.retention_days);
+        let new_event = NewEvent {
+            id: event.id.clone(),
+            subject: event.subject.id().to_owned(),
+            ts_ms: event.ts_ms,
+            expires_ms: event.ts_ms.saturating_add(retention_days * DAY_MS),
+            payload: postcard::to_stdvec(&event).expect("events always encode"),
+        };
+        Prepared::Store { person, event, new_event, dropped: validated.dropped }
+    }
+
+    /// Counts and folds newly stored events: in parallel across people shards for large batches,
+    /// each person's events in batch order.
+    fn apply_events(&self, events: Vec<(String, Event)>, now_ms: i64) {
+        if events.len() < PARALLEL_BATCH {
+            for (person, event) in &events {
+                self.apply_event(person, event, now_ms);
+            }
+            return;
+        }
+        let mut by_shard: Vec<Vec<(String, Event)>> = (0..crate::N_SHARDS).map(|_| Vec::new()).collect();
+        for (person, event) in events {
+            by_shard[crate::People::shard_index(&person)].push((person, event));
+        }
+        by_shard.into_par_iter().for_each(|events| {
+            for (person, event) in &events {
+                self.apply_event(person, event, now_ms);
+            }
+        });
+    }
+
+    pub(crate) fn add_aggregates(&self, counts: FxHashMap<String, u64>) -> Result<()> {
         let _guard = self.aggregates.lock();
         let mut entries = Vec::with_capacity(counts.len());
         for (key, n) in counts {

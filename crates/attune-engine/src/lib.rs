@@ -14,6 +14,7 @@ pub mod error;
 mod ingest;
 pub mod keys;
 mod people;
+pub mod privacy;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use error::{EngineError, Result, UserError};
 pub use ingest::{IngestItem, IngestReport};
 pub use keys::{ApiKey, Scope};
 pub use people::{MergeReport, PersonView};
+pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
 
 use crate::error::corrupt;
 
@@ -39,6 +41,10 @@ pub struct EngineConfig {
     pub default_consent: Consent,
     /// Retention of behavioral events, in days.
     pub default_retention_days: u32,
+    /// Retention of audit entries, in days (default 400).
+    pub audit_retention_days: u32,
+    /// Retention of logged decisions, exposures and notification plans, in days (default 90).
+    pub decision_retention_days: u32,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +52,8 @@ impl Default for EngineConfig {
         EngineConfig {
             default_consent: Consent::default(),
             default_retention_days: attune_core::schema::DEFAULT_RETENTION_DAYS,
+            audit_retention_days: privacy::DEFAULT_AUDIT_RETENTION_DAYS,
+            decision_retention_days: privacy::DEFAULT_DECISION_RETENTION_DAYS,
         }
     }
 }
@@ -65,7 +73,7 @@ pub struct PersonState {
     pub updated_ms: i64,
 }
 
-const N_SHARDS: usize = 32;
+pub(crate) const N_SHARDS: usize = 32;
 
 /// People by id, sharded to keep lock contention low.
 pub(crate) struct People {
@@ -77,9 +85,12 @@ impl People {
         People { shards: (0..N_SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect() }
     }
 
+    pub(crate) fn shard_index(id: &str) -> usize {
+        (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % N_SHARDS as u64) as usize
+    }
+
     fn shard(&self, id: &str) -> &RwLock<FxHashMap<String, PersonState>> {
-        let hash = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
-        &self.shards[(hash % N_SHARDS as u64) as usize]
+        &self.shards[People::shard_index(id)]
     }
 
     pub(crate) fn read<T>(&self, id: &str, f: impl FnOnce(Option<&PersonState>) -> T) -> T {
@@ -126,6 +137,7 @@ pub struct Engine {
     aliases: RwLock<FxHashMap<String, String>>,
     keys: RwLock<FxHashMap<String, ApiKey>>,
     aggregates: parking_lot::Mutex<()>,
+    privacy: privacy::PrivacyState,
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -138,7 +150,8 @@ pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(what: &'static str, bytes:
 
 impl Engine {
     /// Opens the engine over `store`: loads the catalog, schemas, keys, aliases, consent and
-    /// preferences, then folds every stored event into profiles.
+    /// preferences, then folds every stored event into profiles, then completes erasures a crash
+    /// interrupted (see [`privacy`]).
     pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine> {
         let engine = Engine {
             store,
@@ -150,8 +163,10 @@ impl Engine {
             aliases: RwLock::new(FxHashMap::default()),
             keys: RwLock::new(FxHashMap::default()),
             aggregates: parking_lot::Mutex::new(()),
+            privacy: privacy::PrivacyState::default(),
         };
         engine.load()?;
+        engine.open_privacy()?;
         Ok(engine)
     }
 
