@@ -94,6 +94,7 @@ impl Engine {
     pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
         check_id(id).map_err(|err| UserError::invalid("invalid_id", "id", format!("The user id {err}.")))?;
         let person = self.resolve(id);
+        let before = self.consent_of(&person);
         self.store.put(Table::Consent, &person, &to_json(&consent))?;
         let now_ms = self.now_ms();
         let had_profile = self.people.update(&person, |state| {
@@ -108,6 +109,7 @@ impl Engine {
         if consent.allows(Purpose::Personalization) && !had_profile {
             self.rebuild_profile(&person)?;
         }
+        self.apply_consent_change(&person, before, consent)?;
         self.audit(key_id, "consent.put", &person)
     }
 

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod me;
 pub mod openapi;
 pub mod routes;
 pub mod wire;
@@ -88,7 +89,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// The whole API as a router.
 pub fn app(state: AppState) -> Router {
-    use routes::{admin, catalog, events, health, users};
+    use routes::{admin, catalog, events, health, privacy, users};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -101,7 +102,18 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/items/{id}", get(catalog::get_item).delete(catalog::delete_item))
         .route("/v1/schemas", get(catalog::list_schemas))
         .route("/v1/schemas/{type}", put(catalog::put_schema).get(catalog::get_schema))
-        .route("/v1/users/{id}", get(users::get_user))
+        .route("/v1/users/{id}", get(users::get_user).delete(privacy::delete_user))
+        .route("/v1/users/{id}/history/{item}", delete(privacy::delete_history))
+        .route("/v1/users/{id}/export", get(privacy::get_export))
+        .route("/v1/users/{id}/me-link", post(privacy::post_me_link))
+        .route("/v1/erasures/{receipt_id}", get(privacy::get_erasure))
+        .route("/v1/admin/retention/sweep", post(privacy::post_sweep))
+        .route("/me", get(me::get_page))
+        .route("/me/consent", post(me::post_consent))
+        .route("/me/preferences", post(me::post_preferences))
+        .route("/me/forget", post(me::post_forget))
+        .route("/me/export", get(me::get_export))
+        .route("/me/erase", post(me::post_erase))
         .route("/v1/users/{id}/consent", put(users::put_consent))
         .route("/v1/users/{id}/preferences", put(users::put_preferences))
         .route("/v1/keys", post(admin::post_key).get(admin::list_keys))

@@ -33,6 +33,10 @@ impl Modify for BearerAuth {
         routes::catalog::put_schema, routes::catalog::get_schema, routes::catalog::list_schemas,
         routes::users::get_user, routes::users::put_consent, routes::users::put_preferences,
         routes::admin::post_key, routes::admin::list_keys, routes::admin::delete_key, routes::admin::get_audit,
+        routes::privacy::delete_history, routes::privacy::get_export, routes::privacy::delete_user,
+        routes::privacy::post_me_link, routes::privacy::get_erasure, routes::privacy::post_sweep,
+        crate::me::get_page, crate::me::post_consent, crate::me::post_preferences, crate::me::post_forget,
+        crate::me::get_export, crate::me::post_erase,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail,
@@ -43,6 +47,8 @@ impl Modify for BearerAuth {
         wire::UserOut, wire::AffinityOut, wire::RecentOut,
         wire::KeyIn, wire::KeyCreatedOut, wire::KeyOut, wire::KeysOut, wire::AuditOut, wire::AuditLogOut,
         wire::StatusOut,
+        wire::ForgetOut, wire::ExportOut, wire::ExportEventOut, wire::MergeOut, wire::ForgottenOut, wire::RecordOut,
+        wire::ReceiptOut, wire::ErasedOut, wire::MeLinkOut, wire::SweepOut,
     ))
 )]
 struct ApiDoc;

@@ -405,3 +405,164 @@ pub struct StatusOut {
     /// `ok`, `ready` or `starting`.
     pub status: String,
 }
+
+// ---- privacy (issue 6) ----
+
+/// `DELETE /v1/users/{id}/history/{item}` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForgetOut {
+    /// Always true.
+    pub forgotten: bool,
+    /// The item.
+    pub item: String,
+    /// Stored events about the item (of the person and their aliases) that were deleted.
+    pub events_deleted: u64,
+}
+
+/// An event as stored, in the shape of `POST /v1/events` (after minimization).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExportEventOut {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The person, when the event named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The device or browser, when the event named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    /// The item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// RFC 3339.
+    pub ts: String,
+    /// Channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The context kept.
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
+    /// The properties kept.
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// The decision it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+}
+
+/// A merge log entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MergeOut {
+    /// The device or browser id.
+    pub anonymous_id: String,
+    /// The person it was merged into.
+    pub user: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A forgotten item.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForgottenOut {
+    /// The item.
+    pub item: String,
+    /// When it was forgotten, RFC 3339.
+    pub at: String,
+}
+
+/// A stored record of another component (decisions, exposures, notification plans): its key and
+/// its value (JSON when it is JSON, else a string of hex under `hex`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordOut {
+    /// The record's key.
+    pub key: String,
+    /// The record.
+    #[schema(value_type = Object)]
+    pub value: Value,
+}
+
+/// `GET /v1/users/{id}/export`: every stored record about the person and their aliases.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExportOut {
+    /// `attune-export-v1`.
+    pub format: String,
+    /// RFC 3339.
+    pub exported_at: String,
+    /// What Attune knows and infers (the profile view of `GET /v1/users/{id}`).
+    pub user: UserOut,
+    /// Consent as stored; null when the person never answered (server defaults apply).
+    pub stored_consent: Option<ConsentOut>,
+    /// Preferences as stored; null when none were set.
+    pub stored_preferences: Option<PreferencesOut>,
+    /// Anonymous ids merged into the person.
+    pub aliases: Vec<String>,
+    /// Every stored event of the person and their aliases, oldest first.
+    pub events: Vec<ExportEventOut>,
+    /// Merge log entries naming the person or an alias.
+    pub merges: Vec<MergeOut>,
+    /// Items the person asked to forget.
+    pub forgotten: Vec<ForgottenOut>,
+    /// Audit entries whose target names the person or an alias.
+    pub audit: Vec<AuditOut>,
+    /// Logged decisions and exposures.
+    pub decisions: Vec<RecordOut>,
+    /// Notification plans.
+    pub notifications: Vec<RecordOut>,
+}
+
+/// An erasure receipt: counts only, no personal data.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReceiptOut {
+    /// `rcpt_…`; `GET /v1/erasures/{receipt_id}` returns the receipt again.
+    pub receipt_id: String,
+    /// RFC 3339.
+    pub erased_at: String,
+    /// Events deleted.
+    pub events: u64,
+    /// Anonymous ids erased with the person.
+    pub aliases: u64,
+    /// Other records deleted (consent, preferences, merges, forgotten items, decisions,
+    /// exposures, notification plans).
+    pub records: u64,
+    /// Audit entries that named the person and now name this receipt.
+    pub audit_redacted: u64,
+    /// Whether the erasure was interrupted by a crash and completed at the next start.
+    pub completed_at_start: bool,
+}
+
+/// `DELETE /v1/users/{id}` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasedOut {
+    /// Always true.
+    pub erased: bool,
+    /// The receipt.
+    pub receipt: ReceiptOut,
+}
+
+/// `POST /v1/users/{id}/me-link` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MeLinkOut {
+    /// `/me?token=…`, relative to the server's base URL.
+    pub url: String,
+    /// When the link stops working, RFC 3339.
+    pub expires_at: String,
+}
+
+/// `POST /v1/admin/retention/sweep` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SweepOut {
+    /// Events past their retention, deleted.
+    pub events_deleted: u64,
+    /// People whose profile was refolded without them.
+    pub people_rebuilt: u64,
+    /// Audit entries past the audit retention, deleted.
+    pub audit_deleted: u64,
+    /// Decisions and exposures past their retention, deleted.
+    pub decisions_deleted: u64,
+    /// Notification plans past their retention, deleted.
+    pub notifications_deleted: u64,
+    /// Events still held past their retention (0 after a sweep).
+    pub held_past_retention: u64,
+}

@@ -15,8 +15,11 @@ pub trait Harness {
     fn reopen(&mut self) -> Arc<dyn Store>;
 }
 
+/// A conformance case: its name and the check.
+pub type Case = (&'static str, fn(&mut dyn Harness));
+
 /// Every case, by name.
-pub const CASES: &[(&str, fn(&mut dyn Harness))] = &[
+pub const CASES: &[Case] = &[
     ("append_and_scan_in_order", append_and_scan_in_order),
     ("duplicates_change_nothing", duplicates_change_nothing),
     ("events_survive_reopen", events_survive_reopen),

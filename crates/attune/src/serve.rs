@@ -81,12 +81,34 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How often the retention sweep runs (also once right at start, for what expired while the
+/// server was down).
+pub const RETENTION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs `Engine::sweep_retention` now and every [`RETENTION_SWEEP_EVERY`], off the async runtime.
+pub fn spawn_retention_sweep(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let engine = Arc::clone(&engine);
+            match tokio::task::spawn_blocking(move || engine.sweep_retention(engine.now_ms())).await {
+                Ok(Ok(report)) => tracing::info!(?report, "retention sweep"),
+                Ok(Err(err)) => tracing::error!(error = %err, "retention sweep failed; retrying next hour"),
+                Err(err) => tracing::error!(error = %err, "retention sweep panicked"),
+            }
+        }
+    })
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_listen(&args.listen, args.admin_key.as_deref())?;
     let engine = open_engine(&args.data)?;
-    let state = AppState::new(engine, args.admin_key.as_deref(), args.rate_limit);
+    let state = AppState::new(Arc::clone(&engine), args.admin_key.as_deref(), args.rate_limit);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
+        spawn_retention_sweep(engine);
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, data = %args.data.display(), "attune is serving");

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod catalog;
 pub mod events;
 pub mod health;
+pub mod privacy;
 pub mod users;
 
 use serde_json::{Map, Value};

@@ -1,0 +1,860 @@
+//! Privacy operations: forgetting an item, exporting everything about a person, erasure with a
+//! receipt (crash-safe), retention sweeps, what consent withdrawal does to stored events, the
+//! privacy report, and the secret that signs `/me` links.
+//!
+//! # Key conventions (erasure and export find records by them)
+//!
+//! Erasure and export cannot know every record format other modules invent, so records about a
+//! person are found by key:
+//!
+//! - [`Table::Decisions`] (decisions and exposures) and [`Table::Notifications`] (plans): every
+//!   record that names a person is keyed `<person id>\0<anything>`, where the person id is the id
+//!   the request named (a user or an anonymous id); erasure and export visit the prefix of the
+//!   person and of each alias. Values should be JSON objects with an integer `at_ms` (ms since
+//!   the epoch): the retention sweep deletes those older than
+//!   [`EngineConfig::decision_retention_days`](crate::EngineConfig) (records without `at_ms` are
+//!   kept). A secondary index (by time, by slot) must hold no person id in its key or value, or
+//!   it survives erasure.
+//! - [`Table::Forgotten`]: `<person>\0<item>`; [`Table::Erasures`]: `pending\0<person>` while an
+//!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
+//!   their receipt id (`rcpt_…`).
+//! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due`,
+//!   `me_link_secret`.
+//!
+//! # What the model layer must honor
+//!
+//! - [`Engine::register_erasure_hook`]: called with the erased ids (person and aliases) once an
+//!   erasure has removed the stored data; drop those users' factors from live models then. Models
+//!   persisted in [`Table::Models`] must not outlive an erasure with the person's factors: retrain
+//!   (see below) or rewrite them.
+//! - [`Engine::retrain_due_ms`]: after an erasure or a forgotten item the next training must start
+//!   by this time (at most [`RETRAIN_DEADLINE_MS`] later); item-side statistics (co-occurrences,
+//!   popularity) are cleaned by that training. Check it at start too: an erasure completed at
+//!   start (after a crash) ran before any hook was registered.
+//! - [`Engine::forgotten_items`]: never cite these items as a reason ("Because you read …") and
+//!   skip the person's interactions with them in training.
+
+use std::collections::BTreeSet;
+
+use attune_core::{Consent, Event, Preferences, Purpose};
+use attune_store::{NewEvent, StoredEvent, Table};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::{AuditEntry, Engine, PersonView, Result, UserError, from_json, to_json};
+
+/// How soon after an erasure (or a forgotten item) the next training must run: item-side
+/// statistics still hold the person's interactions until then.
+pub const RETRAIN_DEADLINE_MS: i64 = 15 * 60 * 1000;
+
+/// Default retention of audit entries, in days.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
+
+/// Default retention of logged decisions, exposures and notification plans, in days.
+pub const DEFAULT_DECISION_RETENTION_DAYS: u32 = 90;
+
+const DAY_MS: i64 = 86_400_000;
+const PENDING_PREFIX: &str = "pending\0";
+const REWRITE_PREFIX: &str = "rewrite\0";
+const RECEIPT_PREFIX: &str = "rcpt_";
+const META_RETRAIN_DUE: &str = "retrain_due";
+const META_PURGE_DUE: &str = "purge_due";
+const META_LINK_SECRET: &str = "me_link_secret";
+
+/// A callback the model layer registers to drop erased people's factors at once.
+pub type ErasureHook = Box<dyn Fn(&[String]) + Send + Sync>;
+
+/// The privacy layer's in-memory state, one per engine.
+#[derive(Default)]
+pub(crate) struct PrivacyState {
+    hooks: RwLock<Vec<ErasureHook>>,
+    /// Forgotten items by person, for the decide path (which never waits on storage).
+    forgotten: RwLock<FxHashMap<String, Vec<String>>>,
+    link_secret: RwLock<[u8; 32]>,
+    /// One erasure or rewrite at a time (each ends with a slow purge or a multi-step rewrite).
+    exclusive: Mutex<()>,
+}
+
+/// What `DELETE /v1/users/{id}/history/{item}` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForgetReport {
+    /// Stored events about the item (of the person and their aliases) that were deleted.
+    pub events: u64,
+}
+
+/// Proof of an erasure: counts only, no personal data (not even the id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureReceipt {
+    /// `rcpt_…`, the key of the receipt and the audit entry's target.
+    pub receipt_id: String,
+    /// When the erasure completed.
+    pub erased_at_ms: i64,
+    /// Events deleted.
+    pub events: u64,
+    /// Anonymous ids (merged devices) erased with the person.
+    pub aliases: u64,
+    /// Other records deleted: consent, preferences, merge log entries, forgotten items,
+    /// decisions, exposures, notification plans.
+    pub records: u64,
+    /// Audit entries whose target named the person, now naming the receipt instead.
+    pub audit_redacted: u64,
+    /// Whether the erasure was interrupted (a crash) and completed at the next start.
+    pub completed_at_start: bool,
+}
+
+/// An entry of the merge log (`POST /v1/identify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRecord {
+    /// The device or browser id.
+    pub anonymous_id: String,
+    /// The person it was merged into.
+    pub user: String,
+    /// When.
+    pub at_ms: i64,
+    /// The key that merged.
+    pub key_id: String,
+}
+
+/// Every stored record about a person and their aliases (`GET /v1/users/{id}/export`).
+#[derive(Debug, Clone)]
+pub struct PersonExport {
+    /// What Attune knows and infers (the profile view).
+    pub view: PersonView,
+    /// Consent as stored (`None`: the person never answered; server defaults apply).
+    pub stored_consent: Option<Consent>,
+    /// Preferences as stored.
+    pub stored_preferences: Option<Preferences>,
+    /// Every stored event of the person and their aliases, in sequence order.
+    pub events: Vec<Event>,
+    /// Merge log entries that name the person or an alias.
+    pub merges: Vec<MergeRecord>,
+    /// Forgotten items, with when.
+    pub forgotten: Vec<(String, i64)>,
+    /// Audit entries whose target names the person or an alias.
+    pub audit: Vec<AuditEntry>,
+    /// Decisions and exposures (`Table::Decisions`), key and raw value.
+    pub decisions: Vec<(String, Vec<u8>)>,
+    /// Notification plans (`Table::Notifications`), key and raw value.
+    pub notifications: Vec<(String, Vec<u8>)>,
+}
+
+/// What one retention sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Events past their retention, deleted.
+    pub events_deleted: u64,
+    /// People whose profile was refolded without them.
+    pub people_rebuilt: u64,
+    /// Audit entries past the audit retention, deleted.
+    pub audit_deleted: u64,
+    /// Decisions and exposures past their retention, deleted.
+    pub decisions_deleted: u64,
+    /// Notification plans past their retention, deleted.
+    pub notifications_deleted: u64,
+    /// Events still held past their retention after the sweep (0 unless events expired while
+    /// it ran).
+    pub held_past_retention: u64,
+}
+
+/// The "ethical" numbers of `GET /v1/report`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyReport {
+    /// People known (aliases count with their person).
+    pub people: u64,
+    /// Per purpose: how many people's effective consent allows it.
+    pub consent_granted: Vec<(Purpose, u64)>,
+    /// People without personalization consent.
+    pub opted_out: u64,
+    /// Erasures completed (receipts held).
+    pub erasures: u64,
+    /// People who paused personalization in their preferences.
+    pub personalization_paused: u64,
+    /// Stored events past their retention: 0 after a sweep.
+    pub held_past_retention: u64,
+}
+
+impl PrivacyReport {
+    /// The share of people whose consent allows `purpose` (0 when nobody is known).
+    pub fn consent_rate(&self, purpose: Purpose) -> f64 {
+        let granted = self.consent_granted.iter().find(|(p, _)| *p == purpose).map_or(0, |(_, n)| *n);
+        if self.people == 0 { 0.0 } else { granted as f64 / self.people as f64 }
+    }
+}
+
+/// The crash-safety record of an erasure: written before anything is deleted, removed after.
+/// Counts are taken before deleting, so a receipt completed after a crash still counts all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingErasure {
+    receipt_id: String,
+    person: String,
+    ids: Vec<String>,
+    key_id: String,
+    events: u64,
+    aliases: u64,
+    records: u64,
+}
+
+/// The crash-safety record of a consent withdrawal that rewrites events (contextual fields).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingRewrite {
+    delete_seqs: Vec<u64>,
+    append: Vec<RewrittenEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RewrittenEvent {
+    id: String,
+    subject: String,
+    ts_ms: i64,
+    expires_ms: i64,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RetrainDue {
+    due_ms: i64,
+    requested_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ForgottenRecord {
+    at_ms: i64,
+}
+
+/// The erasure steps, in order. [`Engine::erase_interrupted`] stops after some of them to test
+/// that a restart completes the rest.
+const ERASURE_STEPS: usize = 6;
+
+impl Engine {
+    // ---- start ----
+
+    /// At start: loads the `/me` link secret (generated on first start) and forgotten items,
+    /// completes interrupted rewrites and erasures, and finishes an interrupted purge.
+    pub(crate) fn open_privacy(&self) -> Result<()> {
+        let secret = match self.store.get(Table::Meta, META_LINK_SECRET)? {
+            Some(bytes) => bytes.try_into().map_err(|_| crate::error::corrupt("me link secret", "length"))?,
+            None => {
+                let secret: [u8; 32] = rand::random();
+                self.store.put(Table::Meta, META_LINK_SECRET, &secret)?;
+                secret
+            }
+        };
+        *self.privacy.link_secret.write() = secret;
+
+        let mut forgotten: FxHashMap<String, Vec<String>> = FxHashMap::default();
+        self.store.scan(Table::Forgotten, "", &mut |key, _| {
+            if let Some((person, item)) = key.split_once('\0') {
+                forgotten.entry(person.to_owned()).or_default().push(item.to_owned());
+            }
+            true
+        })?;
+        *self.privacy.forgotten.write() = forgotten;
+
+        for (key, bytes) in self.scan_prefix(Table::Erasures, REWRITE_PREFIX)? {
+            let rewrite: PendingRewrite = from_json("pending rewrite", &bytes)?;
+            self.finish_rewrite(&key, &rewrite)?;
+        }
+        let pending = self.scan_prefix(Table::Erasures, PENDING_PREFIX)?;
+        for (_, bytes) in &pending {
+            let pending: PendingErasure = from_json("pending erasure", bytes)?;
+            tracing::warn!(receipt = %pending.receipt_id, "completing an erasure interrupted by a crash");
+            self.run_erasure(&pending, ERASURE_STEPS, true)?;
+        }
+        if pending.is_empty() && self.store.get(Table::Meta, META_PURGE_DUE)?.is_some() {
+            self.purge_now()?;
+        }
+        Ok(())
+    }
+
+    /// The secret that signs `/me` links (32 random bytes, generated at first start, kept in
+    /// [`Table::Meta`]).
+    pub fn link_secret(&self) -> [u8; 32] {
+        *self.privacy.link_secret.read()
+    }
+
+    // ---- hooks and markers for the model layer ----
+
+    /// Registers a callback called with the erased ids (the person and their aliases) right
+    /// after an erasure removed their stored data: the model layer drops their factors there.
+    pub fn register_erasure_hook(&self, hook: ErasureHook) {
+        self.privacy.hooks.write().push(hook);
+    }
+
+    /// When the next training must have started (ms since the epoch), if an erasure or a
+    /// forgotten item requires one: item-side statistics still hold the removed interactions.
+    pub fn retrain_due_ms(&self) -> Result<Option<i64>> {
+        Ok(self.retrain_due()?.map(|due| due.due_ms))
+    }
+
+    /// Clears the retrain marker after a training that read the store from `training_started_ms`
+    /// on; a marker set later (an erasure during the training) stays.
+    pub fn clear_retrain_due(&self, training_started_ms: i64) -> Result<()> {
+        if let Some(due) = self.retrain_due()?
+            && due.requested_ms <= training_started_ms
+        {
+            self.store.delete(Table::Meta, META_RETRAIN_DUE)?;
+        }
+        Ok(())
+    }
+
+    fn retrain_due(&self) -> Result<Option<RetrainDue>> {
+        match self.store.get(Table::Meta, META_RETRAIN_DUE)? {
+            Some(bytes) => Ok(Some(from_json("retrain marker", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn request_retrain(&self) -> Result<()> {
+        let now_ms = self.now_ms();
+        let due_ms = match self.retrain_due()? {
+            Some(due) => due.due_ms.min(now_ms + RETRAIN_DEADLINE_MS),
+            None => now_ms + RETRAIN_DEADLINE_MS,
+        };
+        self.store.put(Table::Meta, META_RETRAIN_DUE, &to_json(&RetrainDue { due_ms, requested_ms: now_ms }))?;
+        Ok(())
+    }
+
+    // ---- forgetting ----
+
+    /// Items `person` asked to forget (`DELETE /v1/users/{id}/history/{item}`), from memory.
+    /// `person` is a resolved id ([`Engine::resolve`]). Decide must never cite them as a reason,
+    /// and training must skip the person's interactions with them. Forgetting is sticky: a later
+    /// interaction with the item shapes the profile again, but the item stays out of reasons
+    /// until the person is erased.
+    pub fn forgotten_items(&self, person: &str) -> Vec<String> {
+        self.privacy.forgotten.read().get(person).cloned().unwrap_or_default()
+    }
+
+    /// Forgets one item: deletes the stored events of the person and their aliases about it,
+    /// refolds the profile without them, records the item in [`Table::Forgotten`], asks for a
+    /// retraining and audits. `NotFound` when the person is unknown.
+    pub fn forget_item(&self, id: &str, item: &str, key_id: &str) -> Result<ForgetReport> {
+        let person = self.known_person(id)?;
+        let seqs: Vec<u64> = self
+            .events_of(&person)?
+            .into_iter()
+            .filter(|(_, event)| event.item.as_deref() == Some(item))
+            .map(|(seq, _)| seq)
+            .collect();
+        let events = self.store.delete_events(&seqs)?;
+        let now_ms = self.now_ms();
+        self.store.put(Table::Forgotten, &format!("{person}\0{item}"), &to_json(&ForgottenRecord { at_ms: now_ms }))?;
+        {
+            let mut forgotten = self.privacy.forgotten.write();
+            let items = forgotten.entry(person.clone()).or_default();
+            if !items.iter().any(|known| known == item) {
+                items.push(item.to_owned());
+            }
+        }
+        self.refresh_person(&person)?;
+        self.people.update(&person, |state| state.updated_ms = state.updated_ms.max(now_ms));
+        self.request_retrain()?;
+        self.audit(key_id, "users.forget", &person)?;
+        Ok(ForgetReport { events })
+    }
+
+    // ---- export ----
+
+    /// Every stored record about a person and their aliases. `NotFound` when the person is
+    /// unknown. The caller audits (`users.export`, ids only).
+    pub fn export_person(&self, id: &str) -> Result<PersonExport> {
+        let person = self.known_person(id)?;
+        let view = self.person(&person)?;
+        let mut ids = view.aliases.clone();
+        ids.push(person.clone());
+        let events = self.events_of(&person)?.into_iter().map(|(_, event)| event).collect();
+        let merges = self.merges_naming(&ids)?.into_iter().map(|(_, merge)| merge).collect();
+        let mut forgotten = Vec::new();
+        for (key, bytes) in self.scan_prefix(Table::Forgotten, &format!("{person}\0"))? {
+            let record: ForgottenRecord = from_json("forgotten item", &bytes)?;
+            let item = key.split_once('\0').map_or(key.as_str(), |(_, item)| item).to_owned();
+            forgotten.push((item, record.at_ms));
+        }
+        let audit = self.audit_naming(&ids)?.into_iter().map(|(_, entry)| entry).collect();
+        let mut decisions = Vec::new();
+        let mut notifications = Vec::new();
+        for subject in &ids {
+            decisions.extend(self.scan_prefix(Table::Decisions, &format!("{subject}\0"))?);
+            notifications.extend(self.scan_prefix(Table::Notifications, &format!("{subject}\0"))?);
+        }
+        Ok(PersonExport {
+            stored_consent: self.stored_consent(&person)?,
+            stored_preferences: match self.store.get(Table::Preferences, &person)? {
+                Some(bytes) => Some(from_json("preferences", &bytes)?),
+                None => None,
+            },
+            view,
+            events,
+            merges,
+            forgotten,
+            audit,
+            decisions,
+            notifications,
+        })
+    }
+
+    // ---- erasure ----
+
+    /// Erases a person (an anonymous id merged into a person erases that person) and every alias:
+    /// events, consent, preferences, aliases, merge log entries, forgotten items, decisions,
+    /// exposures, notification plans and in-memory state. Audit entries that named them now name
+    /// the receipt. Then the erasure hooks run, a retraining is requested, and the store purges
+    /// deleted bytes from its files. Crash-safe: a `pending` record written first makes
+    /// [`Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
+    pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
+        let _exclusive = self.privacy.exclusive.lock();
+        let pending = self.begin_erasure(id, key_id)?;
+        self.run_erasure(&pending, ERASURE_STEPS, false)?;
+        self.erasure_receipt(&pending.receipt_id)?
+            .ok_or_else(|| crate::error::corrupt("erasure receipt", "missing after erasure"))
+    }
+
+    /// Testing only: starts an erasure and stops after `steps` of its steps, as a crash would.
+    /// [`Engine::open`] completes it.
+    #[doc(hidden)]
+    pub fn erase_interrupted(&self, id: &str, key_id: &str, steps: usize) -> Result<String> {
+        let _exclusive = self.privacy.exclusive.lock();
+        let pending = self.begin_erasure(id, key_id)?;
+        self.run_erasure(&pending, steps.min(ERASURE_STEPS - 1), false)?;
+        Ok(pending.receipt_id)
+    }
+
+    /// A stored erasure receipt.
+    pub fn erasure_receipt(&self, receipt_id: &str) -> Result<Option<ErasureReceipt>> {
+        if !receipt_id.starts_with(RECEIPT_PREFIX) {
+            return Ok(None);
+        }
+        match self.store.get(Table::Erasures, receipt_id)? {
+            Some(bytes) => Ok(Some(from_json("erasure receipt", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts what will be deleted and writes the `pending` record before anything is deleted.
+    fn begin_erasure(&self, id: &str, key_id: &str) -> Result<PendingErasure> {
+        let person = self.known_person(id)?;
+        let aliases = self.aliases_of(&person);
+        let mut ids = aliases.clone();
+        ids.push(person.clone());
+        let mut events = 0u64;
+        let mut records = 0u64;
+        for subject in &ids {
+            self.store.subject_events(subject, &mut |_| {
+                events += 1;
+                true
+            })?;
+            for table in [Table::Consent, Table::Preferences] {
+                records += u64::from(self.store.get(table, subject)?.is_some());
+            }
+            for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
+                records += self.scan_prefix(table, &format!("{subject}\0"))?.len() as u64;
+            }
+        }
+        records += self.merges_naming(&ids)?.len() as u64;
+        let pending = PendingErasure {
+            receipt_id: format!("{RECEIPT_PREFIX}{}", ulid::Ulid::generate()),
+            person: person.clone(),
+            ids,
+            key_id: key_id.to_owned(),
+            events,
+            aliases: aliases.len() as u64,
+            records,
+        };
+        self.store.put(Table::Erasures, &format!("{PENDING_PREFIX}{person}"), &to_json(&pending))?;
+        Ok(pending)
+    }
+
+    /// Runs the first `steps` erasure steps; every step is idempotent, so a restart may repeat
+    /// the one a crash interrupted.
+    fn run_erasure(&self, pending: &PendingErasure, steps: usize, at_start: bool) -> Result<()> {
+        let ids = &pending.ids;
+        let redacted = format!("erased:{}", pending.receipt_id);
+        let mut audit_redacted = 0u64;
+        for step in 0..steps {
+            match step {
+                // Events first: they are most of the data.
+                0 => {
+                    for subject in ids {
+                        self.store.delete_subject_events(subject)?;
+                    }
+                }
+                // Records keyed by the person or an alias.
+                1 => {
+                    for subject in ids {
+                        self.store.delete(Table::Consent, subject)?;
+                        self.store.delete(Table::Preferences, subject)?;
+                        for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
+                            for (key, _) in self.scan_prefix(table, &format!("{subject}\0"))? {
+                                self.store.delete(table, &key)?;
+                            }
+                        }
+                        self.store.delete(Table::Erasures, &format!("{REWRITE_PREFIX}{subject}"))?;
+                    }
+                }
+                // Merge log entries and aliases.
+                2 => {
+                    for (key, _) in self.merges_naming(ids)? {
+                        self.store.delete(Table::Merges, &key)?;
+                    }
+                    for subject in ids {
+                        if subject != &pending.person {
+                            self.store.delete(Table::Aliases, subject)?;
+                        }
+                    }
+                }
+                // The audit log keeps who did what, but not to whom: targets that named the
+                // person or an alias name the receipt instead.
+                3 => {
+                    for (key, mut entry) in self.audit_naming(ids)? {
+                        entry.target = split_target(&entry.target)
+                            .into_iter()
+                            .map(|part| if ids.iter().any(|id| id == part) { redacted.as_str() } else { part })
+                            .collect::<Vec<_>>()
+                            .join(target_separator(&entry.target));
+                        self.store.put(Table::Audit, &key, &to_json(&entry))?;
+                        audit_redacted += 1;
+                    }
+                }
+                // In-memory state, then events that raced in meanwhile, then the model layer.
+                4 => {
+                    {
+                        let mut aliases = self.aliases.write();
+                        aliases.retain(|alias, person| !ids.contains(alias) && !ids.contains(person));
+                    }
+                    {
+                        let mut forgotten = self.privacy.forgotten.write();
+                        for subject in ids {
+                            forgotten.remove(subject);
+                        }
+                    }
+                    for subject in ids {
+                        self.people.remove(subject);
+                    }
+                    for subject in ids {
+                        self.store.delete_subject_events(subject)?;
+                        self.people.remove(subject);
+                    }
+                    for hook in self.privacy.hooks.read().iter() {
+                        hook(ids);
+                    }
+                    self.request_retrain()?;
+                }
+                // The receipt and the audit entry, then the pending record goes and the store
+                // purges. The audit entry's target is the receipt, never the person: the log must
+                // not keep an erased person's id (a purpose-free copy of it would defeat the
+                // erasure).
+                5 => {
+                    if self.erasure_receipt(&pending.receipt_id)?.is_none() {
+                        let receipt = ErasureReceipt {
+                            receipt_id: pending.receipt_id.clone(),
+                            erased_at_ms: self.now_ms(),
+                            events: pending.events,
+                            aliases: pending.aliases,
+                            records: pending.records,
+                            audit_redacted,
+                            completed_at_start: at_start,
+                        };
+                        self.audit(&pending.key_id, "users.erase", &pending.receipt_id)?;
+                        self.store.put(Table::Erasures, &pending.receipt_id, &to_json(&receipt))?;
+                    }
+                    // The pending record's deletion leaves the person's id in a tombstone key,
+                    // so the purge comes after it; `purge_due` finishes it after a crash.
+                    self.store.put(Table::Meta, META_PURGE_DUE, b"1")?;
+                    self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
+                    self.purge_now()?;
+                }
+                _ => unreachable!("ERASURE_STEPS counts the steps above"),
+            }
+        }
+        Ok(())
+    }
+
+    fn purge_now(&self) -> Result<()> {
+        self.store.delete(Table::Meta, META_PURGE_DUE)?;
+        self.store.purge()?;
+        Ok(())
+    }
+
+    // ---- consent withdrawal ----
+
+    /// What a consent change does to stored events. The rule is the ingest rule, applied again:
+    /// an event is kept individually only while the person consents to `analytics` or to the
+    /// event type's purpose; otherwise it is deleted and only counted in the daily aggregates
+    /// (per day and type: no id, no person, no item). Withdrawing `contextual` removes `geo` and
+    /// `weather` from stored events (rewritten crash-safely: see [`PendingRewrite`]).
+    pub(crate) fn apply_consent_change(&self, person: &str, before: Consent, after: Consent) -> Result<()> {
+        let kept = |consent: &Consent, purpose: Purpose| consent.analytics || consent.allows(purpose);
+        let loses_individual = Purpose::ALL.into_iter().any(|p| kept(&before, p) && !kept(&after, p));
+        let loses_contextual = before.contextual && !after.contextual;
+        if !loses_individual && !loses_contextual {
+            return Ok(());
+        }
+        let _exclusive = self.privacy.exclusive.lock();
+        let mut to_aggregate: FxHashMap<String, u64> = FxHashMap::default();
+        let mut delete_seqs = Vec::new();
+        let mut rewrite = PendingRewrite { delete_seqs: Vec::new(), append: Vec::new() };
+        for (row, mut event) in self.stored_rows_of(person)? {
+            if !kept(&after, self.purpose_of(&event)) {
+                let day = jiff::Timestamp::from_millisecond(event.ts_ms)
+                    .map(|ts| ts.strftime("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                *to_aggregate.entry(format!("{day}\0{}", event.kind.as_str())).or_default() += 1;
+                delete_seqs.push(row.seq);
+            } else if !after.contextual && (event.context.geo.is_some() || event.context.weather.is_some()) {
+                event.context.geo = None;
+                event.context.weather = None;
+                rewrite.delete_seqs.push(row.seq);
+                rewrite.append.push(RewrittenEvent {
+                    id: row.id,
+                    subject: row.subject,
+                    ts_ms: row.ts_ms,
+                    expires_ms: row.expires_ms,
+                    payload: postcard::to_stdvec(&event).expect("events always encode"),
+                });
+            }
+        }
+        if !to_aggregate.is_empty() {
+            // Count first: a crash in between leaves an event both counted and stored, never lost
+            // from the counts.
+            self.add_aggregates(to_aggregate)?;
+            self.store.delete_events(&delete_seqs)?;
+            self.refresh_person(person)?;
+        }
+        if !rewrite.append.is_empty() {
+            let key = format!("{REWRITE_PREFIX}{person}");
+            self.store.put(Table::Erasures, &key, &to_json(&rewrite))?;
+            self.finish_rewrite(&key, &rewrite)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces events by their rewritten versions (same id, new sequence number): delete, then
+    /// append. Idempotent, so [`Engine::open`] can repeat it after a crash.
+    fn finish_rewrite(&self, key: &str, rewrite: &PendingRewrite) -> Result<()> {
+        self.store.delete_events(&rewrite.delete_seqs)?;
+        let events = rewrite
+            .append
+            .iter()
+            .map(|e| NewEvent {
+                id: e.id.clone(),
+                subject: e.subject.clone(),
+                ts_ms: e.ts_ms,
+                expires_ms: e.expires_ms,
+                payload: e.payload.clone(),
+            })
+            .collect();
+        self.store.append_events(events)?;
+        self.store.delete(Table::Erasures, key)?;
+        Ok(())
+    }
+
+    fn purpose_of(&self, event: &Event) -> Purpose {
+        match event.kind.builtin() {
+            Some(builtin) => builtin.schema().purpose,
+            // A schema removed since keeps its events under the strictest reading: personalization.
+            None => self.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose),
+        }
+    }
+
+    // ---- retention ----
+
+    /// Deletes what is past its retention: events (and refolds the profiles they shaped), audit
+    /// entries older than [`EngineConfig::audit_retention_days`](crate::EngineConfig), decisions,
+    /// exposures and notification plans older than
+    /// [`EngineConfig::decision_retention_days`](crate::EngineConfig). The server runs it hourly.
+    pub fn sweep_retention(&self, now_ms: i64) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        // The store has no visitor over expired events, so the subjects come from one scan of
+        // the log; it runs only when something expired.
+        let mut subjects = BTreeSet::new();
+        if self.store.count_expired_events(now_ms)? > 0 {
+            self.store.scan_events(0, &mut |row| {
+                if row.expires_ms <= now_ms {
+                    subjects.insert(row.subject);
+                }
+                true
+            })?;
+        }
+        report.events_deleted = self.store.delete_expired_events(now_ms)?;
+        let people: BTreeSet<String> = subjects.iter().map(|subject| self.resolve(subject)).collect();
+        for person in &people {
+            if self.people.read(person, |state| state.is_some()) {
+                self.refresh_person(person)?;
+                report.people_rebuilt += 1;
+            }
+        }
+
+        let audit_cutoff = now_ms.saturating_sub(i64::from(self.config.audit_retention_days) * DAY_MS);
+        for (key, bytes) in self.scan_prefix(Table::Audit, "")? {
+            let entry: AuditEntry = from_json("audit", &bytes)?;
+            if entry.at_ms < audit_cutoff {
+                self.store.delete(Table::Audit, &key)?;
+                report.audit_deleted += 1;
+            }
+        }
+        let decision_cutoff = now_ms.saturating_sub(i64::from(self.config.decision_retention_days) * DAY_MS);
+        report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
+        report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
+        report.held_past_retention = self.store.count_expired_events(now_ms)?;
+        Ok(report)
+    }
+
+    /// Deletes the records of `table` whose JSON value has an integer `at_ms` before `cutoff_ms`.
+    fn delete_dated_before(&self, table: Table, cutoff_ms: i64) -> Result<u64> {
+        let mut expired = Vec::new();
+        self.store.scan(table, "", &mut |key, bytes| {
+            let at_ms = serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| v["at_ms"].as_i64());
+            if at_ms.is_some_and(|at| at < cutoff_ms) {
+                expired.push(key.to_owned());
+            }
+            true
+        })?;
+        for key in &expired {
+            self.store.delete(table, key)?;
+        }
+        Ok(expired.len() as u64)
+    }
+
+    // ---- report ----
+
+    /// Consent rates per purpose, opt-outs, erasures, paused personalization and data held past
+    /// retention (must be 0 after a sweep): the `ethical` part of `GET /v1/report`.
+    pub fn privacy_report(&self, now_ms: i64) -> Result<PrivacyReport> {
+        let aliases = self.aliases.read().clone();
+        let default_consent = self.config.default_consent;
+        let mut people = 0u64;
+        let mut granted = [0u64; Purpose::ALL.len()];
+        let mut opted_out = 0u64;
+        let mut paused = 0u64;
+        for shard in &self.people.shards {
+            for (id, state) in shard.read().iter() {
+                if aliases.contains_key(id) {
+                    continue;
+                }
+                people += 1;
+                let consent = state.consent.unwrap_or(default_consent);
+                for (n, purpose) in granted.iter_mut().zip(Purpose::ALL) {
+                    *n += u64::from(consent.allows(purpose));
+                }
+                opted_out += u64::from(!consent.personalization);
+                paused += u64::from(state.preferences.as_ref().is_some_and(|p| !p.personalization));
+            }
+        }
+        Ok(PrivacyReport {
+            people,
+            consent_granted: Purpose::ALL.into_iter().zip(granted).collect(),
+            opted_out,
+            erasures: self.scan_prefix(Table::Erasures, RECEIPT_PREFIX)?.len() as u64,
+            personalization_paused: paused,
+            held_past_retention: self.store.count_expired_events(now_ms)?,
+        })
+    }
+
+    // ---- helpers ----
+
+    /// The resolved person behind `id`, or `NotFound` when nothing is known about them.
+    fn known_person(&self, id: &str) -> Result<String> {
+        let person = self.resolve(id);
+        if self.people.read(&person, |state| state.is_some()) {
+            Ok(person)
+        } else {
+            Err(UserError::not_found("user", id).into())
+        }
+    }
+
+    /// Recounts the person's (and aliases') stored events and refolds the profile from the
+    /// store, after events were deleted.
+    fn refresh_person(&self, person: &str) -> Result<()> {
+        let mut subjects = self.aliases_of(person);
+        subjects.push(person.to_owned());
+        for subject in &subjects {
+            let mut n_events = 0u64;
+            self.store.subject_events(subject, &mut |_| {
+                n_events += 1;
+                true
+            })?;
+            self.people.update(subject, |state| state.n_events = n_events);
+        }
+        self.rebuild_profile(person)
+    }
+
+    /// The stored rows (with retention data) of a person and their aliases, decoded.
+    fn stored_rows_of(&self, person: &str) -> Result<Vec<(StoredEvent, Event)>> {
+        let mut subjects = self.aliases_of(person);
+        subjects.push(person.to_owned());
+        let mut rows = Vec::new();
+        for subject in &subjects {
+            self.store.subject_events(subject, &mut |row| {
+                rows.push(row);
+                true
+            })?;
+        }
+        rows.into_iter().map(|row| Engine::decode_event(&row.payload).map(|event| (row, event))).collect()
+    }
+
+    fn scan_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut records = Vec::new();
+        self.store.scan(table, prefix, &mut |key, bytes| {
+            records.push((key.to_owned(), bytes.to_vec()));
+            true
+        })?;
+        Ok(records)
+    }
+
+    /// Merge log entries (key, entry) that name one of `ids`.
+    fn merges_naming(&self, ids: &[String]) -> Result<Vec<(String, MergeRecord)>> {
+        let mut merges = Vec::new();
+        for (key, bytes) in self.scan_prefix(Table::Merges, "")? {
+            let merge: MergeRecord = from_json("merge", &bytes)?;
+            if ids.iter().any(|id| *id == merge.user || *id == merge.anonymous_id) {
+                merges.push((key, merge));
+            }
+        }
+        Ok(merges)
+    }
+
+    /// Audit entries (key, entry) whose target names one of `ids`.
+    fn audit_naming(&self, ids: &[String]) -> Result<Vec<(String, AuditEntry)>> {
+        let mut entries = Vec::new();
+        for (key, bytes) in self.scan_prefix(Table::Audit, "")? {
+            let entry: AuditEntry = from_json("audit", &bytes)?;
+            if split_target(&entry.target).into_iter().any(|part| ids.iter().any(|id| id == part)) {
+                entries.push((key, entry));
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Audit targets name one id, or two for merges (`anon -> person`, `anon -/-> person`).
+fn target_separator(target: &str) -> &'static str {
+    if target.contains(" -/-> ") {
+        " -/-> "
+    } else if target.contains(" -> ") {
+        " -> "
+    } else {
+        ""
+    }
+}
+
+fn split_target(target: &str) -> Vec<&str> {
+    match target_separator(target) {
+        "" => vec![target],
+        separator => target.split(separator).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_targets_split_into_ids() {
+        assert_eq!(split_target("u-1"), ["u-1"]);
+        assert_eq!(split_target("a-9 -> u-42"), ["a-9", "u-42"]);
+        assert_eq!(split_target("a-9 -/-> u-42"), ["a-9", "u-42"]);
+        assert_eq!(split_target("id with spaces"), ["id with spaces"]);
+        assert_eq!(target_separator("a -> b"), " -> ");
+    }
+}
