@@ -153,7 +153,8 @@ pub async fn get_page(State(state): State<AppState>, query: Result<Query<PageQue
 #[utoipa::path(post, path = "/me/consent", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Back to the page"), (status = 401, content_type = "text/html")))]
 pub async fn post_consent(State(state): State<AppState>, form: Result<Form<ConsentForm>, FormRejection>) -> Response {
-    let Ok(Form(form)) = form else { return bad_form() };
+    // The token travels in the form, so a body that is not a form carries no token.
+    let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let person = match check(&state, form.token.as_deref()) {
         Ok(person) => person,
         Err(error) => return token_page(error),
@@ -180,7 +181,8 @@ pub async fn post_preferences(
     State(state): State<AppState>,
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else { return bad_form() };
+    // The token travels in the form, so a body that is not a form carries no token.
+    let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
     let person = match check(&state, Some(&token)) {
         Ok(person) => person,
@@ -211,7 +213,8 @@ pub async fn post_preferences(
 #[utoipa::path(post, path = "/me/forget", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Back to the page"), (status = 401, content_type = "text/html")))]
 pub async fn post_forget(State(state): State<AppState>, form: Result<Form<ForgetForm>, FormRejection>) -> Response {
-    let Ok(Form(form)) = form else { return bad_form() };
+    // The token travels in the form, so a body that is not a form carries no token.
+    let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
     let person = match check(&state, Some(&token)) {
         Ok(person) => person,
@@ -257,7 +260,8 @@ pub async fn get_export(State(state): State<AppState>, query: Result<Query<PageQ
     responses((status = 200, content_type = "text/html", description = "Erased, with the receipt"),
         (status = 400, content_type = "text/html", description = "Not confirmed"), (status = 401, content_type = "text/html")))]
 pub async fn post_erase(State(state): State<AppState>, form: Result<Form<EraseForm>, FormRejection>) -> Response {
-    let Ok(Form(form)) = form else { return bad_form() };
+    // The token travels in the form, so a body that is not a form carries no token.
+    let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
     let person = match check(&state, Some(&token)) {
         Ok(person) => person,
