@@ -58,6 +58,8 @@ pub(crate) fn keep_top(mut row: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
         }
         row.select_nth_unstable_by(k - 1, crate::topk::by_score_desc);
         row.truncate(k);
+        // The candidate list can be the whole catalog; do not keep its capacity per row.
+        row.shrink_to_fit();
     }
     row.sort_unstable_by_key(|&(j, _)| j);
     row
