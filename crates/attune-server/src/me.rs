@@ -398,7 +398,7 @@ const PURPOSES: [(Purpose, &str, &str); 5] = [
     (
         Purpose::Analytics,
         "Measurement",
-        "Keep your individual visits to measure what works (otherwise only daily counts).",
+        "Keep your visits one by one to measure what works. Without this and without personalization, only daily counts are kept.",
     ),
     (Purpose::Email, "Email", "Send you suggestions by email."),
     (Purpose::Push, "Notifications", "Send you push notifications."),
