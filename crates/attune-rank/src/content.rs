@@ -118,11 +118,6 @@ impl Content {
         }
     }
 
-    /// Restores the term lookup after deserialization (the hash index is not serialized).
-    pub fn rebuild_index(&mut self) {
-        self.terms.rebuild_index();
-    }
-
     /// Number of items.
     pub fn n_items(&self) -> usize {
         self.item_terms.n_rows()
@@ -221,8 +216,7 @@ mod tests {
         assert_eq!(m.similar_items(1, 1)[0].0, 3);
         assert_eq!(m.recommend(&Query::anonymous(&[3], &[1.0]), 1)[0].0, 1);
         let bytes = postcard::to_stdvec(&m).expect("serialize");
-        let mut back: Content = postcard::from_bytes(&bytes).expect("deserialize");
-        back.rebuild_index();
+        let back: Content = postcard::from_bytes(&bytes).expect("deserialize");
         let mut again = vec![0.0; 4];
         back.score_for_terms(&[("tag:sleep", 1.0)], &mut again);
         assert_eq!(out, again);

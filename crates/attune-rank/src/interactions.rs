@@ -6,12 +6,30 @@ use serde::{Deserialize, Serialize};
 /// A bijection between external string ids and dense `u32` indices (`0..len`).
 ///
 /// Indices are handed out in insertion order, so building a map from the same ids in the same order
-/// always yields the same indices.
+/// always yields the same indices. Serializes as the list of ids; the lookup table is rebuilt on
+/// deserialization.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
 pub struct IdMap {
     ids: Vec<String>,
-    #[serde(skip)]
     index: FxHashMap<String, u32>,
+}
+
+impl From<Vec<String>> for IdMap {
+    /// Builds the map from ids in index order. A repeated id keeps its first index for lookups.
+    fn from(ids: Vec<String>) -> IdMap {
+        let mut index = FxHashMap::default();
+        for (k, id) in ids.iter().enumerate() {
+            index.entry(id.clone()).or_insert(k as u32);
+        }
+        IdMap { ids, index }
+    }
+}
+
+impl From<IdMap> for Vec<String> {
+    fn from(map: IdMap) -> Vec<String> {
+        map.ids
+    }
 }
 
 impl IdMap {
@@ -22,9 +40,6 @@ impl IdMap {
 
     /// The index of `id`, inserting it with the next free index if it is new.
     pub fn get_or_insert(&mut self, id: &str) -> u32 {
-        if self.index.len() != self.ids.len() {
-            self.rebuild_index();
-        }
         if let Some(&idx) = self.index.get(id) {
             return idx;
         }
@@ -35,14 +50,8 @@ impl IdMap {
     }
 
     /// The index of `id`, if known.
-    ///
-    /// After deserialization the lookup table is empty until [`IdMap::rebuild_index`] runs;
-    /// this falls back to a linear scan in that case (call `rebuild_index` once after loading).
     pub fn get(&self, id: &str) -> Option<u32> {
-        if self.index.len() == self.ids.len() {
-            return self.index.get(id).copied();
-        }
-        self.ids.iter().position(|x| x == id).map(|p| p as u32)
+        self.index.get(id).copied()
     }
 
     /// The external id of `idx`.
@@ -66,16 +75,6 @@ impl IdMap {
     /// All ids in index order.
     pub fn ids(&self) -> &[String] {
         &self.ids
-    }
-
-    /// Rebuilds the hash index (it is not serialized, to keep model bytes small).
-    pub fn rebuild_index(&mut self) {
-        self.index = self
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(k, id)| (id.clone(), k as u32))
-            .collect();
     }
 }
 
@@ -394,8 +393,6 @@ mod tests {
         assert_eq!(m.get_or_insert("a"), 0);
         let bytes = postcard::to_stdvec(&m).expect("serialize");
         let mut back: IdMap = postcard::from_bytes(&bytes).expect("deserialize");
-        assert_eq!(back.get("b"), Some(1));
-        back.rebuild_index();
         assert_eq!(back.get("b"), Some(1));
         assert_eq!(back.id(0), "a");
         assert_eq!(back.get_or_insert("c"), 2);
