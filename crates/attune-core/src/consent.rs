@@ -20,13 +20,8 @@ pub enum Purpose {
 
 impl Purpose {
     /// Every purpose, in the order of `API.md`.
-    pub const ALL: [Purpose; 5] = [
-        Purpose::Personalization,
-        Purpose::Contextual,
-        Purpose::Analytics,
-        Purpose::Email,
-        Purpose::Push,
-    ];
+    pub const ALL: [Purpose; 5] =
+        [Purpose::Personalization, Purpose::Contextual, Purpose::Analytics, Purpose::Email, Purpose::Push];
 
     /// The snake_case name used on the wire and in schemas.
     pub fn as_str(self) -> &'static str {

@@ -31,7 +31,6 @@ pub struct Item {
 impl Item {
     /// Whether the item is something one buys (it has a price or is a product, course or retreat).
     pub fn is_purchasable(&self) -> bool {
-        self.attributes.contains_key("price")
-            || matches!(self.kind.as_str(), "product" | "course" | "retreat")
+        self.attributes.contains_key("price") || matches!(self.kind.as_str(), "product" | "course" | "retreat")
     }
 }

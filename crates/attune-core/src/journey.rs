@@ -55,9 +55,10 @@ impl JourneyStage {
     pub fn detect(profile: Option<&Profile>, now_ms: i64) -> JourneyStage {
         let Some(profile) = profile else { return JourneyStage::New };
         const WEEK_MS: i64 = 7 * 24 * 3_600_000;
-        let open_cart = profile.carts.iter().any(|(item, ts)| {
-            now_ms - ts <= WEEK_MS && profile.bought.binary_search(item).is_err()
-        });
+        let open_cart = profile
+            .carts
+            .iter()
+            .any(|(item, ts)| now_ms - ts <= WEEK_MS && profile.bought.binary_search(item).is_err());
         let intent = profile.intent.value_at(now_ms, INTENT_HALF_LIFE_MS);
         if open_cart || intent >= 3.0 {
             return JourneyStage::ReadyToBuy;

@@ -15,8 +15,8 @@ pub mod event;
 pub mod id;
 pub mod item;
 pub mod journey;
-pub mod profile;
 pub mod preferences;
+pub mod profile;
 pub mod schema;
 pub mod validate;
 
@@ -25,6 +25,6 @@ pub use event::{BuiltinType, Context, Event, EventType, PropValue, Subject};
 pub use id::{IdError, check_id};
 pub use item::Item;
 pub use journey::JourneyStage;
-pub use profile::{FoldEvent, ItemIdx, Profile, TagIdx};
 pub use preferences::{Preferences, QuietHours};
+pub use profile::{FoldEvent, ItemIdx, Profile, TagIdx};
 pub use schema::{PropType, Schema};

@@ -232,10 +232,12 @@ impl Profile {
         }
     }
 
-    /// Engagement in 0–1: recent activity, saturating.
+    /// Engagement in 0–1, saturating: recent activity (14-day half-life) plus a lasting share of
+    /// the whole history, so a person who engaged deeply a month ago is not a stranger today.
+    /// Two views give about 0.15, fifteen events about 0.45, fifty about 0.8.
     pub fn engagement(&self, now_ms: i64) -> f32 {
-        let activity = self.activity.value_at(now_ms, ACTIVITY_HALF_LIFE_MS);
-        (1.0 - (-activity / 20.0).exp()).clamp(0.0, 1.0)
+        let activity = self.activity.value_at(now_ms, ACTIVITY_HALF_LIFE_MS) + 0.2 * self.n_events as f32;
+        (1.0 - (-activity / 15.0).exp()).clamp(0.0, 1.0)
     }
 
     /// Tag affinities at `now_ms`, strongest first, positive only, normalized so the strongest is 1.
@@ -273,9 +275,11 @@ fn signal_weights(builtin: BuiltinType, event: &FoldEvent<'_>) -> (f32, f32) {
         BuiltinType::View => (1.0, 1.0),
         BuiltinType::Click => (1.5, 1.5),
         BuiltinType::Dwell => {
+            // Time and depth of reading say how engaged the person is, as much as what they like.
             let minutes = event.dwell_ms.unwrap_or(0.0) / 60_000.0;
             let depth = event.scroll_depth.unwrap_or(0.0);
-            ((0.5 + minutes.min(3.0) * 0.5 + depth * 0.5) as f32, 1.0)
+            let strength = (0.5 + minutes.min(3.0) * 0.5 + depth * 0.5) as f32;
+            (strength, strength)
         }
         BuiltinType::AddToCart => (3.0, 3.0),
         BuiltinType::Purchase => (5.0, 5.0),

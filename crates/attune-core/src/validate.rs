@@ -5,9 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{
-    BuiltinType, Consent, Context, Event, EventType, PropType, PropValue, Schema, Subject, check_id,
-};
+use crate::{BuiltinType, Consent, Context, Event, EventType, PropType, PropValue, Schema, Subject, check_id};
 
 /// An event as the client sent it, after JSON parsing but before any rule was applied.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,9 +124,7 @@ pub fn validate_event(
 ) -> Result<Validated, Rejection> {
     let id = checked_id(raw.id, "id")?
         .ok_or_else(|| reject(RejectCode::MissingField, "id", "Every event needs an `id`."))?;
-    let type_name = raw
-        .kind
-        .ok_or_else(|| reject(RejectCode::MissingField, "type", "Every event needs a `type`."))?;
+    let type_name = raw.kind.ok_or_else(|| reject(RejectCode::MissingField, "type", "Every event needs a `type`."))?;
     let (kind, schema) = match BuiltinType::parse(&type_name) {
         Some(builtin) => (EventType::Builtin(builtin), builtin.schema()),
         None => match declared(&type_name) {
@@ -167,11 +163,7 @@ pub fn validate_event(
     };
     let item = checked_id(raw.item, "item")?;
     if item.is_none() && kind.builtin().is_some_and(BuiltinType::needs_item) {
-        return Err(reject(
-            RejectCode::MissingField,
-            "item",
-            format!("A `{}` event needs an `item`.", kind.as_str()),
-        ));
+        return Err(reject(RejectCode::MissingField, "item", format!("A `{}` event needs an `item`.", kind.as_str())));
     }
     let ts_ms = match raw.ts {
         None => now_ms,
@@ -241,7 +233,11 @@ fn validate_context(
             _ => return Err(reject(RejectCode::InvalidContext, &field, format!("`{field}` must be a string."))),
         };
         if text.chars().count() > 256 {
-            return Err(reject(RejectCode::InvalidContext, &field, format!("`{field}` is longer than 256 characters.")));
+            return Err(reject(
+                RejectCode::InvalidContext,
+                &field,
+                format!("`{field}` is longer than 256 characters."),
+            ));
         }
         if key == "timezone" && jiff::tz::TimeZone::get(&text).is_err() {
             return Err(reject(
@@ -284,7 +280,11 @@ fn validate_properties(
         if let PropValue::Str(text) = &typed
             && text.chars().count() > 1024
         {
-            return Err(reject(RejectCode::InvalidProperty, &field, format!("`{field}` is longer than 1024 characters.")));
+            return Err(reject(
+                RejectCode::InvalidProperty,
+                &field,
+                format!("`{field}` is longer than 1024 characters."),
+            ));
         }
         out.push((key, typed));
     }
@@ -317,11 +317,9 @@ fn check_builtin_values(builtin: BuiltinType, props: &[(String, PropValue)]) -> 
                 &field,
                 format!("A `{}` event needs `{field}`.", builtin.as_str()),
             )),
-            Some(x) if !(lo..=hi).contains(&x) => Err(reject(
-                RejectCode::InvalidProperty,
-                &field,
-                format!("`{field}` must be between {lo} and {hi}."),
-            )),
+            Some(x) if !(lo..=hi).contains(&x) => {
+                Err(reject(RejectCode::InvalidProperty, &field, format!("`{field}` must be between {lo} and {hi}.")))
+            }
             _ => Ok(()),
         }
     };
@@ -401,15 +399,36 @@ mod tests {
         assert_eq!(code(json!({"id": "", "type": "view", "user": "u", "item": "i"})), "invalid_id");
         assert_eq!(code(json!({"id": "e", "type": "teleport", "user": "u"})), "unknown_event_type");
         assert_eq!(code(json!({"id": "e", "type": "view", "item": "i"})), "invalid_subject");
-        assert_eq!(code(json!({"id": "e", "type": "view", "user": "u", "anonymous_id": "a", "item": "i"})), "invalid_subject");
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "user": "u", "anonymous_id": "a", "item": "i"})),
+            "invalid_subject"
+        );
         assert_eq!(code(json!({"id": "e", "type": "view", "user": "u"})), "missing_field");
-        assert_eq!(code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "ts": "yesterday"})), "invalid_timestamp");
-        assert_eq!(code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "ts": "2099-01-01T00:00:00Z"})), "invalid_timestamp");
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "ts": "yesterday"})),
+            "invalid_timestamp"
+        );
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "ts": "2099-01-01T00:00:00Z"})),
+            "invalid_timestamp"
+        );
         assert_eq!(code(json!({"id": "e", "type": "survey", "user": "u"})), "invalid_property");
-        assert_eq!(code(json!({"id": "e", "type": "survey", "user": "u", "properties": {"score": 11}})), "invalid_property");
-        assert_eq!(code(json!({"id": "e", "type": "survey", "user": "u", "properties": {"score": "9"}})), "invalid_property");
-        assert_eq!(code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "context": {"timezone": "Mars/Olympus"}})), "invalid_context");
-        assert_eq!(code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "context": {"device": 3}})), "invalid_context");
+        assert_eq!(
+            code(json!({"id": "e", "type": "survey", "user": "u", "properties": {"score": 11}})),
+            "invalid_property"
+        );
+        assert_eq!(
+            code(json!({"id": "e", "type": "survey", "user": "u", "properties": {"score": "9"}})),
+            "invalid_property"
+        );
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "context": {"timezone": "Mars/Olympus"}})),
+            "invalid_context"
+        );
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "context": {"device": 3}})),
+            "invalid_context"
+        );
     }
 
     #[test]

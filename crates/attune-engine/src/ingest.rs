@@ -100,7 +100,12 @@ impl Engine {
     }
 
     /// Validates one event and decides what is kept of it.
-    fn prepare(&self, item: IngestItem, declared: &dyn Fn(&str) -> Option<attune_core::Schema>, now_ms: i64) -> Prepared {
+    fn prepare(
+        &self,
+        item: IngestItem,
+        declared: &dyn Fn(&str) -> Option<attune_core::Schema>,
+        now_ms: i64,
+    ) -> Prepared {
         let raw = match item {
             IngestItem::Raw(raw) => raw,
             IngestItem::Rejected(rejection) => return Prepared::Rejected(rejection),
@@ -172,6 +177,11 @@ impl Engine {
     pub(crate) fn apply_event(&self, person: &str, event: &Event, updated_ms: i64) {
         self.people.update(event.subject.id(), |state| state.n_events += 1);
         self.fold_into(person, event, updated_ms);
+        if let Some(decision_id) = &event.decision_id
+            && crate::models::is_engagement(&event.kind)
+        {
+            self.attribute(decision_id, event.item.as_deref());
+        }
     }
 
     /// Folds an event into `person`'s profile (only with personalization consent).

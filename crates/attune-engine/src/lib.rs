@@ -10,9 +10,13 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod decide;
+pub mod decisions;
+pub mod editorial;
 pub mod error;
 mod ingest;
 pub mod keys;
+pub mod models;
 mod people;
 pub mod privacy;
 
@@ -138,6 +142,13 @@ pub struct Engine {
     keys: RwLock<FxHashMap<String, ApiKey>>,
     aggregates: parking_lot::Mutex<()>,
     privacy: privacy::PrivacyState,
+    editorial: RwLock<editorial::Editorial>,
+    models: RwLock<Arc<models::ModelSnapshot>>,
+    /// One training at a time.
+    training: parking_lot::Mutex<()>,
+    /// People erased since the models were trained: their factors are never used again.
+    erased_since_training: RwLock<rustc_hash::FxHashSet<String>>,
+    decisions: decisions::Decisions,
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -164,8 +175,14 @@ impl Engine {
             keys: RwLock::new(FxHashMap::default()),
             aggregates: parking_lot::Mutex::new(()),
             privacy: privacy::PrivacyState::default(),
+            editorial: RwLock::new(editorial::Editorial::default()),
+            models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
+            training: parking_lot::Mutex::new(()),
+            erased_since_training: RwLock::new(rustc_hash::FxHashSet::default()),
+            decisions: decisions::Decisions::default(),
         };
         engine.load()?;
+        engine.load_editorial()?;
         engine.open_privacy()?;
         Ok(engine)
     }
@@ -264,9 +281,7 @@ impl Engine {
 
     /// The effective consent of a (resolved) person.
     pub fn consent_of(&self, person: &str) -> Consent {
-        self.people
-            .read(person, |state| state.and_then(|s| s.consent))
-            .unwrap_or(self.config.default_consent)
+        self.people.read(person, |state| state.and_then(|s| s.consent)).unwrap_or(self.config.default_consent)
     }
 
     // ---- catalog ----

@@ -156,7 +156,9 @@ impl Engine {
         self.store.put(
             Table::Merges,
             &merge_id,
-            &to_json(&serde_json::json!({"anonymous_id": anonymous_id, "user": target, "at_ms": now_ms, "key_id": key_id})),
+            &to_json(
+                &serde_json::json!({"anonymous_id": anonymous_id, "user": target, "at_ms": now_ms, "key_id": key_id}),
+            ),
         )?;
         {
             let mut aliases = self.aliases.write();

@@ -405,6 +405,8 @@ impl Engine {
     pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
         let _exclusive = self.privacy.exclusive.lock();
         let pending = self.begin_erasure(id, key_id)?;
+        // Decisions logged in memory must not be flushed back after the store forgets them.
+        self.forget_model_traces(&pending.ids);
         self.run_erasure(&pending, ERASURE_STEPS, false)?;
         self.erasure_receipt(&pending.receipt_id)?
             .ok_or_else(|| crate::error::corrupt("erasure receipt", "missing after erasure"))
@@ -535,6 +537,7 @@ impl Engine {
                         self.store.delete_subject_events(subject)?;
                         self.people.remove(subject);
                     }
+                    self.forget_model_traces(ids);
                     for hook in self.privacy.hooks.read().iter() {
                         hook(ids);
                     }

@@ -157,12 +157,9 @@ impl From<attune_engine::EngineError> for ApiError {
         match err {
             EngineError::User(UserError::NotFound { what, id }) => ApiError::not_found(what, &id),
             EngineError::User(UserError::Conflict(message)) => ApiError::new(Code::Conflict, message),
-            EngineError::User(UserError::Invalid { code, field, message }) => ApiError {
-                code: Code::parse(code).unwrap_or(Code::InvalidValue),
-                message,
-                field,
-                retry_after: None,
-            },
+            EngineError::User(UserError::Invalid { code, field, message }) => {
+                ApiError { code: Code::parse(code).unwrap_or(Code::InvalidValue), message, field, retry_after: None }
+            }
             EngineError::Internal(err) => ApiError::internal(err),
         }
     }

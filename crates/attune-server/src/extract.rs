@@ -24,9 +24,9 @@ where
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         check_json_content_type(req.headers())?;
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|_| {
-            ApiError::new(Code::PayloadTooLarge, format!("The body is larger than {} bytes.", LIMIT))
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
+            .await
+            .map_err(|_| ApiError::new(Code::PayloadTooLarge, format!("The body is larger than {} bytes.", LIMIT)))?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -97,14 +97,18 @@ fn from_path_error(err: serde_path_to_error::Error<serde_json::Error>, prefix: &
             if without_position.starts_with("unknown field") {
                 let name = backticked(&without_position).unwrap_or("?");
                 let field = if field.ends_with(name) { field } else { join(&field, name) };
-                ApiError::new(Code::UnknownField, format!("`{}` is not a field of this request ({without_position}).", clip(&field)))
-                    .with_field(field)
+                ApiError::new(
+                    Code::UnknownField,
+                    format!("`{}` is not a field of this request ({without_position}).", clip(&field)),
+                )
+                .with_field(field)
             } else if without_position.starts_with("missing field") {
                 let name = backticked(&without_position).unwrap_or("?");
                 let field = join(&field, name);
                 ApiError::new(Code::MissingField, format!("`{}` is required.", clip(&field))).with_field(field)
             } else {
-                let error = ApiError::new(Code::InvalidType, format!("{} is invalid: {without_position}.", described(&field)));
+                let error =
+                    ApiError::new(Code::InvalidType, format!("{} is invalid: {without_position}.", described(&field)));
                 if field.is_empty() { error } else { error.with_field(field) }
             }
         }
@@ -155,9 +159,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|err| {
-            ApiError::new(Code::InvalidQuery, format!("The query string is invalid: {}.", err.body_text()))
-        })?;
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|err| {
+                ApiError::new(Code::InvalidQuery, format!("The query string is invalid: {}.", err.body_text()))
+            })?;
         Ok(ApiQuery(value))
     }
 }
@@ -188,7 +193,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(err(r#"{"items": [{"name": "a"}, {"name": "b", "x": 1}]}"#), (Code::UnknownField, Some("items[1].x".into())));
+        assert_eq!(
+            err(r#"{"items": [{"name": "a"}, {"name": "b", "x": 1}]}"#),
+            (Code::UnknownField, Some("items[1].x".into()))
+        );
         assert_eq!(err(r#"{"items": [{"n": 1}]}"#), (Code::MissingField, Some("items[0].name".into())));
         assert_eq!(err(r#"{"items": [{"name": 3}]}"#), (Code::InvalidType, Some("items[0].name".into())));
         assert_eq!(err(r#"{"items": [{"name": "a", "n": -1}]}"#), (Code::InvalidType, Some("items[0].n".into())));

@@ -42,6 +42,8 @@ pub struct AppState {
     pub limiter: Arc<limits::RateLimiter>,
     /// Prometheus exporter.
     pub metrics: PrometheusHandle,
+    /// Training jobs started over the API.
+    pub jobs: Arc<routes::models::Jobs>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             auth,
             limiter: Arc::new(limits::RateLimiter::new(rate_per_second, (rate_per_second * 2.0).max(10.0))),
             metrics: metrics_handle(),
+            jobs: Arc::new(routes::models::Jobs::default()),
         }
     }
 }
@@ -89,7 +92,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// The whole API as a router.
 pub fn app(state: AppState) -> Router {
-    use routes::{admin, catalog, events, health, privacy, users};
+    use routes::{admin, catalog, decide, editorial, events, health, models, privacy, users};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -119,6 +122,23 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys", post(admin::post_key).get(admin::list_keys))
         .route("/v1/keys/{id}", delete(admin::delete_key))
         .route("/v1/audit", get(admin::get_audit))
+        .route("/v1/decide", post(decide::post_decide))
+        .route("/v1/items/{id}/similar", get(decide::get_similar))
+        .route("/v1/slots", get(editorial::list_slots))
+        .route("/v1/slots/{slot}", put(editorial::put_slot).get(editorial::get_slot))
+        .route("/v1/editorial/picks", get(editorial::list_picks))
+        .route(
+            "/v1/editorial/picks/{id}",
+            put(editorial::put_pick).get(editorial::get_pick).delete(editorial::delete_pick),
+        )
+        .route("/v1/rules", get(editorial::list_rules))
+        .route("/v1/rules/{id}", put(editorial::put_rule).get(editorial::get_rule).delete(editorial::delete_rule))
+        .route("/v1/review/decisions", get(editorial::review_decisions))
+        .route("/v1/review/flags", post(editorial::post_flag).get(editorial::list_flags))
+        .route("/v1/review/flags/{item}", delete(editorial::delete_flag))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/train", post(models::post_train))
+        .route("/v1/models/jobs/{job}", get(models::get_job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(record_metrics))

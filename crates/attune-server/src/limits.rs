@@ -34,7 +34,8 @@ impl RateLimiter {
             Ok(())
         } else {
             let wait = ((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64;
-            let mut error = ApiError::new(Code::RateLimited, format!("Too many requests for this key; retry in {wait} s."));
+            let mut error =
+                ApiError::new(Code::RateLimited, format!("Too many requests for this key; retry in {wait} s."));
             error.retry_after = Some(wait);
             Err(error)
         }

@@ -32,7 +32,15 @@ fn case(name: &'static str, method: &'static str, path: &str, body: Value, statu
     }
 }
 
-fn raw(name: &'static str, method: &'static str, path: &str, ct: Option<&'static str>, body: &[u8], status: u16, code: &'static str) -> Case {
+fn raw(
+    name: &'static str,
+    method: &'static str,
+    path: &str,
+    ct: Option<&'static str>,
+    body: &[u8],
+    status: u16,
+    code: &'static str,
+) -> Case {
     Case { name, method, path: path.to_owned(), content_type: ct, body: body.to_vec(), status, code, field: None }
 }
 
@@ -43,60 +51,282 @@ fn field(mut c: Case, field: &'static str) -> Case {
 
 fn request_cases() -> Vec<Case> {
     let long_id = "x".repeat(129);
-    let big = format!(r#"{{"events": [{{"id": "a", "type": "view", "user": "u", "item": "{}"}}]}}"#, "y".repeat(1 << 20));
-    let too_many: Vec<Value> = (0..1001).map(|i| json!({"id": format!("m{i}"), "type": "view", "user": "u", "item": "i"})).collect();
+    let big =
+        format!(r#"{{"events": [{{"id": "a", "type": "view", "user": "u", "item": "{}"}}]}}"#, "y".repeat(1 << 20));
+    let too_many: Vec<Value> =
+        (0..1001).map(|i| json!({"id": format!("m{i}"), "type": "view", "user": "u", "item": "i"})).collect();
     let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
     vec![
-        raw("truncated json", "POST", "/v1/events", Some("application/json"), br#"{"events": ["#, 400, "malformed_json"),
-        raw("trailing garbage", "POST", "/v1/events", Some("application/json"), br#"{"events": []} {}"#, 400, "malformed_json"),
+        raw(
+            "truncated json",
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            br#"{"events": ["#,
+            400,
+            "malformed_json",
+        ),
+        raw(
+            "trailing garbage",
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            br#"{"events": []} {}"#,
+            400,
+            "malformed_json",
+        ),
         raw("empty body", "POST", "/v1/events", Some("application/json"), b"", 400, "malformed_json"),
-        raw("not utf-8", "POST", "/v1/events", Some("application/json"), b"{\"events\": [\"\xff\xfe\"]}", 400, "malformed_json"),
+        raw(
+            "not utf-8",
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            b"{\"events\": [\"\xff\xfe\"]}",
+            400,
+            "malformed_json",
+        ),
         raw("deep nesting", "POST", "/v1/events", Some("application/json"), deep.as_bytes(), 400, "nesting_too_deep"),
-        raw("text/plain", "POST", "/v1/events", Some("text/plain"), br#"{"events": []}"#, 415, "unsupported_media_type"),
-        raw("form encoded", "POST", "/v1/events", Some("application/x-www-form-urlencoded"), b"events=1", 415, "unsupported_media_type"),
+        raw(
+            "text/plain",
+            "POST",
+            "/v1/events",
+            Some("text/plain"),
+            br#"{"events": []}"#,
+            415,
+            "unsupported_media_type",
+        ),
+        raw(
+            "form encoded",
+            "POST",
+            "/v1/events",
+            Some("application/x-www-form-urlencoded"),
+            b"events=1",
+            415,
+            "unsupported_media_type",
+        ),
         raw("no content type", "POST", "/v1/events", None, br#"{"events": []}"#, 415, "unsupported_media_type"),
         raw("over 1 MiB", "POST", "/v1/events", Some("application/json"), big.as_bytes(), 413, "payload_too_large"),
         case("1001 events", "POST", "/v1/events", json!({"events": too_many}), 413, "too_many_events"),
         case("array body", "POST", "/v1/events", json!([]), 400, "invalid_type"),
         field(case("no events field", "POST", "/v1/events", json!({}), 400, "missing_field"), "events"),
         field(case("events not an array", "POST", "/v1/events", json!({"events": "x"}), 400, "invalid_type"), "events"),
-        field(case("unknown top-level field", "POST", "/v1/events", json!({"events": [], "batch": 1}), 400, "unknown_field"), "batch"),
-        field(case("item id too long", "PUT", "/v1/items", json!({"items": [{"id": long_id}]}), 400, "invalid_id"), "items[0].id"),
-        field(case("item without id", "PUT", "/v1/items", json!({"items": [{"title": "t"}]}), 400, "missing_field"), "items[0].id"),
-        field(case("item empty id", "PUT", "/v1/items", json!({"items": [{"id": ""}]}), 400, "invalid_id"), "items[0].id"),
-        case("item bad variant", "PUT", "/v1/items", json!({"items": [{"id": "a", "variants": {"loud": {}}}]}), 400, "invalid_value"),
-        case("item variant not object", "PUT", "/v1/items", json!({"items": [{"id": "a", "variants": {"emotional": "hi"}}]}), 400, "invalid_type"),
-        field(case("item bad published_at", "PUT", "/v1/items", json!({"items": [{"id": "a", "published_at": "last week"}]}), 400, "invalid_timestamp"), "items[0].published_at"),
-        field(case("item tags not array", "PUT", "/v1/items", json!({"items": [{"id": "a", "tags": "sleep"}]}), 400, "invalid_type"), "items[0].tags"),
-        field(case("item unknown field", "PUT", "/v1/items", json!({"items": [{"id": "a", "colour": "red"}]}), 400, "unknown_field"), "items[0].colour"),
+        field(
+            case(
+                "unknown top-level field",
+                "POST",
+                "/v1/events",
+                json!({"events": [], "batch": 1}),
+                400,
+                "unknown_field",
+            ),
+            "batch",
+        ),
+        field(
+            case("item id too long", "PUT", "/v1/items", json!({"items": [{"id": long_id}]}), 400, "invalid_id"),
+            "items[0].id",
+        ),
+        field(
+            case("item without id", "PUT", "/v1/items", json!({"items": [{"title": "t"}]}), 400, "missing_field"),
+            "items[0].id",
+        ),
+        field(
+            case("item empty id", "PUT", "/v1/items", json!({"items": [{"id": ""}]}), 400, "invalid_id"),
+            "items[0].id",
+        ),
+        case(
+            "item bad variant",
+            "PUT",
+            "/v1/items",
+            json!({"items": [{"id": "a", "variants": {"loud": {}}}]}),
+            400,
+            "invalid_value",
+        ),
+        case(
+            "item variant not object",
+            "PUT",
+            "/v1/items",
+            json!({"items": [{"id": "a", "variants": {"emotional": "hi"}}]}),
+            400,
+            "invalid_type",
+        ),
+        field(
+            case(
+                "item bad published_at",
+                "PUT",
+                "/v1/items",
+                json!({"items": [{"id": "a", "published_at": "last week"}]}),
+                400,
+                "invalid_timestamp",
+            ),
+            "items[0].published_at",
+        ),
+        field(
+            case(
+                "item tags not array",
+                "PUT",
+                "/v1/items",
+                json!({"items": [{"id": "a", "tags": "sleep"}]}),
+                400,
+                "invalid_type",
+            ),
+            "items[0].tags",
+        ),
+        field(
+            case(
+                "item unknown field",
+                "PUT",
+                "/v1/items",
+                json!({"items": [{"id": "a", "colour": "red"}]}),
+                400,
+                "unknown_field",
+            ),
+            "items[0].colour",
+        ),
         case("item empty tag", "PUT", "/v1/items", json!({"items": [{"id": "a", "tags": [""]}]}), 400, "invalid_value"),
         case("unknown item", "GET", "/v1/items/nothing-here", Value::Null, 404, "not_found"),
         case("item path id too long", "GET", &format!("/v1/items/{long_id}"), Value::Null, 400, "invalid_id"),
         case("delete unknown item", "DELETE", "/v1/items/nothing-here", Value::Null, 404, "not_found"),
         case("redeclare built-in", "PUT", "/v1/schemas/view", json!({"purpose": "analytics"}), 400, "builtin_type"),
         case("bad type name", "PUT", "/v1/schemas/Bad-Name", json!({"purpose": "analytics"}), 400, "invalid_schema"),
-        field(case("bad purpose", "PUT", "/v1/schemas/breath", json!({"purpose": "marketing"}), 400, "invalid_schema"), "purpose"),
-        case("bad property type", "PUT", "/v1/schemas/breath", json!({"purpose": "analytics", "properties": {"at": "date"}}), 400, "invalid_schema"),
-        field(case("retention zero", "PUT", "/v1/schemas/breath", json!({"purpose": "analytics", "retention_days": 0}), 400, "invalid_schema"), "retention_days"),
-        case("retention negative", "PUT", "/v1/schemas/breath", json!({"purpose": "analytics", "retention_days": -5}), 400, "invalid_type"),
+        field(
+            case("bad purpose", "PUT", "/v1/schemas/breath", json!({"purpose": "marketing"}), 400, "invalid_schema"),
+            "purpose",
+        ),
+        case(
+            "bad property type",
+            "PUT",
+            "/v1/schemas/breath",
+            json!({"purpose": "analytics", "properties": {"at": "date"}}),
+            400,
+            "invalid_schema",
+        ),
+        field(
+            case(
+                "retention zero",
+                "PUT",
+                "/v1/schemas/breath",
+                json!({"purpose": "analytics", "retention_days": 0}),
+                400,
+                "invalid_schema",
+            ),
+            "retention_days",
+        ),
+        case(
+            "retention negative",
+            "PUT",
+            "/v1/schemas/breath",
+            json!({"purpose": "analytics", "retention_days": -5}),
+            400,
+            "invalid_type",
+        ),
         case("unknown schema", "GET", "/v1/schemas/nothing", Value::Null, 404, "not_found"),
-        field(case("consent not boolean", "PUT", "/v1/users/u-1/consent", json!({"personalization": "yes"}), 400, "invalid_type"), "personalization"),
-        field(case("consent unknown purpose", "PUT", "/v1/users/u-1/consent", json!({"marketing": true}), 400, "unknown_field"), "marketing"),
-        field(case("personalization maybe", "PUT", "/v1/users/u-1/preferences", json!({"personalization": "maybe"}), 400, "invalid_value"), "personalization"),
-        field(case("quiet hours 25:00", "PUT", "/v1/users/u-1/preferences", json!({"quiet_hours": {"start": "25:00", "end": "08:00"}}), 400, "invalid_value"), "quiet_hours"),
-        field(case("quiet hours missing end", "PUT", "/v1/users/u-1/preferences", json!({"quiet_hours": {"start": "21:00"}}), 400, "missing_field"), "quiet_hours.end"),
-        field(case("bad timezone", "PUT", "/v1/users/u-1/preferences", json!({"timezone": "Moon/Base"}), 400, "invalid_value"), "timezone"),
-        case("too many goals", "PUT", "/v1/users/u-1/preferences", json!({"goals": (0..21).map(|i| format!("g{i}")).collect::<Vec<_>>()}), 400, "invalid_value"),
+        field(
+            case(
+                "consent not boolean",
+                "PUT",
+                "/v1/users/u-1/consent",
+                json!({"personalization": "yes"}),
+                400,
+                "invalid_type",
+            ),
+            "personalization",
+        ),
+        field(
+            case(
+                "consent unknown purpose",
+                "PUT",
+                "/v1/users/u-1/consent",
+                json!({"marketing": true}),
+                400,
+                "unknown_field",
+            ),
+            "marketing",
+        ),
+        field(
+            case(
+                "personalization maybe",
+                "PUT",
+                "/v1/users/u-1/preferences",
+                json!({"personalization": "maybe"}),
+                400,
+                "invalid_value",
+            ),
+            "personalization",
+        ),
+        field(
+            case(
+                "quiet hours 25:00",
+                "PUT",
+                "/v1/users/u-1/preferences",
+                json!({"quiet_hours": {"start": "25:00", "end": "08:00"}}),
+                400,
+                "invalid_value",
+            ),
+            "quiet_hours",
+        ),
+        field(
+            case(
+                "quiet hours missing end",
+                "PUT",
+                "/v1/users/u-1/preferences",
+                json!({"quiet_hours": {"start": "21:00"}}),
+                400,
+                "missing_field",
+            ),
+            "quiet_hours.end",
+        ),
+        field(
+            case(
+                "bad timezone",
+                "PUT",
+                "/v1/users/u-1/preferences",
+                json!({"timezone": "Moon/Base"}),
+                400,
+                "invalid_value",
+            ),
+            "timezone",
+        ),
+        case(
+            "too many goals",
+            "PUT",
+            "/v1/users/u-1/preferences",
+            json!({"goals": (0..21).map(|i| format!("g{i}")).collect::<Vec<_>>()}),
+            400,
+            "invalid_value",
+        ),
         case("unknown person", "GET", "/v1/users/nobody-at-all", Value::Null, 404, "not_found"),
         case("user id too long", "GET", &format!("/v1/users/{long_id}"), Value::Null, 400, "invalid_id"),
-        case("identify self", "POST", "/v1/identify", json!({"anonymous_id": "a", "user": "a"}), 400, "invalid_identify"),
-        field(case("identify without user", "POST", "/v1/identify", json!({"anonymous_id": "a"}), 400, "missing_field"), "user"),
+        case(
+            "identify self",
+            "POST",
+            "/v1/identify",
+            json!({"anonymous_id": "a", "user": "a"}),
+            400,
+            "invalid_identify",
+        ),
+        field(
+            case("identify without user", "POST", "/v1/identify", json!({"anonymous_id": "a"}), 400, "missing_field"),
+            "user",
+        ),
         case("identify empty id", "POST", "/v1/identify", json!({"anonymous_id": "", "user": "u"}), 400, "invalid_id"),
-        field(case("unknown scope", "POST", "/v1/keys", json!({"name": "k", "scopes": ["everything"]}), 400, "invalid_scope"), "scopes[0]"),
+        field(
+            case(
+                "unknown scope",
+                "POST",
+                "/v1/keys",
+                json!({"name": "k", "scopes": ["everything"]}),
+                400,
+                "invalid_scope",
+            ),
+            "scopes[0]",
+        ),
         case("no scopes", "POST", "/v1/keys", json!({"name": "k", "scopes": []}), 400, "invalid_scope"),
         case("blank key name", "POST", "/v1/keys", json!({"name": " ", "scopes": ["decide"]}), 400, "invalid_value"),
         case("revoke unknown key", "DELETE", "/v1/keys/key_nothing", Value::Null, 404, "not_found"),
-        field(case("audit since yesterday", "GET", "/v1/audit?since=yesterday", Value::Null, 400, "invalid_timestamp"), "since"),
+        field(
+            case("audit since yesterday", "GET", "/v1/audit?since=yesterday", Value::Null, 400, "invalid_timestamp"),
+            "since",
+        ),
         case("audit limit zero", "GET", "/v1/audit?limit=0", Value::Null, 400, "invalid_count"),
         case("audit limit text", "GET", "/v1/audit?limit=abc", Value::Null, 400, "invalid_query"),
         case("audit unknown param", "GET", "/v1/audit?color=red", Value::Null, 400, "invalid_query"),
@@ -113,14 +343,25 @@ async fn bad_requests_get_stable_codes() {
     assert!(cases.len() >= 40, "the table keeps at least 40 cases");
     let mut failures = Vec::new();
     for case in cases {
-        let body = if case.method == "GET" || (case.method == "DELETE" && case.body == b"null") { Vec::new() } else { case.body.clone() };
+        let body = if case.method == "GET" || (case.method == "DELETE" && case.body == b"null") {
+            Vec::new()
+        } else {
+            case.body.clone()
+        };
         let content_type = if body.is_empty() && case.method != "POST" { None } else { case.content_type };
         let reply = server.raw(case.method, &case.path, content_type, body).await;
         let code = reply.json["error"]["code"].as_str().unwrap_or("<none>");
         let message = reply.json["error"]["message"].as_str().unwrap_or("");
         let got_field = reply.json["error"]["field"].as_str();
-        if reply.status != case.status || code != case.code || message.is_empty() || case.field.is_some_and(|f| Some(f) != got_field) {
-            failures.push(format!("{}: expected {} {} {:?}, got {} {}", case.name, case.status, case.code, case.field, reply.status, reply.json));
+        if reply.status != case.status
+            || code != case.code
+            || message.is_empty()
+            || case.field.is_some_and(|f| Some(f) != got_field)
+        {
+            failures.push(format!(
+                "{}: expected {} {} {:?}, got {} {}",
+                case.name, case.status, case.code, case.field, reply.status, reply.json
+            ));
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
@@ -189,9 +430,7 @@ async fn auth_is_enforced() {
     assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (401, Some("unauthorized")));
     server.with_key(Some("not-a-key"));
     assert_eq!(server.call("POST", "/v1/events", Some(events.clone())).await.status, 401);
-    let reply = server
-        .raw("POST", "/v1/events", Some("application/json"), b"not even json".to_vec())
-        .await;
+    let reply = server.raw("POST", "/v1/events", Some("application/json"), b"not even json".to_vec()).await;
     assert_eq!(reply.status, 401, "auth is checked before the body");
 
     server.with_key(Some(ADMIN));
@@ -215,7 +454,8 @@ async fn auth_is_enforced() {
 
     server.with_key(Some(ADMIN));
     let audit = server.ok("GET", "/v1/audit", None).await;
-    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["keys.create", "keys.revoke"]);
 }
 

@@ -33,7 +33,8 @@ async fn ingest_profile_and_duplicates() {
     let reply = server.ok("POST", "/v1/events", Some(events.clone())).await;
     assert_eq!(reply["accepted"], 3);
     assert_eq!(reply["duplicates"], 0);
-    let dropped: Vec<&str> = reply["dropped_fields"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let dropped: Vec<&str> =
+        reply["dropped_fields"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(dropped, ["context.geo", "context.weather", "properties.email"]);
 
     let again = server.ok("POST", "/v1/events", Some(events)).await;
@@ -50,10 +51,14 @@ async fn ingest_profile_and_duplicates() {
 
     // Minimized fields never reached disk.
     let mut found = Vec::new();
-    server.engine.store().scan_events(0, &mut |row| {
-        found.push(String::from_utf8_lossy(&row.payload).to_string());
-        true
-    }).unwrap();
+    server
+        .engine
+        .store()
+        .scan_events(0, &mut |row| {
+            found.push(String::from_utf8_lossy(&row.payload).to_string());
+            true
+        })
+        .unwrap();
     assert!(found.iter().all(|p| !p.contains("x@example.com") && !p.contains("rain")));
 
     server.ok("DELETE", "/v1/items/prd-mask", None).await;
@@ -65,10 +70,20 @@ async fn consent_gates_the_profile() {
     let server = TestServer::start(None).await;
     server.ok("PUT", "/v1/items", Some(catalog())).await;
     // Consent comes first, before any event (the banner).
-    let consent = server.ok("PUT", "/v1/users/u-7/consent", Some(json!({"personalization": false, "contextual": true}))).await;
-    assert_eq!(consent, json!({"personalization": false, "contextual": true, "analytics": true, "email": false, "push": false}));
-    let reply = server.ok("POST", "/v1/events", Some(json!({"events": [
-        {"id": "c1", "type": "view", "user": "u-7", "item": "art-sleep", "context": {"weather": "rain"}}]}))).await;
+    let consent =
+        server.ok("PUT", "/v1/users/u-7/consent", Some(json!({"personalization": false, "contextual": true}))).await;
+    assert_eq!(
+        consent,
+        json!({"personalization": false, "contextual": true, "analytics": true, "email": false, "push": false})
+    );
+    let reply = server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [
+        {"id": "c1", "type": "view", "user": "u-7", "item": "art-sleep", "context": {"weather": "rain"}}]})),
+        )
+        .await;
     assert_eq!(reply["dropped_fields"], json!([]), "contextual consent keeps the weather");
     let user = server.ok("GET", "/v1/users/u-7", None).await;
     assert_eq!(user["personalization"], "off");
@@ -83,8 +98,14 @@ async fn consent_gates_the_profile() {
     // Neither analytics nor personalization: accepted, but only counted, never stored individually.
     server.ok("PUT", "/v1/users/u-8/consent", Some(json!({"personalization": false, "analytics": false}))).await;
     let before = server.engine.store().event_count().unwrap();
-    let reply = server.ok("POST", "/v1/events", Some(json!({"events": [
-        {"id": "c2", "type": "view", "user": "u-8", "item": "art-sleep"}]}))).await;
+    let reply = server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [
+        {"id": "c2", "type": "view", "user": "u-8", "item": "art-sleep"}]})),
+        )
+        .await;
     assert_eq!(reply["accepted"], 1);
     assert_eq!(server.engine.store().event_count().unwrap(), before);
 }
@@ -107,10 +128,16 @@ async fn preferences_round_trip() {
 async fn identify_merges_history_and_can_be_undone() {
     let server = TestServer::start(None).await;
     server.ok("PUT", "/v1/items", Some(catalog())).await;
-    server.ok("POST", "/v1/events", Some(json!({"events": [
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [
         {"id": "a1", "type": "view", "anonymous_id": "a-9", "item": "med-calm"},
         {"id": "a2", "type": "view", "anonymous_id": "a-9", "item": "art-sleep"},
-        {"id": "u1", "type": "view", "user": "u-42", "item": "prd-mask"}]}))).await;
+        {"id": "u1", "type": "view", "user": "u-42", "item": "prd-mask"}]})),
+        )
+        .await;
     let merged = server.ok("POST", "/v1/identify", Some(json!({"anonymous_id": "a-9", "user": "u-42"}))).await;
     assert_eq!(merged["merged_events"], 2);
     let user = server.ok("GET", "/v1/users/u-42", None).await;
@@ -120,8 +147,14 @@ async fn identify_merges_history_and_can_be_undone() {
     recent.sort();
     assert_eq!(recent, ["art-sleep", "med-calm", "prd-mask"]);
     // Later events from the device land on the person.
-    server.ok("POST", "/v1/events", Some(json!({"events": [
-        {"id": "a3", "type": "click", "anonymous_id": "a-9", "item": "med-calm"}]}))).await;
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [
+        {"id": "a3", "type": "click", "anonymous_id": "a-9", "item": "med-calm"}]})),
+        )
+        .await;
     assert_eq!(server.ok("GET", "/v1/users/u-42", None).await["events"], 4);
     // Same merge again is fine; merging the device into someone else is a conflict.
     server.ok("POST", "/v1/identify", Some(json!({"anonymous_id": "a-9", "user": "u-42"}))).await;
@@ -157,9 +190,15 @@ async fn state_survives_a_restart() {
     let server = TestServer::start(None).await;
     server.ok("PUT", "/v1/items", Some(catalog())).await;
     server.ok("PUT", "/v1/users/u-1/preferences", Some(json!({"goals": ["sleep"]}))).await;
-    server.ok("POST", "/v1/events", Some(json!({"events": [
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [
         {"id": "r1", "type": "view", "anonymous_id": "a-1", "item": "art-sleep"},
-        {"id": "r2", "type": "purchase", "user": "u-1", "item": "prd-mask", "properties": {"value": 24}}]}))).await;
+        {"id": "r2", "type": "purchase", "user": "u-1", "item": "prd-mask", "properties": {"value": 24}}]})),
+        )
+        .await;
     server.ok("POST", "/v1/identify", Some(json!({"anonymous_id": "a-1", "user": "u-1"}))).await;
     let before = server.ok("GET", "/v1/users/u-1", None).await;
     let server = server.restart().await;
@@ -168,7 +207,13 @@ async fn state_survives_a_restart() {
     assert_eq!(after["journey_stage"], "customer");
     assert_eq!(after["aliases"], json!(["a-1"]));
     assert_eq!(server.ok("GET", "/v1/items/art-sleep", None).await["title"], "Sleep without screens");
-    let again = server.ok("POST", "/v1/events", Some(json!({"events": [{"id": "r1", "type": "view", "anonymous_id": "a-1", "item": "art-sleep"}]}))).await;
+    let again = server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [{"id": "r1", "type": "view", "anonymous_id": "a-1", "item": "art-sleep"}]})),
+        )
+        .await;
     assert_eq!(again["duplicates"], 1, "ids are remembered across restarts");
 }
 
@@ -183,7 +228,13 @@ async fn openapi_metrics_and_health() {
         assert!(doc["paths"].get(path).is_some(), "{path} is documented");
     }
     assert_eq!(doc["x-error-codes"]["too_many_events"]["status"], 413);
-    server.ok("POST", "/v1/events", Some(json!({"events": [{"id": "x", "type": "search", "user": "u", "properties": {"query": "sleep"}}]}))).await;
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [{"id": "x", "type": "search", "user": "u", "properties": {"query": "sleep"}}]})),
+        )
+        .await;
     let reply = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap();
     let text = reply.text().await.unwrap();
     assert!(text.contains("attune_http_requests_total"), "{text}");

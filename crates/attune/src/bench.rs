@@ -158,10 +158,16 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 
     println!("| measure | value | target |");
     println!("|---|---|---|");
-    println!("| HTTP ingest, durable, batches of {}, {} clients | {:.0} events/s ({accepted} events) | ≥ 50,000 events/s |", args.batch, args.clients, http_rate);
+    println!(
+        "| HTTP ingest, durable, batches of {}, {} clients | {:.0} events/s ({accepted} events) | ≥ 50,000 events/s |",
+        args.batch, args.clients, http_rate
+    );
     println!("| HTTP batch latency p50 | {:.1} ms | |", percentile(&histogram, 0.50));
     println!("| HTTP batch latency p99 | {:.1} ms | |", percentile(&histogram, 0.99));
-    println!("| import (JSON lines), durable | {:.0} events/s ({} events) | ≥ 300,000 events/s |", import_rate, totals.accepted);
+    println!(
+        "| import (JSON lines), durable | {:.0} events/s ({} events) | ≥ 300,000 events/s |",
+        import_rate, totals.accepted
+    );
     println!("| store size after import | {:.1} MiB | |", import_engine.store().disk_bytes() as f64 / (1 << 20) as f64);
     Ok(())
 }

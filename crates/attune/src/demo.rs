@@ -2,7 +2,7 @@
 //! meditations, courses, retreats and products (`demo/catalog.json`), a simulated audience of a
 //! few thousand people with goals, their consent, preferences and events; then the server.
 
-use std::{net::SocketAddr, path::PathBuf, time::Instant};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Instant};
 
 use anyhow::Context;
 use attune_core::Consent;
@@ -58,7 +58,8 @@ pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Res
     let started = Instant::now();
     let mut catalog = Vec::with_capacity(items.len());
     for (i, value) in items.iter().enumerate() {
-        let item: ItemIn = from_value(value.clone(), &format!("items[{i}]")).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let item: ItemIn =
+            from_value(value.clone(), &format!("items[{i}]")).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         catalog.push(to_item(item, i).map_err(|e| anyhow::anyhow!("{}", e.message))?);
     }
     let n_items = engine.upsert_items(catalog)?;
@@ -88,7 +89,8 @@ pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Res
                         if person.preferences.as_object().is_some_and(|o| !o.is_empty()) {
                             let preferences: PreferencesIn = from_value(person.preferences.clone(), "preferences")
                                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-                            let preferences = to_preferences(preferences).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                            let preferences =
+                                to_preferences(preferences).map_err(|e| anyhow::anyhow!("{}", e.message))?;
                             engine.put_preferences(&person.id, preferences, "demo")?;
                         }
                     }
@@ -99,6 +101,9 @@ pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Res
         workers.into_iter().try_for_each(|worker| worker.join().map_err(|_| anyhow::anyhow!("a loader panicked"))?)
     })?;
     eprintln!("demo: consent and preferences stored after {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(person) = simulation.people.first() {
+        eprintln!("demo: {} declared the goals {:?}; ask for their feed below", person.id, person.goals);
+    }
     let n_events = simulation.events.len();
     let mut accepted = 0;
     for chunk in simulation.events.chunks(5000) {
@@ -123,12 +128,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::serve::check_listen(&args.listen, admin_key.as_deref())?;
     let engine = crate::serve::open_engine(&args.data)?;
     load(&engine, args.people, args.days, args.seed)?;
+    let snapshot = engine.train()?;
+    eprintln!(
+        "demo: models trained on {} interactions of {} people ({})",
+        snapshot.n_interactions,
+        snapshot.n_users,
+        snapshot.stats.iter().map(|s| format!("{} {:.2} s", s.name, s.fit_seconds)).collect::<Vec<_>>().join(", ")
+    );
     if args.no_serve {
         return Ok(());
     }
-    let state = AppState::new(engine, admin_key.as_deref(), 0.0);
+    let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), 0.0);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        crate::serve::spawn_retention_sweep(Arc::clone(&engine));
+        crate::serve::spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(3600));
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
         let auth = if admin_key.is_some() { " -H \"Authorization: Bearer $ATTUNE_ADMIN_KEY\"" } else { "" };
@@ -139,6 +153,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!();
         println!("Try:");
         println!("  curl -s{auth} http://{address}/v1/users/u-00001");
+        println!(
+            "  curl -s{auth} -X POST http://{address}/v1/decide -H 'Content-Type: application/json' \\\n    -d '{{\"user\": \"u-00001\", \"placements\": [{{\"slot\": \"home_feed\", \"count\": 5}}], \"explain\": true}}'"
+        );
+        println!("  curl -s{auth} http://{address}/v1/items/art-breathing-at-dawn/similar?count=5");
         println!("  curl -s{auth} http://{address}/v1/items/art-breathing-at-dawn");
         println!(
             "  curl -s{auth} -X POST http://{address}/v1/events -H 'Content-Type: application/json' \\\n    -d '{{\"events\": [{{\"id\": \"try-1\", \"type\": \"view\", \"anonymous_id\": \"a-try\", \"item\": \"art-breathing-at-dawn\"}}]}}'"

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Requests per second allowed per scoped key (0: no limit).
     #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
     pub rate_limit: f64,
+    /// Seconds between background trainings (models are also trained at start).
+    #[arg(long, env = "ATTUNE_TRAIN_EVERY", default_value_t = 3600)]
+    pub train_every: u64,
 }
 
 /// Opens the embedded store and the engine over it.
@@ -102,17 +105,60 @@ pub fn spawn_retention_sweep(engine: Arc<Engine>) -> tokio::task::JoinHandle<()>
     })
 }
 
+/// Trains the models now, then every `every`, and sooner when the privacy layer forces a
+/// retraining (after an erasure or a forgotten item: within 15 minutes, checked every 30 s); a
+/// failed training keeps the previous models. Also persists logged decisions every second.
+pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
+    let trainer = Arc::clone(&engine);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_trained: Option<std::time::Instant> = None;
+        loop {
+            ticks.tick().await;
+            let forced = trainer.retrain_due_ms().ok().flatten().is_some();
+            let scheduled = last_trained.is_none_or(|at| at.elapsed() >= every);
+            if !(forced || scheduled) {
+                continue;
+            }
+            last_trained = Some(std::time::Instant::now());
+            let engine = Arc::clone(&trainer);
+            match tokio::task::spawn_blocking(move || engine.train()).await {
+                Ok(Ok(snapshot)) => tracing::info!(version = snapshot.version, forced, "models swapped in"),
+                Ok(Err(err)) => tracing::error!(error = %err, "training failed; the previous models stay in use"),
+                Err(err) => tracing::error!(error = %err, "training panicked; the previous models stay in use"),
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            let engine = Arc::clone(&engine);
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || engine.flush_decisions()).await {
+                tracing::warn!(error = %err, "persisting the decision log failed; retrying");
+            }
+        }
+    });
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_listen(&args.listen, args.admin_key.as_deref())?;
     let engine = open_engine(&args.data)?;
     let state = AppState::new(Arc::clone(&engine), args.admin_key.as_deref(), args.rate_limit);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        spawn_retention_sweep(engine);
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        spawn_retention_sweep(Arc::clone(&engine));
+        spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(args.train_every));
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, data = %args.data.display(), "attune is serving");
         println!("attune listening on http://{address}");
-        serve_until(listener, state, shutdown_signal()).await
+        let served = serve_until(listener, state, shutdown_signal()).await;
+        if let Err(err) = engine.flush_decisions() {
+            tracing::warn!(error = %err, "persisting the decision log at shutdown failed");
+        }
+        served
     })
 }

@@ -112,9 +112,8 @@ pub async fn get_audit(
 ) -> ApiResult<Json<AuditLogOut>> {
     let since_ms = match &query.since {
         None => i64::MIN,
-        Some(text) => attune_core::validate::parse_ts_ms(text).ok_or_else(|| {
-            ApiError::new(Code::InvalidTimestamp, "`since` must be RFC 3339.").with_field("since")
-        })?,
+        Some(text) => attune_core::validate::parse_ts_ms(text)
+            .ok_or_else(|| ApiError::new(Code::InvalidTimestamp, "`since` must be RFC 3339.").with_field("since"))?,
     };
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {

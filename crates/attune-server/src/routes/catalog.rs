@@ -42,7 +42,10 @@ pub fn to_item(item: ItemIn, index: usize) -> Result<Item, ApiError> {
         if !VARIANT_NAMES.contains(&name.as_str()) {
             return Err(ApiError::new(
                 Code::InvalidValue,
-                format!("Variants are `foundational`, `contextual` and `emotional`, not `{}`.", crate::error::clip(name)),
+                format!(
+                    "Variants are `foundational`, `contextual` and `emotional`, not `{}`.",
+                    crate::error::clip(name)
+                ),
             )
             .with_field(at(&format!("variants.{name}"))));
         }

@@ -79,12 +79,8 @@ pub async fn post_events(
         )
         .with_field("events"));
     }
-    let batch: Vec<IngestItem> = body
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| parse_event_value(value, index))
-        .collect();
+    let batch: Vec<IngestItem> =
+        body.events.into_iter().enumerate().map(|(index, value)| parse_event_value(value, index)).collect();
     let report = blocking(&state, move |engine| engine.ingest(batch)).await?;
     metrics::counter!("attune_events_accepted_total").increment(report.accepted as u64);
     metrics::counter!("attune_events_duplicate_total").increment(report.duplicates as u64);

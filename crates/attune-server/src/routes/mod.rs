@@ -2,8 +2,11 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod decide;
+pub mod editorial;
 pub mod events;
 pub mod health;
+pub mod models;
 pub mod privacy;
 pub mod users;
 

@@ -30,10 +30,9 @@ pub(crate) fn preferences_out(preferences: &Preferences) -> PreferencesOut {
         goals: preferences.goals.clone(),
         less_of: preferences.less_of.clone(),
         personalization: on_off(preferences.personalization),
-        quiet_hours: preferences.quiet_hours.map(|q| QuietHoursIo {
-            start: QuietHours::format(q.start_min),
-            end: QuietHours::format(q.end_min),
-        }),
+        quiet_hours: preferences
+            .quiet_hours
+            .map(|q| QuietHoursIo { start: QuietHours::format(q.start_min), end: QuietHours::format(q.end_min) }),
         timezone: preferences.timezone.clone(),
     }
 }
@@ -63,7 +62,11 @@ pub(crate) fn user_out(view: PersonView) -> UserOut {
 /// What Attune knows and infers about a person.
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path)),
     responses((status = 200, body = UserOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_user(State(state): State<AppState>, _auth: Auth<UsersRead>, IdPath(id): IdPath) -> ApiResult<Json<UserOut>> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    _auth: Auth<UsersRead>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<UserOut>> {
     let view = blocking(&state, move |engine| engine.person(&id)).await?;
     Ok(Json(user_out(view)))
 }
@@ -108,8 +111,11 @@ pub fn to_preferences(body: PreferencesIn) -> Result<Preferences, ApiError> {
     let quiet_hours = match body.quiet_hours {
         None => None,
         Some(q) => Some(QuietHours::parse(&q.start, &q.end).ok_or_else(|| {
-            ApiError::new(Code::InvalidValue, "Quiet hours are `HH:MM` times, e.g. {\"start\": \"21:00\", \"end\": \"08:00\"}.")
-                .with_field("quiet_hours")
+            ApiError::new(
+                Code::InvalidValue,
+                "Quiet hours are `HH:MM` times, e.g. {\"start\": \"21:00\", \"end\": \"08:00\"}.",
+            )
+            .with_field("quiet_hours")
         })?),
     };
     if let Some(tz) = &body.timezone

@@ -1,0 +1,267 @@
+//! Trained models and their hot swap. Training reads the event log (only people with
+//! personalization consent shape models), fits item-kNN, iALS, popularity, trending and the content
+//! model, and swaps one immutable [`ModelSnapshot`] in; decisions hold an `Arc` of the snapshot they
+//! started with, so a swap never pauses or tears a request. A failed training keeps the old one.
+//!
+//! Item indices in every model are the catalog's [`attune_core::ItemIdx`] (dense, stable for the
+//! process), so no mapping happens at decide time.
+
+use std::{sync::Arc, time::Instant};
+
+use attune_core::{BuiltinType, Event, EventType, Purpose};
+use attune_rank::{
+    Content, ContentParams, Ials, IalsParams, Interactions, ItemDoc, ItemKnn, ItemKnnParams, Trending, TrendingParams,
+};
+use rustc_hash::FxHashMap;
+
+use crate::{Engine, Result, error::corrupt};
+
+/// Offline figures of one model at its last training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStats {
+    /// `item_knn`, `ials`, `popularity`, `trending`, `content`.
+    pub name: &'static str,
+    /// Wall time of the fit.
+    pub fit_seconds: f64,
+}
+
+/// Everything decisions read from training, immutable once built.
+pub struct ModelSnapshot {
+    /// Increases with every training.
+    pub version: u64,
+    /// When it was trained (0: never; the empty snapshot).
+    pub trained_at_ms: i64,
+    /// People in the training data.
+    pub n_users: usize,
+    /// Item indices covered.
+    pub n_items: usize,
+    /// Interactions (person, item pairs) trained on.
+    pub n_interactions: usize,
+    /// Events read.
+    pub n_events: usize,
+    /// Per-model figures.
+    pub stats: Vec<ModelStats>,
+    /// Person id → row in the iALS user factors.
+    pub users: FxHashMap<String, u32>,
+    /// Item-kNN (the basis of "Because you read …").
+    pub knn: Option<ItemKnn>,
+    /// Implicit ALS.
+    pub ials: Option<Ials>,
+    /// Popularity by item, scaled to 0–1.
+    pub popularity: Vec<f32>,
+    /// Time-decayed popularity by item, scaled to 0–1.
+    pub trending: Vec<f32>,
+    /// TF-IDF over tags, title words, kind and level.
+    pub content: Option<Content>,
+}
+
+impl ModelSnapshot {
+    /// The snapshot before any training: no models, so decisions fall back to the catalog.
+    pub fn empty() -> ModelSnapshot {
+        ModelSnapshot {
+            version: 0,
+            trained_at_ms: 0,
+            n_users: 0,
+            n_items: 0,
+            n_interactions: 0,
+            n_events: 0,
+            stats: Vec::new(),
+            users: FxHashMap::default(),
+            knn: None,
+            ials: None,
+            popularity: Vec::new(),
+            trending: Vec::new(),
+            content: None,
+        }
+    }
+}
+
+/// How much an event says about liking its item (0: nothing; not used for training).
+pub fn training_weight(event: &Event) -> f32 {
+    let Some(builtin) = event.kind.builtin() else { return 0.0 };
+    match builtin {
+        BuiltinType::View => 1.0,
+        BuiltinType::Click => 1.5,
+        BuiltinType::Dwell => {
+            let minutes = event.prop_f64("dwell_ms").unwrap_or(0.0) / 60_000.0;
+            (0.5 + minutes.min(4.0) * 0.5) as f32
+        }
+        BuiltinType::AddToCart => 3.0,
+        BuiltinType::Purchase => 5.0,
+        BuiltinType::Rating => {
+            let rating = event.prop_f64("rating").unwrap_or(0.0);
+            let scale = if rating <= 5.0 { 5.0 } else { 10.0 };
+            if rating / scale >= 0.5 { (1.0 + 2.0 * rating / scale) as f32 } else { 0.0 }
+        }
+        BuiltinType::EmailOpen | BuiltinType::NotificationOpen => 0.5,
+        BuiltinType::NotInterested | BuiltinType::Search | BuiltinType::Survey => 0.0,
+    }
+}
+
+fn scale_to_unit(values: &mut [f32]) {
+    let max = values.iter().copied().fold(0.0f32, f32::max);
+    if max > 0.0 {
+        for v in values.iter_mut() {
+            *v /= max;
+        }
+    }
+}
+
+/// Content documents for every catalog index (empty for items only seen in events).
+pub(crate) fn item_docs(catalog: &crate::Catalog) -> Vec<ItemDoc> {
+    (0..catalog.len() as u32)
+        .map(|i| match catalog.item(attune_core::ItemIdx(i)) {
+            Some(item) => {
+                let mut attributes = vec![Content::term("kind", &item.kind)];
+                if let Some(level) = item.attributes.get("level").and_then(|v| v.as_str()) {
+                    attributes.push(Content::term("level", level));
+                }
+                ItemDoc { title: item.title.clone(), tags: item.tags.clone(), attributes }
+            }
+            None => ItemDoc::default(),
+        })
+        .collect()
+}
+
+impl Engine {
+    /// The models decisions use now.
+    pub fn models(&self) -> Arc<ModelSnapshot> {
+        Arc::clone(&self.models.read())
+    }
+
+    /// Trains every model from the event log and swaps them in. On error the previous models stay.
+    pub fn train(&self) -> Result<Arc<ModelSnapshot>> {
+        let _one_at_a_time = self.training.lock();
+        let started = Instant::now();
+        let now_ms = self.now_ms();
+        // People erased before the scan below are not in its data; those erased during training
+        // may be, so only the former leave the erased set when the new models swap in.
+        let erased_before: rustc_hash::FxHashSet<String> = self.erased_since_training.read().clone();
+        // Interactions: (person, item) → (weight sum, latest ts), only with personalization consent.
+        let mut users: FxHashMap<String, u32> = FxHashMap::default();
+        let mut pairs: FxHashMap<(u32, u32), (f32, i64)> = FxHashMap::default();
+        let mut n_events = 0usize;
+        let mut consent_cache: FxHashMap<String, bool> = FxHashMap::default();
+        let mut failure = None;
+        self.store.scan_events(0, &mut |row| {
+            let event: Event = match postcard::from_bytes(&row.payload) {
+                Ok(event) => event,
+                Err(err) => {
+                    failure = Some(corrupt("event payload", err));
+                    return false;
+                }
+            };
+            n_events += 1;
+            let weight = training_weight(&event);
+            let Some(item_id) = event.item.as_deref() else { return true };
+            if weight <= 0.0 {
+                return true;
+            }
+            let person = self.resolve(event.subject.id());
+            let allowed = *consent_cache
+                .entry(person.clone())
+                .or_insert_with(|| self.consent_of(&person).allows(Purpose::Personalization));
+            if !allowed {
+                return true;
+            }
+            let item = self.intern_item(item_id);
+            let n_users = users.len() as u32;
+            let user = *users.entry(person).or_insert(n_users);
+            let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN));
+            entry.0 += weight;
+            entry.1 = entry.1.max(event.ts_ms);
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let (n_items, docs) = {
+            let catalog = self.catalog.read();
+            (catalog.len(), item_docs(&catalog))
+        };
+        let mut triples = Vec::with_capacity(pairs.len());
+        let mut timestamps = Vec::with_capacity(pairs.len());
+        for ((user, item), (weight, ts)) in &pairs {
+            // Diminishing returns: the tenth view says less than the first.
+            triples.push((*user, *item, (1.0 + weight).ln()));
+            timestamps.push(ts / 1000);
+        }
+        let data = Interactions::from_triples_with_ts(users.len(), n_items, &triples, &timestamps);
+        let mut stats = Vec::new();
+        let timed = |name: &'static str, stats: &mut Vec<ModelStats>, started: Instant| {
+            stats.push(ModelStats { name, fit_seconds: started.elapsed().as_secs_f64() });
+        };
+
+        let t = Instant::now();
+        let mut popularity: Vec<f32> = data.item_counts().into_iter().map(|c| c as f32).collect();
+        scale_to_unit(&mut popularity);
+        timed("popularity", &mut stats, t);
+
+        let t = Instant::now();
+        let trending_model = Trending::fit(&data, &TrendingParams { now: now_ms / 1000, half_life_s: 7.0 * 86_400.0 });
+        let mut trending = vec![0f32; n_items];
+        attune_rank::Scorer::score_into(&trending_model, &attune_rank::Query::anonymous(&[], &[]), &mut trending);
+        scale_to_unit(&mut trending);
+        timed("trending", &mut stats, t);
+
+        let has_data = data.nnz() > 0;
+        let t = Instant::now();
+        let knn = has_data.then(|| ItemKnn::fit(&data, &ItemKnnParams::default()));
+        timed("item_knn", &mut stats, t);
+
+        let t = Instant::now();
+        let ials = (data.nnz() >= 50).then(|| Ials::fit(&data, &IalsParams::default()));
+        timed("ials", &mut stats, t);
+
+        let t = Instant::now();
+        let content = (!docs.is_empty()).then(|| Content::fit(&docs, &ContentParams::default()));
+        timed("content", &mut stats, t);
+
+        let version = self.models.read().version + 1;
+        let snapshot = Arc::new(ModelSnapshot {
+            version,
+            trained_at_ms: now_ms,
+            n_users: users.len(),
+            n_items,
+            n_interactions: data.nnz(),
+            n_events,
+            stats,
+            users,
+            knn,
+            ials,
+            popularity,
+            trending,
+            content,
+        });
+        *self.models.write() = Arc::clone(&snapshot);
+        self.erased_since_training.write().retain(|id| !erased_before.contains(id));
+        if let Err(err) = self.clear_retrain_due(now_ms) {
+            tracing::warn!(error = %err, "clearing the forced-retrain marker failed; the next check retrains again");
+        }
+        tracing::info!(
+            version,
+            seconds = started.elapsed().as_secs_f64(),
+            interactions = snapshot.n_interactions,
+            "models trained"
+        );
+        Ok(snapshot)
+    }
+}
+
+impl Engine {
+    /// Erasure reaches the models at once: the erased people's factors are never used again (the
+    /// next training, forced within a bounded time by the privacy layer, drops them and their
+    /// item-side statistics), and their decisions leave the in-memory log.
+    pub(crate) fn forget_model_traces(&self, ids: &[String]) {
+        self.erased_since_training.write().extend(ids.iter().cloned());
+        self.forget_decisions_of(ids);
+    }
+}
+
+/// Whether an event type is one decisions attribute to their items (a click or better).
+pub fn is_engagement(kind: &EventType) -> bool {
+    matches!(
+        kind.builtin(),
+        Some(BuiltinType::Click | BuiltinType::AddToCart | BuiltinType::Purchase | BuiltinType::Dwell)
+    )
+}

@@ -1,0 +1,156 @@
+//! `POST /v1/models/train`, `GET /v1/models`, `GET /v1/models/jobs/{job}`.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::rfc3339;
+use crate::{
+    AppState,
+    auth::{Admin, Auth},
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{ApiQuery, IdPath},
+};
+
+/// A training job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobOut {
+    /// `job-…`.
+    pub job: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The model version it produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Why it failed (the previous models stay in use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Training jobs by id (the most recent 100).
+#[derive(Default)]
+pub struct Jobs {
+    jobs: parking_lot::Mutex<Vec<JobOut>>,
+}
+
+impl Jobs {
+    fn set(&self, job: JobOut) {
+        let mut jobs = self.jobs.lock();
+        match jobs.iter_mut().find(|j| j.job == job.job) {
+            Some(slot) => *slot = job,
+            None => jobs.push(job),
+        }
+        if jobs.len() > 100 {
+            jobs.remove(0);
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<JobOut> {
+        self.jobs.lock().iter().find(|j| j.job == id).cloned()
+    }
+}
+
+/// `POST /v1/models/train` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TrainQuery {
+    /// Answer when training is done.
+    pub wait: Option<bool>,
+}
+
+/// Retrain every model now; the new models are swapped in without a pause, and a failed training
+/// keeps the previous ones.
+#[utoipa::path(post, path = "/v1/models/train", tag = "models", params(TrainQuery),
+    responses((status = 200, body = JobOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn post_train(
+    State(state): State<AppState>,
+    Auth(caller, _): Auth<Admin>,
+    ApiQuery(query): ApiQuery<TrainQuery>,
+) -> ApiResult<Json<JobOut>> {
+    let job = format!("job-{}", ulid::Ulid::generate());
+    let running = JobOut { job: job.clone(), status: "running".into(), version: None, error: None };
+    state.jobs.set(running.clone());
+    let engine = Arc::clone(&state.engine);
+    let jobs = Arc::clone(&state.jobs);
+    let task = tokio::task::spawn_blocking(move || {
+        let _ = engine.audit(&caller.key_id, "models.train", &job);
+        let done = match engine.train() {
+            Ok(snapshot) => JobOut { job, status: "succeeded".into(), version: Some(snapshot.version), error: None },
+            Err(err) => {
+                tracing::error!(error = %err, "training failed; the previous models stay in use");
+                JobOut { job, status: "failed".into(), version: None, error: Some(err.to_string()) }
+            }
+        };
+        jobs.set(done.clone());
+        done
+    });
+    if query.wait.unwrap_or(false) {
+        return task.await.map(Json).map_err(ApiError::internal);
+    }
+    Ok(Json(running))
+}
+
+/// A training job's status.
+#[utoipa::path(get, path = "/v1/models/jobs/{job}", tag = "models", params(("job" = String, Path)),
+    responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    _auth: Auth<Admin>,
+    IdPath(job): IdPath,
+) -> ApiResult<Json<JobOut>> {
+    state.jobs.get(&job).map(Json).ok_or_else(|| ApiError::not_found("job", &job))
+}
+
+/// One model.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelOut {
+    /// `popularity`, `trending`, `item_knn`, `ials`, `content`.
+    pub name: String,
+    /// RFC 3339 (null before the first training).
+    pub trained_at: Option<String>,
+    /// People trained on.
+    pub users: usize,
+    /// Items covered.
+    pub items: usize,
+    /// Events read.
+    pub events: usize,
+    /// Fit time.
+    pub fit_seconds: f64,
+    /// The model version (increases with every training).
+    pub version: u64,
+    /// Offline metrics of its last evaluation (`attune eval`; null when not evaluated on this data).
+    #[schema(value_type = Object)]
+    pub metrics: Option<serde_json::Value>,
+}
+
+/// The models in use.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelsOut {
+    /// Models.
+    pub models: Vec<ModelOut>,
+}
+
+/// The models in use, with when and on what they were trained.
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = ModelsOut)), security(("bearer" = [])))]
+pub async fn list_models(State(state): State<AppState>, _auth: Auth<Admin>) -> ApiResult<Json<ModelsOut>> {
+    let snapshot = state.engine.models();
+    let trained_at = (snapshot.trained_at_ms > 0).then(|| rfc3339(snapshot.trained_at_ms));
+    Ok(Json(ModelsOut {
+        models: snapshot
+            .stats
+            .iter()
+            .map(|s| ModelOut {
+                name: s.name.to_owned(),
+                trained_at: trained_at.clone(),
+                users: snapshot.n_users,
+                items: snapshot.n_items,
+                events: snapshot.n_events,
+                fit_seconds: (s.fit_seconds * 1000.0).round() / 1000.0,
+                version: snapshot.version,
+                metrics: None,
+            })
+            .collect(),
+    }))
+}
