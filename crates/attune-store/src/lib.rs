@@ -17,8 +17,10 @@
 
 pub mod conformance;
 mod embedded;
+pub mod postgres;
 
 pub use embedded::EmbeddedStore;
+pub use postgres::PostgresStore;
 
 /// Storage failures. All of them are the server's fault (a 5xx), never the client's.
 #[derive(Debug, thiserror::Error)]

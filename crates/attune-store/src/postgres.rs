@@ -1,0 +1,1237 @@
+//! The PostgreSQL backend: several stateless `attune serve` processes share one database.
+//!
+//! Start at [`PostgresStore::connect`]. It runs the schema migrations (versioned in
+//! `attune_schema_version`, in one transaction, under an advisory lock so that two servers starting
+//! at once migrate once), then serves the [`Store`] trait with the embedded store's semantics.
+//!
+//! # Schema (in the first schema of the connection's `search_path`)
+//! - `events (seq, id, subject, ts_ms, expires_ms, payload)`, **partitioned by range on `ts_ms`**:
+//!   one partition per UTC month (`events_y2026m11`), created on demand before the first event of
+//!   that month is inserted, plus `events_default` for times outside 1970–2199. Primary key
+//!   `(seq, ts_ms)` (a unique index on a partitioned table must hold the partition key), indexes on
+//!   `(subject, seq)` and `(expires_ms)`.
+//! - `event_ids (id primary key, seq)`: not partitioned, so it can enforce "an event id is stored
+//!   once" across every partition. Dedup is `INSERT ... ON CONFLICT DO NOTHING RETURNING`.
+//! - `attune_event_counter`: one row, the next sequence number and the number of stored events.
+//! - `records (tbl, key, value)`: keyed records, primary key `(tbl, key)`. `key` is `bytea`, not
+//!   `text`: keys such as `person\0item` hold NUL bytes, which `text` refuses, and `bytea`
+//!   compares bytewise, which is the order [`Store::scan`] promises.
+//!
+//! # Sequence numbers follow commit order
+//! An append locks the counter row (`SELECT ... FOR UPDATE`) first, takes its numbers from it, and
+//! holds the lock until it commits. So appends from every server are serialized, and a reader that
+//! has seen sequence number `n` will never later see a *new* event below `n`: tailing the log with
+//! `scan_events(last_seen)` misses nothing. (With a plain `bigserial`, two concurrent transactions
+//! can commit out of order, and a tailing reader would skip the slower one's events for good.)
+//! Deletes take the same row lock first too (they keep the event count in it), which gives every
+//! writer one lock order and no deadlocks between appends and deletes.
+//!
+//! The price of a serialized append is one commit (one WAL flush) at a time, so appends also use
+//! **group commit** within a process, as the embedded store does: the first caller to find no
+//! append in flight becomes the leader and writes everything queued in one transaction.
+//!
+//! # Durability
+//! Each group is one transaction committed with `synchronous_commit` on (the store turns it back
+//! on for its sessions if the server's default is `off`): an acknowledged event is in the WAL on
+//! disk. Records are written by single statements in autocommit mode, which PostgreSQL
+//! group-commits by itself.
+//!
+//! # Retention
+//! [`Store::delete_expired_events`] first drops whole monthly partitions in which every event has
+//! expired (and, with them, their `event_ids` rows), which leaves no dead tuples to vacuum; then it
+//! deletes the remaining expired rows in batches of 10,000. A partition dropped while another
+//! server still believes it exists is recreated on demand: `events_default` carries a `CHECK` that
+//! refuses times inside the monthly window, so a misrouted insert fails, and the appender creates
+//! the partition and retries.
+//!
+//! # Purge
+//! [`Store::purge`] rewrites (`VACUUM FULL`) the event partitions that deletes have touched since the
+//! last purge (they are noted in `attune_purge_pending`, in the deleting transaction), `event_ids`
+//! and `records`, so the deleted rows are in no table or index file; then it asks for a
+//! `CHECKPOINT`. It first waits (up to two minutes) until every transaction that started before
+//! the call has ended, on every server: a rewrite keeps rows that an open snapshot can still see. Each rewrite locks its table exclusively while it runs. Copies outside the
+//! database's live files are beyond its reach: WAL segments not yet recycled, WAL archives,
+//! replicas' WAL and backups.
+//!
+//! # Connections
+//! A small pool (a `Mutex<Vec<Client>>`, at most [`DEFAULT_MAX_CONNECTIONS`]), connected lazily; a
+//! connection found closed is dropped and replaced. No TLS: the database is on loopback or a
+//! private network.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    time::{Duration, Instant},
+};
+
+use ::postgres::{Client, Config, NoTls, Row, Statement, error::SqlState};
+use parking_lot::{Condvar, Mutex};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table};
+
+/// How many connections one [`PostgresStore`] opens at most.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// The schema version this build writes; [`PostgresStore::connect`] refuses a newer database.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// A store in a PostgreSQL database, shared by any number of servers.
+pub struct PostgresStore {
+    pool: Pool,
+    /// Months (since January 1970) whose partition is known to exist.
+    partitions: Mutex<FxHashSet<i64>>,
+    committer: Mutex<CommitQueue>,
+    committed: Condvar,
+}
+
+/// Proof that this process holds the cluster-wide training lock; dropping it releases the lock.
+///
+/// The lock is a session-level advisory lock on a connection of its own, so it is also released
+/// when that connection dies (the server crashed, the network failed): call
+/// [`TrainingLockGuard::is_held`] before publishing what was trained under it.
+pub struct TrainingLockGuard {
+    client: Client,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, libpq URL syntax; `options=-csearch_path%3Dname`
+    /// picks a schema), runs the migrations and loads the list of event partitions.
+    pub fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::open(url, Role::Primary)
+    }
+
+    /// Connects to a read replica (a hot standby streaming from the primary) to serve reads:
+    /// runs no migration (a standby cannot write) and refuses a schema that is not at this
+    /// build's version. Reads lag the primary by the replication delay; writes fail with
+    /// PostgreSQL's read-only error, and so does [`PostgresStore::try_training_lock`].
+    pub fn connect_read_only(url: &str) -> Result<PostgresStore> {
+        PostgresStore::open(url, Role::ReadOnly)
+    }
+
+    fn open(url: &str, role: Role) -> Result<PostgresStore> {
+        let mut config: Config =
+            url.parse().map_err(|err| StoreError::Backend(format!("bad PostgreSQL URL: {err}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("attune");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let store = PostgresStore {
+            pool: Pool::new(config, DEFAULT_MAX_CONNECTIONS),
+            partitions: Mutex::new(FxHashSet::default()),
+            committer: Mutex::new(CommitQueue::default()),
+            committed: Condvar::new(),
+        };
+        let (mut conn, _) = store.pool.checkout()?;
+        let ready = match role {
+            Role::Primary => migrate(&mut conn.client),
+            Role::ReadOnly => check_version(&mut conn.client),
+        };
+        store.pool.checkin(conn);
+        ready?;
+        let months = store.with_conn(|conn| {
+            let rows = conn.client.query(LIST_PARTITIONS_SQL, &[])?;
+            Ok(rows.iter().filter_map(|row| row.try_get::<_, &str>(0).ok().and_then(month_of_partition)).collect())
+        })?;
+        *store.partitions.lock() = months;
+        Ok(store)
+    }
+
+    /// Tries to become the one server that trains: `Some` if this process now holds the lock,
+    /// `None` if another session holds it. Never waits.
+    ///
+    /// The lock is per schema (two deployments in two schemas of one database do not contend).
+    pub fn try_training_lock(&self) -> Result<Option<TrainingLockGuard>> {
+        let mut client = self.pool.connect_new().map_err(Failure::from)?;
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext(current_schema()), $1)", &[&LOCK_TRAINING])
+            .map_err(backend_err)?;
+        let acquired: bool = row.try_get(0).map_err(backend_err)?;
+        Ok(acquired.then_some(TrainingLockGuard { client }))
+    }
+
+    /// The names of the event partitions that exist now, monthly ones in time order, then
+    /// `events_default`.
+    pub fn event_partitions(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self.with_conn(|conn| {
+            let rows = conn.client.query(LIST_PARTITIONS_SQL, &[])?;
+            Ok(rows.iter().filter_map(|row| row.try_get::<_, String>(0).ok()).collect())
+        })?;
+        names.sort_by_key(|name| (month_of_partition(name).is_none(), name.clone()));
+        Ok(names)
+    }
+
+    /// The schema version of the database (the highest applied migration).
+    pub fn schema_version(&self) -> Result<i32> {
+        self.with_conn(|conn| conn.client.query_one("SELECT max(version) FROM attune_schema_version", &[])?.try_get(0))
+    }
+}
+
+impl TrainingLockGuard {
+    /// Whether the lock is still held: its connection is alive (PostgreSQL releases a session's
+    /// advisory locks only when it ends or unlocks, and the guard unlocks only on drop).
+    pub fn is_held(&mut self) -> bool {
+        self.client.is_valid(Duration::from_secs(5)).is_ok()
+    }
+}
+
+impl Drop for TrainingLockGuard {
+    fn drop(&mut self) {
+        // Closing the connection releases the lock anyway; unlocking first releases it at once
+        // even if the close is slow.
+        let unlocked =
+            self.client.execute("SELECT pg_advisory_unlock(hashtext(current_schema()), $1)", &[&LOCK_TRAINING]);
+        if let Err(err) = unlocked {
+            tracing::warn!("releasing the training lock: {err} (the connection closes, which releases it)");
+        }
+    }
+}
+
+/// Whether a store may migrate (and write).
+#[derive(Clone, Copy)]
+enum Role {
+    Primary,
+    ReadOnly,
+}
+
+// Advisory lock keys, second half; the first half is `hashtext(current_schema())`.
+const LOCK_MIGRATE: i32 = 1;
+const LOCK_PARTITIONS: i32 = 2;
+const LOCK_TRAINING: i32 = 3;
+
+/// Months from January 1970 to December 2199 get a monthly partition; other times go to
+/// `events_default`. The window is fixed (not relative to now) so that the default partition never
+/// holds a row that a monthly partition created later would have to take.
+const FIRST_MONTH: i64 = 0;
+const END_MONTH: i64 = (2200 - 1970) * 12;
+
+/// Events per page of a scan: each page is one short query, so a slow visitor holds no locks.
+const EVENT_PAGE: i64 = 2_000;
+/// Records per page of a scan.
+const RECORD_PAGE: i64 = 1_000;
+/// Expired events deleted per transaction (each holds the counter lock, pausing appends).
+const EXPIRE_BATCH: i64 = 10_000;
+/// Events one group commit takes at most (bounds the statement size).
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// How often an append is retried after a deadlock, a serialization failure or a dropped partition.
+const MAX_APPEND_ATTEMPTS: usize = 5;
+
+/// Migrations, in order: (version, description, SQL). Never edit one that has shipped; add another.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "events partitioned by month, event ids, counter, records",
+    r#"
+CREATE TABLE attune_event_counter (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    next_seq bigint NOT NULL,
+    n_events bigint NOT NULL
+);
+INSERT INTO attune_event_counter (next_seq, n_events) VALUES (1, 0);
+
+CREATE TABLE events (
+    seq bigint NOT NULL,
+    id text NOT NULL,
+    subject text NOT NULL,
+    ts_ms bigint NOT NULL,
+    expires_ms bigint NOT NULL,
+    payload bytea NOT NULL,
+    PRIMARY KEY (seq, ts_ms)
+) PARTITION BY RANGE (ts_ms);
+CREATE INDEX events_subject_seq ON events (subject, seq);
+CREATE INDEX events_expires ON events (expires_ms);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+-- 0 = 1970-01-01, 7258118400000 = 2200-01-01 (UTC): the monthly window. The check lets PostgreSQL
+-- create a monthly partition without scanning this one, and refuses a row whose partition is missing.
+ALTER TABLE events_default ADD CONSTRAINT events_default_outside_monthly_window
+    CHECK (ts_ms < 0 OR ts_ms >= 7258118400000);
+
+CREATE TABLE event_ids (
+    id text PRIMARY KEY,
+    seq bigint NOT NULL
+);
+
+CREATE TABLE records (
+    tbl text NOT NULL,
+    key bytea NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (tbl, key)
+);
+
+-- Event partitions that hold deleted rows which `purge` has not rewritten yet.
+CREATE TABLE attune_purge_pending (
+    relname text PRIMARY KEY
+);
+"#,
+)];
+
+const LIST_PARTITIONS_SQL: &str = "\
+SELECT child.relname::text FROM pg_inherits
+JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+WHERE parent.relname = 'events'
+  AND parent.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())";
+
+const INSERT_EVENTS_SQL: &str = "\
+WITH new_ids AS (
+    INSERT INTO event_ids (id, seq)
+    SELECT * FROM unnest($1::text[], $2::int8[])
+    ON CONFLICT (id) DO NOTHING
+    RETURNING seq
+)
+INSERT INTO events (seq, id, subject, ts_ms, expires_ms, payload)
+SELECT t.seq, t.id, t.subject, t.ts_ms, t.expires_ms, t.payload
+FROM unnest($2::int8[], $1::text[], $3::text[], $4::int8[], $5::int8[], $6::bytea[])
+    AS t (seq, id, subject, ts_ms, expires_ms, payload)
+WHERE t.seq IN (SELECT seq FROM new_ids)
+RETURNING seq";
+
+const LOCK_COUNTER_SQL: &str = "SELECT next_seq FROM attune_event_counter FOR UPDATE";
+const SUBTRACT_EVENTS_SQL: &str = "UPDATE attune_event_counter SET n_events = n_events - $1";
+const EVENT_COLUMNS: &str = "seq, id, subject, ts_ms, expires_ms, payload";
+
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append_grouped(events)
+    }
+
+    fn scan_events(&self, after_seq: u64, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let mut after = seq_param(after_seq);
+        loop {
+            let rows = self.with_conn(|conn| {
+                let statement = conn.prepare(&sql)?;
+                conn.client.query(&statement, &[&after, &EVENT_PAGE])
+            })?;
+            let n_rows = rows.len() as i64;
+            for row in rows {
+                let event = decode_event(&row)?;
+                after = event.seq as i64;
+                if !visit(event) {
+                    return Ok(());
+                }
+            }
+            if n_rows < EVENT_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn subject_events(&self, subject: &str, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        let mut after = 0i64;
+        loop {
+            let rows = self.with_conn(|conn| {
+                let statement = conn.prepare(&sql)?;
+                conn.client.query(&statement, &[&subject, &after, &EVENT_PAGE])
+            })?;
+            let n_rows = rows.len() as i64;
+            for row in rows {
+                let event = decode_event(&row)?;
+                after = event.seq as i64;
+                if !visit(event) {
+                    return Ok(());
+                }
+            }
+            if n_rows < EVENT_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn delete_subject_events(&self, subject: &str) -> Result<u64> {
+        self.delete_events_where("DELETE FROM events WHERE subject = $1 RETURNING id, tableoid", &subject)
+    }
+
+    fn delete_events(&self, seqs: &[u64]) -> Result<u64> {
+        // Numbers beyond i64 were never handed out.
+        let seqs: Vec<i64> = seqs.iter().filter_map(|&seq| i64::try_from(seq).ok()).collect();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        self.delete_events_where("DELETE FROM events WHERE seq = ANY($1) RETURNING id, tableoid", &seqs)
+    }
+
+    fn delete_expired_events(&self, now_ms: i64) -> Result<u64> {
+        let mut deleted = self.drop_expired_partitions(now_ms)?;
+        let sql = "\
+WITH victims AS (
+    SELECT seq, ts_ms FROM events WHERE expires_ms <= $1 LIMIT $2
+)
+DELETE FROM events USING victims
+WHERE events.seq = victims.seq AND events.ts_ms = victims.ts_ms
+RETURNING events.id, events.tableoid";
+        loop {
+            let n = self.delete_events_where_params(sql, &[&now_ms, &EXPIRE_BATCH])?;
+            deleted += n;
+            if n < EXPIRE_BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    fn event_count(&self) -> Result<u64> {
+        let n: i64 = self.with_conn(|conn| {
+            let statement = conn.prepare("SELECT n_events FROM attune_event_counter")?;
+            conn.client.query_one(&statement, &[])?.try_get(0)
+        })?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn count_expired_events(&self, now_ms: i64) -> Result<u64> {
+        let n: i64 = self.with_conn(|conn| {
+            let statement = conn.prepare("SELECT count(*) FROM events WHERE expires_ms <= $1")?;
+            conn.client.query_one(&statement, &[&now_ms])?.try_get(0)
+        })?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<()> {
+        self.with_conn(|conn| {
+            let statement = conn.prepare(
+                "INSERT INTO records (tbl, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+            )?;
+            conn.client.execute(&statement, &[&table.name(), &key.as_bytes(), &value])
+        })
+        .map(drop)
+    }
+
+    fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // One statement may not update a row twice: the last write of a key wins, as it would if
+        // the entries were put one after another.
+        let mut last_of_key: FxHashMap<&str, usize> = FxHashMap::default();
+        for (idx, (key, _)) in entries.iter().enumerate() {
+            last_of_key.insert(key.as_str(), idx);
+        }
+        let mut keys = Vec::with_capacity(last_of_key.len());
+        let mut values = Vec::with_capacity(last_of_key.len());
+        for (idx, (key, value)) in entries.iter().enumerate() {
+            if last_of_key.get(key.as_str()) == Some(&idx) {
+                keys.push(key.as_bytes());
+                values.push(value.as_slice());
+            }
+        }
+        self.with_conn(|conn| {
+            let statement = conn.prepare(
+                "INSERT INTO records (tbl, key, value) SELECT $1::text, * FROM unnest($2::bytea[], $3::bytea[]) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+            )?;
+            conn.client.execute(&statement, &[&table.name(), &keys, &values])
+        })
+        .map(drop)
+    }
+
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
+        let row = self.with_conn(|conn| {
+            let statement = conn.prepare("SELECT value FROM records WHERE tbl = $1 AND key = $2")?;
+            conn.client.query_opt(&statement, &[&table.name(), &key.as_bytes()])
+        })?;
+        match row {
+            Some(row) => Ok(Some(row.try_get(0).map_err(|err| corrupt("record value", err))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn delete(&self, table: Table, key: &str) -> Result<bool> {
+        let n = self.with_conn(|conn| {
+            let statement = conn.prepare("DELETE FROM records WHERE tbl = $1 AND key = $2")?;
+            conn.client.execute(&statement, &[&table.name(), &key.as_bytes()])
+        })?;
+        Ok(n > 0)
+    }
+
+    fn scan(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()> {
+        let upper = prefix_successor(prefix.as_bytes());
+        // `key >= from` where `from` is the prefix, then the key just after the last one seen
+        // (appending a zero byte gives the next byte string in bytewise order).
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let rows = self.with_conn(|conn| match &upper {
+                Some(upper) => {
+                    let statement = conn.prepare(
+                        "SELECT key, value FROM records WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+                    )?;
+                    conn.client.query(&statement, &[&table.name(), &from, upper, &RECORD_PAGE])
+                }
+                None => {
+                    let statement = conn
+                        .prepare("SELECT key, value FROM records WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT $3")?;
+                    conn.client.query(&statement, &[&table.name(), &from, &RECORD_PAGE])
+                }
+            })?;
+            let n_rows = rows.len() as i64;
+            for row in &rows {
+                let key: &[u8] = row.try_get(0).map_err(|err| corrupt("record key", err))?;
+                let value: &[u8] = row.try_get(1).map_err(|err| corrupt("record value", err))?;
+                let key_str = std::str::from_utf8(key)
+                    .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+                if !visit(key_str, value) {
+                    return Ok(());
+                }
+                from.clear();
+                from.extend_from_slice(key);
+                from.push(0);
+            }
+            if n_rows < RECORD_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn purge(&self) -> Result<()> {
+        // Claim the pending partitions first: a delete that commits after this re-adds its
+        // partition for the next purge, instead of being forgotten by this one.
+        let claimed: Vec<String> = self.with_conn(|conn| {
+            let rows = conn.client.query("DELETE FROM attune_purge_pending RETURNING relname", &[])?;
+            Ok(rows.iter().filter_map(|row| row.try_get::<_, String>(0).ok()).collect())
+        })?;
+        let rewritten = self.rewrite_relations(&claimed);
+        if rewritten.is_err() {
+            let restored = self.with_conn(|conn| {
+                conn.client.execute(
+                    "INSERT INTO attune_purge_pending (relname) SELECT * FROM unnest($1::text[]) ON CONFLICT DO NOTHING",
+                    &[&claimed],
+                )
+            });
+            if let Err(err) = restored {
+                tracing::warn!("purge failed, and so did noting its partitions for the next one: {err}");
+            }
+        }
+        rewritten
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        let bytes = self.with_conn(|conn| {
+            conn.client
+                .query_one(
+                    "SELECT coalesce(sum(pg_total_relation_size(oid)), 0)::int8 FROM pg_class \
+                     WHERE relkind = 'r' \
+                       AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())",
+                    &[],
+                )?
+                .try_get::<_, i64>(0)
+        });
+        match bytes {
+            Ok(bytes) => bytes.max(0) as u64,
+            Err(err) => {
+                tracing::warn!("measuring the PostgreSQL store's size: {err}");
+                0
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appends: group commit, partitions, the insert transaction.
+
+#[derive(Default)]
+struct CommitQueue {
+    next_ticket: u64,
+    queue: VecDeque<(u64, Vec<NewEvent>)>,
+    leader_active: bool,
+    results: FxHashMap<u64, Result<Vec<Appended>>>,
+}
+
+impl PostgresStore {
+    /// Queues an append and waits for its result. The first waiter that finds no append in flight
+    /// leads: it writes the queued appends (its own among them, or in a later round) in one
+    /// transaction, then wakes the others.
+    fn append_grouped(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        let mut queue = self.committer.lock();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.queue.push_back((ticket, events));
+        loop {
+            if let Some(result) = queue.results.remove(&ticket) {
+                return result;
+            }
+            if queue.leader_active {
+                self.committed.wait(&mut queue);
+                continue;
+            }
+            queue.leader_active = true;
+            let mut group = Vec::new();
+            let mut n_events = 0;
+            while let Some((_, events)) = queue.queue.front() {
+                if !group.is_empty() && n_events + events.len() > MAX_GROUP_EVENTS {
+                    break;
+                }
+                n_events += events.len();
+                group.push(queue.queue.pop_front().expect("front was Some"));
+            }
+            drop(queue);
+            let outcomes = self.commit_group(group);
+            queue = self.committer.lock();
+            queue.results.extend(outcomes);
+            queue.leader_active = false;
+            self.committed.notify_all();
+        }
+    }
+
+    /// Writes one group in one transaction. If that fails and the group holds several appends,
+    /// each is retried alone, so that one caller's bad batch does not fail the others.
+    fn commit_group(&self, group: Vec<(u64, Vec<NewEvent>)>) -> Vec<(u64, Result<Vec<Appended>>)> {
+        let all: Vec<&NewEvent> = group.iter().flat_map(|(_, events)| events.iter()).collect();
+        match self.append_batch(&all) {
+            Ok(appended) => {
+                let mut rest = appended.into_iter();
+                group.iter().map(|(ticket, events)| (*ticket, Ok(rest.by_ref().take(events.len()).collect()))).collect()
+            }
+            Err(err) if group.len() == 1 => vec![(group[0].0, Err(err))],
+            Err(err) => {
+                tracing::warn!("a group of {} appends failed ({err}); retrying each alone", group.len());
+                group
+                    .iter()
+                    .map(|(ticket, events)| (*ticket, self.append_batch(&events.iter().collect::<Vec<_>>())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Appends events in one transaction, retrying after a deadlock, a serialization failure or a
+    /// partition that another server dropped.
+    fn append_batch(&self, events: &[&NewEvent]) -> Result<Vec<Appended>> {
+        let mut appended = vec![Appended::Duplicate; events.len()];
+        // The first event with an id wins; later ones in the same batch are duplicates.
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
+        let candidates: Vec<usize> = (0..events.len()).filter(|&idx| seen.insert(events[idx].id.as_str())).collect();
+        let months: BTreeSet<i64> =
+            candidates.iter().filter_map(|&idx| monthly_partition_of(events[idx].ts_ms)).collect();
+        let ids: Vec<&str> = candidates.iter().map(|&idx| events[idx].id.as_str()).collect();
+        let subjects: Vec<&str> = candidates.iter().map(|&idx| events[idx].subject.as_str()).collect();
+        let ts: Vec<i64> = candidates.iter().map(|&idx| events[idx].ts_ms).collect();
+        let expires: Vec<i64> = candidates.iter().map(|&idx| events[idx].expires_ms).collect();
+        let payloads: Vec<&[u8]> = candidates.iter().map(|&idx| events[idx].payload.as_slice()).collect();
+        let n_candidates = candidates.len() as i64;
+
+        let mut attempt = 0;
+        let (base, new_seqs) = loop {
+            attempt += 1;
+            self.ensure_partitions(&months)?;
+            let result = self.with_conn_raw(|conn| {
+                let lock = conn.prepare(LOCK_COUNTER_SQL)?;
+                let insert = conn.prepare(INSERT_EVENTS_SQL)?;
+                let bump = conn.prepare("UPDATE attune_event_counter SET next_seq = $1, n_events = n_events + $2")?;
+                let mut tx = conn.client.transaction()?;
+                let base: i64 = tx.query_one(&lock, &[])?.try_get(0)?;
+                let seqs: Vec<i64> = (base..base + n_candidates).collect();
+                let rows = tx.query(&insert, &[&ids, &seqs, &subjects, &ts, &expires, &payloads])?;
+                tx.execute(&bump, &[&(base + n_candidates), &(rows.len() as i64)])?;
+                let new_seqs =
+                    rows.iter().map(|row| row.try_get::<_, i64>(0)).collect::<std::result::Result<Vec<_>, _>>()?;
+                tx.commit()?;
+                Ok((base, new_seqs))
+            });
+            match result {
+                Ok(done) => break done,
+                Err(Failure::Db(err)) if attempt < MAX_APPEND_ATTEMPTS && is_retryable_append(&err) => {
+                    if err.code() == Some(&SqlState::CHECK_VIOLATION) {
+                        // A partition this process believed in was dropped (retention on another
+                        // server): forget it, so that `ensure_partitions` creates it again.
+                        let mut known = self.partitions.lock();
+                        for month in &months {
+                            known.remove(month);
+                        }
+                    }
+                    tracing::debug!("append retried after: {err}");
+                }
+                Err(failure) => return Err(failure.into()),
+            }
+        };
+        for seq in new_seqs {
+            let candidate_idx = usize::try_from(seq - base).expect("a returned seq is one this append reserved");
+            appended[candidates[candidate_idx]] = Appended::New(seq as u64);
+        }
+        Ok(appended)
+    }
+
+    /// Creates the monthly partitions that `months` need and this process does not know to exist.
+    fn ensure_partitions(&self, months: &BTreeSet<i64>) -> Result<()> {
+        let missing: Vec<i64> = {
+            let known = self.partitions.lock();
+            months.iter().copied().filter(|month| !known.contains(month)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            // Two servers creating the same partition at once would collide in the catalog.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&LOCK_PARTITIONS])?;
+            for &month in &missing {
+                let name = partition_name(month);
+                let exists = tx
+                    .query_opt(
+                        "SELECT 1 FROM pg_class WHERE relname = $1 \
+                         AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())",
+                        &[&name],
+                    )?
+                    .is_some();
+                if !exists {
+                    let (from, to) = (month_start_ms(month), month_start_ms(month + 1));
+                    tx.batch_execute(&format!(
+                        "CREATE TABLE {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
+                    ))?;
+                    tracing::info!("created event partition {name}");
+                }
+            }
+            tx.commit()
+        })?;
+        self.partitions.lock().extend(missing);
+        Ok(())
+    }
+
+    /// Runs a `DELETE FROM events ... RETURNING id, tableoid` with one parameter, deletes the ids
+    /// too, keeps the count and notes the partitions for [`Store::purge`]; all in one transaction
+    /// that holds the counter lock.
+    fn delete_events_where(&self, sql: &str, param: &(dyn ::postgres::types::ToSql + Sync)) -> Result<u64> {
+        self.delete_events_where_params(sql, &[param])
+    }
+
+    fn delete_events_where_params(&self, sql: &str, params: &[&(dyn ::postgres::types::ToSql + Sync)]) -> Result<u64> {
+        let sql = format!(
+            "WITH gone AS ({sql}), \
+             gone_ids AS (DELETE FROM event_ids WHERE id IN (SELECT id FROM gone)), \
+             dirty AS (INSERT INTO attune_purge_pending (relname) \
+                 SELECT DISTINCT tableoid::regclass::text FROM gone ON CONFLICT DO NOTHING) \
+             SELECT count(*) FROM gone"
+        );
+        self.with_conn(|conn| {
+            let lock = conn.prepare(LOCK_COUNTER_SQL)?;
+            let delete = conn.prepare(&sql)?;
+            let subtract = conn.prepare(SUBTRACT_EVENTS_SQL)?;
+            let mut tx = conn.client.transaction()?;
+            tx.query_one(&lock, &[])?;
+            let n: i64 = tx.query_one(&delete, params)?.try_get(0)?;
+            if n > 0 {
+                tx.execute(&subtract, &[&n])?;
+            }
+            tx.commit()?;
+            Ok(n.max(0) as u64)
+        })
+    }
+
+    /// Drops every monthly partition whose events have all expired by `now_ms` (and empty ones
+    /// whose month is over). Returns how many events went with them.
+    fn drop_expired_partitions(&self, now_ms: i64) -> Result<u64> {
+        let names: Vec<String> = self.with_conn(|conn| {
+            let rows = conn.client.query(LIST_PARTITIONS_SQL, &[])?;
+            Ok(rows.iter().filter_map(|row| row.try_get::<_, String>(0).ok()).collect())
+        })?;
+        let mut deleted = 0;
+        for name in names {
+            let Some(month) = month_of_partition(&name) else {
+                continue;
+            };
+            let droppable = |conn: &mut Conn| -> std::result::Result<bool, ::postgres::Error> {
+                let row = conn.client.query_one(&format!("SELECT max(expires_ms) FROM {name}"), &[])?;
+                Ok(match row.try_get::<_, Option<i64>>(0)? {
+                    Some(max_expires) => max_expires <= now_ms,
+                    None => month_start_ms(month + 1) <= now_ms,
+                })
+            };
+            // A cheap look first (the expiry index answers max), then again under the locks.
+            match self.with_conn_raw(&droppable) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // Another server's retention dropped it since we listed it.
+                Err(failure) if failure.is_undefined_table() => continue,
+                Err(failure) => return Err(failure.into()),
+            }
+            let dropped = self.with_conn_raw(|conn| {
+                let lock = conn.prepare(LOCK_COUNTER_SQL)?;
+                let subtract = conn.prepare(SUBTRACT_EVENTS_SQL)?;
+                conn.client.batch_execute("BEGIN")?;
+                let result = (|| {
+                    conn.client.query_one(&lock, &[])?;
+                    conn.client.batch_execute(&format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))?;
+                    if !droppable(conn)? {
+                        return Ok(None);
+                    }
+                    let n: i64 = conn
+                        .client
+                        .query_one(
+                            &format!(
+                                "WITH gone AS (DELETE FROM event_ids USING {name} p WHERE event_ids.id = p.id RETURNING 1) \
+                                 SELECT count(*) FROM gone"
+                            ),
+                            &[],
+                        )?
+                        .try_get(0)?;
+                    conn.client.batch_execute(&format!("DROP TABLE {name}"))?;
+                    if n > 0 {
+                        conn.client.execute(&subtract, &[&n])?;
+                    }
+                    Ok(Some(n))
+                })();
+                match result {
+                    Ok(outcome) => {
+                        conn.client.batch_execute("COMMIT")?;
+                        Ok(outcome)
+                    }
+                    Err(err) => {
+                        // The connection may be gone; the pool drops it then.
+                        let _ = conn.client.batch_execute("ROLLBACK");
+                        Err(err)
+                    }
+                }
+            });
+            let dropped = match dropped {
+                Ok(dropped) => dropped,
+                Err(failure) if failure.is_undefined_table() => None,
+                Err(failure) => return Err(failure.into()),
+            };
+            if let Some(n) = dropped {
+                self.partitions.lock().remove(&month);
+                tracing::info!("retention dropped event partition {name} ({n} events)");
+                deleted += n.max(0) as u64;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+impl PostgresStore {
+    /// `VACUUM FULL` of the given event partitions, `event_ids` and `records` (whose overwritten and
+    /// deleted values are dead tuples too), then a `CHECKPOINT` if the role may run one.
+    fn rewrite_relations(&self, partitions: &[String]) -> Result<()> {
+        self.wait_for_older_transactions()?;
+        let names = partitions
+            .iter()
+            .map(String::as_str)
+            // Names come from the catalog, but they are spliced into SQL: only ours pass.
+            .filter(|name| *name == "events_default" || month_of_partition(name).is_some())
+            .chain(["event_ids", "records"]);
+        for name in names {
+            let vacuumed = self.with_conn_raw(|conn| conn.client.batch_execute(&format!("VACUUM (FULL) {name}")));
+            match vacuumed {
+                Ok(()) => {}
+                // Retention dropped it since: its rows went with its files.
+                Err(failure) if failure.is_undefined_table() => {}
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        // Lets PostgreSQL recycle the WAL that still holds the deleted rows; it needs superuser or
+        // the pg_checkpoint role, and a server checkpoints on its own within checkpoint_timeout.
+        if let Err(err) = self.with_conn(|conn| conn.client.batch_execute("CHECKPOINT")) {
+            tracing::info!("purge could not force a checkpoint ({err}); the server's next one recycles the WAL");
+        }
+        Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Waits until no transaction that may still see rows deleted before this call is open in
+    /// the database (on any server). `VACUUM FULL` keeps a deleted row that some open snapshot can
+    /// still see ("recently dead"), so rewriting earlier would copy it into the new files.
+    fn wait_for_older_transactions(&self) -> Result<()> {
+        let deadline = Instant::now() + PURGE_WAIT;
+        // A fresh transaction id: every delete that returned before this call committed below it.
+        let horizon: String =
+            self.with_conn(|conn| conn.client.query_one("SELECT pg_current_xact_id()::text", &[])?.try_get(0))?;
+        loop {
+            let blockers: Vec<String> = self.with_conn(|conn| {
+                let rows = conn.client.query(OLDER_TRANSACTIONS_SQL, &[&horizon])?;
+                Ok(rows.iter().filter_map(|row| row.try_get::<_, String>(0).ok()).collect())
+            })?;
+            if blockers.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Backend(format!(
+                    "purge waited {} s for transactions older than the deletes to end: {}",
+                    PURGE_WAIT.as_secs(),
+                    blockers.join(", ")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// How long a purge waits for older transactions (each of ours is one short statement).
+const PURGE_WAIT: Duration = Duration::from_secs(120);
+
+/// What still holds back the removal of rows deleted before transaction `$1`: open snapshots and
+/// transactions of this database, replication slots (a standby's `hot_standby_feedback`),
+/// prepared transactions. `age(x) > age($1)` means `x` is older than `$1`.
+const OLDER_TRANSACTIONS_SQL: &str = "\
+WITH horizon AS (SELECT age($1::text::xid8::xid) AS age)
+SELECT 'backend ' || pid || ' (' || coalesce(application_name, '') || ')'
+FROM pg_stat_activity, horizon
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND (age(backend_xmin) > horizon.age OR age(backend_xid) > horizon.age)
+UNION ALL
+SELECT 'replication slot ' || slot_name FROM pg_replication_slots, horizon
+WHERE age(xmin) > horizon.age OR (database = current_database() AND age(catalog_xmin) > horizon.age)
+UNION ALL
+SELECT 'prepared transaction ' || gid FROM pg_prepared_xacts, horizon
+WHERE database = current_database() AND age(transaction) > horizon.age";
+
+fn is_retryable_append(err: &::postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(code) if *code == SqlState::CHECK_VIOLATION
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations.
+
+fn migrate(client: &mut Client) -> std::result::Result<(), Failure> {
+    let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.try_get(0)?;
+    let Some(schema) = schema else {
+        return Err(Failure::Other(
+            "no schema of the connection's search_path exists: create it, or fix search_path".to_owned(),
+        ));
+    };
+    let mut tx = client.transaction()?;
+    // Two servers starting at once: the second waits here, then finds the work done.
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&LOCK_MIGRATE])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS attune_schema_version (
+             version integer PRIMARY KEY,
+             description text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let current: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM attune_schema_version", &[])?.try_get(0)?;
+    if current > SCHEMA_VERSION {
+        return Err(Failure::Other(format!(
+            "the database schema {schema:?} is at version {current}, newer than this build's {SCHEMA_VERSION}: \
+             upgrade attune"
+        )));
+    }
+    for &(version, description, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO attune_schema_version (version, description) VALUES ($1, $2)",
+            &[&version, &description],
+        )?;
+        tracing::info!("PostgreSQL schema {schema:?} migrated to version {version}: {description}");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A read-only store's check: the primary has migrated the schema to exactly this build's version.
+fn check_version(client: &mut Client) -> std::result::Result<(), Failure> {
+    let version: Option<i32> = match client.query_one("SELECT max(version) FROM attune_schema_version", &[]) {
+        Ok(row) => row.try_get(0)?,
+        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(err) => return Err(err.into()),
+    };
+    match version {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(version) => Err(Failure::Other(format!(
+            "the replica's schema is at version {version}, this build needs {SCHEMA_VERSION}: \
+             start a server of this build against the primary first (it migrates), and wait for the replica"
+        ))),
+        None => Err(Failure::Other(
+            "no Attune schema on the replica: start a server against the primary first (it migrates)".to_owned(),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Months and partition names.
+
+/// The monthly partition that holds `ts_ms`, or `None` for `events_default`.
+fn monthly_partition_of(ts_ms: i64) -> Option<i64> {
+    let (year, month, _) = civil_from_days(ts_ms.div_euclid(86_400_000));
+    let month_idx = (year - 1970) * 12 + (month - 1);
+    (FIRST_MONTH..END_MONTH).contains(&month_idx).then_some(month_idx)
+}
+
+/// The first millisecond of month `month_idx` (0 = January 1970), UTC.
+fn month_start_ms(month_idx: i64) -> i64 {
+    let year = 1970 + month_idx.div_euclid(12);
+    let month = month_idx.rem_euclid(12) + 1;
+    days_from_civil(year, month, 1) * 86_400_000
+}
+
+fn partition_name(month_idx: i64) -> String {
+    format!("events_y{:04}m{:02}", 1970 + month_idx.div_euclid(12), month_idx.rem_euclid(12) + 1)
+}
+
+fn month_of_partition(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("events_y")?;
+    let (year, month) = rest.split_once('m')?;
+    let (year, month): (i64, i64) = (year.parse().ok()?, month.parse().ok()?);
+    if !(1..=12).contains(&month) {
+        return None;
+    }
+    let month_idx = (year - 1970) * 12 + month - 1;
+    (partition_name(month_idx) == name).then_some(month_idx)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a day since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows, keys, errors.
+
+fn decode_event(row: &Row) -> Result<StoredEvent> {
+    let field = |err: ::postgres::Error| corrupt("event row", err);
+    let seq: i64 = row.try_get(0).map_err(field)?;
+    Ok(StoredEvent {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt { what: "event row", detail: format!("seq {seq}") })?,
+        id: row.try_get(1).map_err(field)?,
+        subject: row.try_get(2).map_err(field)?,
+        ts_ms: row.try_get(3).map_err(field)?,
+        expires_ms: row.try_get(4).map_err(field)?,
+        payload: row.try_get(5).map_err(field)?,
+    })
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if there is one.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+fn backend_err(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn corrupt(what: &'static str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { what, detail: err.to_string() }
+}
+
+/// An operation's failure before it becomes a [`StoreError`]: the database's error is kept so
+/// that callers can look at its SQLSTATE.
+enum Failure {
+    Db(::postgres::Error),
+    Other(String),
+}
+
+impl Failure {
+    /// The table is not there (another server dropped a partition).
+    fn is_undefined_table(&self) -> bool {
+        matches!(self, Failure::Db(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE))
+    }
+}
+
+impl From<::postgres::Error> for Failure {
+    fn from(err: ::postgres::Error) -> Failure {
+        Failure::Db(err)
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> StoreError {
+        match failure {
+            Failure::Db(err) => match err.as_db_error() {
+                // The server's message is more useful than "db error".
+                Some(db) => StoreError::Backend(format!("PostgreSQL: {}: {}", db.code().code(), db.message())),
+                None => StoreError::Backend(format!("PostgreSQL: {err}")),
+            },
+            Failure::Other(message) => StoreError::Backend(message),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The connection pool.
+
+/// A pooled connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: FxHashMap<String, Statement>,
+}
+
+impl Conn {
+    /// Prepares `sql` once per connection.
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, ::postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// At most `max` connections, opened when needed; a closed one is dropped when it comes back.
+struct Pool {
+    config: Config,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    n_open: usize,
+}
+
+/// How long a caller waits for a free connection before failing.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+impl Pool {
+    fn new(config: Config, max: usize) -> Pool {
+        Pool { config, max, state: Mutex::new(PoolState { idle: Vec::new(), n_open: 0 }), returned: Condvar::new() }
+    }
+
+    /// A connection outside the pool, set up as pooled ones are.
+    fn connect_new(&self) -> std::result::Result<Client, ::postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        // Durability is the store's promise: a server default of `off` must not break it.
+        // (`local`, `remote_write`, `remote_apply` and `on` all flush the local WAL.)
+        let row = client.query_one("SELECT current_setting('synchronous_commit')", &[])?;
+        if row.try_get::<_, &str>(0)? == "off" {
+            client.batch_execute("SET synchronous_commit = on")?;
+        }
+        Ok(client)
+    }
+
+    /// A connection and whether it was reused (and so may have died while idle).
+    fn checkout(&self) -> std::result::Result<(Conn, bool), Failure> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut state = self.state.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
+                    state.n_open -= 1;
+                    continue;
+                }
+                return Ok((conn, true));
+            }
+            if state.n_open < self.max {
+                state.n_open += 1;
+                drop(state);
+                return match self.connect_new() {
+                    Ok(client) => Ok((Conn { client, statements: FxHashMap::default() }, false)),
+                    Err(err) => {
+                        let mut state = self.state.lock();
+                        state.n_open -= 1;
+                        self.returned.notify_one();
+                        Err(Failure::Db(err))
+                    }
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::Other(format!(
+                    "no PostgreSQL connection free after {} s ({} open)",
+                    POOL_WAIT.as_secs(),
+                    self.max
+                )));
+            }
+            self.returned.wait_until(&mut state, deadline);
+        }
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut state = self.state.lock();
+        if conn.client.is_closed() {
+            state.n_open -= 1;
+        } else {
+            state.idle.push(conn);
+        }
+        self.returned.notify_one();
+    }
+}
+
+impl PostgresStore {
+    /// Runs `op` on a pooled connection. An operation that fails because a reused connection had
+    /// died while idle is run once more on a fresh one.
+    fn with_conn<T>(&self, op: impl FnMut(&mut Conn) -> std::result::Result<T, ::postgres::Error>) -> Result<T> {
+        self.with_conn_raw(op).map_err(StoreError::from)
+    }
+
+    fn with_conn_raw<T>(
+        &self,
+        mut op: impl FnMut(&mut Conn) -> std::result::Result<T, ::postgres::Error>,
+    ) -> std::result::Result<T, Failure> {
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = self.pool.checkout()?;
+            let result = op(&mut conn);
+            let stale = result.is_err() && reused && conn.client.is_closed();
+            self.pool.checkin(conn);
+            match result {
+                Ok(value) => return Ok(value),
+                Err(_) if stale && !retried => retried = true,
+                Err(err) => return Err(Failure::Db(err)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_partition_bounds() {
+        assert_eq!(month_start_ms(0), 0);
+        assert_eq!(month_start_ms((2026 - 1970) * 12 + 10), 1_793_491_200_000, "2026-11-01");
+        assert_eq!(month_start_ms(END_MONTH), 7_258_118_400_000, "2200-01-01, as in the migration");
+        assert_eq!(month_start_ms(-1), -2_678_400_000, "1969-12-01");
+        assert_eq!(monthly_partition_of(-1), None, "before 1970: the default partition");
+        assert_eq!(monthly_partition_of(0), Some(0));
+        assert_eq!(monthly_partition_of(7_258_118_400_000), None);
+        assert_eq!(monthly_partition_of(7_258_118_400_000 - 1), Some(END_MONTH - 1));
+        for month in [0, 1, 11, 12, 25, 685, END_MONTH - 1] {
+            assert_eq!(monthly_partition_of(month_start_ms(month)), Some(month));
+            assert_eq!(monthly_partition_of(month_start_ms(month + 1) - 1), Some(month));
+            assert_eq!(month_of_partition(&partition_name(month)), Some(month));
+        }
+        assert_eq!(partition_name(682), "events_y2026m11");
+        assert_eq!(month_of_partition("events_default"), None);
+        assert_eq!(month_of_partition("events_y2026m13"), None);
+        assert_eq!(month_of_partition("events_y2026m1"), None);
+    }
+
+    #[test]
+    fn prefix_successors() {
+        assert_eq!(prefix_successor(b""), None);
+        assert_eq!(prefix_successor(b"u-1\0"), Some(b"u-1\x01".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+    }
+}
