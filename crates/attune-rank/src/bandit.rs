@@ -14,9 +14,7 @@ pub struct ThompsonBandit {
 impl ThompsonBandit {
     /// A bandit with `n_arms` arms and uniform priors.
     pub fn new(n_arms: usize) -> ThompsonBandit {
-        ThompsonBandit {
-            arms: vec![(1.0, 1.0); n_arms],
-        }
+        ThompsonBandit { arms: vec![(1.0, 1.0); n_arms] }
     }
 
     /// Number of arms.
@@ -106,11 +104,7 @@ impl LinUcb {
         for k in 0..dim {
             identity[k * dim + k] = 1.0;
         }
-        LinUcb {
-            dim,
-            alpha,
-            arms: vec![(identity, vec![0.0; dim]); n_arms],
-        }
+        LinUcb { dim, alpha, arms: vec![(identity, vec![0.0; dim]); n_arms] }
     }
 
     /// Upper confidence bound of each arm for `context` (length `dim`).
@@ -167,9 +161,7 @@ impl LinUcb {
     }
 
     fn mat_vec(&self, m: &[f64], x: &[f64]) -> Vec<f64> {
-        m.chunks_exact(self.dim)
-            .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
-            .collect()
+        m.chunks_exact(self.dim).map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
     }
 }
 
@@ -187,11 +179,7 @@ mod tests {
         for _ in 0..2000 {
             let arm = bandit.choose(&mut rng).expect("has arms");
             pulls[arm] += 1;
-            let reward = if rng.random::<f64>() < rates[arm] {
-                1.0
-            } else {
-                0.0
-            };
+            let reward = if rng.random::<f64>() < rates[arm] { 1.0 } else { 0.0 };
             bandit.update(arm, reward);
         }
         assert!(pulls[1] > 1500, "{pulls:?}");
@@ -203,14 +191,8 @@ mod tests {
     fn beta_sampler_has_the_right_mean() {
         let mut rng = StdRng::seed_from_u64(1);
         for (a, b) in [(2.0, 5.0), (0.5, 0.5), (30.0, 10.0)] {
-            let mean = (0..20_000)
-                .map(|_| sample_beta(&mut rng, a, b))
-                .sum::<f64>()
-                / 20_000.0;
-            assert!(
-                (mean - a / (a + b)).abs() < 0.01,
-                "Beta({a},{b}) mean {mean}"
-            );
+            let mean = (0..20_000).map(|_| sample_beta(&mut rng, a, b)).sum::<f64>() / 20_000.0;
+            assert!((mean - a / (a + b)).abs() < 0.01, "Beta({a},{b}) mean {mean}");
         }
     }
 

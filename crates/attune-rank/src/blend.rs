@@ -75,10 +75,7 @@ impl Blend {
     pub fn new(components: Vec<Component>) -> Blend {
         if let Some(first) = components.first() {
             let n = first.model.n_items();
-            assert!(
-                components.iter().all(|c| c.model.n_items() == n),
-                "blend components disagree on n_items"
-            );
+            assert!(components.iter().all(|c| c.model.n_items() == n), "blend components disagree on n_items");
         }
         Blend { components }
     }
@@ -104,11 +101,7 @@ impl Blend {
 pub fn standardize(scores: &mut [f32]) {
     let n = scores.len().max(1) as f64;
     let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
-    let var = scores
-        .iter()
-        .map(|&s| (s as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n;
+    let var = scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
     let std = var.sqrt();
     let scale = if std > 0.0 { 1.0 / std } else { 0.0 };
     for s in scores.iter_mut() {
@@ -121,19 +114,32 @@ impl Scorer for Blend {
         self.components.first().map_or(0, |c| c.model.n_items())
     }
     fn score_into(&self, query: &Query<'_>, out: &mut [f32]) {
+        self.score_into_reusing(query, out, &mut BlendScratch::default());
+    }
+}
+
+/// Buffers reused across [`Blend::score_into_reusing`] calls (one per worker thread), so that
+/// scoring allocates nothing once warm.
+#[derive(Debug, Default)]
+pub struct BlendScratch {
+    scores: Vec<f32>,
+    weights: Vec<f32>,
+}
+
+impl Blend {
+    /// [`Scorer::score_into`] with caller-owned buffers: the hot-path variant for the engine.
+    pub fn score_into_reusing(&self, query: &Query<'_>, out: &mut [f32], scratch: &mut BlendScratch) {
         out.fill(0.0);
-        let mut scratch = vec![0f32; out.len()];
-        let mut weights = Vec::new();
+        let BlendScratch { scores, weights } = scratch;
+        scores.clear();
+        scores.resize(out.len(), 0.0);
         for c in &self.components {
             if c.weight == 0.0 {
                 continue;
             }
-            c.model.score_into(
-                &query.with_recency(c.recency_half_life, &mut weights),
-                &mut scratch,
-            );
-            standardize(&mut scratch);
-            for (o, &s) in out.iter_mut().zip(&scratch) {
+            c.model.score_into(&query.with_recency(c.recency_half_life, weights), scores);
+            standardize(scores);
+            for (o, &s) in out.iter_mut().zip(scores.iter()) {
                 *o += c.weight * s;
             }
         }
@@ -151,28 +157,12 @@ mod tests {
         let x = Interactions::from_triples_with_ts(
             4,
             3,
-            &[
-                (0, 0, 1.0),
-                (1, 0, 1.0),
-                (2, 0, 1.0),
-                (3, 1, 1.0),
-                (3, 2, 1.0),
-            ],
+            &[(0, 0, 1.0), (1, 0, 1.0), (2, 0, 1.0), (3, 1, 1.0), (3, 2, 1.0)],
             &[0, 0, 0, 100, 0],
         );
         let pop = Model::Popularity(Popularity::fit(&x, &PopularityParams::default()));
-        let trend = Model::Trending(Trending::fit(
-            &x,
-            &TrendingParams {
-                now: 100,
-                half_life_s: 1.0,
-            },
-        ));
-        let component = |model, weight| Component {
-            model,
-            weight,
-            recency_half_life: 0.0,
-        };
+        let trend = Model::Trending(Trending::fit(&x, &TrendingParams { now: 100, half_life_s: 1.0 }));
+        let component = |model, weight| Component { model, weight, recency_half_life: 0.0 };
         let mut b = Blend::new(vec![component(pop, 1.0), component(trend, 0.0)]);
         let q = Query::anonymous(&[], &[]);
         assert_eq!(b.recommend(&q, 1)[0].0, 0);

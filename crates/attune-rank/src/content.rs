@@ -31,11 +31,7 @@ pub struct ContentParams {
 impl Default for ContentParams {
     /// Chosen on the validation split of ml-latest-small by `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune`.
     fn default() -> Self {
-        ContentParams {
-            tag_weight: 1.0,
-            word_weight: 1.0,
-            attribute_weight: 1.0,
-        }
+        ContentParams { tag_weight: 1.0, word_weight: 1.0, attribute_weight: 1.0 }
     }
 }
 
@@ -67,22 +63,15 @@ impl Content {
             let mut tf: FxHashMap<u32, f32> = FxHashMap::default();
             for tag in &doc.tags {
                 if !tag.trim().is_empty() {
-                    *tf.entry(terms.get_or_insert(&Self::term("tag", tag)))
-                        .or_default() += params.tag_weight;
+                    *tf.entry(terms.get_or_insert(&Self::term("tag", tag))).or_default() += params.tag_weight;
                 }
             }
-            for word in doc
-                .title
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| w.len() > 1)
-            {
-                *tf.entry(terms.get_or_insert(&Self::term("word", word)))
-                    .or_default() += params.word_weight;
+            for word in doc.title.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 1) {
+                *tf.entry(terms.get_or_insert(&Self::term("word", word))).or_default() += params.word_weight;
             }
             for attr in &doc.attributes {
                 if !attr.trim().is_empty() {
-                    *tf.entry(terms.get_or_insert(&Self::term("attr", attr)))
-                        .or_default() += params.attribute_weight;
+                    *tf.entry(terms.get_or_insert(&Self::term("attr", attr))).or_default() += params.attribute_weight;
                 }
             }
             raw.push(tf);
@@ -97,10 +86,8 @@ impl Content {
         let mut item_rows = Vec::with_capacity(items.len());
         let mut term_rows: Vec<Vec<(u32, f32)>> = vec![Vec::new(); terms.len()];
         for (item, tf) in raw.into_iter().enumerate() {
-            let mut row: Vec<(u32, f32)> = tf
-                .into_iter()
-                .map(|(t, w)| (t, w * (1.0 + n / df[t as usize] as f32).ln()))
-                .collect();
+            let mut row: Vec<(u32, f32)> =
+                tf.into_iter().map(|(t, w)| (t, w * (1.0 + n / df[t as usize] as f32).ln())).collect();
             row.sort_unstable_by_key(|&(t, _)| t);
             let norm = row.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
             if norm > 0.0 {
@@ -111,11 +98,7 @@ impl Content {
             }
             item_rows.push(row);
         }
-        Content {
-            terms,
-            item_terms: SparseRows::from_rows(item_rows),
-            term_items: SparseRows::from_rows(term_rows),
-        }
+        Content { terms, item_terms: SparseRows::from_rows(item_rows), term_items: SparseRows::from_rows(term_rows) }
     }
 
     /// Number of items.
@@ -125,11 +108,7 @@ impl Content {
 
     /// The TF-IDF vector of `item` as `(term_idx, weight)`; see [`Content::term_name`].
     pub fn item_vector(&self, item: u32) -> &[(u32, f32)] {
-        if (item as usize) < self.n_items() {
-            self.item_terms.row(item as usize)
-        } else {
-            &[]
-        }
+        if (item as usize) < self.n_items() { self.item_terms.row(item as usize) } else { &[] }
     }
 
     /// The term string of `term_idx`.
@@ -159,10 +138,7 @@ impl Content {
                 out[j as usize] += w * v;
             }
         }
-        let candidates: Vec<f32> = out
-            .iter()
-            .map(|&s| if s > 0.0 { s } else { f32::NEG_INFINITY })
-            .collect();
+        let candidates: Vec<f32> = out.iter().map(|&s| if s > 0.0 { s } else { f32::NEG_INFINITY }).collect();
         crate::topk::top_k(&candidates, &[item], k)
     }
 }

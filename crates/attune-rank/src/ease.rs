@@ -44,10 +44,7 @@ impl Ease {
     pub fn fit(data: &Interactions, params: &EaseParams) -> Result<Ease, EaseError> {
         let n = data.n_items();
         let rows = cooc::map_rows(data, None, |_, acc, touched| {
-            touched
-                .iter()
-                .map(|&j| (j, acc[j as usize]))
-                .collect::<Vec<(u32, f32)>>()
+            touched.iter().map(|&j| (j, acc[j as usize])).collect::<Vec<(u32, f32)>>()
         });
         let mut gram = Mat::<f32>::zeros(n, n);
         for (i, row) in rows.into_iter().enumerate() {
@@ -56,10 +53,7 @@ impl Ease {
             }
             gram[(i, i)] += params.lambda;
         }
-        let inverse = gram
-            .llt(Side::Lower)
-            .map_err(|_| EaseError::NotPositiveDefinite)?
-            .inverse();
+        let inverse = gram.llt(Side::Lower).map_err(|_| EaseError::NotPositiveDefinite)?.inverse();
         drop(gram);
         let mut weights = vec![0f32; n * n];
         for i in 0..n {
@@ -69,11 +63,7 @@ impl Ease {
                 }
             }
         }
-        Ok(Ease {
-            params: *params,
-            n_items: n,
-            weights,
-        })
+        Ok(Ease { params: *params, n_items: n, weights })
     }
 
     /// The parameters this model was fitted with.
@@ -124,10 +114,7 @@ mod tests {
         assert_eq!(m.weight(0, 0), 0.0);
         assert_eq!(m.recommend(&x.query(10), 1)[0].0, 1);
         let bytes = postcard::to_stdvec(&m).expect("serialize");
-        assert_eq!(
-            postcard::from_bytes::<Ease>(&bytes).expect("deserialize"),
-            m
-        );
+        assert_eq!(postcard::from_bytes::<Ease>(&bytes).expect("deserialize"), m);
         assert!(Ease::fit(&x, &EaseParams { lambda: -100.0 }).is_err());
     }
 }

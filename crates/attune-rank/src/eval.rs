@@ -16,9 +16,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::blend::Component;
 use crate::{
-    Blend, Content, ContentParams, Ease, EaseParams, Ials, IalsParams, IdMap, Interactions,
-    ItemDoc, ItemKnn, ItemKnnParams, Model, Popularity, PopularityParams, Rp3beta, Rp3betaParams,
-    Scorer, standardize, top_k_into,
+    Blend, Content, ContentParams, Ease, EaseParams, Ials, IalsParams, IdMap, Interactions, ItemDoc, ItemKnn,
+    ItemKnnParams, Model, Popularity, PopularityParams, Rp3beta, Rp3betaParams, Scorer, standardize, top_k_into,
 };
 
 /// The cut-off of every metric.
@@ -73,10 +72,7 @@ pub struct Row {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
-    move |source| EvalError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| EvalError::Io { path: path.to_owned(), source }
 }
 
 /// Reads `user<TAB>item<TAB>weight<TAB>unix_ts` lines (no header; blank lines skipped).
@@ -89,41 +85,21 @@ pub fn read_interactions(path: &Path) -> Result<Vec<Row>, EvalError> {
         if line.is_empty() {
             continue;
         }
-        let parse_error = |message: String| EvalError::Parse {
-            path: path.to_owned(),
-            line: n + 1,
-            message,
-        };
+        let parse_error = |message: String| EvalError::Parse { path: path.to_owned(), line: n + 1, message };
         let fields: Vec<&str> = line.split('\t').collect();
         let [user, item, weight, ts] = fields[..] else {
-            return Err(parse_error(format!(
-                "expected 4 tab-separated fields, found {}",
-                fields.len()
-            )));
+            return Err(parse_error(format!("expected 4 tab-separated fields, found {}", fields.len())));
         };
-        let weight: f32 = weight
-            .trim()
-            .parse()
-            .map_err(|_| parse_error(format!("bad weight {weight:?}")))?;
+        let weight: f32 = weight.trim().parse().map_err(|_| parse_error(format!("bad weight {weight:?}")))?;
         let ts = parse_ts(ts).ok_or_else(|| parse_error(format!("bad timestamp {ts:?}")))?;
-        rows.push(Row {
-            user: user.to_owned(),
-            item: item.to_owned(),
-            weight,
-            ts,
-        });
+        rows.push(Row { user: user.to_owned(), item: item.to_owned(), weight, ts });
     }
     Ok(rows)
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
     let s = s.trim();
-    s.parse::<i64>().ok().or_else(|| {
-        s.parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map(|x| x as i64)
-    })
+    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x as i64))
 }
 
 /// Reads `items.tsv` (header `item title tags`, tags `|`-separated) into documents by item id.
@@ -144,21 +120,8 @@ pub fn read_items(path: &Path) -> Result<FxHashMap<String, ItemDoc>, EvalError> 
                 message: "expected item and title".into(),
             });
         };
-        let tags = fields
-            .next()
-            .unwrap_or("")
-            .split('|')
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
-        docs.insert(
-            item.to_owned(),
-            ItemDoc {
-                title: title.to_owned(),
-                tags,
-                attributes: Vec::new(),
-            },
-        );
+        let tags = fields.next().unwrap_or("").split('|').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        docs.insert(item.to_owned(), ItemDoc { title: title.to_owned(), tags, attributes: Vec::new() });
     }
     Ok(docs)
 }
@@ -182,18 +145,11 @@ enum IdOrder {
 
 impl IdOrder {
     fn of<'a>(ids: impl IntoIterator<Item = &'a str>) -> IdOrder {
-        if ids.into_iter().all(|id| id.parse::<i64>().is_ok()) {
-            IdOrder::Numeric
-        } else {
-            IdOrder::Text
-        }
+        if ids.into_iter().all(|id| id.parse::<i64>().is_ok()) { IdOrder::Numeric } else { IdOrder::Text }
     }
     fn cmp(self, a: &str, b: &str) -> std::cmp::Ordering {
         match self {
-            IdOrder::Numeric => a
-                .parse::<i64>()
-                .unwrap_or(0)
-                .cmp(&b.parse::<i64>().unwrap_or(0)),
+            IdOrder::Numeric => a.parse::<i64>().unwrap_or(0).cmp(&b.parse::<i64>().unwrap_or(0)),
             IdOrder::Text => a.cmp(b),
         }
     }
@@ -245,11 +201,7 @@ pub struct Fold {
 impl Fold {
     /// Builds the fold. Ids are indexed in sorted order (numeric when all are integers) so the
     /// layout is deterministic; every interaction gets weight 1 (implicit protocol).
-    pub fn from_rows(
-        train: &[Row],
-        test: &[Row],
-        docs: Option<&FxHashMap<String, ItemDoc>>,
-    ) -> Fold {
+    pub fn from_rows(train: &[Row], test: &[Row], docs: Option<&FxHashMap<String, ItemDoc>>) -> Fold {
         let sorted_ids = |ids: FxHashSet<&str>| {
             let order = IdOrder::of(ids.iter().copied());
             let mut ids: Vec<&str> = ids.into_iter().collect();
@@ -284,22 +236,9 @@ impl Fold {
                 held.entry(u).or_default().push(items.get(&r.item));
             }
         }
-        let docs = docs.map(|d| {
-            items
-                .ids()
-                .iter()
-                .map(|id| d.get(id).cloned().unwrap_or_default())
-                .collect()
-        });
+        let docs = docs.map(|d| items.ids().iter().map(|id| d.get(id).cloned().unwrap_or_default()).collect());
         let (test_users, test_items) = held.into_iter().unzip();
-        Fold {
-            users,
-            items,
-            train: matrix,
-            test_users,
-            test_items,
-            docs,
-        }
+        Fold { users, items, train: matrix, test_users, test_items, docs }
     }
 }
 
@@ -323,17 +262,9 @@ pub struct Metrics {
 }
 
 /// Scores top-`k` lists against held-out items (see [`Metrics`] for the definitions).
-pub fn metrics(
-    recs: &[Vec<u32>],
-    held: &[Vec<Option<u32>>],
-    n_train_items: usize,
-    k: usize,
-) -> Metrics {
+pub fn metrics(recs: &[Vec<u32>], held: &[Vec<Option<u32>>], n_train_items: usize, k: usize) -> Metrics {
     let discount: Vec<f64> = (0..k).map(|r| 1.0 / ((r + 2) as f64).log2()).collect();
-    let mut m = Metrics {
-        n_users: recs.len(),
-        ..Metrics::default()
-    };
+    let mut m = Metrics { n_users: recs.len(), ..Metrics::default() };
     if recs.is_empty() {
         return m;
     }
@@ -352,11 +283,7 @@ pub fn metrics(
         let ideal_n = k.min(truth.len());
         let ideal: f64 = discount[..ideal_n].iter().sum();
         m.precision += hits as f64 / k as f64;
-        m.recall += if ideal_n > 0 {
-            hits as f64 / ideal_n as f64
-        } else {
-            0.0
-        };
+        m.recall += if ideal_n > 0 { hits as f64 / ideal_n as f64 } else { 0.0 };
         m.hit_rate += if hits > 0 { 1.0 } else { 0.0 };
         ndcgs.push(if ideal > 0.0 { dcg / ideal } else { 0.0 });
     }
@@ -369,11 +296,7 @@ pub fn metrics(
         let var = ndcgs.iter().map(|x| (x - m.ndcg).powi(2)).sum::<f64>() / (n - 1.0);
         m.ndcg_se = (var / n).sqrt();
     }
-    m.coverage = if n_train_items > 0 {
-        recommended.len() as f64 / n_train_items as f64
-    } else {
-        0.0
-    };
+    m.coverage = if n_train_items > 0 { recommended.len() as f64 / n_train_items as f64 } else { 0.0 };
     m
 }
 
@@ -421,10 +344,7 @@ impl Config {
             "content" => (ModelSpec::Content(ContentParams::default()), 5.0),
             _ => return None,
         };
-        Some(Config {
-            spec,
-            recency_half_life,
-        })
+        Some(Config { spec, recency_half_life })
     }
 
     /// The short model name.
@@ -442,17 +362,13 @@ impl Config {
     /// Fits the model on `fold.train`.
     pub fn fit(&self, fold: &Fold) -> Result<Model, EvalError> {
         Ok(match &self.spec {
-            ModelSpec::Popularity => {
-                Model::Popularity(Popularity::fit(&fold.train, &PopularityParams::default()))
-            }
+            ModelSpec::Popularity => Model::Popularity(Popularity::fit(&fold.train, &PopularityParams::default())),
             ModelSpec::ItemKnn(p) => Model::ItemKnn(ItemKnn::fit(&fold.train, p)),
             ModelSpec::Ials(p) => Model::Ials(Ials::fit(&fold.train, p)),
-            ModelSpec::Ease(p) => {
-                Model::Ease(Ease::fit(&fold.train, p).map_err(|e| EvalError::Fit {
-                    model: "ease".into(),
-                    message: e.to_string(),
-                })?)
-            }
+            ModelSpec::Ease(p) => Model::Ease(
+                Ease::fit(&fold.train, p)
+                    .map_err(|e| EvalError::Fit { model: "ease".into(), message: e.to_string() })?,
+            ),
             ModelSpec::Rp3beta(p) => Model::Rp3beta(Rp3beta::fit(&fold.train, p)),
             ModelSpec::Content(p) => {
                 let docs = fold.docs.as_ref().ok_or_else(|| EvalError::Fit {
@@ -476,14 +392,10 @@ impl fmt::Display for Config {
                 p.factors, p.regularization, p.alpha, p.iterations, p.cg_steps
             )?,
             ModelSpec::Ease(p) => write!(f, "lambda={}", p.lambda)?,
-            ModelSpec::Rp3beta(p) => {
-                write!(f, "alpha={}, beta={}, K={}", p.alpha, p.beta, p.neighbors)?
+            ModelSpec::Rp3beta(p) => write!(f, "alpha={}, beta={}, K={}", p.alpha, p.beta, p.neighbors)?,
+            ModelSpec::Content(p) => {
+                write!(f, "tag={}, word={}, attr={}", p.tag_weight, p.word_weight, p.attribute_weight)?
             }
-            ModelSpec::Content(p) => write!(
-                f,
-                "tag={}, word={}, attr={}",
-                p.tag_weight, p.word_weight, p.attribute_weight
-            )?,
         }
         if self.recency_half_life > 0.0 {
             write!(f, ", recency={}", self.recency_half_life)?;
@@ -493,12 +405,7 @@ impl fmt::Display for Config {
 }
 
 /// Top-`k` lists for every test person of `fold` (train items excluded), in parallel.
-pub fn recommend_all(
-    model: &dyn Scorer,
-    fold: &Fold,
-    recency_half_life: f32,
-    k: usize,
-) -> Vec<Vec<u32>> {
+pub fn recommend_all(model: &dyn Scorer, fold: &Fold, recency_half_life: f32, k: usize) -> Vec<Vec<u32>> {
     let n_items = model.n_items();
     fold.test_users
         .par_iter()
@@ -539,11 +446,7 @@ pub fn score_model(model: &dyn Scorer, recency_half_life: f32, fold: &Fold, fit_
     let start = Instant::now();
     let recs = recommend_all(model, fold, recency_half_life, K);
     let recommend_s = start.elapsed().as_secs_f64();
-    Outcome {
-        metrics: metrics(&recs, &fold.test_items, fold.items.len(), K),
-        fit_s,
-        recommend_s,
-    }
+    Outcome { metrics: metrics(&recs, &fold.test_items, fold.items.len(), K), fit_s, recommend_s }
 }
 
 /// Builds the validation fold: the same split applied to the train rows only.
@@ -554,22 +457,12 @@ pub fn validation_fold(train: &[Row], docs: Option<&FxHashMap<String, ItemDoc>>)
 
 /// The candidate configurations searched by [`tune`] for a model name.
 pub fn grid(name: &str) -> Vec<Config> {
-    let cfg = |spec| Config {
-        spec,
-        recency_half_life: 0.0,
-    };
+    let cfg = |spec| Config { spec, recency_half_life: 0.0 };
     match name {
         "pop" => vec![cfg(ModelSpec::Popularity)],
         "itemknn" => [20, 50, 100, 200, 400]
             .into_iter()
-            .flat_map(|k| {
-                [0.0, 10.0, 50.0].map(|s| {
-                    cfg(ModelSpec::ItemKnn(ItemKnnParams {
-                        neighbors: k,
-                        shrink: s,
-                    }))
-                })
-            })
+            .flat_map(|k| [0.0, 10.0, 50.0].map(|s| cfg(ModelSpec::ItemKnn(ItemKnnParams { neighbors: k, shrink: s }))))
             .collect(),
         "ials" => {
             let mut g = Vec::new();
@@ -596,11 +489,7 @@ pub fn grid(name: &str) -> Vec<Config> {
             for alpha in [0.0, 0.25, 0.5, 0.75, 1.0] {
                 for beta in [0.3, 0.5, 0.6, 0.7, 0.8] {
                     for neighbors in [200, 1000] {
-                        g.push(cfg(ModelSpec::Rp3beta(Rp3betaParams {
-                            alpha,
-                            beta,
-                            neighbors,
-                        })));
+                        g.push(cfg(ModelSpec::Rp3beta(Rp3betaParams { alpha, beta, neighbors })));
                     }
                 }
             }
@@ -608,12 +497,7 @@ pub fn grid(name: &str) -> Vec<Config> {
         }
         "content" => [0.0, 0.25, 0.5, 1.0]
             .into_iter()
-            .map(|w| {
-                cfg(ModelSpec::Content(ContentParams {
-                    word_weight: w,
-                    ..ContentParams::default()
-                }))
-            })
+            .map(|w| cfg(ModelSpec::Content(ContentParams { word_weight: w, ..ContentParams::default() })))
             .collect(),
         _ => Vec::new(),
     }
@@ -634,41 +518,29 @@ pub fn tune(
 ) -> Result<(Config, f64), EvalError> {
     let candidates = grid(name);
     if candidates.is_empty() {
-        return Err(EvalError::Fit {
-            model: name.into(),
-            message: "no such model".into(),
-        });
+        return Err(EvalError::Fit { model: name.into(), message: "no such model".into() });
     }
     let mut best: Option<(Config, f64, Model)> = None;
     for config in candidates {
         let start = Instant::now();
         let (model, outcome) = evaluate(&config, val)?;
         let ndcg = outcome.metrics.ndcg;
-        log(format!(
-            "  [{name}] val {config}: NDCG@10={ndcg:.4} ({:.1}s)",
-            start.elapsed().as_secs_f64()
-        ));
+        log(format!("  [{name}] val {config}: NDCG@10={ndcg:.4} ({:.1}s)", start.elapsed().as_secs_f64()));
         if best.as_ref().is_none_or(|b| ndcg > b.1) {
             best = Some((config, ndcg, model));
         }
     }
-    let (mut config, mut best_ndcg, model) =
-        best.ok_or_else(|| EvalError::Empty("empty grid".into()))?;
+    let (mut config, mut best_ndcg, model) = best.ok_or_else(|| EvalError::Empty("empty grid".into()))?;
     if matches!(config.spec, ModelSpec::Popularity) {
         return Ok((config, best_ndcg));
     }
     let base = config;
     for &half_life in recency_grid.iter().filter(|&&h| h > 0.0) {
         let ndcg = score_model(&model, half_life, val, 0.0).metrics.ndcg;
-        log(format!(
-            "  [{name}] val recency={half_life}: NDCG@10={ndcg:.4}"
-        ));
+        log(format!("  [{name}] val recency={half_life}: NDCG@10={ndcg:.4}"));
         if ndcg > best_ndcg {
             best_ndcg = ndcg;
-            config = Config {
-                recency_half_life: half_life,
-                ..base
-            };
+            config = Config { recency_half_life: half_life, ..base };
         }
     }
     Ok((config, best_ndcg))
@@ -676,27 +548,17 @@ pub fn tune(
 
 /// Default blend weights by component (`attune eval` blends `ease, rp3beta, ials, itemknn` in this
 /// order). Chosen on the validation split of ml-latest-small by `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune`; see `docs/eval.md`.
-pub const DEFAULT_BLEND: [(&str, f32); 4] = [
-    ("ease", 1.0),
-    ("rp3beta", 0.0),
-    ("ials", 1.0),
-    ("itemknn", 0.35),
-];
+pub const DEFAULT_BLEND: [(&str, f32); 4] = [("ease", 1.0), ("rp3beta", 0.0), ("ials", 1.0), ("itemknn", 0.35)];
 
 /// Per-person standardized scores of one model on the test people of `fold` (row-major,
 /// `n_test_users × n_items`).
 fn standardized_scores(model: &dyn Scorer, recency_half_life: f32, fold: &Fold) -> Vec<f32> {
     let n = model.n_items();
     let mut out = vec![0f32; fold.test_users.len() * n];
-    out.par_chunks_mut(n.max(1))
-        .zip(fold.test_users.par_iter())
-        .for_each_init(Vec::new, |weights, (row, &u)| {
-            model.score_into(
-                &fold.train.query(u).with_recency(recency_half_life, weights),
-                row,
-            );
-            standardize(row);
-        });
+    out.par_chunks_mut(n.max(1)).zip(fold.test_users.par_iter()).for_each_init(Vec::new, |weights, (row, &u)| {
+        model.score_into(&fold.train.query(u).with_recency(recency_half_life, weights), row);
+        standardize(row);
+    });
     out
 }
 
@@ -715,12 +577,7 @@ fn blend_ndcg(scores: &[Vec<f32>], weights: &[f32], fold: &Fold) -> f64 {
                         }
                     }
                 }
-                top_k_into(
-                    combined,
-                    fold.train.user_items(fold.test_users[row]),
-                    K,
-                    top,
-                );
+                top_k_into(combined, fold.train.user_items(fold.test_users[row]), K, top);
                 top.iter().map(|&(i, _)| i).collect()
             },
         )
@@ -731,11 +588,7 @@ fn blend_ndcg(scores: &[Vec<f32>], weights: &[f32], fold: &Fold) -> f64 {
 /// Tunes blend weights on a validation fold by coordinate search (each weight over a small grid,
 /// three rounds), starting from the best single component. Returns weights aligned with `configs`
 /// and the validation NDCG@10.
-pub fn tune_blend(
-    configs: &[Config],
-    val: &Fold,
-    log: &mut dyn FnMut(String),
-) -> Result<(Vec<f32>, f64), EvalError> {
+pub fn tune_blend(configs: &[Config], val: &Fold, log: &mut dyn FnMut(String)) -> Result<(Vec<f32>, f64), EvalError> {
     let mut scores = Vec::with_capacity(configs.len());
     for c in configs {
         let model = c.fit(val)?;
@@ -752,9 +605,7 @@ pub fn tune_blend(
             weights = w;
         }
     }
-    log(format!(
-        "  [blend] val start {weights:?}: NDCG@10={best:.4}"
-    ));
+    log(format!("  [blend] val start {weights:?}: NDCG@10={best:.4}"));
     const STEPS: [f32; 9] = [0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0];
     for _round in 0..3 {
         let before = best;
@@ -787,11 +638,7 @@ pub fn fit_blend(configs: &[Config], weights: &[f32], fold: &Fold) -> Result<Ble
         if weight == 0.0 {
             continue;
         }
-        components.push(Component {
-            model: c.fit(fold)?,
-            weight,
-            recency_half_life: c.recency_half_life,
-        });
+        components.push(Component { model: c.fit(fold)?, weight, recency_half_life: c.recency_half_life });
     }
     Ok(Blend::new(components))
 }
@@ -801,12 +648,7 @@ mod tests {
     use super::*;
 
     fn row(user: &str, item: &str, ts: i64) -> Row {
-        Row {
-            user: user.into(),
-            item: item.into(),
-            weight: 1.0,
-            ts,
-        }
+        Row { user: user.into(), item: item.into(), weight: 1.0, ts }
     }
 
     #[test]
@@ -815,10 +657,7 @@ mod tests {
         // DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) = 1.6309; NDCG = 0.91972.
         // Person B: no hit among 10, 12 held-out (one unseen in train): everything 0.
         let recs = vec![vec![1, 9, 2, 8, 7, 6, 5, 4, 3, 0], (10..20).collect()];
-        let held = vec![
-            vec![Some(1), Some(2)],
-            (20..31).map(Some).chain([None]).collect(),
-        ];
+        let held = vec![vec![Some(1), Some(2)], (20..31).map(Some).chain([None]).collect()];
         let m = metrics(&recs, &held, 40, 10);
         assert!((m.precision - (0.2 + 0.0) / 2.0).abs() < 1e-12);
         assert!((m.recall - (1.0 + 0.0) / 2.0).abs() < 1e-12);
@@ -835,10 +674,7 @@ mod tests {
         let recs = vec![(0..10).collect::<Vec<u32>>()];
         let held = vec![(0..12).map(Some).collect::<Vec<_>>()];
         let m = metrics(&recs, &held, 12, 10);
-        assert_eq!(
-            (m.precision, m.recall, m.ndcg, m.hit_rate),
-            (1.0, 1.0, 1.0, 1.0)
-        );
+        assert_eq!((m.precision, m.recall, m.ndcg, m.hit_rate), (1.0, 1.0, 1.0, 1.0));
         // A single held-out item at rank 2: NDCG = 1/log2(3).
         let m = metrics(&[vec![5, 7]], &[vec![Some(7)]], 12, 10);
         assert!((m.ndcg - 1.0 / 3f64.log2()).abs() < 1e-12);
@@ -850,10 +686,7 @@ mod tests {
         let mut rows = Vec::new();
         // u1: 10 interactions -> last 2 in test. Items 10 and 9 share the last timestamp:
         // numeric order puts 9 before 10 ("10" < "9" as strings would not).
-        for (k, item) in ["1", "2", "3", "4", "5", "6", "7", "8", "10", "9"]
-            .iter()
-            .enumerate()
-        {
+        for (k, item) in ["1", "2", "3", "4", "5", "6", "7", "8", "10", "9"].iter().enumerate() {
             rows.push(row("u1", item, if k >= 8 { 100 } else { k as i64 }));
         }
         rows.push(row("u1", "11", 50)); // 11 interactions now: floor(2.2) = 2 in test.
@@ -865,10 +698,7 @@ mod tests {
             rows.push(row("u3", &(100 - k).to_string(), 7));
         }
         let (train, test) = temporal_split(&rows);
-        let test_ids: Vec<(&str, &str)> = test
-            .iter()
-            .map(|r| (r.user.as_str(), r.item.as_str()))
-            .collect();
+        let test_ids: Vec<(&str, &str)> = test.iter().map(|r| (r.user.as_str(), r.item.as_str())).collect();
         assert_eq!(test_ids, vec![("u1", "9"), ("u1", "10"), ("u3", "100")]);
         assert_eq!(train.len(), rows.len() - 3);
         assert!(train.iter().filter(|r| r.user == "u2").count() == 4);
@@ -877,21 +707,14 @@ mod tests {
         assert_eq!(fold.test_users.len(), 2);
         // Items 9 and 10 appear in nobody's train part: both are unseen, certain misses.
         let u1 = fold.users.get("u1").expect("u1 in train");
-        let pos = fold
-            .test_users
-            .iter()
-            .position(|&u| u == u1)
-            .expect("u1 tested");
+        let pos = fold.test_users.iter().position(|&u| u == u1).expect("u1 tested");
         assert_eq!(fold.test_items[pos].len(), 2);
         assert_eq!(fold.test_items[pos], vec![None, None]);
     }
 
     #[test]
     fn split_orders_text_ids_as_strings() {
-        let rows: Vec<Row> = ["b", "a", "c", "e", "d"]
-            .iter()
-            .map(|i| row("u", i, 0))
-            .collect();
+        let rows: Vec<Row> = ["b", "a", "c", "e", "d"].iter().map(|i| row("u", i, 0)).collect();
         let (_, test) = temporal_split(&rows);
         assert_eq!(test[0].item, "e");
     }
@@ -903,15 +726,7 @@ mod tests {
         let path = dir.join("interactions.tsv");
         std::fs::write(&path, "u1\ti1\t1\t100\n\nu2\ti2\t4.5\t1.7e3\n").expect("write");
         let rows = read_interactions(&path).expect("valid file");
-        assert_eq!(
-            rows[1],
-            Row {
-                user: "u2".into(),
-                item: "i2".into(),
-                weight: 4.5,
-                ts: 1700
-            }
-        );
+        assert_eq!(rows[1], Row { user: "u2".into(), item: "i2".into(), weight: 4.5, ts: 1700 });
         std::fs::write(&path, "u1\ti1\t1\n").expect("write");
         let err = read_interactions(&path).expect_err("3 fields");
         assert!(err.to_string().contains(":1:"), "{err}");
@@ -919,11 +734,7 @@ mod tests {
         assert!(read_interactions(&path).is_err());
         assert!(read_interactions(&dir.join("missing.tsv")).is_err());
         let items = dir.join("items.tsv");
-        std::fs::write(
-            &items,
-            "item\ttitle\ttags\n1\tToy Story (1995)\tAnimation|Comedy\n",
-        )
-        .expect("write");
+        std::fs::write(&items, "item\ttitle\ttags\n1\tToy Story (1995)\tAnimation|Comedy\n").expect("write");
         let docs = read_items(&items).expect("valid items");
         assert_eq!(docs["1"].tags, vec!["Animation", "Comedy"]);
         std::fs::remove_dir_all(&dir).ok();

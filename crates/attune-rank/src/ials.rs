@@ -32,14 +32,7 @@ impl Default for IalsParams {
     /// Chosen on the validation split of ml-latest-small (train part only) by
     /// `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune`; see `docs/eval.md`.
     fn default() -> Self {
-        IalsParams {
-            factors: 64,
-            regularization: 20.0,
-            alpha: 1.0,
-            iterations: 15,
-            cg_steps: 3,
-            seed: 42,
-        }
+        IalsParams { factors: 64, regularization: 20.0, alpha: 1.0, iterations: 15, cg_steps: 3, seed: 42 }
     }
 }
 
@@ -62,11 +55,7 @@ impl Ials {
         let mut rng = StdRng::seed_from_u64(params.seed);
         // Small positive values, as `implicit` does: both sides start near zero so the first sweeps
         // are driven by the data, not the initialization.
-        let mut init = |n: usize| {
-            (0..n * f)
-                .map(|_| rng.random::<f32>() * 0.01)
-                .collect::<Vec<f32>>()
-        };
+        let mut init = |n: usize| (0..n * f).map(|_| rng.random::<f32>() * 0.01).collect::<Vec<f32>>();
         let mut user_factors = init(data.n_users());
         let mut item_factors = init(data.n_items());
         for _ in 0..params.iterations {
@@ -95,14 +84,12 @@ impl Ials {
     /// The trained vector of person `user`, if known.
     pub fn user_vector(&self, user: u32) -> Option<&[f32]> {
         let f = self.factors();
-        ((user as usize) < self.n_users)
-            .then(|| &self.user_factors[user as usize * f..(user as usize + 1) * f])
+        ((user as usize) < self.n_users).then(|| &self.user_factors[user as usize * f..(user as usize + 1) * f])
     }
     /// The vector of item `item`, if known.
     pub fn item_vector(&self, item: u32) -> Option<&[f32]> {
         let f = self.factors();
-        ((item as usize) < self.n_items)
-            .then(|| &self.item_factors[item as usize * f..(item as usize + 1) * f])
+        ((item as usize) < self.n_items).then(|| &self.item_factors[item as usize * f..(item as usize + 1) * f])
     }
 
     /// Computes a person vector from `(item_idx, weight)` pairs against the trained item factors,
@@ -115,25 +102,11 @@ impl Ials {
             .filter_map(|&(item, w)| self.item_vector(item).map(|y| (y, self.params.alpha * w)))
             .collect();
         let mut a = Mat::<f32>::from_fn(f, f, |r, c| {
-            self.item_gram[r * f + c]
-                + if r == c {
-                    self.params.regularization
-                } else {
-                    0.0
-                }
+            self.item_gram[r * f + c] + if r == c { self.params.regularization } else { 0.0 }
         });
         // A += Y_hᵀ diag(α w) Y_h as one GEMM over the history rows scaled by sqrt(α w).
-        let scaled = Mat::<f32>::from_fn(known.len(), f, |k, c| {
-            known[k].0[c] * known[k].1.max(0.0).sqrt()
-        });
-        faer::linalg::matmul::matmul(
-            a.as_mut(),
-            faer::Accum::Add,
-            scaled.transpose(),
-            scaled.as_ref(),
-            1.0,
-            Par::Seq,
-        );
+        let scaled = Mat::<f32>::from_fn(known.len(), f, |k, c| known[k].0[c] * known[k].1.max(0.0).sqrt());
+        faer::linalg::matmul::matmul(a.as_mut(), faer::Accum::Add, scaled.transpose(), scaled.as_ref(), 1.0, Par::Seq);
         let mut b = Mat::<f32>::zeros(f, 1);
         for &(y, extra) in &known {
             for (r, &yr) in y.iter().enumerate() {
@@ -165,12 +138,7 @@ impl Scorer for Ials {
         match query.user_idx.and_then(|u| self.user_vector(u)) {
             Some(x) => self.score_vector(x, out),
             None => {
-                let history: Vec<(u32, f32)> = query
-                    .items
-                    .iter()
-                    .copied()
-                    .zip(query.weights.iter().copied())
-                    .collect();
+                let history: Vec<(u32, f32)> = query.items.iter().copied().zip(query.weights.iter().copied()).collect();
                 let x = self.fold_in(&history);
                 self.score_vector(&x, out);
             }
@@ -183,14 +151,7 @@ fn gram(y: &[f32], f: usize) -> Vec<f32> {
     let n = y.len() / f;
     let y = MatRef::from_row_major_slice(y, n, f);
     let mut g = Mat::<f32>::zeros(f, f);
-    faer::linalg::matmul::matmul(
-        g.as_mut(),
-        faer::Accum::Replace,
-        y.transpose(),
-        y,
-        1.0,
-        Par::rayon(0),
-    );
+    faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Replace, y.transpose(), y, 1.0, Par::rayon(0));
     let mut out = vec![0f32; f * f];
     for r in 0..f {
         for c in 0..f {
@@ -242,17 +203,7 @@ impl pulp::WithSimd for SolveRow<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let SolveRow {
-            gram,
-            reg,
-            alpha,
-            cg_steps,
-            y,
-            cols,
-            weights,
-            x,
-            scratch,
-        } = self;
+        let SolveRow { gram, reg, alpha, cg_steps, y, cols, weights, x, scratch } = self;
         let f = x.len();
         let (r, rest) = scratch.split_at_mut(f);
         let (p, ap) = rest.split_at_mut(f);
@@ -349,14 +300,7 @@ mod tests {
     }
 
     fn params() -> IalsParams {
-        IalsParams {
-            factors: 8,
-            regularization: 0.1,
-            alpha: 4.0,
-            iterations: 15,
-            cg_steps: 3,
-            seed: 1,
-        }
+        IalsParams { factors: 8, regularization: 0.1, alpha: 4.0, iterations: 15, cg_steps: 3, seed: 1 }
     }
 
     #[test]
@@ -373,23 +317,14 @@ mod tests {
     #[test]
     fn fold_in_is_close_to_the_trained_vector() {
         let x = blocks();
-        let m = Ials::fit(
-            &x,
-            &IalsParams {
-                iterations: 30,
-                ..params()
-            },
-        );
+        let m = Ials::fit(&x, &IalsParams { iterations: 30, ..params() });
         let u = 7u32;
         let history: Vec<(u32, f32)> = x.user_items(u).iter().map(|&i| (i, 1.0)).collect();
         let folded = m.fold_in(&history);
         let trained = m.user_vector(u).expect("known person");
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
         let diff: Vec<f32> = folded.iter().zip(trained).map(|(a, b)| a - b).collect();
-        assert!(
-            norm(&diff) < 0.05 * norm(trained),
-            "{folded:?} vs {trained:?}"
-        );
+        assert!(norm(&diff) < 0.05 * norm(trained), "{folded:?} vs {trained:?}");
         // An anonymous query folds in and ranks the same way.
         let anon = Query::anonymous(x.user_items(u), x.user_weights(u));
         assert_eq!(m.recommend(&anon, 1)[0].0, 7);
@@ -397,13 +332,7 @@ mod tests {
 
     #[test]
     fn serialization_round_trip() {
-        let m = Ials::fit(
-            &blocks(),
-            &IalsParams {
-                iterations: 2,
-                ..params()
-            },
-        );
+        let m = Ials::fit(&blocks(), &IalsParams { iterations: 2, ..params() });
         let bytes = postcard::to_stdvec(&m).expect("serialize");
         let back: Ials = postcard::from_bytes(&bytes).expect("deserialize");
         assert_eq!(back, m);

@@ -176,16 +176,7 @@ impl Csr {
             }
             indptr.push(indices.len());
         }
-        (
-            Csr {
-                n_rows,
-                n_cols,
-                indptr,
-                indices,
-                values,
-            },
-            ts,
-        )
+        (Csr { n_rows, n_cols, indptr, indices, values }, ts)
     }
 
     /// The transpose (a CSC view of the same matrix stored as CSR).
@@ -209,13 +200,7 @@ impl Csr {
                 next[c] += 1;
             }
         }
-        Csr {
-            n_rows: self.n_cols,
-            n_cols: self.n_rows,
-            indptr: counts,
-            indices,
-            values,
-        }
+        Csr { n_rows: self.n_cols, n_cols: self.n_rows, indptr: counts, indices, values }
     }
 }
 
@@ -235,11 +220,7 @@ impl Interactions {
     ///
     /// # Panics
     /// If an index is out of `0..n_users` / `0..n_items`.
-    pub fn from_triples(
-        n_users: usize,
-        n_items: usize,
-        triples: &[(u32, u32, f32)],
-    ) -> Interactions {
+    pub fn from_triples(n_users: usize, n_items: usize, triples: &[(u32, u32, f32)]) -> Interactions {
         Self::build(n_users, n_items, triples, None)
     }
 
@@ -281,25 +262,13 @@ impl Interactions {
         }
     }
 
-    fn build(
-        n_users: usize,
-        n_items: usize,
-        triples: &[(u32, u32, f32)],
-        ts: Option<&[i64]>,
-    ) -> Interactions {
+    fn build(n_users: usize, n_items: usize, triples: &[(u32, u32, f32)], ts: Option<&[i64]>) -> Interactions {
         for &(u, i, _) in triples {
-            assert!(
-                (u as usize) < n_users && (i as usize) < n_items,
-                "index out of range: ({u}, {i})"
-            );
+            assert!((u as usize) < n_users && (i as usize) < n_items, "index out of range: ({u}, {i})");
         }
         let (by_user, ts) = Csr::from_entries(n_users, n_items, triples, ts);
         let by_item = by_user.transpose();
-        Interactions {
-            by_user,
-            by_item,
-            ts,
-        }
+        Interactions { by_user, by_item, ts }
     }
 
     /// Number of people (rows).
@@ -350,9 +319,7 @@ impl Interactions {
     }
     /// Number of distinct people per item.
     pub fn item_counts(&self) -> Vec<u32> {
-        (0..self.n_items())
-            .map(|i| self.by_item.row_len(i) as u32)
-            .collect()
+        (0..self.n_items()).map(|i| self.by_item.row_len(i) as u32).collect()
     }
 }
 
@@ -365,13 +332,7 @@ mod tests {
         let x = Interactions::from_triples_with_ts(
             2,
             3,
-            &[
-                (1, 2, 1.0),
-                (0, 1, 2.0),
-                (1, 0, 1.0),
-                (0, 1, 5.0),
-                (1, 2, 0.5),
-            ],
+            &[(1, 2, 1.0), (0, 1, 2.0), (1, 0, 1.0), (0, 1, 5.0), (1, 2, 0.5)],
             &[10, 20, 30, 15, 40],
         );
         assert_eq!(x.nnz(), 3);

@@ -19,10 +19,7 @@ impl Default for ItemKnnParams {
     /// Chosen on the validation split of ml-latest-small (train part only) by
     /// `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune`; see `docs/eval.md`.
     fn default() -> Self {
-        ItemKnnParams {
-            neighbors: 400,
-            shrink: 10.0,
-        }
+        ItemKnnParams { neighbors: 400, shrink: 10.0 }
     }
 }
 
@@ -42,30 +39,15 @@ impl ItemKnn {
     /// Computes the similarity rows (parallel over items).
     pub fn fit(data: &Interactions, params: &ItemKnnParams) -> ItemKnn {
         let by_item = data.by_item();
-        let norms: Vec<f32> = (0..data.n_items())
-            .map(|i| {
-                by_item
-                    .row_values(i)
-                    .iter()
-                    .map(|w| w * w)
-                    .sum::<f32>()
-                    .sqrt()
-            })
-            .collect();
+        let norms: Vec<f32> =
+            (0..data.n_items()).map(|i| by_item.row_values(i).iter().map(|w| w * w).sum::<f32>().sqrt()).collect();
         let rows = cooc::map_rows(data, None, |i, acc, touched| {
             let row: Vec<(u32, f32)> = touched
                 .iter()
                 .filter(|&&j| j as usize != i)
                 .map(|&j| {
                     let denom = norms[i] * norms[j as usize] + params.shrink;
-                    (
-                        j,
-                        if denom > 0.0 {
-                            acc[j as usize] / denom
-                        } else {
-                            0.0
-                        },
-                    )
+                    (j, if denom > 0.0 { acc[j as usize] / denom } else { 0.0 })
                 })
                 .filter(|&(_, s)| s > 0.0)
                 .collect();
@@ -73,10 +55,7 @@ impl ItemKnn {
             row.sort_unstable_by(crate::topk::by_score_desc);
             row
         });
-        ItemKnn {
-            params: *params,
-            similar: SparseRows::from_rows(rows),
-        }
+        ItemKnn { params: *params, similar: SparseRows::from_rows(rows) }
     }
 
     /// The parameters this model was fitted with.
@@ -87,11 +66,7 @@ impl ItemKnn {
     /// The precomputed neighbours of `item` as `(item, similarity)`, most similar first. Empty for
     /// an unknown item.
     pub fn neighbors(&self, item: u32) -> &[(u32, f32)] {
-        if (item as usize) < self.similar.n_rows() {
-            self.similar.row(item as usize)
-        } else {
-            &[]
-        }
+        if (item as usize) < self.similar.n_rows() { self.similar.row(item as usize) } else { &[] }
     }
 
     /// Scores every item like [`Scorer::score_into`] and writes, for each candidate `j`,
@@ -100,16 +75,10 @@ impl ItemKnn {
     ///
     /// # Panics
     /// If `out` or `evidence` is not `n_items` long.
-    pub fn score_with_evidence(
-        &self,
-        query: &Query<'_>,
-        out: &mut [f32],
-        evidence: &mut [(u32, f32)],
-    ) {
+    pub fn score_with_evidence(&self, query: &Query<'_>, out: &mut [f32], evidence: &mut [(u32, f32)]) {
         assert_eq!(evidence.len(), out.len(), "one evidence slot per item");
         out.fill(0.0);
-        self.similar
-            .accumulate_with_evidence(query.items, query.weights, out, evidence);
+        self.similar.accumulate_with_evidence(query.items, query.weights, out, evidence);
     }
 }
 
@@ -146,13 +115,7 @@ mod tests {
     #[test]
     fn neighbours_stay_in_cluster_and_evidence_names_the_source() {
         let x = clusters();
-        let m = ItemKnn::fit(
-            &x,
-            &ItemKnnParams {
-                neighbors: 2,
-                shrink: 0.0,
-            },
-        );
+        let m = ItemKnn::fit(&x, &ItemKnnParams { neighbors: 2, shrink: 0.0 });
         assert!(m.neighbors(0).iter().all(|&(j, _)| j == 1 || j == 2));
         assert_eq!(m.neighbors(3), &[(4, 1.0)]);
         // Person 5 has {0, 1}; the best candidate is 2.

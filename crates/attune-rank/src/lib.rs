@@ -40,7 +40,7 @@ mod simd;
 mod topk;
 
 pub use bandit::{LinUcb, ThompsonBandit};
-pub use blend::{Blend, Component, Model, standardize};
+pub use blend::{Blend, BlendScratch, Component, Model, standardize};
 pub use content::{Content, ContentParams, ItemDoc};
 pub use ease::{Ease, EaseError, EaseParams};
 pub use ials::{Ials, IalsParams};
@@ -68,12 +68,7 @@ pub struct Query<'a> {
 impl<'a> Query<'a> {
     /// A query for someone the models were not trained on.
     pub fn anonymous(items: &'a [u32], weights: &'a [f32]) -> Query<'a> {
-        Query {
-            user_idx: None,
-            items,
-            weights,
-            timestamps: None,
-        }
+        Query { user_idx: None, items, weights, timestamps: None }
     }
 
     /// This query with its history re-weighted by recency ([`recency_weights`], `half_life` in
@@ -87,12 +82,7 @@ impl<'a> Query<'a> {
         match self.timestamps {
             Some(ts) if half_life > 0.0 => {
                 recency_weights(ts, self.weights, half_life, buffer);
-                Query {
-                    user_idx: None,
-                    items: self.items,
-                    weights: buffer,
-                    timestamps: self.timestamps,
-                }
+                Query { user_idx: None, items: self.items, weights: buffer, timestamps: self.timestamps }
             }
             _ => *self,
         }

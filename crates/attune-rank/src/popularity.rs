@@ -17,9 +17,7 @@ pub struct PopularityParams {}
 impl Popularity {
     /// Counts people per item.
     pub fn fit(data: &Interactions, _params: &PopularityParams) -> Popularity {
-        Popularity {
-            counts: data.item_counts().into_iter().map(|c| c as f32).collect(),
-        }
+        Popularity { counts: data.item_counts().into_iter().map(|c| c as f32).collect() }
     }
     /// Per-item counts (as `f32`).
     pub fn counts(&self) -> &[f32] {
@@ -48,10 +46,7 @@ pub struct TrendingParams {
 
 impl Default for TrendingParams {
     fn default() -> Self {
-        TrendingParams {
-            now: 0,
-            half_life_s: 7.0 * 86_400.0,
-        }
+        TrendingParams { now: 0, half_life_s: 7.0 * 86_400.0 }
     }
 }
 
@@ -71,12 +66,7 @@ impl Trending {
         let rate = std::f64::consts::LN_2 / params.half_life_s.max(1.0);
         for u in 0..data.n_users() {
             let range = by_user.row_range(u);
-            for (k, (&i, &w)) in by_user
-                .row_indices(u)
-                .iter()
-                .zip(by_user.row_values(u))
-                .enumerate()
-            {
+            for (k, (&i, &w)) in by_user.row_indices(u).iter().zip(by_user.row_values(u)).enumerate() {
                 let decay = match ts {
                     Some(ts) => {
                         let age = (params.now - ts[range.start + k]).max(0) as f64;
@@ -87,9 +77,7 @@ impl Trending {
                 scores[i as usize] += w as f64 * decay;
             }
         }
-        Trending {
-            scores: scores.into_iter().map(|s| s as f32).collect(),
-        }
+        Trending { scores: scores.into_iter().map(|s| s as f32).collect() }
     }
 }
 
@@ -111,14 +99,7 @@ mod tests {
         let x = Interactions::from_triples(
             3,
             3,
-            &[
-                (0, 0, 1.0),
-                (1, 0, 1.0),
-                (2, 0, 1.0),
-                (0, 1, 1.0),
-                (1, 1, 1.0),
-                (2, 2, 1.0),
-            ],
+            &[(0, 0, 1.0), (1, 0, 1.0), (2, 0, 1.0), (0, 1, 1.0), (1, 1, 1.0), (2, 2, 1.0)],
         );
         let m = Popularity::fit(&x, &PopularityParams::default());
         assert_eq!(m.counts(), &[3.0, 2.0, 1.0]);
@@ -129,19 +110,8 @@ mod tests {
     #[test]
     fn trending_prefers_recent_items() {
         // Item 0: two old interactions; item 1: one fresh one.
-        let x = Interactions::from_triples_with_ts(
-            3,
-            2,
-            &[(0, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0)],
-            &[0, 0, 1_000_000],
-        );
-        let m = Trending::fit(
-            &x,
-            &TrendingParams {
-                now: 1_000_000,
-                half_life_s: 86_400.0,
-            },
-        );
+        let x = Interactions::from_triples_with_ts(3, 2, &[(0, 0, 1.0), (1, 0, 1.0), (2, 1, 1.0)], &[0, 0, 1_000_000]);
+        let m = Trending::fit(&x, &TrendingParams { now: 1_000_000, half_life_s: 86_400.0 });
         let mut out = vec![0.0; 2];
         m.score_into(&Query::anonymous(&[], &[]), &mut out);
         assert!(out[1] > out[0]);

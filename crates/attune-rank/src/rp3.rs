@@ -20,11 +20,7 @@ impl Default for Rp3betaParams {
     /// Chosen on the validation split of ml-latest-small (train part only) by
     /// `attune eval --data ~/.cache/attune-datasets/ml-latest-small --tune`; see `docs/eval.md`.
     fn default() -> Self {
-        Rp3betaParams {
-            alpha: 0.5,
-            beta: 0.6,
-            neighbors: 1000,
-        }
+        Rp3betaParams { alpha: 0.5, beta: 0.6, neighbors: 1000 }
     }
 }
 
@@ -41,20 +37,10 @@ impl Rp3beta {
     /// Computes the walk similarities (parallel over items).
     pub fn fit(data: &Interactions, params: &Rp3betaParams) -> Rp3beta {
         let by_user = data.by_user();
-        let user_weight: Vec<f32> = (0..data.n_users())
-            .map(|u| (by_user.row_len(u).max(1) as f32).powf(-params.alpha))
-            .collect();
+        let user_weight: Vec<f32> =
+            (0..data.n_users()).map(|u| (by_user.row_len(u).max(1) as f32).powf(-params.alpha)).collect();
         let pop = data.item_counts();
-        let penalty: Vec<f32> = pop
-            .iter()
-            .map(|&c| {
-                if c > 0 {
-                    (c as f32).powf(-params.beta)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let penalty: Vec<f32> = pop.iter().map(|&c| if c > 0 { (c as f32).powf(-params.beta) } else { 0.0 }).collect();
         // The co-occurrence weights by x_ui·x_uj; binarize so the walk sees degrees only.
         let binary = binarize(data);
         let rows = cooc::map_rows(&binary, Some(&user_weight), |i, acc, touched| {
@@ -67,10 +53,7 @@ impl Rp3beta {
                 .collect();
             cooc::keep_top(row, params.neighbors)
         });
-        Rp3beta {
-            params: *params,
-            similar: SparseRows::from_rows(rows),
-        }
+        Rp3beta { params: *params, similar: SparseRows::from_rows(rows) }
     }
 
     /// The parameters this model was fitted with.
@@ -85,11 +68,7 @@ fn binarize(data: &Interactions) -> Interactions {
     }
     let mut t = Vec::with_capacity(data.nnz());
     for u in 0..data.n_users() {
-        t.extend(
-            data.user_items(u as u32)
-                .iter()
-                .map(|&i| (u as u32, i, 1.0)),
-        );
+        t.extend(data.user_items(u as u32).iter().map(|&i| (u as u32, i, 1.0)));
     }
     Interactions::from_triples(data.n_users(), data.n_items(), &t)
 }
@@ -119,19 +98,9 @@ mod tests {
         }
         t.push((9, 2, 1.0));
         let x = Interactions::from_triples(10, 4, &t);
-        let m = Rp3beta::fit(
-            &x,
-            &Rp3betaParams {
-                alpha: 1.0,
-                beta: 0.5,
-                neighbors: 10,
-            },
-        );
+        let m = Rp3beta::fit(&x, &Rp3betaParams { alpha: 1.0, beta: 0.5, neighbors: 10 });
         assert_eq!(m.recommend(&x.query(9), 1)[0].0, 3);
         let bytes = postcard::to_stdvec(&m).expect("serialize");
-        assert_eq!(
-            postcard::from_bytes::<Rp3beta>(&bytes).expect("deserialize"),
-            m
-        );
+        assert_eq!(postcard::from_bytes::<Rp3beta>(&bytes).expect("deserialize"), m);
     }
 }

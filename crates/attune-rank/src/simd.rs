@@ -126,24 +126,13 @@ mod tests {
         assert!((got - want).abs() < 1e-3);
         let mut y = b.clone();
         axpy(pulp::Scalar::new(), 2.0, &a, &mut y);
-        assert!(
-            y.iter()
-                .zip(a.iter().zip(&b))
-                .all(|(y, (a, b))| (y - (b + 2.0 * a)).abs() < 1e-5)
-        );
+        assert!(y.iter().zip(a.iter().zip(&b)).all(|(y, (a, b))| (y - (b + 2.0 * a)).abs() < 1e-5));
         let rows4 = [&a[..], &b[..], &a[..], &b[..]];
         let got4 = dot4(pulp::Scalar::new(), rows4, &b);
-        assert!(
-            (got4[0] - want).abs() < 1e-3
-                && (got4[3] - b.iter().map(|x| x * x).sum::<f32>()).abs() < 1e-3
-        );
+        assert!((got4[0] - want).abs() < 1e-3 && (got4[3] - b.iter().map(|x| x * x).sum::<f32>()).abs() < 1e-3);
         let mut acc = vec![1.0; 37];
         axpy4(pulp::Scalar::new(), [1.0, 0.0, 2.0, 0.0], rows4, &mut acc);
-        assert!(
-            acc.iter()
-                .zip(&a)
-                .all(|(o, a)| (o - (1.0 + 3.0 * a)).abs() < 1e-4)
-        );
+        assert!(acc.iter().zip(&a).all(|(o, a)| (o - (1.0 + 3.0 * a)).abs() < 1e-4));
         let mut out = vec![0.0; 2];
         let rows: Vec<f32> = a.iter().chain(b.iter()).copied().collect();
         matvec_rows(&rows, &b, &mut out);

@@ -19,13 +19,7 @@ pub fn top_k_into(scores: &[f32], exclude: &[u32], k: usize, out: &mut Vec<(u32,
     if k == 0 {
         return;
     }
-    out.extend(
-        scores
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s != f32::NEG_INFINITY)
-            .map(|(item, &s)| (item as u32, s)),
-    );
+    out.extend(scores.iter().enumerate().filter(|(_, s)| **s != f32::NEG_INFINITY).map(|(item, &s)| (item as u32, s)));
     if !exclude.is_empty() {
         // `exclude` is usually a sorted history; a sort of a copy is cheap next to scoring.
         let mut sorted_exclude;
