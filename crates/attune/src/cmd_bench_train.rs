@@ -62,14 +62,9 @@ const ZIPF_EXPONENT: f64 = 0.9;
 pub fn run(args: BenchTrainArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         // Fails only if a global pool already exists, in which case that pool is used.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
-    anyhow::ensure!(
-        args.people > 0 && args.items > 0,
-        "need at least one person and one item"
-    );
+    anyhow::ensure!(args.people > 0 && args.items > 0, "need at least one person and one item");
     println!(
         "bench train: {} people × {} items, {} interactions, {} threads",
         args.people,
@@ -87,10 +82,7 @@ pub fn run(args: BenchTrainArgs) -> anyhow::Result<()> {
     let data = Interactions::from_triples(args.people, args.items, &triples);
     drop(triples);
     let build_s = start.elapsed().as_secs_f64();
-    println!(
-        "generate {generate_s:.1} s; build CSR + transpose {build_s:.1} s; {} distinct pairs",
-        data.nnz()
-    );
+    println!("generate {generate_s:.1} s; build CSR + transpose {build_s:.1} s; {} distinct pairs", data.nnz());
     println!("| model | params | fit s | peak RSS so far |");
     println!("|---|---|---|---|");
 
@@ -141,9 +133,7 @@ fn generate(args: &BenchTrainArgs) -> Vec<(u32, u32, f32)> {
     for k in (1..n_items).rev() {
         items.swap(k, rng.random_range(0..=k));
     }
-    let popularity: Vec<f64> = (0..n_items)
-        .map(|rank| 1.0 / ((rank + 1) as f64).powf(ZIPF_EXPONENT))
-        .collect();
+    let popularity: Vec<f64> = (0..n_items).map(|rank| 1.0 / ((rank + 1) as f64).powf(ZIPF_EXPONENT)).collect();
     let global = Cdf::new(items.clone(), &popularity);
     let n_tastes = (n_items / ITEMS_PER_TASTE).clamp(8, 256).min(n_items);
     let mut taste_items: Vec<Vec<u32>> = vec![Vec::new(); n_tastes];
@@ -153,11 +143,7 @@ fn generate(args: &BenchTrainArgs) -> Vec<(u32, u32, f32)> {
         taste_items[t].push(item);
         taste_pop[t].push(popularity[rank]);
     }
-    let tastes: Vec<Cdf> = taste_items
-        .into_iter()
-        .zip(&taste_pop)
-        .map(|(i, p)| Cdf::new(i, p))
-        .collect();
+    let tastes: Vec<Cdf> = taste_items.into_iter().zip(&taste_pop).map(|(i, p)| Cdf::new(i, p)).collect();
 
     // Interactions per person: exponential around the mean, at least one, at most half the
     // catalog; a person's items are distinct (redrawn on repeats), as in a real log of pairs.
@@ -167,18 +153,14 @@ fn generate(args: &BenchTrainArgs) -> Vec<(u32, u32, f32)> {
     let per_block: Vec<Vec<(u32, u32, f32)>> = blocks
         .par_iter()
         .map(|&b| {
-            let mut rng =
-                StdRng::seed_from_u64(args.seed ^ (b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = StdRng::seed_from_u64(args.seed ^ (b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut out = Vec::new();
             let mut chosen = std::collections::HashSet::new();
             for person in b * BLOCK..((b + 1) * BLOCK).min(args.people) {
                 let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let n = (((-u.ln()) * (mean - 1.0).max(0.0)).round() as usize + 1)
-                    .min(n_items.div_ceil(2));
+                let n = (((-u.ln()) * (mean - 1.0).max(0.0)).round() as usize + 1).min(n_items.div_ceil(2));
                 let n_person_tastes = rng.random_range(1..=3);
-                let mine: Vec<usize> = (0..n_person_tastes)
-                    .map(|_| rng.random_range(0..tastes.len()))
-                    .collect();
+                let mine: Vec<usize> = (0..n_person_tastes).map(|_| rng.random_range(0..tastes.len())).collect();
                 chosen.clear();
                 let mut attempts = 0;
                 while chosen.len() < n && attempts < 50 * n {
@@ -225,10 +207,7 @@ impl Cdf {
     fn sample(&self, rng: &mut impl Rng) -> u32 {
         let total = self.cumulative.last().copied().unwrap_or(0.0);
         let x = rng.random::<f64>() * total;
-        let k = self
-            .cumulative
-            .partition_point(|&c| c <= x)
-            .min(self.items.len().saturating_sub(1));
+        let k = self.cumulative.partition_point(|&c| c <= x).min(self.items.len().saturating_sub(1));
         self.items[k]
     }
 }
@@ -245,14 +224,7 @@ fn write_tsv(path: &PathBuf, triples: &[(u32, u32, f32)]) -> std::io::Result<()>
 fn peak_rss() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l["VmHWM:".len()..].trim().to_owned())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l["VmHWM:".len()..].trim().to_owned()))
         .and_then(|kb| kb.trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or_else(
-            || "n/a".to_owned(),
-            |kb| format!("{:.2} GiB", kb / 1024.0 / 1024.0),
-        )
+        .map_or_else(|| "n/a".to_owned(), |kb| format!("{:.2} GiB", kb / 1024.0 / 1024.0))
 }

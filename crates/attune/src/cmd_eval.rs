@@ -24,11 +24,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub split: Option<PathBuf>,
     /// Models to run, comma-separated: pop, itemknn, ials, ease, rp3beta, content, blend.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "pop,itemknn,ials,ease,rp3beta,content,blend"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "pop,itemknn,ials,ease,rp3beta,content,blend")]
     pub models: Vec<String>,
     /// Re-run the hyper-parameter search on a validation split made from train only, instead of
     /// using the checked-in defaults.
@@ -49,16 +45,11 @@ const BLEND_PARTS: [&str; 4] = ["ease", "rp3beta", "ials", "itemknn"];
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         // Fails only if a global pool already exists, in which case that pool is used.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     for name in &args.models {
         if name != "blend" && Config::default_for(name).is_none() {
-            bail!(
-                "unknown model {name:?}; known: {}, blend",
-                eval::MODEL_NAMES.join(", ")
-            );
+            bail!("unknown model {name:?}; known: {}, blend", eval::MODEL_NAMES.join(", "));
         }
     }
     let (train, test, label) = load_split(&args)?;
@@ -66,9 +57,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         eprintln!("note: content needs items.tsv from --data; skipping it");
     }
     let docs = match &args.data {
-        Some(dir) if dir.join("items.tsv").exists() => {
-            Some(eval::read_items(&dir.join("items.tsv"))?)
-        }
+        Some(dir) if dir.join("items.tsv").exists() => Some(eval::read_items(&dir.join("items.tsv"))?),
         _ => None,
     };
     let fold = Fold::from_rows(&train, &test, docs.as_ref());
@@ -85,11 +74,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     );
     let val = if args.tune {
         let val = eval::validation_fold(&train, docs.as_ref());
-        eprintln!(
-            "validation: train {} interactions, {} test people",
-            val.train.nnz(),
-            val.test_users.len()
-        );
+        eprintln!("validation: train {} interactions, {} test people", val.train.nnz(), val.test_users.len());
         Some(val)
     } else {
         None
@@ -102,38 +87,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         let config = match &val {
             Some(val) => {
-                let grid: &[f32] = if args.no_recency {
-                    &[]
-                } else {
-                    &eval::RECENCY_GRID
-                };
+                let grid: &[f32] = if args.no_recency { &[] } else { &eval::RECENCY_GRID };
                 let (config, ndcg) = eval::tune(name, val, grid, &mut |line| eprintln!("{line}"))?;
                 eprintln!("[{name}] chosen on validation: {config} (NDCG@10 {ndcg:.4})");
                 config
             }
             None => Config::default_for(name).context("known model")?,
         };
-        let config = if args.no_recency {
-            Config {
-                recency_half_life: 0.0,
-                ..config
-            }
-        } else {
-            config
-        };
+        let config = if args.no_recency { Config { recency_half_life: 0.0, ..config } } else { config };
         configs.push((name.to_owned(), config));
         Ok(config)
     };
 
     if !args.json {
-        println!(
-            "### {label} ({} test people, {} train items)\n",
-            fold.test_users.len(),
-            fold.items.len()
-        );
-        println!(
-            "| model | params | P@10 | R@10 | NDCG@10 | ±se | HR@10 | Cov@10 | fit s | rec s |"
-        );
+        println!("### {label} ({} test people, {} train items)\n", fold.test_users.len(), fold.items.len());
+        println!("| model | params | P@10 | R@10 | NDCG@10 | ±se | HR@10 | Cov@10 | fit s | rec s |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
     }
     for name in &args.models {
@@ -148,14 +116,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report(name, &config.to_string(), &outcome, args.json);
     }
     if args.models.iter().any(|m| m == "blend") {
-        let parts: Vec<Config> = BLEND_PARTS
-            .iter()
-            .map(|n| config_for(n))
-            .collect::<anyhow::Result<_>>()?;
+        let parts: Vec<Config> = BLEND_PARTS.iter().map(|n| config_for(n)).collect::<anyhow::Result<_>>()?;
         let weights: Vec<f32> = match &val {
             Some(val) => {
-                let (weights, ndcg) =
-                    eval::tune_blend(&parts, val, &mut |line| eprintln!("{line}"))?;
+                let (weights, ndcg) = eval::tune_blend(&parts, val, &mut |line| eprintln!("{line}"))?;
                 eprintln!("[blend] chosen on validation: {weights:?} (NDCG@10 {ndcg:.4})");
                 weights
             }
@@ -165,12 +129,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let blend = eval::fit_blend(&parts, &weights, &fold)?;
         let fit_s = start.elapsed().as_secs_f64();
         let outcome = eval::score_model(&blend, 0.0, &fold, fit_s);
-        let described: Vec<String> = BLEND_PARTS
-            .iter()
-            .zip(&weights)
-            .filter(|(_, w)| **w != 0.0)
-            .map(|(n, w)| format!("{w}·{n}"))
-            .collect();
+        let described: Vec<String> =
+            BLEND_PARTS.iter().zip(&weights).filter(|(_, w)| **w != 0.0).map(|(n, w)| format!("{w}·{n}")).collect();
         report("blend", &described.join(" + "), &outcome, args.json);
     }
     Ok(())
@@ -195,14 +155,7 @@ fn report(model: &str, params: &str, o: &Outcome, json: bool) {
     } else {
         println!(
             "| {model} | {params} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |",
-            m.precision,
-            m.recall,
-            m.ndcg,
-            m.ndcg_se,
-            m.hit_rate,
-            m.coverage,
-            o.fit_s,
-            o.recommend_s
+            m.precision, m.recall, m.ndcg, m.ndcg_se, m.hit_rate, m.coverage, o.fit_s, o.recommend_s
         );
     }
 }
@@ -218,9 +171,7 @@ fn load_split(args: &EvalArgs) -> anyhow::Result<(Vec<Row>, Vec<Row>, String)> {
         (None, Some(dir)) => {
             let rows = eval::read_interactions(&dir.join("interactions.tsv"))?;
             if rows.is_empty() {
-                return Err(
-                    EvalError::Empty(format!("{} has no interactions", dir.display())).into(),
-                );
+                return Err(EvalError::Empty(format!("{} has no interactions", dir.display())).into());
             }
             let (train, test) = eval::temporal_split(&rows);
             (train, test, dataset_name(dir))
@@ -236,8 +187,5 @@ fn load_split(args: &EvalArgs) -> anyhow::Result<(Vec<Row>, Vec<Row>, String)> {
 }
 
 fn dataset_name(dir: &Path) -> String {
-    dir.file_name().map_or_else(
-        || dir.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
