@@ -6,10 +6,39 @@ use std::sync::Arc;
 use attune_core::{Item, ItemIdx, TagIdx};
 use rustc_hash::FxHashMap;
 
+/// What decisions need to know about an item on the hot path, precomputed at upsert so that no
+/// JSON attribute is read per item per decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemTraits {
+    /// In the catalog and available.
+    pub available: bool,
+    /// Something one buys (a price, or a product, course or retreat).
+    pub purchasable: bool,
+    /// Educational content: an article, course, meditation or guide.
+    pub educational: bool,
+    /// `attributes.level == "beginner"`.
+    pub beginner: bool,
+    /// When it was published (ms), if known.
+    pub published_ms: Option<i64>,
+}
+
+impl ItemTraits {
+    fn of(item: &Item) -> ItemTraits {
+        ItemTraits {
+            available: item.available,
+            purchasable: item.is_purchasable(),
+            educational: matches!(item.kind.as_str(), "article" | "course" | "meditation" | "guide"),
+            beginner: item.attributes.get("level").and_then(|l| l.as_str()) == Some("beginner"),
+            published_ms: item.published_at.map(|p| p.as_millisecond()),
+        }
+    }
+}
+
 /// Items and tags by index. Items seen only in events (not yet in the catalog) have an index and
 /// no [`Item`].
 #[derive(Debug, Default)]
 pub struct Catalog {
+    traits: Vec<ItemTraits>,
     ids: Vec<Arc<str>>,
     by_id: FxHashMap<Arc<str>, ItemIdx>,
     items: Vec<Option<Arc<Item>>>,
@@ -30,6 +59,7 @@ impl Catalog {
         self.by_id.insert(id, idx);
         self.items.push(None);
         self.item_tags.push(Vec::new());
+        self.traits.push(ItemTraits::default());
         idx
     }
 
@@ -50,6 +80,7 @@ impl Catalog {
         let idx = self.intern_item(&item.id);
         let tags = item.tags.iter().map(|tag| self.intern_tag(tag)).collect();
         self.item_tags[idx.0 as usize] = tags;
+        self.traits[idx.0 as usize] = ItemTraits::of(&item);
         self.items[idx.0 as usize] = Some(Arc::new(item));
         idx
     }
@@ -59,6 +90,7 @@ impl Catalog {
         let idx = *self.by_id.get(id)?;
         let slot = self.items[idx.0 as usize].as_mut()?;
         Arc::make_mut(slot).available = false;
+        self.traits[idx.0 as usize].available = false;
         Some(Arc::clone(slot))
     }
 
@@ -80,6 +112,11 @@ impl Catalog {
     /// The catalog item, if the index has one.
     pub fn item(&self, idx: ItemIdx) -> Option<&Arc<Item>> {
         self.items.get(idx.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// The item's precomputed traits (all false for items only seen in events).
+    pub fn traits(&self, idx: ItemIdx) -> ItemTraits {
+        self.traits.get(idx.0 as usize).copied().unwrap_or_default()
     }
 
     /// The item's tags.

@@ -8,7 +8,7 @@
 //!    and tag affinities — the cold start), contextual (time of day in the person's time zone,
 //!    device; weather only with `contextual` consent), popular/trending (the default).
 //! 3. **Blend** with gradual revelation: the personalized share grows with engagement
-//!    ([`personal_share`]); the journey stage shapes it (education when researching, products
+//!    ([`Revelation`]); the journey stage shapes it (education when researching, products
 //!    when ready to buy); personalization rules boost or exclude tags.
 //! 4. **Filters**, always: unavailable, bought, dismissed, flagged, `less_of`, already seen, and
 //!    never twice in one response.
@@ -193,13 +193,37 @@ pub struct Decision {
     pub experiments: Vec<(String, String)>,
 }
 
-/// The personalized share of a blend at engagement `e` (0–1): `floor + (0.9 − floor) · e`, where
-/// the floor is 0.6 when the person declared goals (explicit wishes are honored from the first
-/// visit) and 0.1 otherwise. A new visitor without goals sees a mostly popular, foundational feed;
-/// an engaged person a mostly personal one.
-pub fn personal_share(engagement: f32, has_goals: bool) -> f32 {
-    let floor = if has_goals { 0.6 } else { 0.1 };
-    floor + (0.9 - floor) * engagement.clamp(0.0, 1.0)
+/// Gradual revelation: how much of a feed is personal, by engagement.
+///
+/// The personal share at engagement `e` (0–1, see `Profile::engagement`) is
+/// `floor + (ceiling − floor) · e`, where the floor is `floor_with_goals` when the person declared
+/// goals (explicit wishes are honored from the first visit) and `floor` otherwise. The share is of
+/// *positions*: with a share of 0.4, four of ten main positions come from the personal ranking and
+/// six from the general one (popular, trending, new), interleaved. Defaults: 0.1, 0.6, 0.9 — a new
+/// visitor without goals sees a mostly popular, foundational feed; an engaged person a mostly
+/// personal one. Set with `attune serve --revelation FLOOR,GOALS_FLOOR,CEILING`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Revelation {
+    /// Share at zero engagement without declared goals.
+    pub floor: f32,
+    /// Share at zero engagement with declared goals.
+    pub floor_with_goals: f32,
+    /// Share at full engagement.
+    pub ceiling: f32,
+}
+
+impl Default for Revelation {
+    fn default() -> Self {
+        Revelation { floor: 0.1, floor_with_goals: 0.6, ceiling: 0.9 }
+    }
+}
+
+impl Revelation {
+    /// The personal share at engagement `engagement`.
+    pub fn personal_share(&self, engagement: f32, has_goals: bool) -> f32 {
+        let floor = if has_goals { self.floor_with_goals } else { self.floor };
+        (floor + (self.ceiling - floor) * engagement.clamp(0.0, 1.0)).clamp(0.0, 1.0)
+    }
 }
 
 /// Diversity weight of MMR: 1 is pure relevance.
@@ -438,7 +462,11 @@ impl Engine {
             }
 
             // Blend.
-            let personal = if who.personalized { personal_share(who.engagement, !goals.is_empty()) } else { 0.0 };
+            let personal = if who.personalized {
+                self.config.revelation.personal_share(who.engagement, !goals.is_empty())
+            } else {
+                0.0
+            };
             let (w_collab, w_pred, w_content) = if history.is_empty() { (0.0, 0.0, 1.0) } else { (0.4, 0.3, 0.3) };
             let w_ctx = if has_context { 0.15 } else { 0.0 };
             let situation = Situation {
@@ -456,18 +484,34 @@ impl Engine {
             }
             // Two rankings: the personal one (collaborative, predictive, content) and the general
             // one (popular, trending, new). Both lean on the moment and the journey stage.
+            // Flags hold items back: mark them once instead of looking up every item's id.
+            for flagged in editorial.flags.keys() {
+                if let Some(idx) = catalog.lookup(flagged) {
+                    s.allowed[idx.0 as usize] = false;
+                }
+            }
+            // What the person already engaged with is not offered again.
+            if who.personalized {
+                for &i in &history {
+                    if let Some(allowed) = s.allowed.get_mut(i as usize) {
+                        *allowed = false;
+                    }
+                }
+            }
+            for &idx in &who.excluded {
+                if let Some(allowed) = s.allowed.get_mut(idx.0 as usize) {
+                    *allowed = false;
+                }
+            }
+            let recency_scale = 180.0 * 86_400_000.0;
             for i in 0..n {
                 let idx = ItemIdx(i as u32);
-                let Some(item) = catalog.item(idx) else {
-                    s.allowed[i] = false;
-                    continue;
-                };
+                let traits = catalog.traits(idx);
                 let tags = catalog.tags_of(idx);
-                let allowed = item.available
-                    && who.excluded.binary_search(&idx).is_err()
-                    && !editorial.flags.contains_key(&item.id)
-                    && !tags.iter().any(|t| less_of.contains(t) || rule_exclude.contains(t))
-                    && !(who.personalized && history.contains(&(i as u32)));
+                let allowed = s.allowed[i]
+                    && traits.available
+                    && (less_of.is_empty() && rule_exclude.is_empty()
+                        || !tags.iter().any(|t| less_of.contains(t) || rule_exclude.contains(t)));
                 s.allowed[i] = allowed;
                 if !allowed {
                     continue;
@@ -477,16 +521,15 @@ impl Engine {
                 } else {
                     0.0
                 };
-                let recency_prior = item.published_at.map_or(0.0, |p| {
-                    0.05 * (-(now_ms - p.as_millisecond()).max(0) as f32 / (180.0 * 86_400_000.0)).exp()
-                });
+                let recency_prior =
+                    traits.published_ms.map_or(0.0, |p| 0.05 * (-((now_ms - p).max(0) as f32) / recency_scale).exp());
                 let ctx = if has_context {
                     w_ctx * tags.iter().filter(|t| context_tags.contains(t)).count().min(2) as f32 / 2.0
                 } else {
                     0.0
                 };
-                let mut factor = stage_factor(who.stage, item);
-                if tags.iter().any(|t| rule_boost.contains(t)) {
+                let mut factor = stage_factor(who.stage, traits);
+                if !rule_boost.is_empty() && tags.iter().any(|t| rule_boost.contains(t)) {
                     factor *= 1.5;
                 }
                 let parts = [
@@ -495,11 +538,10 @@ impl Engine {
                     (Source::Content, w_content * s.content[i]),
                 ];
                 let personal_score: f32 = parts.iter().map(|(_, v)| v).sum();
-                let (source, _) =
+                let (source, best_part) =
                     parts.iter().copied().fold((Source::Content, 0.0), |a, b| if b.1 > a.1 { b } else { a });
                 s.blended[i] = if personal_score > 0.0 { (personal_score + ctx) * factor } else { 0.0 };
-                s.source[i] =
-                    if ctx > parts.iter().map(|p| p.1).fold(0.0, f32::max) { Source::Contextual } else { source };
+                s.source[i] = if ctx > best_part { Source::Contextual } else { source };
                 s.general[i] = (pop + recency_prior + ctx) * factor;
             }
 
@@ -845,10 +887,8 @@ fn matches_ignoring_slot(when: &crate::editorial::Conditions, situation: &Situat
 }
 
 /// How much the journey stage favours an item.
-fn stage_factor(stage: JourneyStage, item: &Item) -> f32 {
-    let purchasable = item.is_purchasable();
-    let educational = matches!(item.kind.as_str(), "article" | "course" | "meditation" | "guide");
-    let beginner = item.attributes.get("level").and_then(|l| l.as_str()) == Some("beginner");
+fn stage_factor(stage: JourneyStage, traits: crate::catalog::ItemTraits) -> f32 {
+    let crate::catalog::ItemTraits { purchasable, educational, beginner, .. } = traits;
     match stage {
         JourneyStage::New if beginner => 1.1,
         JourneyStage::Researching if educational => 1.2,

@@ -87,7 +87,7 @@ struct DecisionLog {
     recent: VecDeque<LoggedDecision>,
     by_id: FxHashMap<String, usize>,
     offset: usize,
-    unflushed: Vec<LoggedDecision>,
+    unflushed: VecDeque<LoggedDecision>,
 }
 
 impl Decisions {
@@ -175,7 +175,7 @@ impl Engine {
         let mut log = self.decisions.log.lock();
         let position = log.offset + log.recent.len();
         log.by_id.insert(logged.id.clone(), position);
-        log.unflushed.push(logged.clone());
+        log.unflushed.push_back(logged.clone());
         log.recent.push_back(logged);
         while log.recent.len() > LOG_CAPACITY {
             if let Some(old) = log.recent.pop_front() {
@@ -185,8 +185,7 @@ impl Engine {
         }
         if log.unflushed.len() > LOG_CAPACITY {
             // The flusher fell behind; keep the log bounded (the in-memory copy still serves review).
-            let excess = log.unflushed.len() - LOG_CAPACITY;
-            log.unflushed.drain(..excess);
+            log.unflushed.pop_front();
         }
     }
 
@@ -213,7 +212,7 @@ impl Engine {
     /// Persists decisions logged since the last flush (one durable batch). Called every second by
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
-        let pending = std::mem::take(&mut self.decisions.log.lock().unflushed);
+        let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
         }

@@ -43,7 +43,7 @@ const PARALLEL_BATCH: usize = 2048;
 enum Prepared {
     Rejected(Rejection),
     Aggregated { key: String, dropped: Vec<String> },
-    Store { person: String, event: Event, new_event: NewEvent, dropped: Vec<String> },
+    Store { person: String, event: Box<Event>, new_event: NewEvent, dropped: Vec<String> },
 }
 
 impl Engine {
@@ -79,7 +79,7 @@ impl Engine {
                 Prepared::Store { person, event, new_event, dropped } => {
                     report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
                     to_store.push(new_event);
-                    stored_events.push((person, event));
+                    stored_events.push((person, *event));
                 }
             }
         }
@@ -134,7 +134,7 @@ impl Engine {
             expires_ms: event.ts_ms.saturating_add(retention_days * DAY_MS),
             payload: postcard::to_stdvec(&event).expect("events always encode"),
         };
-        Prepared::Store { person, event, new_event, dropped: validated.dropped }
+        Prepared::Store { person, event: Box::new(event), new_event, dropped: validated.dropped }
     }
 
     /// Counts and folds newly stored events: in parallel across people shards for large batches,

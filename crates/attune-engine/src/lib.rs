@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub audit_retention_days: u32,
     /// Retention of logged decisions, exposures and notification plans, in days (default 90).
     pub decision_retention_days: u32,
+    /// How the personal share of a feed grows with engagement.
+    pub revelation: decide::Revelation,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +60,7 @@ impl Default for EngineConfig {
             default_retention_days: attune_core::schema::DEFAULT_RETENTION_DAYS,
             audit_retention_days: privacy::DEFAULT_AUDIT_RETENTION_DAYS,
             decision_retention_days: privacy::DEFAULT_DECISION_RETENTION_DAYS,
+            revelation: decide::Revelation::default(),
         }
     }
 }

@@ -23,6 +23,37 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Model training at scale on synthetic data.
     Train(crate::cmd_bench_train::BenchTrainArgs),
+    /// Decision latency and throughput: in process and over HTTP.
+    Decide(DecideArgs),
+}
+
+/// Decide benchmark options.
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// Catalog size.
+    #[arg(long, default_value_t = 10_000)]
+    pub items: usize,
+    /// People with histories.
+    #[arg(long, default_value_t = 100_000)]
+    pub people: usize,
+    /// Events per person (on average).
+    #[arg(long, default_value_t = 20)]
+    pub events_per_person: usize,
+    /// Decisions measured in process.
+    #[arg(long, default_value_t = 20_000)]
+    pub in_process: usize,
+    /// Decisions measured over HTTP.
+    #[arg(long, default_value_t = 40_000)]
+    pub http: usize,
+    /// Concurrent HTTP clients of the closed-loop (throughput) measurement.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Offered load of the open-loop (latency) measurement, decisions per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// Items per decision (one placement).
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
 }
 
 /// Ingest benchmark options.
@@ -52,6 +83,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Train(args) => crate::cmd_bench_train::run(args),
+        BenchCommand::Decide(args) => decide(args),
     }
 }
 
@@ -170,4 +202,217 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     );
     println!("| store size after import | {:.1} MiB | |", import_engine.store().disk_bytes() as f64 / (1 << 20) as f64);
     Ok(())
+}
+
+const BENCH_TAGS: [&str; 24] = [
+    "sleep",
+    "stress_relief",
+    "focus",
+    "digital_detox",
+    "movement",
+    "breathing",
+    "morning",
+    "evening",
+    "journaling",
+    "nature",
+    "nutrition",
+    "yoga",
+    "walking",
+    "mindfulness",
+    "body_scan",
+    "gratitude",
+    "tea",
+    "beginner-friendly",
+    "work",
+    "family",
+    "travel",
+    "reading",
+    "music",
+    "routine",
+];
+
+/// A synthetic catalog and audience with taste clusters, loaded through the real ingest path.
+fn synthetic_engine(args: &DecideArgs, dir: &std::path::Path) -> anyhow::Result<Arc<attune_engine::Engine>> {
+    use attune_server::{extract::from_value, routes::catalog::to_item, wire::ItemIn};
+    let engine = crate::serve::open_engine(dir)?;
+    let mut rng = StdRng::seed_from_u64(11);
+    let kinds = ["article", "meditation", "course", "retreat", "product"];
+    let mut items = Vec::with_capacity(args.items);
+    for i in 0..args.items {
+        let cluster = i % BENCH_TAGS.len();
+        let tags = vec![
+            BENCH_TAGS[cluster],
+            BENCH_TAGS[(cluster + 1 + i % 3) % BENCH_TAGS.len()],
+            BENCH_TAGS[rng.random_range(0..BENCH_TAGS.len())],
+        ];
+        let value = serde_json::json!({"id": format!("i-{i}"), "kind": kinds[i % kinds.len()], "title": format!("Item {i}"), "tags": tags,
+            "variants": {"foundational": {"headline": format!("Item {i}")}, "emotional": {"headline": format!("A kind item {i}")}}});
+        let wire: ItemIn = from_value(value, "item").map_err(|e| anyhow::anyhow!(e.message))?;
+        items.push(to_item(wire, i).map_err(|e| anyhow::anyhow!(e.message))?);
+    }
+    engine.upsert_items(items)?;
+    let now_s = jiff::Timestamp::now().as_second();
+    let total = args.people * args.events_per_person;
+    eprintln!("ingesting {total} events of {} people...", args.people);
+    let mut id = 0usize;
+    let mut batch = Vec::with_capacity(20_000);
+    for person in 0..args.people {
+        let taste = rng.random_range(0..BENCH_TAGS.len());
+        for _ in 0..args.events_per_person {
+            // Mostly the person's taste cluster (items i ≡ taste mod 24), sometimes anything.
+            let item = if rng.random_bool(0.8) {
+                let k = rng.random_range(0..args.items / BENCH_TAGS.len());
+                k * BENCH_TAGS.len() + taste
+            } else {
+                rng.random_range(0..args.items)
+            };
+            let ts = jiff::Timestamp::from_second(now_s - rng.random_range(0..30 * 86_400)).expect("in range");
+            batch.push(attune_server::routes::events::parse_event_value(
+                serde_json::json!({"id": format!("e-{id}"), "type": "view", "user": format!("u-{person}"),
+                    "item": format!("i-{}", item.min(args.items - 1)), "ts": ts.to_string()}),
+                0,
+            ));
+            id += 1;
+            if batch.len() == 20_000 {
+                engine.ingest(std::mem::take(&mut batch))?;
+            }
+        }
+    }
+    engine.ingest(batch)?;
+    eprintln!("training...");
+    let started = Instant::now();
+    let snapshot = engine.train()?;
+    eprintln!("trained in {:.1} s on {} interactions", started.elapsed().as_secs_f64(), snapshot.n_interactions);
+    Ok(engine)
+}
+
+fn decide(args: DecideArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let engine = synthetic_engine(&args, dir.path())?;
+    let mut rng = StdRng::seed_from_u64(5);
+    let request = |person: usize| attune_engine::decide::DecideRequest {
+        subject: Some(format!("u-{person}")),
+        context: attune_engine::decide::DecideContext {
+            timezone: Some("Europe/Berlin".into()),
+            device: Some("mobile".into()),
+            ..Default::default()
+        },
+        placements: vec![attune_engine::decide::PlacementRequest { slot: "home_feed".into(), count: args.count }],
+        explain: true,
+    };
+    let mut in_process = hdrhistogram::Histogram::<u64>::new(3).expect("valid");
+    for _ in 0..args.in_process {
+        let req = request(rng.random_range(0..args.people));
+        let started = Instant::now();
+        let decision = engine.decide(&req)?;
+        in_process.record(started.elapsed().as_nanos() as u64 / 1000).ok();
+        anyhow::ensure!(decision.placements[0].items.len() == args.count, "a full placement");
+    }
+
+    let state = AppState::new(Arc::clone(&engine), None, 0.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let people = args.people;
+    let body_for = move |rng: &mut StdRng| {
+        serde_json::to_vec(&serde_json::json!({"user": format!("u-{}", rng.random_range(0..people)),
+            "context": {"timezone": "Europe/Berlin", "device": "mobile"},
+            "placements": [{"slot": "home_feed", "count": args.count}], "explain": true}))
+        .expect("serializes")
+    };
+    let (rate, open_loop) = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(crate::serve::serve_until(listener, state, std::future::pending()));
+        let client = reqwest::Client::new();
+        let url = format!("http://{address}/v1/decide");
+
+        // Closed loop: how many decisions per second the server sustains.
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..args.clients {
+            let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
+            tasks.push(tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(100 + c as u64);
+                while next.fetch_add(1, Ordering::SeqCst) < args.http {
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body_for(&mut rng))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(response.status().is_success(), "decide failed: {}", response.status());
+                    response.bytes().await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let rate = args.http as f64 / started.elapsed().as_secs_f64();
+
+        // Open loop: latency at the offered rate, measured from when each request was due (no
+        // coordinated omission: a slow answer does not delay the next request).
+        let n = args.http;
+        let interval = std::time::Duration::from_secs_f64(1.0 / args.rate);
+        let started = tokio::time::Instant::now();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut tasks = Vec::with_capacity(n);
+        // At most 32 requests in flight (as many keep-alive connections): a request that finds all
+        // of them busy waits, and that wait counts in its latency.
+        let connections = Arc::new(tokio::sync::Semaphore::new(32));
+        for i in 0..n {
+            let due = started + interval * i as u32;
+            tokio::time::sleep_until(due).await;
+            let (client, url, body) = (client.clone(), url.clone(), body_for(&mut rng));
+            let connections = Arc::clone(&connections);
+            tasks.push(tokio::spawn(async move {
+                let _connection = connections.acquire_owned().await?;
+                let response = client.post(&url).header("content-type", "application/json").body(body).send().await?;
+                anyhow::ensure!(response.status().is_success(), "decide failed: {}", response.status());
+                response.bytes().await?;
+                anyhow::Ok(due.elapsed().as_micros() as u64)
+            }));
+        }
+        let mut histogram = hdrhistogram::Histogram::<u64>::new(3).expect("valid");
+        for task in tasks {
+            histogram.record(task.await??).ok();
+        }
+        anyhow::Ok((rate, histogram))
+    })?;
+    println!(
+        "| measure ({} items, {} people, {} events, {} per decision, explain on) | value | target |",
+        args.items,
+        args.people,
+        args.people * args.events_per_person,
+        args.count
+    );
+    println!("|---|---|---|");
+    println!("| in-process decide p50 | {:.3} ms | |", percentile(&in_process, 0.50));
+    println!("| in-process decide p99 | {:.3} ms | |", percentile(&in_process, 0.99));
+    println!(
+        "| HTTP decide p50 at {:.0}/s offered (open loop) | {:.3} ms | ≤ 1 ms |",
+        args.rate,
+        percentile(&open_loop, 0.50)
+    );
+    println!(
+        "| HTTP decide p99 at {:.0}/s offered (open loop) | {:.3} ms | ≤ 5 ms |",
+        args.rate,
+        percentile(&open_loop, 0.99)
+    );
+    println!(
+        "| HTTP decide throughput ({} clients, closed loop) | {:.0} decisions/s | ≥ 2,000/s |",
+        args.clients, rate
+    );
+    println!("| resident memory peak | {} MiB | |", peak_rss_mib());
+    Ok(())
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }

@@ -16,23 +16,63 @@ pub struct ServeArgs {
     /// Data directory of the embedded store.
     #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
     pub data: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host:5432/db`) to use instead of the embedded store.
+    #[arg(long, env = "ATTUNE_STORE")]
+    pub store: Option<String>,
     /// Admin key. Without one the server runs open, and only on a loopback address.
     #[arg(long, env = "ATTUNE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
     /// Requests per second allowed per scoped key (0: no limit).
     #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
     pub rate_limit: f64,
+    /// Gradual revelation: the personal share of a feed at zero engagement, at zero engagement
+    /// with declared goals, and at full engagement (see ARCHITECTURE.md).
+    #[arg(long, env = "ATTUNE_REVELATION", default_value = "0.1,0.6,0.9", value_parser = parse_revelation)]
+    pub revelation: attune_engine::decide::Revelation,
     /// Seconds between background trainings (models are also trained at start).
     #[arg(long, env = "ATTUNE_TRAIN_EVERY", default_value_t = 3600)]
     pub train_every: u64,
 }
 
+fn parse_revelation(text: &str) -> Result<attune_engine::decide::Revelation, String> {
+    let parts: Vec<f32> =
+        text.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    match parts[..] {
+        [floor, floor_with_goals, ceiling]
+            if [floor, floor_with_goals, ceiling].iter().all(|v| (0.0..=1.0).contains(v)) && floor <= ceiling =>
+        {
+            Ok(attune_engine::decide::Revelation { floor, floor_with_goals, ceiling })
+        }
+        _ => Err("three shares between 0 and 1: FLOOR,GOALS_FLOOR,CEILING (FLOOR ≤ CEILING)".into()),
+    }
+}
+
 /// Opens the embedded store and the engine over it.
 pub fn open_engine(data: &std::path::Path) -> anyhow::Result<Arc<Engine>> {
+    open_engine_with(data, EngineConfig::default())
+}
+
+fn open_engine_with(data: &std::path::Path, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
     let store = EmbeddedStore::open(data)
         .with_context(|| format!("opening the data directory {} (is another attune using it?)", data.display()))?;
-    let engine = Engine::open(Arc::new(store), Arc::new(SystemClock), EngineConfig::default())
-        .context("loading the engine state")?;
+    engine_over(Arc::new(store), config)
+}
+
+/// Opens the store the arguments name (PostgreSQL with `--store`, else the embedded one).
+pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<Arc<Engine>> {
+    let config = EngineConfig { revelation: args.revelation, ..EngineConfig::default() };
+    match &args.store {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = attune_store::PostgresStore::connect(url).context("connecting to PostgreSQL")?;
+            engine_over(Arc::new(store), config)
+        }
+        Some(other) => bail!("--store takes a postgres:// URL, not `{other}` (the embedded store uses --data)"),
+        None => open_engine_with(&args.data, config),
+    }
+}
+
+fn engine_over(store: Arc<dyn attune_store::Store>, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
+    let engine = Engine::open(store, Arc::new(SystemClock), config).context("loading the engine state")?;
     Ok(Arc::new(engine))
 }
 
@@ -144,7 +184,7 @@ pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_listen(&args.listen, args.admin_key.as_deref())?;
-    let engine = open_engine(&args.data)?;
+    let engine = open_engine_for(&args)?;
     let state = AppState::new(Arc::clone(&engine), args.admin_key.as_deref(), args.rate_limit);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
