@@ -91,10 +91,15 @@ impl Engine {
         for (outcome, stored) in outcomes.into_iter().zip(stored_events) {
             match outcome {
                 Appended::Duplicate => report.duplicates += 1,
-                Appended::New(_) => new_events.push(stored),
+                Appended::New(seq) => {
+                    report.accepted += 1;
+                    // With cluster sync a concurrent sync may have seen (and folded) it already.
+                    if self.cluster.claim(seq) {
+                        new_events.push(stored);
+                    }
+                }
             }
         }
-        report.accepted += new_events.len();
         self.apply_events(new_events, now_ms);
         Ok(report)
     }
@@ -139,7 +144,7 @@ impl Engine {
 
     /// Counts and folds newly stored events: in parallel across people shards for large batches,
     /// each person's events in batch order.
-    fn apply_events(&self, events: Vec<(String, Event)>, now_ms: i64) {
+    pub(crate) fn apply_events(&self, events: Vec<(String, Event)>, now_ms: i64) {
         if events.len() < PARALLEL_BATCH {
             for (person, event) in &events {
                 self.apply_event(person, event, now_ms);
@@ -223,6 +228,7 @@ impl Engine {
         let mut failure = None;
         self.store.scan_events(0, &mut |row| match postcard::from_bytes::<Event>(&row.payload) {
             Ok(event) => {
+                self.cluster.replayed(row.seq);
                 let person = self.resolve(event.subject.id());
                 self.apply_event(&person, &event, event.ts_ms);
                 true

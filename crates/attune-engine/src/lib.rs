@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod decide;
 pub mod decisions;
 pub mod editorial;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use catalog::Catalog;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::SyncReport;
 pub use error::{EngineError, Result, UserError};
 pub use ingest::{IngestItem, IngestReport};
 pub use keys::{ApiKey, Scope};
@@ -51,6 +53,9 @@ pub struct EngineConfig {
     pub decision_retention_days: u32,
     /// How the personal share of a feed grows with engagement.
     pub revelation: decide::Revelation,
+    /// Other processes share the store: track folded events so that [`Engine::sync_from_store`]
+    /// can fold theirs (see [`cluster`]). Off for the embedded store (one process).
+    pub cluster: bool,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +66,7 @@ impl Default for EngineConfig {
             audit_retention_days: privacy::DEFAULT_AUDIT_RETENTION_DAYS,
             decision_retention_days: privacy::DEFAULT_DECISION_RETENTION_DAYS,
             revelation: decide::Revelation::default(),
+            cluster: false,
         }
     }
 }
@@ -152,6 +158,7 @@ pub struct Engine {
     /// People erased since the models were trained: their factors are never used again.
     erased_since_training: RwLock<rustc_hash::FxHashSet<String>>,
     decisions: decisions::Decisions,
+    cluster: cluster::ClusterState,
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -167,7 +174,9 @@ impl Engine {
     /// preferences, then folds every stored event into profiles, then completes erasures a crash
     /// interrupted (see [`privacy`]).
     pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine> {
+        let cluster = cluster::ClusterState::new(config.cluster);
         let engine = Engine {
+            cluster,
             store,
             clock,
             config,

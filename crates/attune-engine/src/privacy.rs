@@ -647,7 +647,12 @@ impl Engine {
                 payload: e.payload.clone(),
             })
             .collect();
-        self.store.append_events(events)?;
+        for outcome in self.store.append_events(events)? {
+            // Already folded under its old number: a cluster sync must not fold it again here.
+            if let attune_store::Appended::New(seq) = outcome {
+                self.cluster.claim(seq);
+            }
+        }
         self.store.delete(Table::Erasures, key)?;
         Ok(())
     }

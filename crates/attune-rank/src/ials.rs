@@ -92,6 +92,22 @@ impl Ials {
         ((item as usize) < self.n_items).then(|| &self.item_factors[item as usize * f..(item as usize + 1) * f])
     }
 
+    /// The same model over another item numbering: item `i` becomes `new_index[i]` in a catalog of
+    /// `n_items` items; items absent from `new_index` get a zero vector (they score 0, as items
+    /// never trained on). The Gram matrix is unchanged: zero rows add nothing to `YᵀY`.
+    ///
+    /// # Panics
+    /// If `new_index` is shorter than the model's item count or names an index `>= n_items`.
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Ials {
+        let f = self.factors();
+        let mut item_factors = vec![0f32; n_items * f];
+        for (old, &new) in new_index.iter().enumerate().take(self.n_items) {
+            let new = new as usize;
+            item_factors[new * f..(new + 1) * f].copy_from_slice(&self.item_factors[old * f..(old + 1) * f]);
+        }
+        Ials { item_factors, n_items, ..self.clone() }
+    }
+
     /// Computes a person vector from `(item_idx, weight)` pairs against the trained item factors,
     /// without retraining: the exact least-squares solution of one row of the iALS objective
     /// (Cholesky of `YᵀY + λI + Σ α w y yᵀ`). Unknown items are ignored. Cost O(n f² + f³).

@@ -63,6 +63,20 @@ impl ItemKnn {
         &self.params
     }
 
+    /// The same model over another item numbering: item `i` becomes `new_index[i]` in a catalog of
+    /// `n_items` items (items absent from `new_index` have no neighbours). A model trained in one
+    /// process is used by another whose catalog numbers items differently.
+    ///
+    /// # Panics
+    /// If `new_index` is shorter than the model's item count or names an index `>= n_items`.
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> ItemKnn {
+        let mut rows: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_items];
+        for (old, &new) in new_index.iter().enumerate().take(self.similar.n_rows()) {
+            rows[new as usize] = self.similar.row(old).iter().map(|&(j, s)| (new_index[j as usize], s)).collect();
+        }
+        ItemKnn { params: self.params, similar: SparseRows::from_rows(rows) }
+    }
+
     /// The precomputed neighbours of `item` as `(item, similarity)`, most similar first. Empty for
     /// an unknown item.
     pub fn neighbors(&self, item: u32) -> &[(u32, f32)] {
@@ -126,6 +140,20 @@ mod tests {
         m.score_with_evidence(&x.query(5), &mut out, &mut ev);
         assert!(ev[2].0 == 0 || ev[2].0 == 1);
         assert_eq!(ev[3].0, u32::MAX);
+    }
+
+    #[test]
+    fn remapped_neighbours_follow_their_items() {
+        let m = ItemKnn::fit(&clusters(), &ItemKnnParams::default());
+        // Reversed numbering in a catalog with one more item (index 5 was never trained on).
+        let new_index = [4u32, 3, 2, 1, 0];
+        let r = m.remap_items(&new_index, 6);
+        for old in 0..5u32 {
+            let expected: Vec<(u32, f32)> = m.neighbors(old).iter().map(|&(j, s)| (new_index[j as usize], s)).collect();
+            assert_eq!(r.neighbors(new_index[old as usize]), &expected[..]);
+        }
+        assert!(r.neighbors(5).is_empty());
+        assert_eq!(r.n_items(), 6);
     }
 
     #[test]

@@ -1,0 +1,822 @@
+//! Several engines on one shared store (PostgreSQL): each process folds what the others wrote.
+//!
+//! An engine keeps profiles, the catalog, consent, preferences, aliases, keys, schemas and editorial
+//! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`Engine::sync_from_store`]
+//! (the server calls it every second) brings that state up to date with the store:
+//!
+//! - **Events (tailing).** The engine keeps a watermark (`scanned_to`: the highest sequence number a
+//!   sync or the start-up replay has read) and the set of sequence numbers it has folded above
+//!   `scanned_to - RESCAN_WINDOW`. Every sync scans from `scanned_to - RESCAN_WINDOW`, folds each
+//!   event whose number it can *claim* (not yet in the set), and moves the watermark. The rule:
+//!   **an event is folded by whoever claims its sequence number first** — the ingest path claims the
+//!   numbers its own appends got (`Appended::New(seq)`), the sync claims what it scans, so an event
+//!   this process appended is never folded twice even when a sync sees it before the ingest call
+//!   returns. Numbers at or below `scanned_to - RESCAN_WINDOW` count as folded.
+//!   The window is a safety net: `PostgresStore` hands out sequence numbers in commit order, so a
+//!   lower number never becomes visible after a higher one, but a backend that numbered with a
+//!   plain sequence would commit out of order; rescanning the last [`RESCAN_WINDOW`] numbers
+//!   catches such late commits. Memory: the set holds at most `RESCAN_WINDOW` numbers plus the
+//!   numbers this process appended since the last sync; it is pruned at every sync. The rescan costs
+//!   one read of up to `RESCAN_WINDOW` events per sync (about 2 MB at 200 bytes per event).
+//! - **Records.** Every sync reads the record tables another process may change (items, schemas,
+//!   keys, aliases, consent, preferences, slots, picks, rules, flags) in full, compares a 64-bit
+//!   hash of each value with the one seen before, and applies only what changed: items are upserted
+//!   (a withdrawal is an update), keys replaced (a revoked key is refused within one sync period),
+//!   aliases applied with the affected profiles rebuilt, consent applied with the profile dropped
+//!   or rebuilt, editorial state reloaded when any of its tables changed. This is a full scan of
+//!   those tables each time: cheap at demo scale (see `SyncReport::seconds`), linear in the number
+//!   of people with stored consent or preferences. Consent set on another server is therefore
+//!   effective here within one sync period, not on the very next request.
+//! - **Erasures.** An erasure in progress elsewhere (`pending` record in [`Table::Erasures`]) drops
+//!   the person and their aliases from memory here and hides their model factors, as the erasing
+//!   server does. An erasure that starts and finishes between two syncs is not seen (the record
+//!   names no one afterwards): its person stays in this process's memory until it restarts.
+//!
+//! Models: one process trains (the server elects it with the store's training lock) and publishes
+//! with [`Engine::publish_models`]; the others call [`Engine::load_published_models`]. The
+//! published form carries the trainer's item id list; a loading process maps each id to its own
+//! catalog index (interning unknown ids) and renumbers the models, because catalog indices are
+//! per process (see [`crate::models`]). The content model is not shipped: it is refitted from the
+//! local catalog.
+
+use std::{collections::BTreeSet, time::Instant};
+
+use attune_core::{Consent, Item, Preferences, Purpose, Schema};
+use attune_store::Table;
+use parking_lot::Mutex;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::{ApiKey, Engine, Result, from_json};
+
+/// How many sequence numbers below the watermark every sync reads again.
+pub const RESCAN_WINDOW: u64 = 10_000;
+
+/// Events decoded and folded per step of a sync (bounds its memory).
+const FOLD_BATCH: usize = 10_000;
+
+/// Record tables another process may change, reloaded by [`Engine::sync_from_store`].
+const SYNCED_TABLES: [Table; 10] = [
+    Table::Items,
+    Table::Schemas,
+    Table::Keys,
+    Table::Aliases,
+    Table::Consent,
+    Table::Preferences,
+    Table::Slots,
+    Table::Picks,
+    Table::Rules,
+    Table::Flags,
+];
+
+/// What one [`Engine::sync_from_store`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Events other processes appended, folded now.
+    pub events_folded: usize,
+    /// The watermark after the sync (highest sequence number read).
+    pub watermark: u64,
+    /// Changed records per table name (only tables with changes).
+    pub changed: Vec<(&'static str, usize)>,
+    /// Profiles rebuilt (alias or consent changes).
+    pub profiles_rebuilt: usize,
+    /// People dropped from memory because another server is erasing them.
+    pub erased: usize,
+    /// Whether the editorial state was reloaded.
+    pub editorial_reloaded: bool,
+    /// Wall time of the sync.
+    pub seconds: f64,
+}
+
+/// The cluster bookkeeping of one engine.
+#[derive(Default)]
+pub(crate) struct ClusterState {
+    enabled: bool,
+    tail: Mutex<Tail>,
+    /// Table → key → hash of the value last applied.
+    digests: Mutex<FxHashMap<Table, FxHashMap<String, u64>>>,
+    /// One sync at a time.
+    syncing: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Tail {
+    scanned_to: u64,
+    applied: BTreeSet<u64>,
+}
+
+impl Tail {
+    fn floor(&self) -> u64 {
+        self.scanned_to.saturating_sub(RESCAN_WINDOW)
+    }
+
+    fn claim(&mut self, seq: u64) -> bool {
+        seq > self.floor() && self.applied.insert(seq)
+    }
+
+    fn advance(&mut self, seq: u64) {
+        self.scanned_to = self.scanned_to.max(seq);
+    }
+
+    fn prune(&mut self) {
+        let floor = self.floor();
+        if self.applied.first().is_some_and(|&first| first <= floor) {
+            self.applied = self.applied.split_off(&(floor + 1));
+        }
+    }
+}
+
+impl ClusterState {
+    pub(crate) fn new(enabled: bool) -> ClusterState {
+        ClusterState { enabled, ..ClusterState::default() }
+    }
+
+    /// Claims an event this process appended or is about to fold: true if it is the first claim
+    /// (fold it), false if a sync already folded it. Always true when cluster sync is off.
+    pub(crate) fn claim(&self, seq: u64) -> bool {
+        !self.enabled || self.tail.lock().claim(seq)
+    }
+
+    /// Notes an event folded by the start-up replay.
+    pub(crate) fn replayed(&self, seq: u64) {
+        if !self.enabled {
+            return;
+        }
+        let mut tail = self.tail.lock();
+        tail.advance(seq);
+        tail.applied.insert(seq);
+        if tail.applied.len() as u64 > 2 * RESCAN_WINDOW {
+            tail.prune();
+        }
+    }
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// Records of one table that differ from what was applied before.
+#[derive(Default)]
+struct Changes {
+    changed: Vec<(String, Vec<u8>)>,
+    removed: Vec<String>,
+}
+
+impl Changes {
+    fn len(&self) -> usize {
+        self.changed.len() + self.removed.len()
+    }
+}
+
+impl Engine {
+    /// Folds what other processes wrote to the shared store since the last call: their events,
+    /// and changed items, schemas, keys, aliases, consent, preferences and editorial state (see
+    /// the [module documentation](crate::cluster)). Cheap when nothing changed; safe to call from
+    /// one thread while requests are served. Does nothing unless the engine was opened with
+    /// [`EngineConfig::cluster`](crate::EngineConfig).
+    pub fn sync_from_store(&self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        if !self.cluster.enabled {
+            return Ok(report);
+        }
+        let _one_at_a_time = self.cluster.syncing.lock();
+        let started = Instant::now();
+        // Records first: events are folded under the consent and aliases in force now.
+        self.sync_records(&mut report)?;
+        self.sync_events(&mut report)?;
+        // Last: an erased person's events folded just above go with them.
+        self.sync_erasures(&mut report)?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    fn sync_events(&self, report: &mut SyncReport) -> Result<()> {
+        let from = self.cluster.tail.lock().floor();
+        let now_ms = self.now_ms();
+        let mut batch = Vec::new();
+        let mut failure = None;
+        let mut highest = 0;
+        self.store.scan_events(from, &mut |row| {
+            highest = highest.max(row.seq);
+            if !self.cluster.claim(row.seq) {
+                return true;
+            }
+            match Engine::decode_event(&row.payload) {
+                Ok(event) => batch.push(event),
+                Err(err) => {
+                    failure = Some(err);
+                    return false;
+                }
+            }
+            if batch.len() >= FOLD_BATCH {
+                report.events_folded += batch.len();
+                self.fold_synced(std::mem::take(&mut batch), now_ms);
+            }
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        report.events_folded += batch.len();
+        self.fold_synced(batch, now_ms);
+        let mut tail = self.cluster.tail.lock();
+        tail.advance(highest);
+        tail.prune();
+        report.watermark = tail.scanned_to;
+        Ok(())
+    }
+
+    fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
+        let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), event)).collect();
+        self.apply_events(events, now_ms);
+    }
+
+    /// Scans `table` and returns what differs from the digests, recording the new ones.
+    fn changes(&self, table: Table) -> Result<Changes> {
+        let mut digests = self.cluster.digests.lock();
+        let known = digests.entry(table).or_default();
+        let mut seen: FxHashSet<String> = FxHashSet::default();
+        let mut changes = Changes::default();
+        self.store.scan(table, "", &mut |key, bytes| {
+            let hash = digest(bytes);
+            if known.get(key) != Some(&hash) {
+                known.insert(key.to_owned(), hash);
+                changes.changed.push((key.to_owned(), bytes.to_vec()));
+            }
+            seen.insert(key.to_owned());
+            true
+        })?;
+        known.retain(|key, _| {
+            let keep = seen.contains(key);
+            if !keep {
+                changes.removed.push(key.clone());
+            }
+            keep
+        });
+        Ok(changes)
+    }
+
+    fn sync_records(&self, report: &mut SyncReport) -> Result<()> {
+        let mut editorial_changed = false;
+        for table in SYNCED_TABLES {
+            let changes = self.changes(table)?;
+            if changes.len() == 0 {
+                continue;
+            }
+            let n = match table {
+                Table::Items => self.apply_item_changes(changes)?,
+                Table::Schemas => self.apply_schema_changes(changes)?,
+                Table::Keys => self.apply_key_changes(changes)?,
+                Table::Aliases => self.apply_alias_changes(changes, report)?,
+                Table::Consent => self.apply_consent_changes(changes, report)?,
+                Table::Preferences => self.apply_preference_changes(changes)?,
+                _ => {
+                    editorial_changed = true;
+                    changes.len()
+                }
+            };
+            if n > 0 {
+                report.changed.push((table.name(), n));
+            }
+        }
+        if editorial_changed {
+            self.load_editorial()?;
+            report.editorial_reloaded = true;
+        }
+        Ok(())
+    }
+
+    fn apply_item_changes(&self, changes: Changes) -> Result<usize> {
+        let mut items = Vec::new();
+        for (_, bytes) in &changes.changed {
+            items.push(from_json::<Item>("item", bytes)?);
+        }
+        let mut catalog = self.catalog.write();
+        let mut n = 0;
+        for item in items {
+            let same = catalog.lookup(&item.id).and_then(|idx| catalog.item(idx)).is_some_and(|known| **known == item);
+            if !same {
+                catalog.upsert(item);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn apply_schema_changes(&self, changes: Changes) -> Result<usize> {
+        let mut parsed = Vec::new();
+        for (name, bytes) in changes.changed {
+            parsed.push((name, from_json::<Schema>("schema", &bytes)?));
+        }
+        let mut schemas = self.schemas.write();
+        let mut n = 0;
+        for (name, schema) in parsed {
+            if schemas.get(&name) != Some(&schema) {
+                schemas.insert(name, schema);
+                n += 1;
+            }
+        }
+        for name in changes.removed {
+            n += usize::from(schemas.remove(&name).is_some());
+        }
+        Ok(n)
+    }
+
+    fn apply_key_changes(&self, changes: Changes) -> Result<usize> {
+        let mut parsed = Vec::new();
+        for (_, bytes) in &changes.changed {
+            parsed.push(from_json::<ApiKey>("key", bytes)?);
+        }
+        let mut keys = self.keys.write();
+        let mut n = 0;
+        for key in parsed {
+            if keys.get(&key.hash) != Some(&key) {
+                keys.insert(key.hash.clone(), key);
+                n += 1;
+            }
+        }
+        if !changes.removed.is_empty() {
+            let before = keys.len();
+            keys.retain(|_, key| !changes.removed.contains(&key.id));
+            n += before - keys.len();
+        }
+        Ok(n)
+    }
+
+    fn apply_alias_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
+        let mut parsed = Vec::new();
+        for (alias, bytes) in changes.changed {
+            parsed.push((alias, from_json::<String>("alias", &bytes)?));
+        }
+        // People whose profile must be refolded, and anonymous ids whose own profile goes.
+        let mut rebuild: BTreeSet<String> = BTreeSet::new();
+        let mut merged: Vec<String> = Vec::new();
+        {
+            let mut aliases = self.aliases.write();
+            for (alias, person) in parsed {
+                let before = aliases.insert(alias.clone(), person.clone());
+                if before.as_ref() != Some(&person) {
+                    rebuild.extend(before);
+                    rebuild.insert(person);
+                    merged.push(alias);
+                }
+            }
+            for alias in &changes.removed {
+                if let Some(person) = aliases.remove(alias) {
+                    rebuild.insert(person);
+                    rebuild.insert(alias.clone());
+                }
+            }
+        }
+        let n = merged.len() + changes.removed.len();
+        for alias in &merged {
+            self.people.update(alias, |state| state.profile = None);
+        }
+        for person in &rebuild {
+            self.rebuild_profile(person)?;
+        }
+        report.profiles_rebuilt += rebuild.len();
+        Ok(n)
+    }
+
+    fn apply_consent_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
+        let mut updates: Vec<(String, Option<Consent>)> = Vec::new();
+        for (person, bytes) in changes.changed {
+            updates.push((person, Some(from_json::<Consent>("consent", &bytes)?)));
+        }
+        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
+        let mut n = 0;
+        for (person, consent) in updates {
+            let effective = consent.unwrap_or(self.config.default_consent);
+            let needs_rebuild = self.people.read(&person, |state| {
+                let known = state.and_then(|s| s.consent);
+                (known != consent).then(|| state.is_none_or(|s| s.profile.is_none()))
+            });
+            let Some(had_no_profile) = needs_rebuild else { continue };
+            n += 1;
+            let now_ms = self.now_ms();
+            self.people.update(&person, |state| {
+                state.consent = consent;
+                state.updated_ms = state.updated_ms.max(now_ms);
+                if !effective.allows(Purpose::Personalization) {
+                    state.profile = None;
+                }
+            });
+            if effective.allows(Purpose::Personalization) && had_no_profile {
+                self.rebuild_profile(&person)?;
+                report.profiles_rebuilt += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn apply_preference_changes(&self, changes: Changes) -> Result<usize> {
+        let mut updates: Vec<(String, Option<Preferences>)> = Vec::new();
+        for (person, bytes) in changes.changed {
+            updates.push((person, Some(from_json::<Preferences>("preferences", &bytes)?)));
+        }
+        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
+        let mut n = 0;
+        for (person, preferences) in updates {
+            let same =
+                self.people.read(&person, |state| state.and_then(|s| s.preferences.as_ref()) == preferences.as_ref());
+            if !same {
+                self.people.update(&person, |state| state.preferences = preferences);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Drops from memory the people another server is erasing (`pending\0<person>` records).
+    fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
+        let mut ids: Vec<String> = Vec::new();
+        let mut failure = None;
+        self.store.scan(Table::Erasures, "pending\0", &mut |_, bytes| match from_json::<serde_json::Value>(
+            "pending erasure",
+            bytes,
+        ) {
+            Ok(pending) => {
+                let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
+                ids.extend(named.map(str::to_owned));
+                true
+            }
+            Err(err) => {
+                failure = Some(err);
+                false
+            }
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let known: Vec<String> = ids
+            .into_iter()
+            .filter(|id| self.people.read(id, |state| state.is_some()) || self.aliases.read().contains_key(id))
+            .collect();
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.aliases.write().retain(|alias, person| !known.contains(alias) && !known.contains(person));
+        for id in &known {
+            self.people.remove(id);
+        }
+        self.forget_model_traces(&known);
+        report.erased += known.len();
+        Ok(())
+    }
+}
+
+// ---- published models ----
+
+/// Key of the published models' header in [`Table::Models`].
+const MODELS_CURRENT: &str = "current";
+/// Published models are written in chunks of this many bytes (one record each).
+const MODEL_CHUNK: usize = 4 << 20;
+
+/// What [`Table::Models`] holds under `current` (JSON): which version is published and where its
+/// bytes are (`blob\0<version>\0<chunk:06>`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PublishedHeader {
+    version: u64,
+    trained_at_ms: i64,
+    n_chunks: usize,
+    n_bytes: usize,
+    /// xxh3 of the concatenated chunks.
+    digest: u64,
+}
+
+/// The published form of a [`ModelSnapshot`] (postcard). Item indices are the trainer's; the
+/// trainer's catalog id of index `i` is `item_ids[i]`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishedModels {
+    version: u64,
+    trained_at_ms: i64,
+    n_users: usize,
+    n_interactions: usize,
+    n_events: usize,
+    stats: Vec<(String, f64)>,
+    users: Vec<(String, u32)>,
+    item_ids: Vec<String>,
+    knn: Option<attune_rank::ItemKnn>,
+    ials: Option<attune_rank::Ials>,
+    popularity: Vec<f32>,
+    trending: Vec<f32>,
+}
+
+fn blob_key(version: u64, chunk: usize) -> String {
+    format!("blob\0{version:020}\0{chunk:06}")
+}
+
+fn stat_name(name: &str) -> &'static str {
+    match name {
+        "popularity" => "popularity",
+        "trending" => "trending",
+        "item_knn" => "item_knn",
+        "ials" => "ials",
+        "content" => "content",
+        _ => "other",
+    }
+}
+
+fn remap_scores(scores: &[f32], new_index: &[u32], n_items: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n_items];
+    for (old, &score) in scores.iter().enumerate() {
+        out[new_index[old] as usize] = score;
+    }
+    out
+}
+
+impl Engine {
+    /// Writes the models in use to [`Table::Models`] for the other processes on the store: the
+    /// chunks of the new version first, then the `current` header that names them, then the
+    /// previous version's chunks are deleted. Returns the published version. The caller must hold
+    /// the cluster's training lock (only one process publishes).
+    pub fn publish_models(&self) -> Result<u64> {
+        let snapshot = self.models();
+        let item_ids: Vec<String> = {
+            let catalog = self.catalog.read();
+            (0..snapshot.n_items as u32).map(|i| catalog.id(attune_core::ItemIdx(i)).to_owned()).collect()
+        };
+        let published = PublishedModels {
+            version: snapshot.version,
+            trained_at_ms: snapshot.trained_at_ms,
+            n_users: snapshot.n_users,
+            n_interactions: snapshot.n_interactions,
+            n_events: snapshot.n_events,
+            stats: snapshot.stats.iter().map(|s| (s.name.to_owned(), s.fit_seconds)).collect(),
+            users: snapshot.users.iter().map(|(id, row)| (id.clone(), *row)).collect(),
+            item_ids,
+            knn: snapshot.knn.clone(),
+            ials: snapshot.ials.clone(),
+            popularity: snapshot.popularity.clone(),
+            trending: snapshot.trending.clone(),
+        };
+        let bytes = postcard::to_stdvec(&published).expect("models always encode");
+        let previous = self.published_header()?;
+        let chunks: Vec<(String, Vec<u8>)> = bytes
+            .chunks(MODEL_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| (blob_key(snapshot.version, i), chunk.to_vec()))
+            .collect();
+        for chunk in &chunks {
+            self.store.put(Table::Models, &chunk.0, &chunk.1)?;
+        }
+        let header = PublishedHeader {
+            version: snapshot.version,
+            trained_at_ms: snapshot.trained_at_ms,
+            n_chunks: chunks.len(),
+            n_bytes: bytes.len(),
+            digest: digest(&bytes),
+        };
+        self.store.put(Table::Models, MODELS_CURRENT, &crate::to_json(&header))?;
+        if let Some(previous) = previous.filter(|p| p.version != header.version) {
+            for i in 0..previous.n_chunks {
+                self.store.delete(Table::Models, &blob_key(previous.version, i))?;
+            }
+        }
+        tracing::info!(version = header.version, bytes = header.n_bytes, "models published");
+        Ok(header.version)
+    }
+
+    /// The version published in the store, if any.
+    pub fn published_models_version(&self) -> Result<Option<u64>> {
+        Ok(self.published_header()?.map(|h| h.version))
+    }
+
+    fn published_header(&self) -> Result<Option<PublishedHeader>> {
+        match self.store.get(Table::Models, MODELS_CURRENT)? {
+            Some(bytes) => Ok(Some(from_json("published models header", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads the published models if their version differs from the one in use, renumbering items
+    /// to this process's catalog, and swaps them in. Returns the version loaded (`None`: nothing
+    /// new). People erased here stay hidden unless the loaded models no longer know them.
+    pub fn load_published_models(&self) -> Result<Option<u64>> {
+        let Some(header) = self.published_header()? else { return Ok(None) };
+        if header.version == self.models().version {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(header.n_bytes);
+        for i in 0..header.n_chunks {
+            // A chunk may vanish when a newer version replaces this one meanwhile: the next poll
+            // loads that one.
+            let chunk = self
+                .store
+                .get(Table::Models, &blob_key(header.version, i))?
+                .ok_or_else(|| crate::error::corrupt("published models", "a chunk is missing (replaced meanwhile?)"))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() != header.n_bytes || digest(&bytes) != header.digest {
+            return Err(crate::error::corrupt("published models", "length or digest mismatch"));
+        }
+        let published: PublishedModels =
+            postcard::from_bytes(&bytes).map_err(|err| crate::error::corrupt("published models", err))?;
+        let started = Instant::now();
+        let new_index: Vec<u32> = published.item_ids.iter().map(|id| self.intern_item(id).0).collect();
+        let (n_items, docs) = {
+            let catalog = self.catalog.read();
+            (catalog.len(), crate::models::item_docs(&catalog))
+        };
+        let identity = n_items == new_index.len() && new_index.iter().enumerate().all(|(i, &j)| i as u32 == j);
+        let (knn, ials, popularity, trending) = if identity {
+            (published.knn, published.ials, published.popularity, published.trending)
+        } else {
+            (
+                published.knn.map(|m| m.remap_items(&new_index, n_items)),
+                published.ials.map(|m| m.remap_items(&new_index, n_items)),
+                remap_scores(&published.popularity, &new_index, n_items),
+                remap_scores(&published.trending, &new_index, n_items),
+            )
+        };
+        let content =
+            (!docs.is_empty()).then(|| attune_rank::Content::fit(&docs, &attune_rank::ContentParams::default()));
+        let users: FxHashMap<String, u32> = published.users.into_iter().collect();
+        let snapshot = crate::models::ModelSnapshot {
+            version: published.version,
+            trained_at_ms: published.trained_at_ms,
+            n_users: published.n_users,
+            n_items,
+            n_interactions: published.n_interactions,
+            n_events: published.n_events,
+            stats: published
+                .stats
+                .iter()
+                .map(|(name, fit_seconds)| crate::models::ModelStats {
+                    name: stat_name(name),
+                    fit_seconds: *fit_seconds,
+                })
+                .collect(),
+            users,
+            knn,
+            ials,
+            popularity,
+            trending,
+            content,
+        };
+        // Factors of people erased here stay unused while the loaded models still know them.
+        self.erased_since_training.write().retain(|id| snapshot.users.contains_key(id));
+        *self.models.write() = std::sync::Arc::new(snapshot);
+        tracing::info!(
+            version = header.version,
+            remapped = !identity,
+            seconds = started.elapsed().as_secs_f64(),
+            "published models loaded"
+        );
+        Ok(Some(header.version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use attune_core::validate::RawEvent;
+    use attune_store::{EmbeddedStore, Store};
+
+    use super::*;
+    use crate::{EngineConfig, IngestItem, ManualClock, Scope};
+
+    const NOW_MS: i64 = 1_780_000_000_000;
+
+    /// Two engines over one store, as two servers over one database.
+    fn pair() -> (tempfile::TempDir, Engine, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+        let open = || {
+            let config = EngineConfig { cluster: true, ..EngineConfig::default() };
+            Engine::open(Arc::clone(&store), Arc::new(ManualClock::new(NOW_MS)), config).expect("engine")
+        };
+        let (a, b) = (open(), open());
+        (dir, a, b)
+    }
+
+    fn item(id: &str, tags: &[&str]) -> Item {
+        Item {
+            id: id.to_owned(),
+            kind: "article".to_owned(),
+            title: id.to_owned(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            attributes: Default::default(),
+            available: true,
+            published_at: None,
+            variants: Default::default(),
+        }
+    }
+
+    fn views(engine: &Engine, user: &str, items: &[&str], tag: &str) {
+        let batch = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                IngestItem::Raw(RawEvent {
+                    id: Some(format!("{tag}-{user}-{i}")),
+                    kind: Some("view".to_owned()),
+                    user: Some(user.to_owned()),
+                    item: Some((*item).to_owned()),
+                    ..RawEvent::default()
+                })
+            })
+            .collect();
+        let report = engine.ingest(batch).expect("ingest");
+        assert_eq!(report.accepted, items.len(), "{report:?}");
+    }
+
+    #[test]
+    fn each_engine_folds_the_others_events_once() {
+        let (_dir, a, b) = pair();
+        views(&a, "u-1", &["i-1", "i-2"], "a");
+        views(&b, "u-1", &["i-3"], "b");
+        // Syncing twice, and syncing the writer itself, folds nothing twice.
+        for _ in 0..2 {
+            a.sync_from_store().expect("sync a");
+            b.sync_from_store().expect("sync b");
+        }
+        assert_eq!(a.person("u-1").expect("a knows u-1").n_events, 3);
+        assert_eq!(b.person("u-1").expect("b knows u-1").n_events, 3);
+        assert_eq!(a.person("u-1").unwrap().recent.len(), b.person("u-1").unwrap().recent.len());
+    }
+
+    #[test]
+    fn records_written_through_one_engine_reach_the_other() {
+        let (_dir, a, b) = pair();
+        let (key, secret) = a.create_key("ingest", vec![Scope::EventsWrite]).expect("key");
+        a.upsert_items(vec![item("i-new", &["sleep"])]).expect("items");
+        let report = b.sync_from_store().expect("sync");
+        assert!(b.authenticate(&secret).is_some(), "{report:?}");
+        assert!(b.item("i-new").is_some());
+        a.revoke_key(&key.id).expect("revoke");
+        a.withdraw_item("i-new").expect("withdraw");
+        b.sync_from_store().expect("sync");
+        assert!(b.authenticate(&secret).is_none(), "a key revoked on one engine is refused on the other");
+        assert!(!b.item("i-new").expect("item").available);
+        // Nothing changed: nothing applied.
+        let idle = b.sync_from_store().expect("sync");
+        assert_eq!((idle.changed.len(), idle.events_folded), (0, 0), "{idle:?}");
+    }
+
+    #[test]
+    fn consent_and_merges_made_elsewhere_apply_here() {
+        let (_dir, a, b) = pair();
+        views(&a, "anon-1", &["i-1"], "a");
+        views(&a, "u-2", &["i-2"], "a");
+        b.sync_from_store().expect("sync");
+        a.identify("anon-1", "u-2", "open").expect("identify");
+        b.sync_from_store().expect("sync");
+        assert_eq!(b.resolve("anon-1"), "u-2");
+        assert_eq!(b.person("u-2").expect("u-2").recent.len(), 2, "the merged history is refolded");
+        let withdrawn = Consent { personalization: false, ..Consent::default() };
+        a.put_consent("u-2", withdrawn, "open").expect("consent");
+        b.sync_from_store().expect("sync");
+        assert!(!b.consent_of("u-2").personalization);
+        assert!(b.person("u-2").expect("u-2").recent.is_empty(), "no profile without consent");
+    }
+
+    #[test]
+    fn published_models_load_with_items_renumbered() {
+        let (_dir, a, b) = pair();
+        // B interns an item A has never seen, so the two catalogs number items differently.
+        views(&b, "u-0", &["i-only-b"], "b");
+        for user in 0..20 {
+            let items: Vec<String> = (0..6).map(|i| format!("i-{}", (user + i) % 9)).collect();
+            let items: Vec<&str> = items.iter().map(String::as_str).collect();
+            views(&a, &format!("u-{user}"), &items, "a");
+        }
+        a.sync_from_store().expect("sync");
+        let trained = a.train().expect("train");
+        assert_eq!(a.publish_models().expect("publish"), trained.version);
+        b.sync_from_store().expect("sync");
+        assert_eq!(b.load_published_models().expect("load"), Some(trained.version));
+        assert_eq!(b.load_published_models().expect("load again"), None, "same version: nothing to do");
+        let loaded = b.models();
+        assert_eq!(loaded.version, trained.version);
+        let (ka, kb) = (a.catalog(), b.catalog());
+        assert_ne!(ka.lookup("i-3"), kb.lookup("i-3"), "the test needs different numberings");
+        let (ia, ib) = (ka.lookup("i-3").unwrap().0, kb.lookup("i-3").unwrap().0);
+        let named = |catalog: &crate::Catalog, row: &[(u32, f32)]| -> Vec<(String, f32)> {
+            row.iter().map(|&(j, s)| (catalog.id(attune_core::ItemIdx(j)).to_owned(), s)).collect()
+        };
+        let knn_a = trained.knn.as_ref().expect("knn");
+        let knn_b = loaded.knn.as_ref().expect("knn");
+        assert_eq!(named(&ka, knn_a.neighbors(ia)), named(&kb, knn_b.neighbors(ib)));
+        assert_eq!(trained.popularity[ia as usize], loaded.popularity[ib as usize]);
+        assert_eq!(trained.users, loaded.users);
+    }
+
+    #[test]
+    fn a_sequence_number_is_claimed_once_and_old_ones_never() {
+        let mut tail = Tail::default();
+        assert!(tail.claim(5));
+        assert!(!tail.claim(5));
+        tail.advance(RESCAN_WINDOW + 20);
+        tail.prune();
+        // 5 is below the window now: counted as folded, and pruned from the set.
+        assert!(!tail.claim(5));
+        assert!(tail.applied.is_empty());
+        assert!(tail.claim(RESCAN_WINDOW + 19));
+        // An own append above the watermark survives pruning until a sync passes it.
+        assert!(tail.claim(RESCAN_WINDOW + 100));
+        tail.prune();
+        assert!(!tail.claim(RESCAN_WINDOW + 100));
+    }
+}
