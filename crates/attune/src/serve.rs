@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Seconds between background trainings (models are also trained at start).
     #[arg(long, env = "ATTUNE_TRAIN_EVERY", default_value_t = 3600)]
     pub train_every: u64,
+    /// With `--store postgres://`: seconds between syncs with the other servers on the database
+    /// (their events, items, keys, consent, ...; see attune-engine `cluster`).
+    #[arg(long, env = "ATTUNE_SYNC_EVERY", default_value_t = 1.0)]
+    pub sync_every: f64,
 }
 
 fn parse_revelation(text: &str) -> Result<attune_engine::decide::Revelation, String> {
@@ -58,16 +62,21 @@ fn open_engine_with(data: &std::path::Path, config: EngineConfig) -> anyhow::Res
     engine_over(Arc::new(store), config)
 }
 
-/// Opens the store the arguments name (PostgreSQL with `--store`, else the embedded one).
-pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<Arc<Engine>> {
+/// Opens the store the arguments name (PostgreSQL with `--store`, else the embedded one) and the
+/// engine over it. Returns the PostgreSQL store too when there is one: several servers may share
+/// it, so the engine runs with cluster sync on and the caller elects the trainer with the store's
+/// training lock.
+pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<(Arc<Engine>, Option<Arc<attune_store::PostgresStore>>)> {
     let config = EngineConfig { revelation: args.revelation, ..EngineConfig::default() };
     match &args.store {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = attune_store::PostgresStore::connect(url).context("connecting to PostgreSQL")?;
-            engine_over(Arc::new(store), config)
+            let store = Arc::new(attune_store::PostgresStore::connect(url).context("connecting to PostgreSQL")?);
+            let config = EngineConfig { cluster: true, ..config };
+            let engine = engine_over(Arc::clone(&store) as Arc<dyn attune_store::Store>, config)?;
+            Ok((engine, Some(store)))
         }
         Some(other) => bail!("--store takes a postgres:// URL, not `{other}` (the embedded store uses --data)"),
-        None => open_engine_with(&args.data, config),
+        None => Ok((open_engine_with(&args.data, config)?, None)),
     }
 }
 
@@ -170,6 +179,11 @@ pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
             }
         }
     });
+    spawn_decision_flush(engine);
+}
+
+/// Persists logged decisions every second, off the async runtime.
+fn spawn_decision_flush(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -182,14 +196,113 @@ pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
     });
 }
 
+/// Cluster duties of one server on a shared PostgreSQL store, each on a thread of its own (they
+/// block on the database): sync every `sync_every`; every few seconds try to become the trainer
+/// (`try_training_lock`). The trainer loads the newest published models (so versions keep
+/// increasing), trains at start, every `train_every` and when the privacy layer forces it, and
+/// publishes what it trained while it still holds the lock. The others load each newly published
+/// version. Replaces [`spawn_model_tasks`]'s training loop; decisions are still flushed by it.
+pub fn spawn_cluster_tasks(
+    engine: Arc<Engine>,
+    store: Arc<attune_store::PostgresStore>,
+    sync_every: std::time::Duration,
+    train_every: std::time::Duration,
+) {
+    let syncer = Arc::clone(&engine);
+    std::thread::Builder::new()
+        .name("attune-sync".into())
+        .spawn(move || {
+            loop {
+                match syncer.sync_from_store() {
+                    Ok(report) if report.events_folded > 0 || !report.changed.is_empty() || report.erased > 0 => {
+                        tracing::debug!(?report, "synced with the store");
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "syncing with the store failed; retrying"),
+                }
+                std::thread::sleep(sync_every);
+            }
+        })
+        .expect("spawning the sync thread");
+    std::thread::Builder::new()
+        .name("attune-models".into())
+        .spawn(move || {
+            let poll = train_every.min(std::time::Duration::from_secs(5));
+            let mut guard: Option<attune_store::postgres::TrainingLockGuard> = None;
+            let mut last_trained: Option<std::time::Instant> = None;
+            loop {
+                if guard.as_mut().is_some_and(|g| !g.is_held()) {
+                    tracing::warn!("lost the training lock (its connection died)");
+                    guard = None;
+                }
+                if guard.is_none() {
+                    match store.try_training_lock() {
+                        Ok(Some(acquired)) => {
+                            tracing::info!("this server now trains the models");
+                            guard = Some(acquired);
+                            last_trained = None;
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!(error = %err, "trying the training lock failed"),
+                    }
+                }
+                match guard.as_mut() {
+                    None => {
+                        if let Err(err) = engine.load_published_models() {
+                            tracing::warn!(error = %err, "loading the published models failed; retrying");
+                        }
+                    }
+                    Some(held) => {
+                        let forced = engine.retrain_due_ms().ok().flatten().is_some();
+                        if forced || last_trained.is_none_or(|at| at.elapsed() >= train_every) {
+                            if last_trained.is_none()
+                                && let Err(err) = engine.load_published_models()
+                            {
+                                tracing::warn!(error = %err, "loading the published models before training failed");
+                            }
+                            last_trained = Some(std::time::Instant::now());
+                            match engine.train() {
+                                Ok(_) if held.is_held() => match engine.publish_models() {
+                                    Ok(version) => tracing::info!(version, forced, "models trained and published"),
+                                    Err(err) => tracing::error!(error = %err, "publishing the models failed"),
+                                },
+                                Ok(snapshot) => {
+                                    tracing::warn!(
+                                        version = snapshot.version,
+                                        "lost the training lock: not publishing"
+                                    );
+                                    guard = None;
+                                }
+                                Err(err) => tracing::error!(error = %err, "training failed; the previous models stay"),
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(poll);
+            }
+        })
+        .expect("spawning the model thread");
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_listen(&args.listen, args.admin_key.as_deref())?;
-    let engine = open_engine_for(&args)?;
+    if !(args.sync_every > 0.0 && args.sync_every.is_finite()) {
+        bail!("--sync-every takes a positive number of seconds");
+    }
+    let (engine, shared_store) = open_engine_for(&args)?;
     let state = AppState::new(Arc::clone(&engine), args.admin_key.as_deref(), args.rate_limit);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         spawn_retention_sweep(Arc::clone(&engine));
-        spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(args.train_every));
+        let train_every = std::time::Duration::from_secs(args.train_every);
+        match shared_store {
+            Some(store) => {
+                let sync_every = std::time::Duration::from_secs_f64(args.sync_every);
+                spawn_cluster_tasks(Arc::clone(&engine), store, sync_every, train_every);
+                spawn_decision_flush(Arc::clone(&engine));
+            }
+            None => spawn_model_tasks(Arc::clone(&engine), train_every),
+        }
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
