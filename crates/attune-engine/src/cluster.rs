@@ -16,7 +16,8 @@
 //!   lower number never becomes visible after a higher one, but a backend that numbered with a
 //!   plain sequence would commit out of order; rescanning the last [`RESCAN_WINDOW`] numbers
 //!   catches such late commits. Memory: the set holds at most `RESCAN_WINDOW` numbers plus the
-//!   numbers this process appended since the last sync; it is pruned at every sync. The rescan costs
+//!   numbers this process appended since the last sync; it is pruned at every sync and never
+//!   exceeds a million numbers. The rescan costs
 //!   one read of up to `RESCAN_WINDOW` events per sync (about 2 MB at 200 bytes per event).
 //! - **Records.** Every sync reads the record tables another process may change (items, schemas,
 //!   keys, aliases, consent, preferences, slots, picks, rules, flags) in full, compares a 64-bit
@@ -50,6 +51,10 @@ use crate::{ApiKey, Engine, Result, from_json};
 
 /// How many sequence numbers below the watermark every sync reads again.
 pub const RESCAN_WINDOW: u64 = 10_000;
+
+/// The most sequence numbers remembered (about 40 bytes each): a hard bound for a process whose
+/// syncs stopped while it kept appending.
+const MAX_APPLIED: usize = 1_000_000;
 
 /// Events decoded and folded per step of a sync (bounds its memory).
 const FOLD_BATCH: usize = 10_000;
@@ -110,6 +115,13 @@ impl Tail {
     }
 
     fn claim(&mut self, seq: u64) -> bool {
+        if self.applied.len() >= MAX_APPLIED {
+            // No sync has run for a long while: forget the oldest half. A sync that later reads
+            // those numbers in its window folds them again; with a sync every second this needs a
+            // million appends in between.
+            let middle = *self.applied.iter().nth(MAX_APPLIED / 2).expect("the set is that large");
+            self.applied = self.applied.split_off(&middle);
+        }
         seq > self.floor() && self.applied.insert(seq)
     }
 

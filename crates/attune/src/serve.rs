@@ -70,14 +70,24 @@ pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<(Arc<Engine>, Option<
     let config = EngineConfig { revelation: args.revelation, ..EngineConfig::default() };
     match &args.store {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = Arc::new(attune_store::PostgresStore::connect(url).context("connecting to PostgreSQL")?);
-            let config = EngineConfig { cluster: true, ..config };
-            let engine = engine_over(Arc::clone(&store) as Arc<dyn attune_store::Store>, config)?;
+            let (engine, store) = open_engine_postgres(url, config)?;
             Ok((engine, Some(store)))
         }
         Some(other) => bail!("--store takes a postgres:// URL, not `{other}` (the embedded store uses --data)"),
         None => Ok((open_engine_with(&args.data, config)?, None)),
     }
+}
+
+/// Opens the engine over the PostgreSQL database at `url`, with cluster sync on (other servers may
+/// share the database).
+pub fn open_engine_postgres(
+    url: &str,
+    config: EngineConfig,
+) -> anyhow::Result<(Arc<Engine>, Arc<attune_store::PostgresStore>)> {
+    let store = Arc::new(attune_store::PostgresStore::connect(url).context("connecting to PostgreSQL")?);
+    let config = EngineConfig { cluster: true, ..config };
+    let engine = engine_over(Arc::clone(&store) as Arc<dyn attune_store::Store>, config)?;
+    Ok((engine, store))
 }
 
 fn engine_over(store: Arc<dyn attune_store::Store>, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
@@ -208,22 +218,7 @@ pub fn spawn_cluster_tasks(
     sync_every: std::time::Duration,
     train_every: std::time::Duration,
 ) {
-    let syncer = Arc::clone(&engine);
-    std::thread::Builder::new()
-        .name("attune-sync".into())
-        .spawn(move || {
-            loop {
-                match syncer.sync_from_store() {
-                    Ok(report) if report.events_folded > 0 || !report.changed.is_empty() || report.erased > 0 => {
-                        tracing::debug!(?report, "synced with the store");
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "syncing with the store failed; retrying"),
-                }
-                std::thread::sleep(sync_every);
-            }
-        })
-        .expect("spawning the sync thread");
+    spawn_sync_thread(Arc::clone(&engine), sync_every);
     std::thread::Builder::new()
         .name("attune-models".into())
         .spawn(move || {
@@ -282,6 +277,25 @@ pub fn spawn_cluster_tasks(
             }
         })
         .expect("spawning the model thread");
+}
+
+/// Runs [`Engine::sync_from_store`] every `every` on a thread of its own, for ever.
+pub fn spawn_sync_thread(engine: Arc<Engine>, every: std::time::Duration) {
+    std::thread::Builder::new()
+        .name("attune-sync".into())
+        .spawn(move || {
+            loop {
+                match engine.sync_from_store() {
+                    Ok(report) if report.events_folded > 0 || !report.changed.is_empty() || report.erased > 0 => {
+                        tracing::debug!(?report, "synced with the store");
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "syncing with the store failed; retrying"),
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .expect("spawning the sync thread");
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
