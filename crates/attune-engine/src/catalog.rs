@@ -43,6 +43,10 @@ pub struct Catalog {
     by_id: FxHashMap<Arc<str>, ItemIdx>,
     items: Vec<Option<Arc<Item>>>,
     item_tags: Vec<Vec<TagIdx>>,
+    /// `item_tags` flattened (CSR) for the decide loop's locality: tags of item `i` are
+    /// `tag_flat[tag_offsets[i]..tag_offsets[i + 1]]`.
+    tag_offsets: Vec<u32>,
+    tag_flat: Vec<TagIdx>,
     tags: Vec<Arc<str>>,
     tag_by_name: FxHashMap<Arc<str>, TagIdx>,
 }
@@ -60,6 +64,10 @@ impl Catalog {
         self.items.push(None);
         self.item_tags.push(Vec::new());
         self.traits.push(ItemTraits::default());
+        if self.tag_offsets.is_empty() {
+            self.tag_offsets.push(0);
+        }
+        self.tag_offsets.push(self.tag_flat.len() as u32);
         idx
     }
 
@@ -79,7 +87,16 @@ impl Catalog {
     pub fn upsert(&mut self, item: Item) -> ItemIdx {
         let idx = self.intern_item(&item.id);
         let tags = item.tags.iter().map(|tag| self.intern_tag(tag)).collect();
+        let last = idx.0 as usize + 1 == self.item_tags.len();
         self.item_tags[idx.0 as usize] = tags;
+        if last {
+            // Appending the newest item: extend the flat copy in place.
+            self.tag_flat.truncate(self.tag_offsets[idx.0 as usize] as usize);
+            self.tag_flat.extend_from_slice(&self.item_tags[idx.0 as usize]);
+            self.tag_offsets[idx.0 as usize + 1] = self.tag_flat.len() as u32;
+        } else {
+            self.rebuild_flat_tags();
+        }
         self.traits[idx.0 as usize] = ItemTraits::of(&item);
         self.items[idx.0 as usize] = Some(Arc::new(item));
         idx
@@ -121,7 +138,26 @@ impl Catalog {
 
     /// The item's tags.
     pub fn tags_of(&self, idx: ItemIdx) -> &[TagIdx] {
-        self.item_tags.get(idx.0 as usize).map_or(&[], Vec::as_slice)
+        let i = idx.0 as usize;
+        match (self.tag_offsets.get(i), self.tag_offsets.get(i + 1)) {
+            (Some(&start), Some(&end)) => &self.tag_flat[start as usize..end as usize],
+            _ => &[],
+        }
+    }
+
+    /// Number of distinct tags.
+    pub fn n_tags(&self) -> usize {
+        self.tags.len()
+    }
+
+    fn rebuild_flat_tags(&mut self) {
+        self.tag_offsets.clear();
+        self.tag_flat.clear();
+        self.tag_offsets.push(0);
+        for tags in &self.item_tags {
+            self.tag_flat.extend_from_slice(tags);
+            self.tag_offsets.push(self.tag_flat.len() as u32);
+        }
     }
 
     /// A tag's name.

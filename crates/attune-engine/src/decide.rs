@@ -503,15 +503,31 @@ impl Engine {
                     *allowed = false;
                 }
             }
+            // Per-tag roles as one byte each, so the loop below tests membership by index.
+            const CTX: u8 = 1;
+            const EXCLUDE: u8 = 2;
+            const BOOST: u8 = 4;
+            let mut tag_roles = vec![0u8; catalog.n_tags()];
+            for t in &context_tags {
+                tag_roles[t.0 as usize] |= CTX;
+            }
+            for t in less_of.iter().chain(&rule_exclude) {
+                tag_roles[t.0 as usize] |= EXCLUDE;
+            }
+            for t in &rule_boost {
+                tag_roles[t.0 as usize] |= BOOST;
+            }
             let recency_scale = 180.0 * 86_400_000.0;
+            // The candidate pools (the best POOL allowed items of each ranking) are collected
+            // while scoring, in bounded heaps.
+            let mut personal_top = TopK::new(POOL);
+            let mut general_top = TopK::new(POOL);
             for i in 0..n {
                 let idx = ItemIdx(i as u32);
                 let traits = catalog.traits(idx);
                 let tags = catalog.tags_of(idx);
-                let allowed = s.allowed[i]
-                    && traits.available
-                    && (less_of.is_empty() && rule_exclude.is_empty()
-                        || !tags.iter().any(|t| less_of.contains(t) || rule_exclude.contains(t)));
+                let roles = tags.iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]);
+                let allowed = s.allowed[i] && traits.available && roles & EXCLUDE == 0;
                 s.allowed[i] = allowed;
                 if !allowed {
                     continue;
@@ -523,13 +539,13 @@ impl Engine {
                 };
                 let recency_prior =
                     traits.published_ms.map_or(0.0, |p| 0.05 * (-((now_ms - p).max(0) as f32) / recency_scale).exp());
-                let ctx = if has_context {
-                    w_ctx * tags.iter().filter(|t| context_tags.contains(t)).count().min(2) as f32 / 2.0
+                let ctx = if roles & CTX != 0 {
+                    w_ctx * tags.iter().filter(|t| tag_roles[t.0 as usize] & CTX != 0).count().min(2) as f32 / 2.0
                 } else {
                     0.0
                 };
                 let mut factor = stage_factor(who.stage, traits);
-                if !rule_boost.is_empty() && tags.iter().any(|t| rule_boost.contains(t)) {
+                if roles & BOOST != 0 {
                     factor *= 1.5;
                 }
                 let parts = [
@@ -543,23 +559,15 @@ impl Engine {
                 s.blended[i] = if personal_score > 0.0 { (personal_score + ctx) * factor } else { 0.0 };
                 s.source[i] = if ctx > best_part { Source::Contextual } else { source };
                 s.general[i] = (pop + recency_prior + ctx) * factor;
+                if s.blended[i] > 0.0 {
+                    personal_top.push(s.blended[i], i as u32);
+                }
+                general_top.push(s.general[i], i as u32);
             }
 
             // The candidate pools: the best POOL allowed items of each ranking.
-            let pool_of = |scores: &[f32], allowed: &[bool], positive_only: bool| -> Vec<u32> {
-                let mut pool: Vec<u32> = (0..n as u32)
-                    .filter(|&i| allowed[i as usize] && (!positive_only || scores[i as usize] > 0.0))
-                    .collect();
-                let by_score = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-                if pool.len() > POOL {
-                    pool.select_nth_unstable_by(POOL, by_score);
-                    pool.truncate(POOL);
-                }
-                pool.sort_unstable_by(by_score);
-                pool
-            };
-            let personal_pool = if personal > 0.0 { pool_of(&s.blended, &s.allowed, true) } else { Vec::new() };
-            let general_pool = pool_of(&s.general, &s.allowed, false);
+            let personal_pool = if personal > 0.0 { personal_top.into_sorted() } else { Vec::new() };
+            let general_pool = general_top.into_sorted();
             let unit = |scores: &[f32], pool: &[u32]| pool.first().map_or(1.0, |i| scores[*i as usize]).max(1e-6);
             let (personal_best, general_best) = (unit(&s.blended, &personal_pool), unit(&s.general, &general_pool));
             // What an item is worth, on one 0–1 scale, for the score in the answer.
@@ -866,6 +874,53 @@ impl Engine {
     }
 }
 
+/// The `k` best (score, item) pairs seen, by score then lower item index.
+struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Scored>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    /// Higher score is greater; on a tie the lower item index is greater (it ranks first).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+
+    fn push(&mut self, score: f32, item: u32) {
+        let scored = Scored(score, item);
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(scored));
+        } else if self.heap.peek().is_some_and(|min| scored > min.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(scored));
+        }
+    }
+
+    /// Best first.
+    fn into_sorted(self) -> Vec<u32> {
+        let mut all: Vec<Scored> = self.heap.into_iter().map(|r| r.0).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.into_iter().map(|s| s.1).collect()
+    }
+}
+
 struct ReasonInput<'a> {
     catalog: &'a crate::Catalog,
     idx: ItemIdx,
@@ -912,4 +967,34 @@ fn local_hour(context: &DecideContext, preferences: &Preferences, now_ms: i64) -
     let tz = jiff::tz::TimeZone::get(tz).ok()?;
     let ts = jiff::Timestamp::from_millisecond(now_ms).ok()?;
     Some(ts.to_zoned_datetime(tz).hour())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The bounded heap keeps exactly what sort-and-truncate keeps, in the same order.
+        #[test]
+        fn top_k_equals_sort_and_truncate(scores in prop::collection::vec(0u8..20, 0..200), k in 1usize..30) {
+            let mut top = TopK::new(k);
+            for (i, &score) in scores.iter().enumerate() {
+                top.push(f32::from(score), i as u32);
+            }
+            let mut expected: Vec<u32> = (0..scores.len() as u32).collect();
+            expected.sort_by(|&a, &b| scores[b as usize].cmp(&scores[a as usize]).then(a.cmp(&b)));
+            expected.truncate(k);
+            prop_assert_eq!(top.into_sorted(), expected);
+        }
+    }
+
+    #[test]
+    fn revelation_grows_with_engagement() {
+        let curve = Revelation::default();
+        assert!((curve.personal_share(0.0, false) - 0.1).abs() < 1e-6);
+        assert!((curve.personal_share(0.0, true) - 0.6).abs() < 1e-6);
+        assert!((curve.personal_share(1.0, false) - 0.9).abs() < 1e-6);
+        assert!(curve.personal_share(0.5, false) > curve.personal_share(0.2, false));
+    }
 }
