@@ -110,9 +110,7 @@ pub fn append_and_scan_in_order(harness: &mut dyn Harness) {
 pub fn duplicates_change_nothing(harness: &mut dyn Harness) {
     let store = harness.store();
     store.append_events(vec![event("d1", "u-1", 1)]).unwrap();
-    let out = store
-        .append_events(vec![event("d1", "u-9", 2), event("d2", "u-1", 3), event("d2", "u-1", 4)])
-        .unwrap();
+    let out = store.append_events(vec![event("d1", "u-9", 2), event("d2", "u-1", 3), event("d2", "u-1", 4)]).unwrap();
     assert_eq!(out[0], Appended::Duplicate);
     assert!(matches!(out[1], Appended::New(_)));
     assert_eq!(out[2], Appended::Duplicate);
@@ -210,7 +208,10 @@ pub fn records_crud_and_prefix_scan(harness: &mut dyn Harness) {
     store.put(Table::Consent, "u-1", b"a").unwrap();
     store.put(Table::Consent, "u-1", b"b").unwrap();
     store
-        .put_many(Table::Forgotten, &[("u-1\0i-2".into(), vec![]), ("u-1\0i-1".into(), vec![1]), ("u-10\0i-1".into(), vec![])])
+        .put_many(
+            Table::Forgotten,
+            &[("u-1\0i-2".into(), vec![]), ("u-1\0i-1".into(), vec![1]), ("u-10\0i-1".into(), vec![])],
+        )
         .unwrap();
     store.put(Table::Preferences, "u-1", b"p").unwrap();
     assert_eq!(store.get(Table::Consent, "u-1").unwrap().as_deref(), Some(&b"b"[..]));

@@ -54,6 +54,10 @@ pub struct DecideArgs {
     /// Items per decision (one placement).
     #[arg(long, default_value_t = 10)]
     pub count: usize,
+    /// After measuring, keep serving this many seconds on 127.0.0.1:7710 for an outside load
+    /// generator (`wrk`), which measures without sharing this process's cores.
+    #[arg(long, default_value_t = 0)]
+    pub serve_for: u64,
 }
 
 /// Ingest benchmark options.
@@ -323,6 +327,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
     }
 
     let state = AppState::new(Arc::clone(&engine), None, 0.0);
+    let serve_engine = Arc::clone(&engine);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let people = args.people;
     let body_for = move |rng: &mut StdRng| {
@@ -390,6 +395,13 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
         let mut histogram = hdrhistogram::Histogram::<u64>::new(3).expect("valid");
         for task in tasks {
             histogram.record(task.await??).ok();
+        }
+        if args.serve_for > 0 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:7710").await?;
+            let state = AppState::new(Arc::clone(&serve_engine), None, 0.0);
+            eprintln!("serving on http://127.0.0.1:7710 for {} s", args.serve_for);
+            let stop = tokio::time::sleep(std::time::Duration::from_secs(args.serve_for));
+            crate::serve::serve_until(listener, state, stop).await?;
         }
         anyhow::Ok((rate, histogram))
     })?;
