@@ -361,9 +361,7 @@ impl Engine {
             let personalized = consent.personalization
                 && preferences.personalization
                 && (profile.is_some_and(|p| p.n_events > 0) || !preferences.goals.is_empty());
-            let mut excluded: Vec<ItemIdx> =
-                profile.map(|p| p.bought.iter().chain(&p.dismissed).copied().collect()).unwrap_or_default();
-            excluded.sort_unstable();
+            let excluded: Vec<ItemIdx> = state.map(|s| s.excluded.clone()).unwrap_or_default();
             let used = profile.filter(|_| personalized);
             Who {
                 consent,

@@ -208,8 +208,18 @@ impl Engine {
             rating: event.prop_f64("rating"),
             score: event.prop_f64("score"),
         };
+        let excludes = matches!(
+            event.kind.builtin(),
+            Some(attune_core::BuiltinType::Purchase | attune_core::BuiltinType::NotInterested)
+        );
         self.people.update(person, |state| {
             state.updated_ms = state.updated_ms.max(updated_ms);
+            if excludes
+                && let Some(item) = item
+                && let Err(at) = state.excluded.binary_search(&item)
+            {
+                state.excluded.insert(at, item);
+            }
             if consent.allows(Purpose::Personalization) {
                 state.profile.get_or_insert_with(Profile::default).fold(&fold);
             }

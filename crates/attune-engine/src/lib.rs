@@ -82,6 +82,10 @@ pub struct PersonState {
     pub profile: Option<Profile>,
     /// Events stored for this person (their own id, not aliases).
     pub n_events: u64,
+    /// Items bought or dismissed (sorted): never recommended, whatever the personalization
+    /// consent — honoring "not interested" and not selling twice is not personalization. Kept
+    /// only while the events behind it are stored.
+    pub excluded: Vec<attune_core::ItemIdx>,
     /// Last change.
     pub updated_ms: i64,
 }

@@ -222,6 +222,7 @@ impl Engine {
         let consent = self.consent_of(person);
         self.people.update(person, |state| {
             state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
+            state.excluded.clear();
         });
         for (_, event) in &events {
             self.fold_into(person, event, event.ts_ms);
