@@ -74,13 +74,15 @@ rport=$((port + 1))
 if "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$rport" -U postgres -d postgres; then
   log "reusing the replica already listening on 127.0.0.1:$rport"
 else
-  if [[ ! -f $rdir/data/PG_VERSION ]]; then
-    rm -rf "$rdir"
-    mkdir -p "$rdir"
-    if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$rdir"; fi
-    log "pg_basebackup into $rdir/data (a standby: -R writes standby.signal and primary_conninfo)"
-    as_pg "'$pgbin/pg_basebackup' -h 127.0.0.1 -p $port -U postgres -D '$rdir/data' -R -X stream" >&2
-  fi
+  # A stopped standby may need WAL the primary has recycled since: always start from a fresh base
+  # backup (seconds for a test cluster). The replication slot keeps the WAL it needs while it runs.
+  rm -rf "$rdir"
+  mkdir -p "$rdir"
+  if [[ $(id -u) -eq 0 ]]; then chown -R postgres:postgres "$rdir"; fi
+  "${psql[@]}" -d postgres -c "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+                               where slot_name = 'attune_test_replica' and not active" >/dev/null
+  log "pg_basebackup into $rdir/data (a standby: -R writes standby.signal and primary_conninfo)"
+  as_pg "'$pgbin/pg_basebackup' -h 127.0.0.1 -p $port -U postgres -D '$rdir/data' -R -X stream -C -S attune_test_replica" >&2
   log "starting the replica on 127.0.0.1:$rport (log: $rdir/log)"
   # A standby needs max_connections >= the primary's.
   as_pg "'$pgbin/pg_ctl' -D '$rdir/data' -l '$rdir/log' -o \"-p $rport -k '$dir/sock' -c listen_addresses=127.0.0.1 -c max_connections=200\" -w -t 60 start" >&2

@@ -212,8 +212,10 @@ const EVENT_PAGE: i64 = 2_000;
 const RECORD_PAGE: i64 = 1_000;
 /// Expired events deleted per transaction (each holds the counter lock, pausing appends).
 const EXPIRE_BATCH: i64 = 10_000;
-/// Events one group commit takes at most (bounds the statement size).
+/// Events one group commit takes at most (a caller's bigger batch goes alone).
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// Events per `INSERT` statement within an append's transaction.
+const INSERT_CHUNK: usize = 10_000;
 /// How often an append is retried after a deadlock, a serialization failure or a dropped partition.
 const MAX_APPEND_ATTEMPTS: usize = 5;
 
@@ -571,11 +573,30 @@ impl PostgresStore {
                 group.push(queue.queue.pop_front().expect("front was Some"));
             }
             drop(queue);
-            let outcomes = self.commit_group(group);
+            let tickets: Vec<u64> = group.iter().map(|(ticket, _)| *ticket).collect();
+            // A panic here must not leave `leader_active` set, or every later append would wait
+            // forever: answer the group with an error, hand over leadership, then panic on.
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_group(group)));
             queue = self.committer.lock();
-            queue.results.extend(outcomes);
+            let panicked = match committed {
+                Ok(outcomes) => {
+                    queue.results.extend(outcomes);
+                    None
+                }
+                Err(panic) => {
+                    for ticket in tickets {
+                        let failed = Err(StoreError::Backend("the append's group commit panicked".to_owned()));
+                        queue.results.insert(ticket, failed);
+                    }
+                    Some(panic)
+                }
+            };
             queue.leader_active = false;
             self.committed.notify_all();
+            if let Some(panic) = panicked {
+                drop(queue);
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 
@@ -626,10 +647,24 @@ impl PostgresStore {
                 let mut tx = conn.client.transaction()?;
                 let base: i64 = tx.query_one(&lock, &[])?.try_get(0)?;
                 let seqs: Vec<i64> = (base..base + n_candidates).collect();
-                let rows = tx.query(&insert, &[&ids, &seqs, &subjects, &ts, &expires, &payloads])?;
-                tx.execute(&bump, &[&(base + n_candidates), &(rows.len() as i64)])?;
-                let new_seqs =
-                    rows.iter().map(|row| row.try_get::<_, i64>(0)).collect::<std::result::Result<Vec<_>, _>>()?;
+                // Statements of at most INSERT_CHUNK events keep each message and array small;
+                // they share the transaction, so the call stays atomic.
+                let mut new_seqs = Vec::with_capacity(ids.len());
+                for start in (0..ids.len()).step_by(INSERT_CHUNK) {
+                    let chunk = start..(start + INSERT_CHUNK).min(ids.len());
+                    let params: [&(dyn ::postgres::types::ToSql + Sync); 6] = [
+                        &&ids[chunk.clone()],
+                        &&seqs[chunk.clone()],
+                        &&subjects[chunk.clone()],
+                        &&ts[chunk.clone()],
+                        &&expires[chunk.clone()],
+                        &&payloads[chunk],
+                    ];
+                    for row in tx.query(&insert, &params)? {
+                        new_seqs.push(row.try_get::<_, i64>(0)?);
+                    }
+                }
+                tx.execute(&bump, &[&(base + n_candidates), &(new_seqs.len() as i64)])?;
                 tx.commit()?;
                 Ok((base, new_seqs))
             });
