@@ -50,7 +50,19 @@ else
     log "initdb in $dir/data"
     as_pg "'$pgbin/initdb' -D '$dir/data' -U postgres --auth=trust -E UTF8 --no-locale" >&2
   fi
-  # A stale pid file from a killed server would stop pg_ctl; it checks the pid itself.
+  # A killed server leaves postmaster.pid behind; PostgreSQL refuses to start while the pid in it
+  # belongs to any live process, and after a reboot or a sandbox restart that pid may well be
+  # reused by something else. Remove the file when its pid is not a running postgres.
+  remove_stale_pid() { # data dir
+    local pidfile=$1/postmaster.pid pid
+    [[ -f $pidfile ]] || return 0
+    pid=$(head -n 1 "$pidfile")
+    if [[ ! -r /proc/$pid/comm ]] || ! grep -qE '^(postgres|postmaster)$' "/proc/$pid/comm"; then
+      log "removing the stale $pidfile (pid $pid is not a running postgres)"
+      rm -f "$pidfile"
+    fi
+  }
+  remove_stale_pid "$dir/data"
   log "starting PostgreSQL on 127.0.0.1:$port (log: $dir/log)"
   as_pg "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/log' -o \"-p $port -k '$dir/sock' -c listen_addresses=127.0.0.1 -c max_connections=200\" -w -t 60 start" >&2
 fi

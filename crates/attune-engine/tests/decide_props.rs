@@ -56,7 +56,7 @@ fn world() -> impl Strategy<Value = World> {
 fn item(i: usize, tags: (u8, u8), available: bool) -> Item {
     Item {
         id: format!("i-{i}"),
-        kind: if i % 5 == 0 { "product".into() } else { "article".into() },
+        kind: if i.is_multiple_of(5) { "product".into() } else { "article".into() },
         title: format!("Item {i}"),
         tags: vec![TAGS[tags.0 as usize].into(), TAGS[tags.1 as usize].into()],
         attributes: serde_json::Map::new(),
