@@ -101,6 +101,8 @@ pub(crate) struct ClusterState {
     digests: Mutex<FxHashMap<Table, FxHashMap<String, u64>>>,
     /// One sync at a time.
     syncing: Mutex<()>,
+    /// Erasure tombstones already applied (or written) here.
+    tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
 }
 
 #[derive(Default)]
@@ -439,8 +441,74 @@ impl Engine {
         Ok(n)
     }
 
+    /// Records, for the other servers, that an erasure completed: a salted hash of each erased
+    /// id, never the id itself. An erasure can start and finish between two syncs of another
+    /// server, so the `pending` record alone is not enough to reach its memory.
+    pub(crate) fn write_erasure_tombstone(&self, receipt_id: &str, ids: &[String]) -> Result<()> {
+        let salt: u64 = rand::random();
+        let tombstone = ErasureTombstone {
+            at_ms: self.now_ms(),
+            salt,
+            hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect(),
+        };
+        let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
+        self.cluster.tombstones_seen.lock().insert(key.clone());
+        self.store.put(Table::Erasures, &key, &crate::to_json(&tombstone))?;
+        Ok(())
+    }
+
+    /// Applies tombstones of erasures completed elsewhere (once each), and deletes tombstones older
+    /// than [`TOMBSTONE_TTL_MS`].
+    fn sync_tombstones(&self, report: &mut SyncReport) -> Result<()> {
+        let now_ms = self.now_ms();
+        let mut fresh: Vec<(String, ErasureTombstone)> = Vec::new();
+        let mut expired: Vec<String> = Vec::new();
+        let mut failure = None;
+        self.store.scan(Table::Erasures, TOMBSTONE_PREFIX, &mut |key, bytes| {
+            match from_json::<ErasureTombstone>("erasure tombstone", bytes) {
+                Ok(tombstone) if now_ms - tombstone.at_ms > TOMBSTONE_TTL_MS => expired.push(key.to_owned()),
+                Ok(tombstone) => fresh.push((key.to_owned(), tombstone)),
+                Err(err) => {
+                    failure = Some(err);
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        for key in expired {
+            self.store.delete(Table::Erasures, &key)?;
+        }
+        let mut seen = self.cluster.tombstones_seen.lock();
+        let unseen: Vec<ErasureTombstone> =
+            fresh.into_iter().filter(|(key, _)| seen.insert(key.clone())).map(|(_, t)| t).collect();
+        drop(seen);
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        let mut candidates = self.people.ids();
+        candidates.extend(self.aliases.read().keys().cloned());
+        let erased: Vec<String> = candidates
+            .into_iter()
+            .filter(|id| unseen.iter().any(|t| t.hashes.contains(&tombstone_hash(t.salt, id))))
+            .collect();
+        if erased.is_empty() {
+            return Ok(());
+        }
+        self.aliases.write().retain(|alias, person| !erased.contains(alias) && !erased.contains(person));
+        for id in &erased {
+            self.people.remove(id);
+        }
+        self.forget_model_traces(&erased);
+        report.erased += erased.len();
+        Ok(())
+    }
+
     /// Drops from memory the people another server is erasing (`pending\0<person>` records).
     fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
+        self.sync_tombstones(report)?;
         let mut ids: Vec<String> = Vec::new();
         let mut failure = None;
         self.store.scan(Table::Erasures, "pending\0", &mut |_, bytes| match from_json::<serde_json::Value>(
@@ -475,6 +543,24 @@ impl Engine {
         report.erased += known.len();
         Ok(())
     }
+}
+
+/// Prefix of erasure tombstones in [`Table::Erasures`].
+const TOMBSTONE_PREFIX: &str = "tombstone\0";
+/// How long a tombstone is kept: far longer than any sync period, short enough that the salted
+/// hashes (pseudonymous data) do not linger.
+pub const TOMBSTONE_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// The trace a completed erasure leaves for the other servers: salted hashes of the erased ids.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ErasureTombstone {
+    at_ms: i64,
+    salt: u64,
+    hashes: Vec<String>,
+}
+
+fn tombstone_hash(salt: u64, id: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), salt))
 }
 
 // ---- published models ----
@@ -830,5 +916,29 @@ mod tests {
         assert!(tail.claim(RESCAN_WINDOW + 100));
         tail.prune();
         assert!(!tail.claim(RESCAN_WINDOW + 100));
+    }
+
+    /// An erasure that starts and finishes between two syncs of another server still reaches
+    /// that server's memory, through a tombstone that names no one in plain text.
+    #[test]
+    fn erasure_between_syncs_reaches_the_other_server() {
+        let (dir, a, b) = pair();
+        a.upsert_items(vec![item("i-1", &["sleep"])]).unwrap();
+        views(&a, "u-gone", &["i-1"], "t");
+        b.sync_from_store().unwrap();
+        assert!(b.person("u-gone").is_ok(), "B learned about the person through the log");
+        a.erase_person("u-gone", "test").unwrap();
+        b.sync_from_store().unwrap();
+        assert!(b.person("u-gone").is_err(), "B dropped the erased person from memory");
+        // The tombstone holds no plain id.
+        let mut plain = false;
+        a.store
+            .scan(Table::Erasures, "", &mut |key, bytes| {
+                plain |= key.contains("u-gone") || String::from_utf8_lossy(bytes).contains("u-gone");
+                true
+            })
+            .unwrap();
+        assert!(!plain);
+        drop(dir);
     }
 }

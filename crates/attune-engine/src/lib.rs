@@ -123,6 +123,11 @@ impl People {
         self.shard(id).write().remove(id)
     }
 
+    /// Every person id in memory.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.shards.iter().flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>()).collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }

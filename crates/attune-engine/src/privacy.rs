@@ -564,6 +564,11 @@ impl Engine {
                     // The pending record's deletion leaves the person's id in a tombstone key,
                     // so the purge comes after it; `purge_due` finishes it after a crash.
                     self.store.put(Table::Meta, META_PURGE_DUE, b"1")?;
+                    if self.config.cluster {
+                        // Other servers drop the person from memory when they see this; it names
+                        // no one in plain text (see `cluster::ErasureTombstone`).
+                        self.write_erasure_tombstone(&pending.receipt_id, &pending.ids)?;
+                    }
                     self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
                     self.purge_now()?;
                 }
