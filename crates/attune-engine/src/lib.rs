@@ -17,6 +17,7 @@ pub mod editorial;
 pub mod error;
 mod ingest;
 pub mod keys;
+pub mod measure;
 pub mod models;
 mod people;
 pub mod privacy;

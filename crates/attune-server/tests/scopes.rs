@@ -71,6 +71,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("post", "/me/erase", Token),
     // The decision engine (issue 5).
     ("post", "/v1/decide", Scopes(DECIDE)),
+    ("post", "/v1/notifications/plan", Scopes(DECIDE)),
+    ("get", "/v1/report", Scopes(ADMIN_ONLY)),
     ("get", "/v1/items/{id}/similar", Scopes(DECIDE)),
     ("get", "/v1/slots", Scopes(CATALOG_WRITE)),
     ("get", "/v1/slots/{slot}", Scopes(CATALOG_WRITE)),

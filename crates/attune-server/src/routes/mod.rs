@@ -6,6 +6,7 @@ pub mod decide;
 pub mod editorial;
 pub mod events;
 pub mod health;
+pub mod measure;
 pub mod models;
 pub mod privacy;
 pub mod users;

@@ -1,0 +1,226 @@
+//! The four-dimension report (`GET /v1/report`) and notification timing
+//! (`POST /v1/notifications/plan`): quiet hours in the person's time zone and one calm frequency
+//! budget shared by every channel.
+//!
+//! Notification plans are kept in `Table::Notifications` under `person \0 plan id` with an `at_ms`
+//! field (the privacy layer's convention: export and erasure find them by prefix, retention sweeps
+//! them after 90 days).
+
+use attune_core::{BuiltinType, Event, Purpose};
+use attune_store::Table;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::{Engine, PrivacyReport, Result, UserError, error::corrupt, from_json, to_json};
+
+/// `GET /v1/report`: behavioral, attitudinal, business and ethical figures for a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Period start (ms).
+    pub from_ms: i64,
+    /// Period end (ms, exclusive).
+    pub to_ms: i64,
+    /// People with at least one stored event in the period.
+    pub active_people: u64,
+    /// Events per active person.
+    pub engagement_depth: f64,
+    /// Share of reading (dwell) events that reached 90 % of the page.
+    pub completion: f64,
+    /// Share of active people seen on at least two days.
+    pub return_rate: f64,
+    /// Mean survey score (1–10) and how many answers.
+    pub survey_mean: Option<f64>,
+    /// Survey answers.
+    pub survey_count: u64,
+    /// Share of active people who bought.
+    pub conversion: f64,
+    /// Revenue per active person.
+    pub revenue_per_person: f64,
+    /// Total revenue.
+    pub revenue: f64,
+    /// Consent, opt-outs, erasures, pauses, data held past retention.
+    pub ethical: PrivacyReport,
+}
+
+/// A notification plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationPlan {
+    /// `ntf-…`.
+    pub id: String,
+    /// The channel (`email`, `push`, …).
+    pub channel: String,
+    /// When to send (ms), or none.
+    pub send_at_ms: Option<i64>,
+    /// Why: `preferred_hour`, `quiet_hours`, `as_requested`, `frequency_cap`, `no_consent`.
+    pub reason: String,
+    /// When the plan was made (ms).
+    pub at_ms: i64,
+}
+
+/// Sends allowed per person in any rolling 7 days, across every channel.
+pub const WEEKLY_BUDGET: usize = 3;
+/// At least this long between two sends to one person.
+pub const MIN_GAP_MS: i64 = 20 * 3_600_000;
+/// The hour (local) a send moves to when the requested time is late at night.
+pub const PREFERRED_HOUR: i8 = 18;
+const DAY_MS: i64 = 86_400_000;
+
+impl Engine {
+    /// The four dimensions over events with `from_ms <= ts < to_ms`.
+    pub fn report(&self, from_ms: i64, to_ms: i64) -> Result<Report> {
+        let mut people: FxHashMap<String, (u64, FxHashSet<i64>, bool)> = FxHashMap::default();
+        let (mut dwell, mut completed, mut survey_sum, mut survey_count, mut revenue) = (0u64, 0u64, 0.0, 0u64, 0.0);
+        let mut failure = None;
+        self.store.scan_events(0, &mut |row| {
+            if row.ts_ms < from_ms || row.ts_ms >= to_ms {
+                return true;
+            }
+            let event: Event = match postcard::from_bytes(&row.payload) {
+                Ok(event) => event,
+                Err(err) => {
+                    failure = Some(corrupt("event payload", err));
+                    return false;
+                }
+            };
+            let person = self.resolve(event.subject.id());
+            let entry = people.entry(person).or_default();
+            entry.0 += 1;
+            entry.1.insert(event.ts_ms.div_euclid(DAY_MS));
+            match event.kind.builtin() {
+                Some(BuiltinType::Dwell) => {
+                    dwell += 1;
+                    if event.prop_f64("scroll_depth").is_some_and(|d| d >= 0.9) {
+                        completed += 1;
+                    }
+                }
+                Some(BuiltinType::Survey) => {
+                    if let Some(score) = event.prop_f64("score") {
+                        survey_sum += score;
+                        survey_count += 1;
+                    }
+                }
+                Some(BuiltinType::Purchase) => {
+                    entry.2 = true;
+                    revenue += event.prop_f64("value").unwrap_or(0.0);
+                }
+                _ => {}
+            }
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let active = people.len() as u64;
+        let per = |n: f64| if active == 0 { 0.0 } else { n / active as f64 };
+        Ok(Report {
+            from_ms,
+            to_ms,
+            active_people: active,
+            engagement_depth: per(people.values().map(|p| p.0 as f64).sum()),
+            completion: if dwell == 0 { 0.0 } else { completed as f64 / dwell as f64 },
+            return_rate: per(people.values().filter(|p| p.1.len() >= 2).count() as f64),
+            survey_mean: (survey_count > 0).then(|| survey_sum / survey_count as f64),
+            survey_count,
+            conversion: per(people.values().filter(|p| p.2).count() as f64),
+            revenue_per_person: per(revenue),
+            revenue,
+            ethical: self.privacy_report(self.now_ms())?,
+        })
+    }
+
+    /// Plans one notification: consent for the channel, quiet hours in the person's time zone,
+    /// and one frequency budget across channels. A plan with a send time reserves one send.
+    pub fn plan_notification(&self, id: &str, channel: &str, not_before_ms: i64) -> Result<NotificationPlan> {
+        let person = self.resolve(id);
+        let now_ms = self.now_ms();
+        let plan = |send_at_ms: Option<i64>, reason: &str| NotificationPlan {
+            id: format!("ntf-{}", ulid::Ulid::generate()),
+            channel: channel.to_owned(),
+            send_at_ms,
+            reason: reason.to_owned(),
+            at_ms: now_ms,
+        };
+        let consent = self.consent_of(&person);
+        let purpose = match channel {
+            "email" => Some(Purpose::Email),
+            "push" => Some(Purpose::Push),
+            _ => None,
+        };
+        if purpose.is_some_and(|p| !consent.allows(p)) {
+            return Ok(plan(None, "no_consent"));
+        }
+        let preferences = self.people.read(&person, |s| s.and_then(|s| s.preferences.clone())).unwrap_or_default();
+        let tz = preferences
+            .timezone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let earliest = not_before_ms.max(now_ms);
+
+        // The budget: at most WEEKLY_BUDGET sends in any 7 days, and MIN_GAP_MS between two.
+        let mut reserved: Vec<i64> = Vec::new();
+        let mut failure = None;
+        self.store.scan(Table::Notifications, &format!("{person}\0"), &mut |_, bytes| {
+            match from_json::<NotificationPlan>("notification plan", bytes) {
+                Ok(p) => reserved.extend(p.send_at_ms),
+                Err(err) => failure = Some(err),
+            }
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let mut candidate = earliest;
+        let mut reason = "as_requested";
+        for _ in 0..32 {
+            let in_week = reserved.iter().filter(|&&t| (t - candidate).abs() < 7 * DAY_MS).count();
+            if let Some(&too_close) = reserved.iter().find(|&&t| (t - candidate).abs() < MIN_GAP_MS) {
+                candidate = too_close + MIN_GAP_MS;
+                reason = "frequency_cap";
+                continue;
+            }
+            if in_week >= WEEKLY_BUDGET {
+                return Ok(self.store_plan(&person, plan(None, "frequency_cap"))?);
+            }
+            // Quiet hours, and the calm default: nothing between 21:00 and 08:00 local unless the
+            // person set other quiet hours.
+            let local = jiff::Timestamp::from_millisecond(candidate)
+                .map_err(|_| UserError::invalid("invalid_timestamp", "not_before", "`not_before` is out of range."))?
+                .to_zoned_datetime(tz.clone());
+            let minute = (local.hour() as u16) * 60 + local.minute() as u16;
+            let quiet =
+                preferences.quiet_hours.unwrap_or(attune_core::QuietHours { start_min: 21 * 60, end_min: 8 * 60 });
+            if quiet.contains(minute) {
+                // Move to the end of quiet hours, or to the preferred hour if that is later that day.
+                let end = quiet.end_min;
+                let mut moved = local.date().at((end / 60) as i8, (end % 60) as i8, 0, 0);
+                if moved <= local.datetime() {
+                    moved = moved.checked_add(jiff::Span::new().days(1)).unwrap_or(moved);
+                }
+                let preferred = moved.date().at(PREFERRED_HOUR, 0, 0, 0);
+                let (target, why) = if preferences.quiet_hours.is_none() && preferred > moved {
+                    (preferred, "preferred_hour")
+                } else {
+                    (moved, "quiet_hours")
+                };
+                candidate = target
+                    .to_zoned_datetime(tz.clone())
+                    .map(|z| z.timestamp().as_millisecond())
+                    .unwrap_or(candidate + DAY_MS);
+                if reason == "as_requested" {
+                    reason = why;
+                }
+                continue;
+            }
+            return Ok(self.store_plan(&person, plan(Some(candidate), reason))?);
+        }
+        Ok(self.store_plan(&person, plan(None, "frequency_cap"))?)
+    }
+
+    fn store_plan(&self, person: &str, plan: NotificationPlan) -> Result<NotificationPlan> {
+        if plan.send_at_ms.is_some() {
+            self.store.put(Table::Notifications, &format!("{person}\0{}", plan.id), &to_json(&plan))?;
+        }
+        Ok(plan)
+    }
+}
