@@ -180,7 +180,7 @@ impl Engine {
                 continue;
             }
             if in_week >= WEEKLY_BUDGET {
-                return Ok(self.store_plan(&person, plan(None, "frequency_cap"))?);
+                return self.store_plan(&person, plan(None, "frequency_cap"));
             }
             // Quiet hours, and the calm default: nothing between 21:00 and 08:00 local unless the
             // person set other quiet hours.
@@ -212,9 +212,9 @@ impl Engine {
                 }
                 continue;
             }
-            return Ok(self.store_plan(&person, plan(Some(candidate), reason))?);
+            return self.store_plan(&person, plan(Some(candidate), reason));
         }
-        Ok(self.store_plan(&person, plan(None, "frequency_cap"))?)
+        self.store_plan(&person, plan(None, "frequency_cap"))
     }
 
     fn store_plan(&self, person: &str, plan: NotificationPlan) -> Result<NotificationPlan> {
