@@ -576,6 +576,7 @@ impl Engine {
 
             let mut used: FxHashSet<u32> = FxHashSet::default();
             let mut placements = Vec::with_capacity(request.placements.len());
+            let mut experiments: Vec<(String, String)> = Vec::new();
             let top_interest: Vec<TagIdx> =
                 goals.iter().copied().chain(who.affinities.iter().take(3).map(|(t, _)| *t)).collect();
             for placement in &request.placements {
@@ -618,13 +619,24 @@ impl Engine {
                     }
                 }
 
+                // An experiment on this slot may hold the person to the non-personalized default.
+                let share = match self.experiment_arm(&placement.slot, who.id.as_deref()) {
+                    Some((experiment, arm, policy)) => {
+                        if !experiments.iter().any(|(e, _)| *e == experiment) {
+                            experiments.push((experiment, arm));
+                        }
+                        if policy == crate::experiments::Policy::Popular { 0.0 } else { personal }
+                    }
+                    None => personal,
+                };
+
                 // The rest: positions shared between the personal and the general ranking by the
                 // personal share (gradual revelation), each pick by MMR over tags for diversity.
                 let n_main = count.saturating_sub(picks.len() + explore.len());
                 let mut main: Vec<(u32, Source)> = Vec::with_capacity(n_main);
                 let mut n_personal_taken = 0usize;
                 while main.len() < n_main {
-                    let want_personal = ((main.len() + 1) as f32 * personal).round() as usize > n_personal_taken;
+                    let want_personal = ((main.len() + 1) as f32 * share).round() as usize > n_personal_taken;
                     let choose = |pool: &[u32], scores: &[f32], best: f32| -> Option<u32> {
                         pool.iter()
                             .copied()
@@ -713,8 +725,11 @@ impl Engine {
                 personalized: who.personalized,
                 journey_stage: who.stage,
                 placements,
-                experiments: Vec::new(),
+                experiments,
             };
+            for (experiment, arm) in &decision.experiments {
+                self.expose(experiment, arm);
+            }
             self.log_decision(who.id.as_deref(), &decision, now_ms);
             Ok(decision)
         })

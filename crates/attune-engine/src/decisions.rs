@@ -212,6 +212,7 @@ impl Engine {
     /// Persists decisions logged since the last flush (one durable batch). Called every second by
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
+        self.flush_experiment_counts()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
@@ -234,14 +235,19 @@ impl Engine {
         log.unflushed.retain(|d| d.person.as_ref().is_none_or(|p| !ids.contains(p)));
     }
 
-    /// Attributes an engagement event to the decision that showed its item: a click for that
-    /// slot's variant.
-    pub(crate) fn attribute(&self, decision_id: &str, item: Option<&str>) {
+    /// Attributes an event to the decision it answers: a click (or better) on a shown item counts
+    /// for that slot's variant, and an event of an experiment's metric types counts as a
+    /// conversion for the person's arm.
+    pub(crate) fn attribute(&self, decision_id: &str, item: Option<&str>, kind: &attune_core::EventType) {
         let Some(decision) = self.logged_decision(decision_id) else { return };
-        if let Some(placement) =
-            decision.placements.iter().find(|p| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
+        if crate::models::is_engagement(kind)
+            && let Some(placement) =
+                decision.placements.iter().find(|p| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
         {
             self.decisions.click(&placement.slot, &placement.variant);
+        }
+        for (experiment, arm) in &decision.experiments {
+            self.convert(experiment, arm, kind.as_str());
         }
     }
 }

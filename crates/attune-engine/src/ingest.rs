@@ -182,10 +182,8 @@ impl Engine {
     pub(crate) fn apply_event(&self, person: &str, event: &Event, updated_ms: i64) {
         self.people.update(event.subject.id(), |state| state.n_events += 1);
         self.fold_into(person, event, updated_ms);
-        if let Some(decision_id) = &event.decision_id
-            && crate::models::is_engagement(&event.kind)
-        {
-            self.attribute(decision_id, event.item.as_deref());
+        if let Some(decision_id) = &event.decision_id {
+            self.attribute(decision_id, event.item.as_deref(), &event.kind);
         }
     }
 

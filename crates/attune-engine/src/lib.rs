@@ -15,6 +15,7 @@ pub mod decide;
 pub mod decisions;
 pub mod editorial;
 pub mod error;
+pub mod experiments;
 mod ingest;
 pub mod keys;
 pub mod measure;
@@ -168,6 +169,7 @@ pub struct Engine {
     /// People erased since the models were trained: their factors are never used again.
     erased_since_training: RwLock<rustc_hash::FxHashSet<String>>,
     decisions: decisions::Decisions,
+    experiments: experiments::Experiments,
     cluster: cluster::ClusterState,
 }
 
@@ -202,9 +204,11 @@ impl Engine {
             training: parking_lot::Mutex::new(()),
             erased_since_training: RwLock::new(rustc_hash::FxHashSet::default()),
             decisions: decisions::Decisions::default(),
+            experiments: experiments::Experiments::default(),
         };
         engine.load()?;
         engine.load_editorial()?;
+        engine.load_experiments()?;
         engine.open_privacy()?;
         Ok(engine)
     }

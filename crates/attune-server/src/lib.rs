@@ -92,7 +92,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// The whole API as a router.
 pub fn app(state: AppState) -> Router {
-    use routes::{admin, catalog, decide, editorial, events, health, measure, models, privacy, users};
+    use routes::{admin, catalog, decide, editorial, events, experiments, health, measure, models, privacy, users};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -124,6 +124,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit", get(admin::get_audit))
         .route("/v1/decide", post(decide::post_decide))
         .route("/v1/report", get(measure::get_report))
+        .route("/v1/experiments/{id}", put(experiments::put_experiment).get(experiments::get_experiment))
+        .route("/v1/experiments/{id}/results", get(experiments::get_results))
         .route("/v1/notifications/plan", post(measure::post_plan))
         .route("/v1/items/{id}/similar", get(decide::get_similar))
         .route("/v1/slots", get(editorial::list_slots))

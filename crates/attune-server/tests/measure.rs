@@ -89,3 +89,57 @@ async fn notifications_honor_consent_quiet_hours_and_one_budget() {
         .await;
     assert_eq!((bad.status, bad.json["error"]["code"].as_str()), (400, Some("invalid_timestamp")));
 }
+
+#[tokio::test]
+async fn experiments_assign_expose_and_convert() {
+    let server = TestServer::start(None).await;
+    let items: Vec<serde_json::Value> =
+        (0..30).map(|i| json!({"id": format!("i-{i}"), "kind": "article", "tags": [if i % 2 == 0 { "sleep" } else { "focus" }]})).collect();
+    server.ok("PUT", "/v1/items", Some(json!({ "items": items }))).await;
+    let defined = server.ok("PUT", "/v1/experiments/exp-feed", Some(json!({"slot": "home_feed",
+        "arms": [{"name": "control", "weight": 0.5, "policy": "popular"}, {"name": "personalized", "weight": 0.45, "policy": "default"}],
+        "holdout": 0.05, "metrics": ["click", "purchase", "survey"]}))).await;
+    assert_eq!(defined["arms"][1]["policy"], "default");
+    let mut arms = std::collections::HashMap::new();
+    for i in 0..60 {
+        let user = format!("u-{i}");
+        let decision = server
+            .ok("POST", "/v1/decide", Some(json!({"user": user, "placements": [{"slot": "home_feed", "count": 3}]})))
+            .await;
+        let arm = decision["experiments"][0]["arm"].as_str().unwrap().to_owned();
+        assert_eq!(decision["experiments"][0]["id"], "exp-feed");
+        // Deterministic per person.
+        let again = server
+            .ok("POST", "/v1/decide", Some(json!({"user": user, "placements": [{"slot": "home_feed", "count": 3}]})))
+            .await;
+        assert_eq!(again["experiments"][0]["arm"], arm.as_str());
+        *arms.entry(arm.clone()).or_insert(0) += 1;
+        if arm == "personalized" {
+            let item = decision["placements"][0]["items"][0]["id"].clone();
+            server
+                .ok(
+                    "POST",
+                    "/v1/events",
+                    Some(json!({"events": [{"id": format!("c-{i}"), "type": "click", "user": user,
+                "item": item, "decision_id": decision["decision_id"]}]})),
+                )
+                .await;
+        }
+    }
+    assert!(arms.contains_key("control") && arms.contains_key("personalized"), "{arms:?}");
+    let results = server.ok("GET", "/v1/experiments/exp-feed/results", None).await;
+    let arm = |name: &str| results["arms"].as_array().unwrap().iter().find(|a| a["arm"] == name).cloned().unwrap();
+    assert_eq!(arm("control")["exposures"], arms["control"] * 2);
+    assert_eq!(arm("personalized")["conversions"], arms["personalized"]);
+    assert_eq!(arm("control")["conversions"], 0);
+    assert!(results["srm"]["chi2"].as_f64().is_some());
+    let bad = server
+        .call(
+            "PUT",
+            "/v1/experiments/x",
+            Some(json!({"slot": "s", "arms": [{"name": "a", "weight": 0.9, "policy": "default"}], "holdout": 0.2})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(server.call("GET", "/v1/experiments/none/results", None).await.status, 404);
+}

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod decide;
 pub mod editorial;
 pub mod events;
+pub mod experiments;
 pub mod health;
 pub mod measure;
 pub mod models;
