@@ -99,10 +99,13 @@ pub struct ExperimentResults {
     pub srm_mismatch: bool,
 }
 
+/// Counts by arm name.
+type Counts = FxHashMap<String, ArmCounts>;
+
 /// In-memory experiment state.
 #[derive(Default)]
 pub struct Experiments {
-    by_id: Mutex<FxHashMap<String, (Experiment, FxHashMap<String, ArmCounts>)>>,
+    by_id: Mutex<FxHashMap<String, (Experiment, Counts)>>,
 }
 
 fn bucket(experiment: &str, subject: &str) -> u64 {
