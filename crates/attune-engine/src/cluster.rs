@@ -743,6 +743,8 @@ impl Engine {
                 .map(|(name, fit_seconds)| crate::models::ModelStats {
                     name: stat_name(name),
                     fit_seconds: *fit_seconds,
+                    // Offline metrics are the trainer's; loaders show none.
+                    metrics: None,
                 })
                 .collect(),
             users,

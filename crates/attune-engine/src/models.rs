@@ -23,6 +23,62 @@ pub struct ModelStats {
     pub name: &'static str,
     /// Wall time of the fit.
     pub fit_seconds: f64,
+    /// Its offline metrics on the training data (EVAL.md protocol), when evaluated.
+    pub metrics: Option<OfflineMetrics>,
+}
+
+/// Top-10 metrics of the EVAL.md protocol (per-person time split of the training interactions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OfflineMetrics {
+    /// Precision@10.
+    pub precision: f64,
+    /// Recall@10.
+    pub recall: f64,
+    /// NDCG@10.
+    pub ndcg: f64,
+    /// HitRate@10.
+    pub hit_rate: f64,
+    /// Coverage@10.
+    pub coverage: f64,
+    /// People scored.
+    pub people: usize,
+}
+
+/// Training data up to this many (person, item) pairs is also evaluated offline at each training
+/// (it costs about one more fit of each model).
+pub const EVALUATE_UP_TO_PAIRS: usize = 500_000;
+
+/// Evaluates the served models on a time split of the training pairs (EVAL.md protocol).
+fn evaluate_offline(pairs: &[(String, String, i64)]) -> Vec<(&'static str, OfflineMetrics)> {
+    use attune_rank::eval::{Config, Fold, Row, evaluate, temporal_split};
+    let rows: Vec<Row> = pairs
+        .iter()
+        .map(|(user, item, ts)| Row { user: user.clone(), item: item.clone(), weight: 1.0, ts: *ts })
+        .collect();
+    let (train, test) = temporal_split(&rows);
+    if test.is_empty() {
+        return Vec::new();
+    }
+    let fold = Fold::from_rows(&train, &test, None);
+    [("popularity", "pop"), ("item_knn", "itemknn"), ("ials", "ials")]
+        .into_iter()
+        .filter_map(|(served, name)| {
+            let config = Config::default_for(name)?;
+            let (_, outcome) = evaluate(&config, &fold).ok()?;
+            let m = outcome.metrics;
+            Some((
+                served,
+                OfflineMetrics {
+                    precision: m.precision,
+                    recall: m.recall,
+                    ndcg: m.ndcg,
+                    hit_rate: m.hit_rate,
+                    coverage: m.coverage,
+                    people: m.n_users,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Everything decisions read from training, immutable once built.
@@ -189,7 +245,7 @@ impl Engine {
         let data = Interactions::from_triples_with_ts(users.len(), n_items, &triples, &timestamps);
         let mut stats = Vec::new();
         let timed = |name: &'static str, stats: &mut Vec<ModelStats>, started: Instant| {
-            stats.push(ModelStats { name, fit_seconds: started.elapsed().as_secs_f64() });
+            stats.push(ModelStats { name, fit_seconds: started.elapsed().as_secs_f64(), metrics: None });
         };
 
         let t = Instant::now();
@@ -217,6 +273,32 @@ impl Engine {
         let content = (!docs.is_empty()).then(|| Content::fit(&docs, &ContentParams::default()));
         timed("content", &mut stats, t);
 
+        if pairs.len() <= EVALUATE_UP_TO_PAIRS {
+            let person_of: Vec<&str> = {
+                let mut ids = vec![""; users.len()];
+                for (id, row) in &users {
+                    ids[*row as usize] = id;
+                }
+                ids
+            };
+            let catalog = self.catalog.read();
+            let named: Vec<(String, String, i64)> = pairs
+                .iter()
+                .map(|((user, item), (_, ts))| {
+                    (
+                        person_of[*user as usize].to_owned(),
+                        catalog.id(attune_core::ItemIdx(*item)).to_owned(),
+                        ts / 1000,
+                    )
+                })
+                .collect();
+            drop(catalog);
+            for (name, metrics) in evaluate_offline(&named) {
+                if let Some(stat) = stats.iter_mut().find(|s| s.name == name) {
+                    stat.metrics = Some(metrics);
+                }
+            }
+        }
         let version = self.models.read().version + 1;
         let snapshot = Arc::new(ModelSnapshot {
             version,

@@ -295,6 +295,9 @@ async fn decisions_are_reviewed_attributed_and_similar_items_work() {
         assert!(names.contains(&name), "{names:?}");
     }
     assert!(models["models"][0]["trained_at"].is_string());
+    let ials = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "ials").unwrap();
+    let ndcg = ials["metrics"]["ndcg"].as_f64().expect("offline metrics at training");
+    assert!((0.0..=1.0).contains(&ndcg));
 }
 
 #[tokio::test]

@@ -120,7 +120,9 @@ pub struct ModelOut {
     pub fit_seconds: f64,
     /// The model version (increases with every training).
     pub version: u64,
-    /// Offline metrics of its last evaluation (`attune eval`; null when not evaluated on this data).
+    /// Offline metrics of its last evaluation: P/R/NDCG/HitRate/Coverage@10 on a per-person time
+    /// split of the training data (EVAL.md), computed at training when the data has at most
+    /// 500,000 (person, item) pairs; null otherwise (use `attune eval`).
     #[schema(value_type = Object)]
     pub metrics: Option<serde_json::Value>,
 }
@@ -149,7 +151,13 @@ pub async fn list_models(State(state): State<AppState>, _auth: Auth<Admin>) -> A
                 events: snapshot.n_events,
                 fit_seconds: (s.fit_seconds * 1000.0).round() / 1000.0,
                 version: snapshot.version,
-                metrics: None,
+                metrics: s.metrics.map(|m| {
+                    serde_json::json!({
+                        "precision": m.precision, "recall": m.recall, "ndcg": m.ndcg, "hit_rate": m.hit_rate,
+                        "coverage": m.coverage, "people": m.people,
+                        "protocol": "top 10, per-person time split of the training interactions (EVAL.md)",
+                    })
+                }),
             })
             .collect(),
     }))
