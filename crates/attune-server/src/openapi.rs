@@ -92,7 +92,73 @@ pub fn document_json() -> String {
             })
             .collect();
         value["x-error-codes"] = serde_json::Value::Object(codes);
+        document_common_answers(&mut value);
         serde_json::to_string(&value).expect("JSON values serialize")
     })
     .clone()
+}
+
+/// Every operation can answer with the error envelope for bad input, auth, limits and overload,
+/// and every path id follows the id rule (1–128 printable characters): say so in the document,
+/// once, instead of on each handler.
+fn document_common_answers(doc: &mut serde_json::Value) {
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let common = [
+        ("400", "Malformed or invalid request (`error.code` says which rule, `error.field` where)."),
+        ("401", "No API key, or an unknown or revoked one."),
+        ("403", "The key lacks the scope this route needs."),
+        ("404", "Unknown id or route."),
+        ("405", "The route does not accept this method."),
+        ("409", "The request contradicts stored state."),
+        ("413", "The body is too large."),
+        ("415", "The body is not application/json."),
+        ("429", "Rate limited; see Retry-After."),
+        ("503", "Starting or overloaded."),
+    ];
+    // Rust's `char::is_control` (what the id rule checks) is Unicode's Cc: U+0000–001F, U+007F–009F.
+    let id_pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+    let id_schema = serde_json::json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": id_pattern});
+    // Request fields that are ids follow the same rule.
+    const ID_FIELDS: [&str; 8] = ["id", "user", "anonymous_id", "item", "slot", "decision_id", "channel", "name"];
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(|s| s.as_object_mut()) {
+        for (_, schema) in schemas.iter_mut() {
+            let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { continue };
+            for (name, property) in properties.iter_mut() {
+                let is_string = property
+                    .get("type")
+                    .is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.iter().any(|x| x == "string")));
+                if ID_FIELDS.contains(&name.as_str()) && is_string {
+                    property["minLength"] = 1.into();
+                    property["maxLength"] = 128.into();
+                    property["pattern"] = id_pattern.into();
+                }
+            }
+        }
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for (_, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, operation) in item.iter_mut() {
+            if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            if let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                for (status, description) in common {
+                    responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                }
+            }
+            if let Some(parameters) = operation.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+                for parameter in parameters {
+                    if parameter.get("in").and_then(|i| i.as_str()) == Some("path") {
+                        parameter["schema"] = id_schema.clone();
+                    }
+                }
+            }
+        }
+    }
 }

@@ -39,10 +39,10 @@ pub struct EventIn {
     pub channel: Option<String>,
     /// `device`, `timezone`, `geo`, `weather`, `local_time`, `page`, `locale` (strings). `geo` and
     /// `weather` are dropped without `contextual` consent; other keys are dropped.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
     /// Properties declared for the type; others are dropped and reported.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub properties: Option<Map<String, Value>>,
     /// The decision this event answers.
     pub decision_id: Option<String>,
@@ -107,14 +107,14 @@ pub struct ItemIn {
     /// Goals and topics (at most 50, each 1–64 characters).
     pub tags: Option<Vec<String>>,
     /// Free-form attributes (`reading_minutes`, `level`, `price`, ...).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub attributes: Option<Map<String, Value>>,
     /// Default true.
     pub available: Option<bool>,
     /// RFC 3339.
     pub published_at: Option<String>,
     /// `foundational`, `contextual`, `emotional`: objects with a `headline` and any other copy.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub variants: Option<Map<String, Value>>,
 }
 

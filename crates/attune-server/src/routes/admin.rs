@@ -94,6 +94,7 @@ pub async fn delete_key(
 
 /// `GET /v1/audit` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// RFC 3339; entries at or after it.

@@ -283,6 +283,7 @@ pub async fn post_decide(
 
 /// `GET /v1/items/{id}/similar` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarQuery {
     /// 1–100 (default 10).

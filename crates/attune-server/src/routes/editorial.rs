@@ -472,6 +472,7 @@ pub async fn get_rule(
 
 /// `GET /v1/rules` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RulesQuery {
     /// Only rules due for review.
@@ -507,6 +508,7 @@ pub async fn delete_rule(
 
 /// `GET /v1/review/decisions` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewQuery {
     /// Only decisions that filled this slot.

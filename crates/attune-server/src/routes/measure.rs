@@ -16,6 +16,7 @@ use crate::{
 
 /// `GET /v1/report` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// RFC 3339 (default: 30 days before `to`).

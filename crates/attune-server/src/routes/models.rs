@@ -54,6 +54,7 @@ impl Jobs {
 
 /// `POST /v1/models/train` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TrainQuery {
     /// Answer when training is done.
@@ -123,7 +124,7 @@ pub struct ModelOut {
     /// Offline metrics of its last evaluation: P/R/NDCG/HitRate/Coverage@10 on a per-person time
     /// split of the training data (EVAL.md), computed at training when the data has at most
     /// 500,000 (person, item) pairs; null otherwise (use `attune eval`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
 }
 

@@ -89,6 +89,7 @@ pub async fn get_erasure(
 
 /// `POST /v1/users/{id}/me-link` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MeLinkQuery {
     /// How long the link works, in seconds: 60–604,800 (a week); default 3,600.
