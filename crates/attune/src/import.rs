@@ -81,52 +81,79 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
         ProgressStyle::with_template("{spinner} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
             .expect("the template is valid"),
     );
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut lines: Vec<String> = Vec::with_capacity(batch);
-    let mut line_no = 0u64;
-    loop {
-        lines.clear();
-        let mut bytes_read = 0u64;
-        while lines.len() < batch.max(1) {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line).with_context(|| format!("reading {}", events_file.display()))?;
-            if n == 0 {
-                break;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    // Two stages overlap: a reader thread reads and parses the next batch (on all cores) while
+    // this thread stores the current one; at most two parsed batches wait in between.
+    let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<(u64, u64, Vec<IngestItem>)>>(2);
+    let batch = batch.max(1);
+    let path_for_errors = events_file.clone();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(move || {
+            let mut reader = reader;
+            let mut line_no = 0u64;
+            loop {
+                let mut lines: Vec<String> = Vec::with_capacity(batch);
+                let mut bytes_read = 0u64;
+                while lines.len() < batch {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(n) => bytes_read += n as u64,
+                        Err(err) => {
+                            let _ =
+                                parsed_tx
+                                    .send(Err(anyhow::Error::new(err)
+                                        .context(format!("reading {}", path_for_errors.display()))));
+                            return;
+                        }
+                    }
+                    let trimmed = line.trim_end_matches(['\n', '\r']);
+                    if !trimmed.trim().is_empty() {
+                        lines.push(trimmed.to_owned());
+                    }
+                }
+                if lines.is_empty() {
+                    return;
+                }
+                let first = line_no;
+                line_no += lines.len() as u64;
+                let items: Vec<IngestItem> = lines
+                    .par_iter()
+                    .enumerate()
+                    .map(
+                        |(i, line)| {
+                            if tsv { parse_tsv_line(line, first as usize + i) } else { parse_json_line(line, i) }
+                        },
+                    )
+                    .collect();
+                if parsed_tx.send(Ok((first, bytes_read, items))).is_err() {
+                    return;
+                }
             }
-            bytes_read += n as u64;
-            let trimmed = line.trim_end_matches(['\n', '\r']);
-            if !trimmed.trim().is_empty() {
-                lines.push(trimmed.to_owned());
+        });
+        for parsed in parsed_rx {
+            let (first, bytes_read, items) = parsed?;
+            let n_lines = items.len() as u64;
+            let report: IngestReport = engine.ingest(items).context("storing a batch")?;
+            totals.lines += n_lines;
+            totals.accepted += report.accepted as u64;
+            totals.duplicates += report.duplicates as u64;
+            totals.rejected += report.rejected.len() as u64;
+            if let Some((index, rejection)) = report.rejected.first()
+                && totals.rejected == report.rejected.len() as u64
+            {
+                bar.println(format!(
+                    "line {}: rejected ({}): {}",
+                    first + *index as u64 + 1,
+                    rejection.code.as_str(),
+                    rejection.message
+                ));
             }
+            bar.inc(bytes_read);
+            bar.set_message(format!("{} events", totals.accepted));
         }
-        if lines.is_empty() {
-            break;
-        }
-        let first = line_no;
-        line_no += lines.len() as u64;
-        let items: Vec<IngestItem> = lines
-            .par_iter()
-            .enumerate()
-            .map(|(i, line)| if tsv { parse_tsv_line(line, first as usize + i) } else { parse_json_line(line, i) })
-            .collect();
-        let report: IngestReport = engine.ingest(items).context("storing a batch")?;
-        totals.lines += lines.len() as u64;
-        totals.accepted += report.accepted as u64;
-        totals.duplicates += report.duplicates as u64;
-        totals.rejected += report.rejected.len() as u64;
-        if let Some((index, rejection)) = report.rejected.first()
-            && totals.rejected == report.rejected.len() as u64
-        {
-            bar.println(format!(
-                "line {}: rejected ({}): {}",
-                first + *index as u64 + 1,
-                rejection.code.as_str(),
-                rejection.message
-            ));
-        }
-        bar.inc(bytes_read);
-        bar.set_message(format!("{} events", totals.accepted));
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     Ok(totals)
 }
