@@ -21,10 +21,9 @@ use std::{
 };
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use parking_lot::{Condvar, Mutex};
-use rustc_hash::FxHashMap;
+use parking_lot::Mutex;
 
-use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table};
+use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table, group_commit::GroupCommit};
 
 /// The embedded store. Open it with [`EmbeddedStore::open`].
 pub struct EmbeddedStore {
@@ -37,8 +36,7 @@ pub struct EmbeddedStore {
     records: Keyspace,
     next_seq: AtomicU64,
     n_events: AtomicU64,
-    committer: Mutex<CommitQueue>,
-    committed: Condvar,
+    committer: GroupCommit<Write>,
     purge_lock: Mutex<()>,
 }
 
@@ -46,14 +44,6 @@ pub struct EmbeddedStore {
 enum Write {
     Events(Vec<NewEvent>),
     Records(Vec<(Vec<u8>, Option<Vec<u8>>)>),
-}
-
-#[derive(Default)]
-struct CommitQueue {
-    next_ticket: u64,
-    queue: VecDeque<(u64, Write)>,
-    leader_active: bool,
-    results: FxHashMap<u64, Result<Vec<Appended>>>,
 }
 
 fn backend_err(err: impl std::fmt::Display) -> StoreError {
@@ -77,8 +67,7 @@ impl EmbeddedStore {
             db,
             next_seq: AtomicU64::new(1),
             n_events: AtomicU64::new(0),
-            committer: Mutex::new(CommitQueue::default()),
-            committed: Condvar::new(),
+            committer: GroupCommit::new(),
             purge_lock: Mutex::new(()),
         };
         let last_seq = match store.events.last_key_value() {
@@ -104,27 +93,7 @@ impl EmbeddedStore {
     /// progress leads: it commits everything queued (its own write included) in one batch and one
     /// fsync, then wakes the others.
     fn write(&self, write: Write) -> Result<Vec<Appended>> {
-        let mut queue = self.committer.lock();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.queue.push_back((ticket, write));
-        loop {
-            if let Some(result) = queue.results.remove(&ticket) {
-                return result;
-            }
-            if queue.leader_active {
-                self.committed.wait(&mut queue);
-                continue;
-            }
-            queue.leader_active = true;
-            let group: Vec<_> = queue.queue.drain(..).collect();
-            drop(queue);
-            let outcomes = self.commit_group(&group);
-            queue = self.committer.lock();
-            queue.results.extend(outcomes);
-            queue.leader_active = false;
-            self.committed.notify_all();
-        }
+        self.committer.submit(write, VecDeque::len, |group| self.commit_group(&group))
     }
 
     /// Commits one group of queued writes in one batch and one fsync.

@@ -17,6 +17,7 @@
 
 pub mod conformance;
 mod embedded;
+mod group_commit;
 pub mod postgres;
 
 pub use embedded::EmbeddedStore;

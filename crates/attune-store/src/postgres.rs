@@ -67,7 +67,7 @@ use ::postgres::{Client, Config, NoTls, Row, Statement, error::SqlState};
 use parking_lot::{Condvar, Mutex};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table};
+use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table, group_commit::GroupCommit};
 
 /// How many connections one [`PostgresStore`] opens at most.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
@@ -80,8 +80,7 @@ pub struct PostgresStore {
     pool: Pool,
     /// Months (since January 1970) whose partition is known to exist.
     partitions: Mutex<FxHashSet<i64>>,
-    committer: Mutex<CommitQueue>,
-    committed: Condvar,
+    committer: GroupCommit<Vec<NewEvent>>,
 }
 
 /// Proof that this process holds the cluster-wide training lock; dropping it releases the lock.
@@ -120,8 +119,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool: Pool::new(config, DEFAULT_MAX_CONNECTIONS),
             partitions: Mutex::new(FxHashSet::default()),
-            committer: Mutex::new(CommitQueue::default()),
-            committed: Condvar::new(),
+            committer: GroupCommit::new(),
         };
         let (mut conn, _) = store.pool.checkout()?;
         let ready = match role {
@@ -537,67 +535,23 @@ RETURNING events.id, events.tableoid";
 // ---------------------------------------------------------------------------------------------
 // Appends: group commit, partitions, the insert transaction.
 
-#[derive(Default)]
-struct CommitQueue {
-    next_ticket: u64,
-    queue: VecDeque<(u64, Vec<NewEvent>)>,
-    leader_active: bool,
-    results: FxHashMap<u64, Result<Vec<Appended>>>,
-}
-
 impl PostgresStore {
     /// Queues an append and waits for its result. The first waiter that finds no append in flight
     /// leads: it writes the queued appends (its own among them, or in a later round) in one
     /// transaction, then wakes the others.
     fn append_grouped(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        let mut queue = self.committer.lock();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.queue.push_back((ticket, events));
-        loop {
-            if let Some(result) = queue.results.remove(&ticket) {
-                return result;
-            }
-            if queue.leader_active {
-                self.committed.wait(&mut queue);
-                continue;
-            }
-            queue.leader_active = true;
-            let mut group = Vec::new();
+        // A group takes queued appends up to MAX_GROUP_EVENTS (a bigger one goes alone).
+        let group_len = |waiting: &VecDeque<(u64, Vec<NewEvent>)>| {
             let mut n_events = 0;
-            while let Some((_, events)) = queue.queue.front() {
-                if !group.is_empty() && n_events + events.len() > MAX_GROUP_EVENTS {
-                    break;
-                }
-                n_events += events.len();
-                group.push(queue.queue.pop_front().expect("front was Some"));
-            }
-            drop(queue);
-            let tickets: Vec<u64> = group.iter().map(|(ticket, _)| *ticket).collect();
-            // A panic here must not leave `leader_active` set, or every later append would wait
-            // forever: answer the group with an error, hand over leadership, then panic on.
-            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_group(group)));
-            queue = self.committer.lock();
-            let panicked = match committed {
-                Ok(outcomes) => {
-                    queue.results.extend(outcomes);
-                    None
-                }
-                Err(panic) => {
-                    for ticket in tickets {
-                        let failed = Err(StoreError::Backend("the append's group commit panicked".to_owned()));
-                        queue.results.insert(ticket, failed);
-                    }
-                    Some(panic)
-                }
-            };
-            queue.leader_active = false;
-            self.committed.notify_all();
-            if let Some(panic) = panicked {
-                drop(queue);
-                std::panic::resume_unwind(panic);
-            }
-        }
+            waiting
+                .iter()
+                .take_while(|(_, events)| {
+                    n_events += events.len();
+                    n_events <= MAX_GROUP_EVENTS
+                })
+                .count()
+        };
+        self.committer.submit(events, group_len, |group| self.commit_group(group))
     }
 
     /// Writes one group in one transaction. If that fails and the group holds several appends,
