@@ -3,10 +3,11 @@
 //! the same data directory, and re-send everything acknowledged — every one must come back as a
 //! duplicate (it is on disk), across several kills at different moments.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -14,20 +15,9 @@ use std::{
 use serde_json::json;
 
 fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .env_remove("ATTUNE_ADMIN_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn attune serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the address line");
-    let address = line.trim().strip_prefix("attune listening on ").expect("address line").to_owned();
-    (child, address)
+    let mut command = support::attune(&["serve", "--listen", "127.0.0.1:0", "--data"]);
+    command.arg(data).env_remove("ATTUNE_ADMIN_KEY").stderr(Stdio::null());
+    support::spawn_serve(&mut command)
 }
 
 fn batch(client: usize, round: usize, n: usize) -> Vec<serde_json::Value> {

@@ -6,9 +6,10 @@
 //! `scripts/pg-test-cluster.sh` starts one and prints it). Without it the test fails under `CI` and
 //! says it was skipped otherwise. Each run creates (and drops) a database of its own.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -31,20 +32,23 @@ impl Drop for Server {
 }
 
 fn start(store_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", store_url, "--sync-every", "0.2", "--train-every", "2"])
+    let mut command = support::attune(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store_url,
+        "--sync-every",
+        "0.2",
+        "--train-every",
+        "2",
+    ]);
+    command
         .env("ATTUNE_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
         .env_remove("ATTUNE_STORE")
         .env_remove("ATTUNE_DATA")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn attune serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the address line");
-    let address = line.trim().strip_prefix("attune listening on ").expect("address line").to_owned();
+        .stderr(Stdio::inherit());
+    let (child, address) = support::spawn_serve(&mut command);
     Server { child, address }
 }
 
