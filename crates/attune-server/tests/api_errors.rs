@@ -3,23 +3,25 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Case, TestServer, field, raw};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "test-admin-key-0123456789";
 
-struct Case {
-    name: &'static str,
-    method: &'static str,
-    path: String,
-    content_type: Option<&'static str>,
-    body: Vec<u8>,
-    status: u16,
-    code: &'static str,
-    field: Option<&'static str>,
-}
-
+/// A case with a JSON body; `Value::Null` means no body and no content type (GET, DELETE).
 fn case(name: &'static str, method: &'static str, path: &str, body: Value, status: u16, code: &'static str) -> Case {
+    if body.is_null() {
+        return Case {
+            name,
+            method,
+            path: path.to_owned(),
+            content_type: None,
+            body: Vec::new(),
+            status,
+            code,
+            field: None,
+        };
+    }
     Case {
         name,
         method,
@@ -30,23 +32,6 @@ fn case(name: &'static str, method: &'static str, path: &str, body: Value, statu
         code,
         field: None,
     }
-}
-
-fn raw(
-    name: &'static str,
-    method: &'static str,
-    path: &str,
-    ct: Option<&'static str>,
-    body: &[u8],
-    status: u16,
-    code: &'static str,
-) -> Case {
-    Case { name, method, path: path.to_owned(), content_type: ct, body: body.to_vec(), status, code, field: None }
-}
-
-fn field(mut c: Case, field: &'static str) -> Case {
-    c.field = Some(field);
-    c
 }
 
 fn request_cases() -> Vec<Case> {
@@ -341,29 +326,7 @@ async fn bad_requests_get_stable_codes() {
     let server = TestServer::start(Some(ADMIN)).await;
     let cases = request_cases();
     assert!(cases.len() >= 40, "the table keeps at least 40 cases");
-    let mut failures = Vec::new();
-    for case in cases {
-        let body = if case.method == "GET" || (case.method == "DELETE" && case.body == b"null") {
-            Vec::new()
-        } else {
-            case.body.clone()
-        };
-        let content_type = if body.is_empty() && case.method != "POST" { None } else { case.content_type };
-        let reply = server.raw(case.method, &case.path, content_type, body).await;
-        let code = reply.json["error"]["code"].as_str().unwrap_or("<none>");
-        let message = reply.json["error"]["message"].as_str().unwrap_or("");
-        let got_field = reply.json["error"]["field"].as_str();
-        if reply.status != case.status
-            || code != case.code
-            || message.is_empty()
-            || case.field.is_some_and(|f| Some(f) != got_field)
-        {
-            failures.push(format!(
-                "{}: expected {} {} {:?}, got {} {}",
-                case.name, case.status, case.code, case.field, reply.status, reply.json
-            ));
-        }
-    }
+    let failures = common::failed_cases(&server, cases).await;
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{NOW_MS, TestServer};
+use common::{Case, NOW_MS, TestServer, field, raw};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "test-admin-key-0123456789";
@@ -672,17 +672,6 @@ fn hex_of(text: &str) -> String {
 
 // ---- bad input, table-driven ----
 
-struct Case {
-    name: &'static str,
-    method: &'static str,
-    path: String,
-    content_type: Option<&'static str>,
-    body: Vec<u8>,
-    status: u16,
-    code: &'static str,
-    field: Option<&'static str>,
-}
-
 fn json_case(
     name: &'static str,
     method: &'static str,
@@ -705,23 +694,6 @@ fn json_case(
 
 fn bare(name: &'static str, method: &'static str, path: &str, status: u16, code: &'static str) -> Case {
     Case { name, method, path: path.to_owned(), content_type: None, body: Vec::new(), status, code, field: None }
-}
-
-fn raw(
-    name: &'static str,
-    method: &'static str,
-    path: &str,
-    ct: Option<&'static str>,
-    body: &[u8],
-    status: u16,
-    code: &'static str,
-) -> Case {
-    Case { name, method, path: path.to_owned(), content_type: ct, body: body.to_vec(), status, code, field: None }
-}
-
-fn field(mut case: Case, field: &'static str) -> Case {
-    case.field = Some(field);
-    case
 }
 
 fn bad_cases() -> Vec<Case> {
@@ -1018,23 +990,7 @@ async fn bad_inputs_to_privacy_routes_get_stable_codes() {
     populate(&server).await;
     let cases = bad_cases();
     assert!(cases.len() >= 60, "the table keeps at least 60 cases: {}", cases.len());
-    let mut failures = Vec::new();
-    for case in cases {
-        let reply = server.raw(case.method, &case.path, case.content_type, case.body.clone()).await;
-        let code = reply.json["error"]["code"].as_str().unwrap_or("<none>");
-        let message = reply.json["error"]["message"].as_str().unwrap_or("");
-        let got_field = reply.json["error"]["field"].as_str();
-        if reply.status != case.status
-            || code != case.code
-            || message.is_empty()
-            || case.field.is_some_and(|f| Some(f) != got_field)
-        {
-            failures.push(format!(
-                "{}: expected {} {} {:?}, got {} {}",
-                case.name, case.status, case.code, case.field, reply.status, reply.json
-            ));
-        }
-    }
+    let failures = common::failed_cases(&server, cases).await;
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     // Nothing above changed the person.
     assert_eq!(server.ok("GET", &format!("/v1/users/{PERSON}"), None).await["events"], 6);

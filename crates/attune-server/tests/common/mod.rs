@@ -117,3 +117,57 @@ impl TestServer {
         reply.json
     }
 }
+
+/// One bad request and the error it must get.
+pub struct Case {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub status: u16,
+    pub code: &'static str,
+    pub field: Option<&'static str>,
+}
+
+/// A case with a raw body.
+pub fn raw(
+    name: &'static str,
+    method: &'static str,
+    path: &str,
+    content_type: Option<&'static str>,
+    body: &[u8],
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case { name, method, path: path.to_owned(), content_type, body: body.to_vec(), status, code, field: None }
+}
+
+/// The case, also naming the field at fault.
+pub fn field(mut case: Case, field: &'static str) -> Case {
+    case.field = Some(field);
+    case
+}
+
+/// Sends every case; returns a line for each one whose answer was not the expected status, code,
+/// field and a non-empty message.
+pub async fn failed_cases(server: &TestServer, cases: Vec<Case>) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let reply = server.raw(case.method, &case.path, case.content_type, case.body.clone()).await;
+        let code = reply.json["error"]["code"].as_str().unwrap_or("<none>");
+        let message = reply.json["error"]["message"].as_str().unwrap_or("");
+        let got_field = reply.json["error"]["field"].as_str();
+        if reply.status != case.status
+            || code != case.code
+            || message.is_empty()
+            || case.field.is_some_and(|f| Some(f) != got_field)
+        {
+            failures.push(format!(
+                "{}: expected {} {} {:?}, got {} {}",
+                case.name, case.status, case.code, case.field, reply.status, reply.json
+            ));
+        }
+    }
+    failures
+}
