@@ -9,7 +9,7 @@ use attune_store::Table;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Result, UserError, from_json, to_json};
+use crate::{Engine, Result, UserError, to_json};
 
 /// The presentation variants a slot chooses among when none are configured.
 pub const DEFAULT_VARIANTS: [&str; 2] = ["calm_list", "grid"];
@@ -185,38 +185,12 @@ pub struct Editorial {
 
 impl Engine {
     pub(crate) fn load_editorial(&self) -> Result<()> {
-        let mut editorial = Editorial::default();
-        let mut failure = None;
-        let mut keep = |result: Result<()>| match result {
-            Ok(()) => true,
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
+        let editorial = Editorial {
+            slots: self.scan_json(Table::Slots, "", "slot")?.into_iter().collect(),
+            picks: self.scan_json(Table::Picks, "", "pick")?.into_iter().collect(),
+            rules: self.scan_json(Table::Rules, "", "rule")?.into_iter().collect(),
+            flags: self.scan_json(Table::Flags, "", "flag")?.into_iter().collect(),
         };
-        self.store.scan(Table::Slots, "", &mut |slot, bytes| {
-            keep(from_json("slot", bytes).map(|s| {
-                editorial.slots.insert(slot.to_owned(), s);
-            }))
-        })?;
-        self.store.scan(Table::Picks, "", &mut |id, bytes| {
-            keep(from_json("pick", bytes).map(|p| {
-                editorial.picks.insert(id.to_owned(), p);
-            }))
-        })?;
-        self.store.scan(Table::Rules, "", &mut |id, bytes| {
-            keep(from_json("rule", bytes).map(|r| {
-                editorial.rules.insert(id.to_owned(), r);
-            }))
-        })?;
-        self.store.scan(Table::Flags, "", &mut |item, bytes| {
-            keep(from_json("flag", bytes).map(|f| {
-                editorial.flags.insert(item.to_owned(), f);
-            }))
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
         *self.editorial.write() = editorial;
         Ok(())
     }

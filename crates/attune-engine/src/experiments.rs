@@ -134,32 +134,18 @@ pub fn assign<'a>(experiment: &'a Experiment, subject: &str) -> Option<(&'a str,
 
 impl Engine {
     pub(crate) fn load_experiments(&self) -> Result<()> {
-        let mut failure = None;
-        let mut all = FxHashMap::default();
-        self.store.scan(
-            Table::Experiments,
-            "exp\0",
-            &mut |_, bytes| match from_json::<Experiment>("experiment", bytes) {
-                Ok(e) => {
-                    all.insert(e.id.clone(), (e, FxHashMap::default()));
-                    true
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    false
-                }
-            },
-        )?;
-        self.store.scan(Table::Experiments, "counts\0", &mut |key, bytes| {
-            if let Ok(counts) = from_json::<FxHashMap<String, ArmCounts>>("experiment counts", bytes)
+        let mut all: FxHashMap<String, (Experiment, Counts)> = self
+            .scan_json::<Experiment>(Table::Experiments, "exp\0", "experiment")?
+            .into_iter()
+            .map(|(_, e)| (e.id.clone(), (e, Counts::default())))
+            .collect();
+        // Counts are statistics, not records anyone relies on: an unreadable one starts afresh.
+        for (key, bytes) in self.scan_records(Table::Experiments, "counts\0")? {
+            if let Ok(counts) = from_json::<Counts>("experiment counts", &bytes)
                 && let Some((_, stored)) = all.get_mut(key.trim_start_matches("counts\0"))
             {
                 *stored = counts;
             }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
         }
         *self.experiments.by_id.lock() = all;
         Ok(())

@@ -214,60 +214,48 @@ impl Engine {
     }
 
     fn load(&self) -> Result<()> {
-        let mut failure = None;
-        let mut keep = |result: Result<()>| match result {
-            Ok(()) => true,
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        };
+        let items: Vec<(String, attune_core::Item)> = self.scan_json(Table::Items, "", "item")?;
+        let schemas: Vec<(String, Schema)> = self.scan_json(Table::Schemas, "", "schema")?;
+        let keys: Vec<(String, ApiKey)> = self.scan_json(Table::Keys, "", "key")?;
+        let aliases: Vec<(String, String)> = self.scan_json(Table::Aliases, "", "alias")?;
+        let consents: Vec<(String, Consent)> = self.scan_json(Table::Consent, "", "consent")?;
+        let preferences: Vec<(String, Preferences)> = self.scan_json(Table::Preferences, "", "preferences")?;
         {
             let mut catalog = self.catalog.write();
-            self.store.scan(Table::Items, "", &mut |_, bytes| {
-                keep(from_json("item", bytes).map(|item| {
-                    catalog.upsert(item);
-                }))
-            })?;
+            for (_, item) in items {
+                catalog.upsert(item);
+            }
         }
-        {
-            let mut schemas = self.schemas.write();
-            self.store.scan(Table::Schemas, "", &mut |name, bytes| {
-                keep(from_json("schema", bytes).map(|schema| {
-                    schemas.insert(name.to_owned(), schema);
-                }))
-            })?;
+        self.schemas.write().extend(schemas);
+        self.keys.write().extend(keys.into_iter().map(|(_, key)| (key.hash.clone(), key)));
+        self.aliases.write().extend(aliases);
+        for (id, consent) in consents {
+            self.people.update(&id, |person| person.consent = Some(consent));
         }
-        {
-            let mut keys = self.keys.write();
-            self.store.scan(Table::Keys, "", &mut |_, bytes| {
-                keep(from_json::<ApiKey>("key", bytes).map(|key| {
-                    keys.insert(key.hash.clone(), key);
-                }))
-            })?;
-        }
-        {
-            let mut aliases = self.aliases.write();
-            self.store.scan(Table::Aliases, "", &mut |anonymous_id, bytes| {
-                keep(from_json::<String>("alias", bytes).map(|user| {
-                    aliases.insert(anonymous_id.to_owned(), user);
-                }))
-            })?;
-        }
-        self.store.scan(Table::Consent, "", &mut |id, bytes| {
-            keep(from_json::<Consent>("consent", bytes).map(|consent| {
-                self.people.update(id, |person| person.consent = Some(consent));
-            }))
-        })?;
-        self.store.scan(Table::Preferences, "", &mut |id, bytes| {
-            keep(from_json::<Preferences>("preferences", bytes).map(|preferences| {
-                self.people.update(id, |person| person.preferences = Some(preferences));
-            }))
-        })?;
-        if let Some(err) = failure.take() {
-            return Err(err);
+        for (id, preferences) in preferences {
+            self.people.update(&id, |person| person.preferences = Some(preferences));
         }
         self.replay_events()
+    }
+
+    /// Every record of `table` under `prefix`, in key order.
+    pub(crate) fn scan_records(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut records = Vec::new();
+        self.store.scan(table, prefix, &mut |key, bytes| {
+            records.push((key.to_owned(), bytes.to_vec()));
+            true
+        })?;
+        Ok(records)
+    }
+
+    /// Every record of `table` under `prefix`, decoded from JSON (`what` names it in errors).
+    pub(crate) fn scan_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: Table,
+        prefix: &str,
+        what: &'static str,
+    ) -> Result<Vec<(String, T)>> {
+        self.scan_records(table, prefix)?.into_iter().map(|(key, bytes)| Ok((key, from_json(what, &bytes)?))).collect()
     }
 
     /// The store (for the binary's maintenance commands).

@@ -251,11 +251,11 @@ impl Engine {
         })?;
         *self.privacy.forgotten.write() = forgotten;
 
-        for (key, bytes) in self.scan_prefix(Table::Erasures, REWRITE_PREFIX)? {
+        for (key, bytes) in self.scan_records(Table::Erasures, REWRITE_PREFIX)? {
             let rewrite: PendingRewrite = from_json("pending rewrite", &bytes)?;
             self.finish_rewrite(&key, &rewrite)?;
         }
-        let pending = self.scan_prefix(Table::Erasures, PENDING_PREFIX)?;
+        let pending = self.scan_records(Table::Erasures, PENDING_PREFIX)?;
         for (_, bytes) in &pending {
             let pending: PendingErasure = from_json("pending erasure", bytes)?;
             tracing::warn!(receipt = %pending.receipt_id, "completing an erasure interrupted by a crash");
@@ -366,7 +366,7 @@ impl Engine {
         let events = self.events_of(&person)?.into_iter().map(|(_, event)| event).collect();
         let merges = self.merges_naming(&ids)?.into_iter().map(|(_, merge)| merge).collect();
         let mut forgotten = Vec::new();
-        for (key, bytes) in self.scan_prefix(Table::Forgotten, &format!("{person}\0"))? {
+        for (key, bytes) in self.scan_records(Table::Forgotten, &format!("{person}\0"))? {
             let record: ForgottenRecord = from_json("forgotten item", &bytes)?;
             let item = key.split_once('\0').map_or(key.as_str(), |(_, item)| item).to_owned();
             forgotten.push((item, record.at_ms));
@@ -375,8 +375,8 @@ impl Engine {
         let mut decisions = Vec::new();
         let mut notifications = Vec::new();
         for subject in &ids {
-            decisions.extend(self.scan_prefix(Table::Decisions, &format!("{subject}\0"))?);
-            notifications.extend(self.scan_prefix(Table::Notifications, &format!("{subject}\0"))?);
+            decisions.extend(self.scan_records(Table::Decisions, &format!("{subject}\0"))?);
+            notifications.extend(self.scan_records(Table::Notifications, &format!("{subject}\0"))?);
         }
         Ok(PersonExport {
             stored_consent: self.stored_consent(&person)?,
@@ -450,7 +450,7 @@ impl Engine {
                 records += u64::from(self.store.get(table, subject)?.is_some());
             }
             for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
-                records += self.scan_prefix(table, &format!("{subject}\0"))?.len() as u64;
+                records += self.scan_records(table, &format!("{subject}\0"))?.len() as u64;
             }
         }
         records += self.merges_naming(&ids)?.len() as u64;
@@ -487,7 +487,7 @@ impl Engine {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
                         for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
-                            for (key, _) in self.scan_prefix(table, &format!("{subject}\0"))? {
+                            for (key, _) in self.scan_records(table, &format!("{subject}\0"))? {
                                 self.store.delete(table, &key)?;
                             }
                         }
@@ -699,7 +699,7 @@ impl Engine {
         }
 
         let audit_cutoff = now_ms.saturating_sub(i64::from(self.config.audit_retention_days) * DAY_MS);
-        for (key, bytes) in self.scan_prefix(Table::Audit, "")? {
+        for (key, bytes) in self.scan_records(Table::Audit, "")? {
             let entry: AuditEntry = from_json("audit", &bytes)?;
             if entry.at_ms < audit_cutoff {
                 self.store.delete(Table::Audit, &key)?;
@@ -758,7 +758,7 @@ impl Engine {
             people,
             consent_granted: Purpose::ALL.into_iter().zip(granted).collect(),
             opted_out,
-            erasures: self.scan_prefix(Table::Erasures, RECEIPT_PREFIX)?.len() as u64,
+            erasures: self.scan_records(Table::Erasures, RECEIPT_PREFIX)?.len() as u64,
             personalization_paused: paused,
             held_past_retention: self.store.count_expired_events(now_ms)?,
         })
@@ -806,19 +806,10 @@ impl Engine {
         rows.into_iter().map(|row| Engine::decode_event(&row.payload).map(|event| (row, event))).collect()
     }
 
-    fn scan_prefix(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut records = Vec::new();
-        self.store.scan(table, prefix, &mut |key, bytes| {
-            records.push((key.to_owned(), bytes.to_vec()));
-            true
-        })?;
-        Ok(records)
-    }
-
     /// Merge log entries (key, entry) that name one of `ids`.
     fn merges_naming(&self, ids: &[String]) -> Result<Vec<(String, MergeRecord)>> {
         let mut merges = Vec::new();
-        for (key, bytes) in self.scan_prefix(Table::Merges, "")? {
+        for (key, bytes) in self.scan_records(Table::Merges, "")? {
             let merge: MergeRecord = from_json("merge", &bytes)?;
             if ids.iter().any(|id| *id == merge.user || *id == merge.anonymous_id) {
                 merges.push((key, merge));
@@ -830,7 +821,7 @@ impl Engine {
     /// Audit entries (key, entry) whose target names one of `ids`.
     fn audit_naming(&self, ids: &[String]) -> Result<Vec<(String, AuditEntry)>> {
         let mut entries = Vec::new();
-        for (key, bytes) in self.scan_prefix(Table::Audit, "")? {
+        for (key, bytes) in self.scan_records(Table::Audit, "")? {
             let entry: AuditEntry = from_json("audit", &bytes)?;
             if split_target(&entry.target).into_iter().any(|part| ids.iter().any(|id| id == part)) {
                 entries.push((key, entry));
