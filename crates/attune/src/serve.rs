@@ -172,15 +172,19 @@ pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_trained: Option<std::time::Instant> = None;
+        // The last attempt (a failed training waits for the next period too).
+        let mut attempted_ms = 0i64;
         loop {
             ticks.tick().await;
             let forced = trainer.retrain_due_ms().ok().flatten().is_some();
-            let scheduled = last_trained.is_none_or(|at| at.elapsed() >= every);
+            // Scheduled from the models in use as well, so models trained just before (the
+            // demo) or through the API are not trained again at once.
+            let since_ms = trainer.models().trained_at_ms.max(attempted_ms);
+            let scheduled = since_ms == 0 || trainer.now_ms() - since_ms >= every.as_millis() as i64;
             if !(forced || scheduled) {
                 continue;
             }
-            last_trained = Some(std::time::Instant::now());
+            attempted_ms = trainer.now_ms();
             let engine = Arc::clone(&trainer);
             match tokio::task::spawn_blocking(move || engine.train()).await {
                 Ok(Ok(snapshot)) => tracing::info!(version = snapshot.version, forced, "models swapped in"),
