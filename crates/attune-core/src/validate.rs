@@ -226,36 +226,61 @@ fn validate_context(
             dropped.push(format!("context.{key}"));
             continue;
         }
-        let field = format!("context.{key}");
+        let field = || format!("context.{key}");
         let text = match value {
             Value::Null => continue,
             Value::String(text) => text,
-            _ => return Err(reject(RejectCode::InvalidContext, &field, format!("`{field}` must be a string."))),
+            _ => {
+                let field = field();
+                return Err(reject(RejectCode::InvalidContext, &field, format!("`{field}` must be a string.")));
+            }
         };
-        if text.chars().count() > 256 {
+        if text.len() > 256 && text.chars().count() > 256 {
+            let field = field();
             return Err(reject(
                 RejectCode::InvalidContext,
                 &field,
                 format!("`{field}` is longer than 256 characters."),
             ));
         }
-        if key == "timezone" && jiff::tz::TimeZone::get(&text).is_err() {
+        if key == "timezone" && !is_time_zone(&text) {
             return Err(reject(
                 RejectCode::InvalidContext,
-                &field,
+                &field(),
                 "`context.timezone` must be an IANA time zone such as Europe/Berlin.",
             ));
         }
         if key == "local_time" && text.parse::<jiff::Timestamp>().is_err() {
             return Err(reject(
                 RejectCode::InvalidContext,
-                &field,
+                &field(),
                 "`context.local_time` must be an RFC 3339 timestamp with offset.",
             ));
         }
         *slot = Some(text);
     }
     Ok(out)
+}
+
+/// Whether `name` is an IANA time zone. Events repeat a handful of zones, so each thread
+/// remembers the last zones it found valid instead of asking the time zone database every time.
+fn is_time_zone(name: &str) -> bool {
+    thread_local! {
+        static KNOWN: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const REMEMBERED: usize = 16;
+    KNOWN.with_borrow_mut(|known| {
+        if let Some(at) = known.iter().position(|zone| zone == name) {
+            known[..=at].rotate_right(1);
+            return true;
+        }
+        if jiff::tz::TimeZone::get(name).is_err() {
+            return false;
+        }
+        known.truncate(REMEMBERED - 1);
+        known.insert(0, name.to_owned());
+        true
+    })
 }
 
 fn validate_properties(

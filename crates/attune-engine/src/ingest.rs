@@ -39,6 +39,19 @@ const DAY_MS: i64 = 86_400_000;
 /// Batches at least this large are validated and folded on all cores.
 const PARALLEL_BATCH: usize = 2048;
 
+/// A validated batch, ready to store ([`Engine::prepare_batch`]).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    now_ms: i64,
+    /// Rejections, dropped fields and aggregated events so far.
+    report: IngestReport,
+    to_store: Vec<NewEvent>,
+    /// The person (resolved) and event of each entry of `to_store`.
+    stored_events: Vec<(String, Event)>,
+    /// Counts of events kept only as aggregates, by day and type.
+    aggregate: FxHashMap<String, u64>,
+}
+
 /// What validation decided for one event.
 enum Prepared {
     Rejected(Rejection),
@@ -54,6 +67,25 @@ impl Engine {
     /// `attune import`), append durably (one store call, one fsync), then fold the new events
     /// into profiles (in parallel across people shards, each person's events in batch order).
     pub fn ingest(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
+        self.ingest_with(batch, false)
+    }
+
+    /// [`ingest`](Engine::ingest) for bulk loads (`attune import`): the same validation, consent
+    /// rules, deduplication and durability, stored with the backend's bulk path, which is faster
+    /// per event for large batches (tens of thousands of events) and slower for small ones.
+    pub fn ingest_bulk(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
+        self.ingest_with(batch, true)
+    }
+
+    fn ingest_with(&self, batch: Vec<IngestItem>, bulk: bool) -> Result<IngestReport> {
+        self.store_batch(self.prepare_batch(batch), bulk)
+    }
+
+    /// The first half of [`ingest_bulk`](Engine::ingest_bulk): validates and encodes a batch (on
+    /// all cores when it is large) without storing anything, so that a bulk load can prepare the
+    /// next batch while the previous one is stored. Consent and identity are read now: a batch
+    /// prepared before a change to them is stored as prepared.
+    pub fn prepare_batch(&self, batch: Vec<IngestItem>) -> PreparedBatch {
         let now_ms = self.now_ms();
         let schemas = self.schemas.read().clone();
         let declared = |name: &str| schemas.get(name).cloned();
@@ -64,29 +96,40 @@ impl Engine {
             batch.into_iter().map(prepare).collect()
         };
 
-        let mut report = IngestReport::default();
-        let mut to_store: Vec<NewEvent> = Vec::with_capacity(prepared.len());
-        let mut stored_events: Vec<(String, Event)> = Vec::with_capacity(prepared.len());
-        let mut aggregate: FxHashMap<String, u64> = FxHashMap::default();
+        let mut ready = PreparedBatch {
+            now_ms,
+            report: IngestReport::default(),
+            to_store: Vec::with_capacity(prepared.len()),
+            stored_events: Vec::with_capacity(prepared.len()),
+            aggregate: FxHashMap::default(),
+        };
         for (index, outcome) in prepared.into_iter().enumerate() {
             match outcome {
-                Prepared::Rejected(rejection) => report.rejected.push((index, rejection)),
+                Prepared::Rejected(rejection) => ready.report.rejected.push((index, rejection)),
                 Prepared::Aggregated { key, dropped } => {
-                    report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
-                    *aggregate.entry(key).or_default() += 1;
-                    report.accepted += 1;
+                    ready.report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
+                    *ready.aggregate.entry(key).or_default() += 1;
+                    ready.report.accepted += 1;
                 }
                 Prepared::Store { person, event, new_event, dropped } => {
-                    report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
-                    to_store.push(new_event);
-                    stored_events.push((person, *event));
+                    ready.report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
+                    ready.to_store.push(new_event);
+                    ready.stored_events.push((person, *event));
                 }
             }
         }
+        ready
+    }
+
+    /// The second half of [`ingest_bulk`](Engine::ingest_bulk) (`bulk`) or of
+    /// [`ingest`](Engine::ingest): stores a prepared batch durably, then folds its new events.
+    pub fn store_batch(&self, batch: PreparedBatch, bulk: bool) -> Result<IngestReport> {
+        let PreparedBatch { now_ms, mut report, to_store, stored_events, aggregate } = batch;
         if !aggregate.is_empty() {
             self.add_aggregates(aggregate)?;
         }
-        let outcomes = self.store.append_events(to_store)?;
+        let outcomes =
+            if bulk { self.store.append_events_bulk(to_store)? } else { self.store.append_events(to_store)? };
         let mut new_events = Vec::with_capacity(outcomes.len());
         for (outcome, stored) in outcomes.into_iter().zip(stored_events) {
             match outcome {
@@ -180,16 +223,19 @@ impl Engine {
     /// `updated_ms` is when the person's state changed: now for live events, the event's time on
     /// replay.
     pub(crate) fn apply_event(&self, person: &str, event: &Event, updated_ms: i64) {
-        self.people.update(event.subject.id(), |state| state.n_events += 1);
-        self.fold_into(person, event, updated_ms);
+        let subject = event.subject.id();
+        if subject != person {
+            self.people.update(subject, |state| state.n_events += 1);
+        }
+        self.fold_into(person, event, updated_ms, subject == person);
         if let Some(decision_id) = &event.decision_id {
             self.attribute(decision_id, event.item.as_deref(), &event.kind);
         }
     }
 
-    /// Folds an event into `person`'s profile (only with personalization consent).
-    pub(crate) fn fold_into(&self, person: &str, event: &Event, updated_ms: i64) {
-        let consent = self.consent_of(person);
+    /// Folds an event into `person`'s profile (only with personalization consent), and counts it
+    /// among the person's events if `count`.
+    pub(crate) fn fold_into(&self, person: &str, event: &Event, updated_ms: i64, count: bool) {
         let item = event.item.as_deref().map(|id| self.intern_item(id));
         let catalog = self.catalog.read();
         let tags = item.map_or(&[][..], |idx| catalog.tags_of(idx));
@@ -210,7 +256,9 @@ impl Engine {
             event.kind.builtin(),
             Some(attune_core::BuiltinType::Purchase | attune_core::BuiltinType::NotInterested)
         );
+        let default_consent = self.config.default_consent;
         self.people.update(person, |state| {
+            state.n_events += u64::from(count);
             state.updated_ms = state.updated_ms.max(updated_ms);
             if excludes
                 && let Some(item) = item
@@ -218,7 +266,7 @@ impl Engine {
             {
                 state.excluded.insert(at, item);
             }
-            if consent.allows(Purpose::Personalization) {
+            if state.consent.unwrap_or(default_consent).allows(Purpose::Personalization) {
                 state.profile.get_or_insert_with(Profile::default).fold(&fold);
             }
         });

@@ -35,7 +35,7 @@ pub use catalog::Catalog;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::SyncReport;
 pub use error::{EngineError, Result, UserError};
-pub use ingest::{IngestItem, IngestReport};
+pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Scope};
 pub use people::{MergeReport, PersonView};
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
@@ -118,6 +118,10 @@ impl People {
 
     pub(crate) fn update<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> T {
         let mut shard = self.shard(id).write();
+        // Look up before inserting: `entry` would allocate the key on every call.
+        if let Some(state) = shard.get_mut(id) {
+            return f(state);
+        }
         f(shard.entry(id.to_owned()).or_default())
     }
 

@@ -225,7 +225,7 @@ impl Engine {
             state.excluded.clear();
         });
         for (_, event) in &events {
-            self.fold_into(person, event, event.ts_ms);
+            self.fold_into(person, event, event.ts_ms, false);
         }
         Ok(())
     }

@@ -30,6 +30,7 @@ pub const CASES: &[Case] = &[
     ("records_match_a_model_across_restarts", records_match_a_model_across_restarts),
     ("concurrent_appends_share_commits", concurrent_appends_share_commits),
     ("purge_keeps_what_is_live", purge_keeps_what_is_live),
+    ("bulk_appends_keep_the_contract", bulk_appends_keep_the_contract),
 ];
 
 /// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
@@ -322,4 +323,55 @@ pub fn purge_keeps_what_is_live(harness: &mut dyn Harness) {
     assert_eq!(store.event_count().unwrap(), 1);
     assert_eq!(store.get(Table::Consent, "u-kept").unwrap().as_deref(), Some(&b"k"[..]));
     assert!(matches!(store.append_events(vec![event("p4", "u-new", 4)]).unwrap()[0], Appended::New(_)));
+}
+
+/// A bulk append (large enough for a backend's bulk path) keeps `append_events`' contract:
+/// duplicates against stored events and within the call, sequence order, every index, interleaving
+/// with normal appends, and a restart.
+pub fn bulk_appends_keep_the_contract(harness: &mut dyn Harness) {
+    let store = harness.store();
+    store.append_events(vec![event("k-0", "u-0", 0), event("before", "u-x", 0)]).unwrap();
+    let n = 6000;
+    let mut events: Vec<NewEvent> = (0..n).map(|i| event(&format!("k-{i}"), &format!("u-{}", i % 7), i)).collect();
+    events.push(event("k-17", "u-3", 17));
+    let out = store.append_events_bulk(events).unwrap();
+    assert_eq!(out.len(), n as usize + 1);
+    assert_eq!(out[0], Appended::Duplicate, "stored before");
+    assert_eq!(out[n as usize], Appended::Duplicate, "repeated within the call");
+    let seqs: Vec<u64> =
+        out.iter().filter_map(|a| if let Appended::New(seq) = a { Some(*seq) } else { None }).collect();
+    assert_eq!(seqs.len(), n as usize - 1);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers increase in call order");
+    let after = store.append_events(vec![event("after", "u-x", 1), event("k-5", "u-5", 5)]).unwrap();
+    let Appended::New(after_seq) = after[0] else { panic!("new") };
+    assert!(after_seq > *seqs.last().unwrap());
+    assert_eq!(after[1], Appended::Duplicate, "a bulk-appended id is known to normal appends");
+    let again = store.append_events_bulk((0..n).map(|i| event(&format!("k-{i}"), "u-0", i)).collect()).unwrap();
+    assert!(again.iter().all(|a| *a == Appended::Duplicate), "a second bulk append of the same ids");
+
+    let check = |store: &dyn Store| {
+        assert_eq!(store.event_count().unwrap(), n as u64 + 2);
+        let ids = all_ids(store);
+        assert_eq!(ids.len(), n as usize + 2);
+        assert_eq!((ids[0].as_str(), ids[1].as_str(), ids[2].as_str()), ("k-0", "before", "k-1"));
+        assert_eq!(ids.last().map(String::as_str), Some("after"));
+        let mut of_u3 = Vec::new();
+        store
+            .subject_events("u-3", &mut |row| {
+                of_u3.push(row.ts_ms);
+                true
+            })
+            .unwrap();
+        assert_eq!(of_u3, (0..n).filter(|i| i % 7 == 3).collect::<Vec<_>>(), "the subject index, in order");
+        // ts ≤ 99: k-0 and `before` (ts 0), `after` (ts 1), k-1 … k-99.
+        assert_eq!(store.count_expired_events(1000 + 99).unwrap(), 102, "the expiry index");
+    };
+    check(&*store);
+    drop(store);
+    let store = harness.reopen();
+    check(&*store);
+    assert_eq!(store.delete_subject_events("u-3").unwrap(), (0..n).filter(|i| i % 7 == 3).count() as u64);
+    // Of those, u-3 had k-3, k-10, …, k-94 (14), deleted just before.
+    assert_eq!(store.delete_expired_events(1000 + 99).unwrap(), 102 - 14);
+    assert!(matches!(store.append_events(vec![event("k-3", "u-3", 3)]).unwrap()[0], Appended::New(_)));
 }

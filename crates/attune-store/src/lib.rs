@@ -20,7 +20,7 @@ mod embedded;
 mod group_commit;
 pub mod postgres;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use postgres::PostgresStore;
 
 /// Storage failures. All of them are the server's fault (a 5xx), never the client's.
@@ -191,6 +191,14 @@ pub trait Store: Send + Sync {
     /// Appends events in order. Durable when it returns `Ok`. Events whose id is already stored
     /// (or repeated within `events`) are reported as [`Appended::Duplicate`] and not stored.
     fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
+
+    /// Appends a large batch (a bulk load such as `attune import`) with the contract of
+    /// [`append_events`](Store::append_events) — deduplicated, in order, durable when it returns —
+    /// but tuned for throughput rather than latency: a backend may write it in a way that is
+    /// cheaper per event yet costlier per call. The default appends normally.
+    fn append_events_bulk(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        self.append_events(events)
+    }
 
     /// Visits every event with `seq > after_seq` in sequence order until the visitor returns false.
     fn scan_events(&self, after_seq: u64, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()>;

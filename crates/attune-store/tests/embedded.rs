@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use attune_store::{EmbeddedStore, Store, conformance::Harness};
+use attune_store::{EmbeddedOptions, EmbeddedStore, Store, conformance::Harness};
 
 struct Embedded {
     dir: tempfile::TempDir,
     store: Option<Arc<dyn Store>>,
+    options: EmbeddedOptions,
 }
 
 impl Harness for Embedded {
     fn store(&mut self) -> Arc<dyn Store> {
         if self.store.is_none() {
-            self.store = Some(Arc::new(EmbeddedStore::open(self.dir.path()).expect("open")));
+            self.store = Some(Arc::new(EmbeddedStore::open_with(self.dir.path(), self.options).expect("open")));
         }
         Arc::clone(self.store.as_ref().expect("opened"))
     }
@@ -23,7 +24,23 @@ impl Harness for Embedded {
     }
 }
 
-attune_store::conformance_tests!(Embedded { dir: tempfile::tempdir().expect("tempdir"), store: None });
+attune_store::conformance_tests!(Embedded {
+    dir: tempfile::tempdir().expect("tempdir"),
+    store: None,
+    options: EmbeddedOptions::default()
+});
+
+/// The same suite with the store opened for a bulk load (deduplication from memory while the
+/// store started out empty).
+mod bulk_load {
+    use super::*;
+
+    attune_store::conformance_tests!(Embedded {
+        dir: tempfile::tempdir().expect("tempdir"),
+        store: None,
+        options: EmbeddedOptions { bulk_load: true }
+    });
+}
 
 /// Every file under `dir` that holds `needle`, by path.
 fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {

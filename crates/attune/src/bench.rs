@@ -200,9 +200,10 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             out.write_all(b"\n")?;
         }
     }
-    let import_engine = crate::serve::open_engine(&dir.path().join("import"))?;
+    crate::keep_freed_memory();
+    let import_engine = crate::serve::open_engine_for_bulk_load(&dir.path().join("import"))?;
     let started = Instant::now();
-    let totals = crate::import::import_path(&import_engine, &jsonl, 20_000, false)?;
+    let totals = crate::import::import_path(&import_engine, &jsonl, crate::import::DEFAULT_BATCH, false)?;
     let import_rate = totals.accepted as f64 / started.elapsed().as_secs_f64();
 
     println!("| measure | value | target |");

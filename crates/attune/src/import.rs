@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use attune_core::{Item, validate::RawEvent};
-use attune_engine::{Engine, IngestItem, IngestReport};
+use attune_engine::{Engine, IngestItem, IngestReport, PreparedBatch};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
@@ -24,8 +24,8 @@ pub struct ImportArgs {
     /// Data directory (the server must not be running on it).
     #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
     pub data: PathBuf,
-    /// Events per durable batch.
-    #[arg(long, default_value_t = 20_000)]
+    /// Events per durable batch (larger: faster, more memory — about 2.5 KiB per event).
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
 }
 
@@ -45,7 +45,7 @@ pub struct ImportTotals {
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let engine = crate::serve::open_engine(&args.data)?;
+    let engine = crate::serve::open_engine_for_bulk_load(&args.data)?;
     let started = Instant::now();
     let totals = import_path(&engine, &args.file, args.batch, true)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -82,60 +82,68 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
             .expect("the template is valid"),
     );
     let reader = BufReader::with_capacity(1 << 20, file);
-    // Two stages overlap: a reader thread reads and parses the next batch (on all cores) while
-    // this thread stores the current one; at most two parsed batches wait in between.
-    let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<(u64, u64, Vec<IngestItem>)>>(2);
+    // Two stages overlap: a reader thread reads, parses and validates the next batch (on all
+    // cores) while this thread stores the current one and folds it into profiles. A batch's lines
+    // share one buffer, so reading allocates per batch, not per line. The first batches are
+    // smaller, so that storing starts soon instead of after a whole batch was read.
+    let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Parsed>>(0);
     let batch = batch.max(1);
     let path_for_errors = events_file.clone();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         scope.spawn(move || {
             let mut reader = reader;
             let mut line_no = 0u64;
+            let mut target = batch.min(FIRST_BATCH);
             loop {
-                let mut lines: Vec<String> = Vec::with_capacity(batch);
-                let mut bytes_read = 0u64;
-                while lines.len() < batch {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line) {
+                let mut text: Vec<u8> = Vec::new();
+                // (start, end, 1-based line number) of each non-blank line.
+                let mut lines: Vec<(usize, usize, u64)> = Vec::with_capacity(batch);
+                while lines.len() < target {
+                    let start = text.len();
+                    match reader.read_until(b'\n', &mut text) {
                         Ok(0) => break,
-                        Ok(n) => bytes_read += n as u64,
+                        Ok(_) => line_no += 1,
                         Err(err) => {
-                            let _ =
-                                parsed_tx
-                                    .send(Err(anyhow::Error::new(err)
-                                        .context(format!("reading {}", path_for_errors.display()))));
+                            let context = format!("reading {}", path_for_errors.display());
+                            let _ = parsed_tx.send(Err(anyhow::Error::new(err).context(context)));
                             return;
                         }
                     }
-                    let trimmed = line.trim_end_matches(['\n', '\r']);
-                    if !trimmed.trim().is_empty() {
-                        lines.push(trimmed.to_owned());
+                    let mut end = text.len();
+                    while end > start && matches!(text[end - 1], b'\n' | b'\r') {
+                        end -= 1;
+                    }
+                    if !text[start..end].trim_ascii().is_empty() {
+                        lines.push((start, end, line_no));
                     }
                 }
                 if lines.is_empty() {
                     return;
                 }
-                let first = line_no;
-                line_no += lines.len() as u64;
+                let text_len = text.len() as u64;
                 let items: Vec<IngestItem> = lines
                     .par_iter()
                     .enumerate()
-                    .map(
-                        |(i, line)| {
-                            if tsv { parse_tsv_line(line, first as usize + i) } else { parse_json_line(line, i) }
-                        },
-                    )
+                    .map(|(index, &(start, end, line_no))| {
+                        let line = &text[start..end];
+                        if tsv { parse_tsv_line(line, line_no) } else { parse_json_line(line, index) }
+                    })
                     .collect();
-                if parsed_tx.send(Ok((first, bytes_read, items))).is_err() {
+                target = (target * 2).min(batch);
+                let line_numbers: Vec<u64> = lines.into_iter().map(|(_, _, line_no)| line_no).collect();
+                drop(text);
+                let bytes = text_len;
+                let events = items.len() as u64;
+                let prepared = engine.prepare_batch(items);
+                if parsed_tx.send(Ok(Parsed { bytes, events, prepared, line_numbers })).is_err() {
                     return;
                 }
             }
         });
         for parsed in parsed_rx {
-            let (first, bytes_read, items) = parsed?;
-            let n_lines = items.len() as u64;
-            let report: IngestReport = engine.ingest(items).context("storing a batch")?;
-            totals.lines += n_lines;
+            let Parsed { bytes, events, prepared, line_numbers } = parsed?;
+            let report: IngestReport = engine.store_batch(prepared, true).context("storing a batch")?;
+            totals.lines += events;
             totals.accepted += report.accepted as u64;
             totals.duplicates += report.duplicates as u64;
             totals.rejected += report.rejected.len() as u64;
@@ -144,12 +152,12 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
             {
                 bar.println(format!(
                     "line {}: rejected ({}): {}",
-                    first + *index as u64 + 1,
+                    line_numbers[*index],
                     rejection.code.as_str(),
                     rejection.message
                 ));
             }
-            bar.inc(bytes_read);
+            bar.inc(bytes);
             bar.set_message(format!("{} events", totals.accepted));
         }
         Ok(())
@@ -158,19 +166,40 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
     Ok(totals)
 }
 
-fn parse_json_line(line: &str, index: usize) -> IngestItem {
+/// Events per durable batch unless `--batch` says otherwise.
+pub const DEFAULT_BATCH: usize = 100_000;
+
+/// The first batch's size (then each batch doubles up to `--batch`).
+const FIRST_BATCH: usize = 16_384;
+
+/// One prepared batch: the bytes it came from, how many events, and each event's line number.
+struct Parsed {
+    bytes: u64,
+    events: u64,
+    prepared: PreparedBatch,
+    line_numbers: Vec<u64>,
+}
+
+fn parse_json_line(line: &[u8], index: usize) -> IngestItem {
     attune_server::routes::events::parse_event_line(line, index)
 }
 
 /// `user<TAB>item<TAB>weight<TAB>unix_ts` → a `rating` event (the weight is the rating).
-fn parse_tsv_line(line: &str, line_index: usize) -> IngestItem {
+fn parse_tsv_line(line: &[u8], line_no: u64) -> IngestItem {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return IngestItem::Rejected(attune_core::validate::Rejection {
+            code: attune_core::validate::RejectCode::InvalidType,
+            field: None,
+            message: format!("line {line_no}: not UTF-8"),
+        });
+    };
     let mut fields = line.split('\t');
     let (Some(user), Some(item), Some(weight), Some(ts)) = (fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return IngestItem::Rejected(attune_core::validate::Rejection {
             code: attune_core::validate::RejectCode::MissingField,
             field: None,
-            message: format!("line {}: expected user, item, weight, unix_ts", line_index + 1),
+            message: format!("line {line_no}: expected user, item, weight, unix_ts"),
         });
     };
     let ts_secs: i64 = ts.trim().parse().unwrap_or(-1);

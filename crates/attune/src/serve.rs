@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::{Context, bail};
 use attune_engine::{Engine, EngineConfig, SystemClock};
 use attune_server::AppState;
-use attune_store::EmbeddedStore;
+use attune_store::{EmbeddedOptions, EmbeddedStore};
 
 /// Where and how to serve.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,11 +53,20 @@ fn parse_revelation(text: &str) -> Result<attune_engine::decide::Revelation, Str
 
 /// Opens the embedded store and the engine over it.
 pub fn open_engine(data: &std::path::Path) -> anyhow::Result<Arc<Engine>> {
-    open_engine_with(data, EngineConfig::default())
+    open_engine_with(data, EngineConfig::default(), EmbeddedOptions::default())
 }
 
-fn open_engine_with(data: &std::path::Path, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
-    let store = EmbeddedStore::open(data)
+/// Opens the engine over the embedded store in `data`, tuned for a bulk load (`attune import`).
+pub fn open_engine_for_bulk_load(data: &std::path::Path) -> anyhow::Result<Arc<Engine>> {
+    open_engine_with(data, EngineConfig::default(), EmbeddedOptions { bulk_load: true })
+}
+
+fn open_engine_with(
+    data: &std::path::Path,
+    config: EngineConfig,
+    options: EmbeddedOptions,
+) -> anyhow::Result<Arc<Engine>> {
+    let store = EmbeddedStore::open_with(data, options)
         .with_context(|| format!("opening the data directory {} (is another attune using it?)", data.display()))?;
     engine_over(Arc::new(store), config)
 }
@@ -74,7 +83,7 @@ pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<(Arc<Engine>, Option<
             Ok((engine, Some(store)))
         }
         Some(other) => bail!("--store takes a postgres:// URL, not `{other}` (the embedded store uses --data)"),
-        None => Ok((open_engine_with(&args.data, config)?, None)),
+        None => Ok((open_engine_with(&args.data, config, EmbeddedOptions::default())?, None)),
     }
 }
 
