@@ -240,7 +240,7 @@ impl Engine {
     }
 
     fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
-        let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), event)).collect();
+        let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), Box::new(event))).collect();
         self.apply_events(events, now_ms);
     }
 

@@ -47,7 +47,7 @@ pub struct PreparedBatch {
     report: IngestReport,
     to_store: Vec<NewEvent>,
     /// The person (resolved) and event of each entry of `to_store`.
-    stored_events: Vec<(String, Event)>,
+    stored_events: Vec<(String, Box<Event>)>,
     /// Counts of events kept only as aggregates, by day and type.
     aggregate: FxHashMap<String, u64>,
 }
@@ -114,7 +114,7 @@ impl Engine {
                 Prepared::Store { person, event, new_event, dropped } => {
                     ready.report.dropped.extend(dropped.into_iter().map(|field| (index, field)));
                     ready.to_store.push(new_event);
-                    ready.stored_events.push((person, *event));
+                    ready.stored_events.push((person, event));
                 }
             }
         }
@@ -187,14 +187,14 @@ impl Engine {
 
     /// Counts and folds newly stored events: in parallel across people shards for large batches,
     /// each person's events in batch order.
-    pub(crate) fn apply_events(&self, events: Vec<(String, Event)>, now_ms: i64) {
+    pub(crate) fn apply_events(&self, events: Vec<(String, Box<Event>)>, now_ms: i64) {
         if events.len() < PARALLEL_BATCH {
             for (person, event) in &events {
                 self.apply_event(person, event, now_ms);
             }
             return;
         }
-        let mut by_shard: Vec<Vec<(String, Event)>> = (0..crate::N_SHARDS).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<(String, Box<Event>)>> = (0..crate::N_SHARDS).map(|_| Vec::new()).collect();
         for (person, event) in events {
             by_shard[crate::People::shard_index(&person)].push((person, event));
         }

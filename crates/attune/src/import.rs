@@ -24,7 +24,7 @@ pub struct ImportArgs {
     /// Data directory (the server must not be running on it).
     #[arg(long, env = "ATTUNE_DATA", default_value = "./attune-data")]
     pub data: PathBuf,
-    /// Events per durable batch (larger: faster, more memory — about 2.5 KiB per event).
+    /// Events per durable batch (larger batches: fewer table files and faster, more memory).
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
 }
