@@ -150,6 +150,9 @@ pub struct DecideRequest {
     pub placements: Vec<PlacementRequest>,
     /// Whether to explain every item.
     pub explain: bool,
+    /// A preview (the console's "what would this person see"): decided like any other, but not
+    /// logged, not counted as an experiment exposure and not open to attribution.
+    pub preview: bool,
 }
 
 /// One decided item.
@@ -721,16 +724,18 @@ impl Engine {
             }
 
             let decision = Decision {
-                id: format!("dec-{}", ulid::Ulid::generate()),
+                id: format!("{}-{}", if request.preview { "preview" } else { "dec" }, ulid::Ulid::generate()),
                 personalized: who.personalized,
                 journey_stage: who.stage,
                 placements,
                 experiments,
             };
-            for (experiment, arm) in &decision.experiments {
-                self.expose(experiment, arm);
+            if !request.preview {
+                for (experiment, arm) in &decision.experiments {
+                    self.expose(experiment, arm);
+                }
+                self.log_decision(who.id.as_deref(), &decision, now_ms);
             }
-            self.log_decision(who.id.as_deref(), &decision, now_ms);
             Ok(decision)
         })
     }

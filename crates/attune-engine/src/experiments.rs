@@ -162,7 +162,15 @@ impl Engine {
         self.audit(key_id, "experiments.put", &id)
     }
 
-    /// An experiment.
+    /// Every experiment, by id.
+    pub fn experiments(&self) -> Vec<Experiment> {
+        let mut all: Vec<Experiment> =
+            self.experiments.by_id.lock().values().map(|(experiment, _)| experiment.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// An experiment by id.
     pub fn experiment(&self, id: &str) -> Option<Experiment> {
         self.experiments.by_id.lock().get(id).map(|(e, _)| e.clone())
     }

@@ -144,6 +144,7 @@ fn check(world: World) -> Result<(), TestCaseError> {
                 .map(|(k, &count)| PlacementRequest { slot: format!("s{k}"), count: count as usize })
                 .collect(),
             explain: true,
+            preview: false,
         };
         let decision = engine.decide(&request).expect("decide");
         prop_assert_eq!(decision.placements.len(), world.counts.len());

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -111,6 +112,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/users/{id}/me-link", post(privacy::post_me_link))
         .route("/v1/erasures/{receipt_id}", get(privacy::get_erasure))
         .route("/v1/admin/retention/sweep", post(privacy::post_sweep))
+        .route("/console", get(console::get_overview))
+        .route("/console/login", get(console::get_login).post(console::post_login))
+        .route("/console/logout", post(console::post_logout))
+        .route("/console/person", get(console::get_person))
+        .route("/console/editorial", get(console::get_editorial))
+        .route("/console/picks", post(console::post_pick))
+        .route("/console/picks/remove", post(console::post_remove_pick))
+        .route("/console/flags/clear", post(console::post_clear_flag))
+        .route("/console/rules", get(console::get_rules))
+        .route("/console/rules/review", post(console::post_review_rule))
+        .route("/console/measure", get(console::get_measure))
         .route("/me", get(me::get_page))
         .route("/me/consent", post(me::post_consent))
         .route("/me/preferences", post(me::post_preferences))

@@ -120,6 +120,81 @@ pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Res
         simulation.people.len(),
         started.elapsed().as_secs_f64()
     );
+    editorial_setup(engine)?;
+    Ok(())
+}
+
+/// What an editorial team would have set up: picks, two rules (one past its review date), an
+/// experiment on the home feed and a flagged item, so the console shows each of its parts.
+fn editorial_setup(engine: &Engine) -> anyhow::Result<()> {
+    use attune_engine::{
+        editorial::{Conditions, Pick, Rule, RuleEffect},
+        experiments::{Arm, Experiment, Policy},
+    };
+    const DEMO: &str = "demo";
+    let now_ms = engine.now_ms();
+    let day_ms = 86_400_000;
+    let date = |ms: i64| attune_engine::clock::rfc3339(ms)[..10].to_owned();
+    engine.put_pick(
+        Pick {
+            id: "sleep-foundations".into(),
+            item: "crs-sleep-foundations".into(),
+            audience: Conditions { goals: vec!["sleep".into()], ..Conditions::default() },
+            slots: vec!["home_feed".into()],
+            from_ms: None,
+            until_ms: Some(now_ms + 30 * day_ms),
+            note: Some("Our sleep course, for people working on sleep".into()),
+        },
+        DEMO,
+    )?;
+    engine.put_pick(
+        Pick {
+            id: "winter-retreat".into(),
+            item: "ret-silent-weekend-black-forest".into(),
+            audience: Conditions::default(),
+            slots: Vec::new(),
+            from_ms: None,
+            until_ms: Some(now_ms + 60 * day_ms),
+            note: Some("The season's retreat".into()),
+        },
+        DEMO,
+    )?;
+    engine.put_rule(
+        Rule {
+            id: "gentle-for-newcomers".into(),
+            when: Conditions { journey_stage: Some("new".into()), ..Conditions::default() },
+            then: RuleEffect { boost_tags: vec!["beginner-friendly".into()], ..RuleEffect::default() },
+            owner: "editorial@calm.example".into(),
+            review_by: date(now_ms - 3 * day_ms),
+            updated_ms: now_ms,
+        },
+        DEMO,
+    )?;
+    engine.put_rule(
+        Rule {
+            id: "focus-at-work".into(),
+            when: Conditions { goals: vec!["focus".into()], ..Conditions::default() },
+            then: RuleEffect { boost_tags: vec!["work".into()], ..RuleEffect::default() },
+            owner: "editorial@calm.example".into(),
+            review_by: date(now_ms + 80 * day_ms),
+            updated_ms: now_ms,
+        },
+        DEMO,
+    )?;
+    engine.put_experiment(
+        Experiment {
+            id: "home-feed-personalized".into(),
+            slot: "home_feed".into(),
+            arms: vec![
+                Arm { name: "popular".into(), weight: 0.45, policy: Policy::Popular },
+                Arm { name: "personalized".into(), weight: 0.45, policy: Policy::Default },
+            ],
+            holdout: 0.1,
+            metrics: vec!["click".into(), "purchase".into()],
+        },
+        DEMO,
+    )?;
+    engine.flag_item("art-bedroom-light", "Check the product links before it runs again", DEMO)?;
     Ok(())
 }
 
@@ -148,8 +223,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let auth = if admin_key.is_some() { " -H \"Authorization: Bearer $ATTUNE_ADMIN_KEY\"" } else { "" };
         println!();
         println!("Attune demo is running on http://{address}");
-        println!("  API document:   http://{address}/v1/openapi.json");
-        println!("  metrics:        http://{address}/metrics");
+        let sign_in = if admin_key.is_some() { " (sign in with $ATTUNE_ADMIN_KEY)" } else { "" };
+        println!("  editors' console: http://{address}/console{sign_in}");
+        println!("  API document:     http://{address}/v1/openapi.json");
+        println!("  metrics:          http://{address}/metrics");
         println!();
         println!("Try:");
         println!("  curl -s{auth} http://{address}/v1/users/u-00001");

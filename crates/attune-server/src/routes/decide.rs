@@ -211,6 +211,7 @@ fn to_request(body: DecideIn) -> Result<DecideRequest, ApiError> {
         },
         placements,
         explain: body.explain.unwrap_or(false),
+        preview: false,
     })
 }
 

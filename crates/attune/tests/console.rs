@@ -1,0 +1,293 @@
+//! The editors' console in a real headless browser (Debian's Chromium driven by ChromeDriver over
+//! the W3C WebDriver protocol): sign in with a key, read what a person would be shown, pin an
+//! editorial pick with the form and see it in that person's feed, remove it, and confirm a rule
+//! that was due for review. Each step is checked in the page and, where it changes something,
+//! through the API as well.
+//!
+//! Needs `chromium` and `chromedriver` (`scripts/ci-packages.sh` installs them). Without them the
+//! test says so and passes, except under CI (`CI` set), where it fails.
+
+mod support;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "console-test-admin-key-0123456789";
+
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session: a handful of the protocol's commands, over HTTP+JSON.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(driver: &str) -> Browser {
+        let http = reqwest::Client::new();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let answer: Value = http
+            .post(format!("{driver}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("json");
+        let session =
+            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
+        Browser { http, session: format!("{driver}/session/{session}"), _profile: profile }
+    }
+
+    /// Runs a command; `Err` with the driver's answer when it reports an error.
+    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
+        let request = self.http.request(method, format!("{}{path}", self.session));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let answer: Value = request.send().await.expect("webdriver").json().await.expect("json");
+        if answer["value"].get("error").is_some() { Err(answer) } else { Ok(answer["value"].clone()) }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body).await.unwrap_or_else(|answer| panic!("webdriver {path}: {answer}"))
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn url(&self) -> String {
+        self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's visible text (empty while a page is loading).
+    async fn text(&self) -> String {
+        let script = json!({"script": "return document.body ? document.body.innerText : '';", "args": []});
+        match self.try_command(reqwest::Method::POST, "/execute/sync", Some(script)).await {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits (up to 10 s) until the page's text holds `needle`, as a person would wait for a
+    /// form's answer to load, and returns the text; panics with the text otherwise.
+    async fn wait_for(&self, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never showed {needle:?}; it shows:\n{text}");
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found =
+            self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+    }
+
+    async fn close(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+/// A child process killed when the test ends, passing or not (a leftover server or driver would
+/// hold the test's output open). A child started as a process group leader is killed with its
+/// group: ChromeDriver's browser goes with it.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Starts ChromeDriver on a free port and waits until it answers.
+async fn start_driver() -> Option<(Killed, String)> {
+    if !std::path::Path::new("/usr/bin/chromium").exists()
+        || Command::new("chromedriver").arg("--version").output().is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test: install chromium and chromium-driver (scripts/ci-packages.sh)"
+        );
+        eprintln!("SKIPPED: no chromium/chromedriver here (scripts/ci-packages.sh installs them)");
+        return None;
+    }
+    let port = free_port();
+    let child = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(answer) = reqwest::get(format!("{url}/status")).await
+            && answer.status().is_success()
+        {
+            return Some((child, url));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not answer on {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
+    let Some((_driver, driver_url)) = start_driver().await else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (server, base) = support::spawn_serve(
+        support::attune(&["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .env("ATTUNE_ADMIN_KEY", ADMIN_KEY),
+    );
+    let _server = Killed(server);
+    let api = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        api.request(method, format!("{base}{path}")).bearer_auth(ADMIN_KEY).json(&body).send()
+    };
+    let items: Vec<Value> = (0..12)
+        .map(|i| json!({"id": format!("item-{i}"), "kind": "article", "title": format!("Quiet article number {i}"), "tags": ["sleep"]}))
+        .collect();
+    let put = call(reqwest::Method::PUT, "/v1/items", json!({"items": items})).await.expect("items");
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap_or_default());
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("e-{i}"), "type": "view", "user": "reader-1", "item": format!("item-{i}")}))
+        .collect();
+    assert!(
+        call(reqwest::Method::POST, "/v1/events", json!({"events": events}))
+            .await
+            .expect("events")
+            .status()
+            .is_success()
+    );
+    let rule = json!({"when": {}, "then": {"boost_tags": ["sleep"]}, "owner": "editor@example.org", "review_by": "2026-01-01"});
+    assert!(call(reqwest::Method::PUT, "/v1/rules/sleep-first", rule).await.expect("rule").status().is_success());
+
+    let browser = Browser::start(&driver_url).await;
+
+    // Signing in: the console sends a browser without the cookie to the sign-in form.
+    browser.goto(&format!("{base}/console")).await;
+    browser.wait_for("Sign in to the Attune console").await;
+    assert!(browser.url().await.ends_with("/console/login"), "{}", browser.url().await);
+    browser.type_into("#key", "not-a-key").await;
+    browser.click("main button[type=submit]").await;
+    browser.wait_for("That key is unknown").await;
+    browser.type_into("#key", ADMIN_KEY).await;
+    browser.click("main button[type=submit]").await;
+    let overview = browser.wait_for("At a glance").await;
+    assert!(overview.contains("1 rule(s) due for review"), "{overview}");
+
+    // What a person would see now, with reasons; the preview is not logged as a decision.
+    browser.goto(&format!("{base}/console/person?id=reader-1&slot=home_feed")).await;
+    let person = browser.wait_for("What reader-1 would see now").await;
+    assert!(person.contains("Quiet article number"), "{person}");
+    let logged: Value = api
+        .get(format!("{base}/v1/review/decisions?limit=100"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("review")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(logged["decisions"].as_array().map(Vec::len), Some(0), "a preview is not a decision: {logged}");
+
+    // Pin a pick with the form: it is stored, listed, and shown to the person as an editor's pick.
+    browser.goto(&format!("{base}/console/editorial")).await;
+    browser.wait_for("Pin a pick").await;
+    browser.type_into("#pick-id", "tonight").await;
+    browser.type_into("#pick-item", "item-11").await;
+    browser.type_into("#pick-note", "Tonight's pick").await;
+    browser.click("form[action='/console/picks'] button").await;
+    let editorial = browser.wait_for("The pick was pinned.").await;
+    assert!(editorial.contains("Quiet article number 11"), "{editorial}");
+    let pick = api.get(format!("{base}/v1/editorial/picks/tonight")).bearer_auth(ADMIN_KEY).send().await.expect("pick");
+    assert!(pick.status().is_success(), "the pick is stored");
+    browser.goto(&format!("{base}/console/person?id=reader-1&slot=home_feed")).await;
+    browser.wait_for("Quiet article number 11 (editorial)").await;
+
+    // Remove it again.
+    browser.goto(&format!("{base}/console/editorial")).await;
+    browser.wait_for("Tonight's pick").await;
+    browser.click("form[action='/console/picks/remove'] button").await;
+    browser.wait_for("The pick was removed.").await;
+    let pick = api.get(format!("{base}/v1/editorial/picks/tonight")).bearer_auth(ADMIN_KEY).send().await.expect("pick");
+    assert_eq!(pick.status(), reqwest::StatusCode::NOT_FOUND);
+
+    // The quarterly review: the due rule is confirmed for another quarter.
+    browser.goto(&format!("{base}/console/rules")).await;
+    browser.wait_for("2026-01-01 due").await;
+    browser.click("form[action='/console/rules/review'] button").await;
+    browser.wait_for("marked reviewed").await;
+    let rule: Value = api
+        .get(format!("{base}/v1/rules/sleep-first"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("rule")
+        .json()
+        .await
+        .expect("json");
+    assert!(rule["review_by"].as_str().is_some_and(|date| date > "2026-12-31"), "{rule}");
+    let due: Value = api
+        .get(format!("{base}/v1/rules?due=true"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("due")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(due["rules"].as_array().map(Vec::len), Some(0), "{due}");
+
+    // The measurement page renders the four dimensions.
+    browser.goto(&format!("{base}/console/measure")).await;
+    let measure = browser.wait_for("in four dimensions").await;
+    for dimension in ["Behavioral", "Attitudinal", "Business", "Ethical"] {
+        assert!(measure.contains(dimension), "{measure}");
+    }
+
+    browser.close().await;
+}
