@@ -37,7 +37,7 @@
 use std::collections::BTreeSet;
 
 use attune_core::{Consent, Event, Preferences, Purpose};
-use attune_store::{NewEvent, StoredEvent, Table};
+use attune_store::{StoredEvent, Table};
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -637,27 +637,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Replaces events by their rewritten versions (same id, new sequence number): delete, then
-    /// append. Idempotent, so [`Engine::open`] can repeat it after a crash.
+    /// Replaces the events' payloads by their rewritten versions in place (same sequence number,
+    /// so servers sharing the store do not fold them a second time; `delete_seqs[i]` is the
+    /// number of `append[i]`). Idempotent, so [`Engine::open`] can repeat it after a crash.
     fn finish_rewrite(&self, key: &str, rewrite: &PendingRewrite) -> Result<()> {
-        self.store.delete_events(&rewrite.delete_seqs)?;
-        let events = rewrite
-            .append
-            .iter()
-            .map(|e| NewEvent {
-                id: e.id.clone(),
-                subject: e.subject.clone(),
-                ts_ms: e.ts_ms,
-                expires_ms: e.expires_ms,
-                payload: e.payload.clone(),
-            })
-            .collect();
-        for outcome in self.store.append_events(events)? {
-            // Already folded under its old number: a cluster sync must not fold it again here.
-            if let attune_store::Appended::New(seq) = outcome {
-                self.cluster.claim(seq);
-            }
-        }
+        let rows: Vec<(u64, Vec<u8>)> =
+            rewrite.delete_seqs.iter().zip(&rewrite.append).map(|(&seq, e)| (seq, e.payload.clone())).collect();
+        self.store.replace_payloads(&rows)?;
         self.store.delete(Table::Erasures, key)?;
         Ok(())
     }

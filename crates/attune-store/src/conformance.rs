@@ -31,6 +31,7 @@ pub const CASES: &[Case] = &[
     ("concurrent_appends_share_commits", concurrent_appends_share_commits),
     ("purge_keeps_what_is_live", purge_keeps_what_is_live),
     ("bulk_appends_keep_the_contract", bulk_appends_keep_the_contract),
+    ("payloads_are_replaced_in_place", payloads_are_replaced_in_place),
 ];
 
 /// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
@@ -374,4 +375,41 @@ pub fn bulk_appends_keep_the_contract(harness: &mut dyn Harness) {
     // Of those, u-3 had k-3, k-10, …, k-94 (14), deleted just before.
     assert_eq!(store.delete_expired_events(1000 + 99).unwrap(), 102 - 14);
     assert!(matches!(store.append_events(vec![event("k-3", "u-3", 3)]).unwrap()[0], Appended::New(_)));
+}
+
+/// Replacing payloads keeps each event's number, id, subject and times (and its place in the
+/// indexes), ignores unknown numbers, and lasts across a restart.
+pub fn payloads_are_replaced_in_place(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let out = store.append_events(vec![event("r1", "u-1", 1), event("r2", "u-2", 2), event("r3", "u-1", 3)]).unwrap();
+    let seqs: Vec<u64> = out.iter().map(|a| if let Appended::New(seq) = a { *seq } else { panic!("new") }).collect();
+    assert_eq!(store.replace_payloads(&[(seqs[2], b"stripped".to_vec()), (999_999, b"x".to_vec())]).unwrap(), 1);
+    let check = |store: &dyn Store| {
+        let mut rows = Vec::new();
+        store
+            .subject_events("u-1", &mut |row| {
+                rows.push(row);
+                true
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].seq, rows[1].id.as_str(), rows[1].ts_ms), (seqs[2], "r3", 3));
+        assert_eq!(rows[1].payload, b"stripped");
+        assert_eq!(rows[0].payload, b"payload of r1");
+        let mut after = Vec::new();
+        store
+            .scan_events(seqs[1], &mut |row| {
+                after.push(row.id);
+                true
+            })
+            .unwrap();
+        assert_eq!(after, ["r3"], "no new number: a reader past r2 sees it once");
+        assert_eq!(store.event_count().unwrap(), 3);
+        assert_eq!(store.append_events(vec![event("r3", "u-1", 3)]).unwrap(), [Appended::Duplicate]);
+    };
+    check(&*store);
+    drop(store);
+    let store = harness.reopen();
+    check(&*store);
+    assert_eq!(store.replace_payloads(&[]).unwrap(), 0);
 }

@@ -551,6 +551,29 @@ impl Store for EmbeddedStore {
         self.remove_rows(&rows)
     }
 
+    fn replace_payloads(&self, rows: &[(u64, Vec<u8>)]) -> Result<u64> {
+        let mut batch = self.db.batch();
+        let mut replaced = 0;
+        for (seq, payload) in rows {
+            if let Some(row) = self.get_row(*seq)? {
+                let event = NewEvent {
+                    id: row.id,
+                    subject: row.subject,
+                    ts_ms: row.ts_ms,
+                    expires_ms: row.expires_ms,
+                    payload: payload.clone(),
+                };
+                batch.insert(&self.events, seq.to_be_bytes(), encode_row(&event));
+                replaced += 1;
+            }
+        }
+        if replaced > 0 {
+            batch.commit().map_err(backend_err)?;
+            self.persist()?;
+        }
+        Ok(replaced)
+    }
+
     fn delete_expired_events(&self, now_ms: i64) -> Result<u64> {
         let mut deleted = 0;
         loop {

@@ -213,6 +213,12 @@ pub trait Store: Send + Sync {
     /// were deleted.
     fn delete_events(&self, seqs: &[u64]) -> Result<u64>;
 
+    /// Replaces the payloads of stored events in place, durably: the events keep their sequence
+    /// numbers, ids, subjects and times, so a reader tailing the log (another server) does not
+    /// see them as new. Unknown numbers are ignored. Returns how many were replaced. (Used when a
+    /// consent withdrawal strips fields from what is stored.)
+    fn replace_payloads(&self, rows: &[(u64, Vec<u8>)]) -> Result<u64>;
+
     /// Deletes every event with `expires_ms <= now_ms`, durably. Returns how many were deleted.
     fn delete_expired_events(&self, now_ms: i64) -> Result<u64>;
 

@@ -359,6 +359,31 @@ impl Store for PostgresStore {
         self.delete_events_where("DELETE FROM events WHERE seq = ANY($1) RETURNING id, tableoid", &seqs)
     }
 
+    fn replace_payloads(&self, rows: &[(u64, Vec<u8>)]) -> Result<u64> {
+        let (seqs, payloads): (Vec<i64>, Vec<&[u8]>) =
+            rows.iter().filter_map(|(seq, payload)| Some((i64::try_from(*seq).ok()?, payload.as_slice()))).unzip();
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        // The old row versions stay in the partition until VACUUM: mark it for `purge`.
+        let sql = "\
+WITH changed AS (
+    UPDATE events AS e SET payload = v.payload
+    FROM unnest($1::bigint[], $2::bytea[]) AS v (seq, payload)
+    WHERE e.seq = v.seq
+    RETURNING e.tableoid
+), dirty AS (
+    INSERT INTO attune_purge_pending (relname)
+    SELECT DISTINCT tableoid::regclass::text FROM changed ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM changed";
+        let n: i64 = self.with_conn(|conn| {
+            let statement = conn.prepare(sql)?;
+            conn.client.query_one(&statement, &[&seqs, &payloads])?.try_get(0)
+        })?;
+        Ok(n.max(0) as u64)
+    }
+
     fn delete_expired_events(&self, now_ms: i64) -> Result<u64> {
         let mut deleted = self.drop_expired_partitions(now_ms)?;
         let sql = "\

@@ -188,6 +188,39 @@ fn two_servers_share_one_database() {
         let (_, on_b) = call("GET", &format!("{}/v1/users/u-3", b.address), ADMIN_KEY, None).await;
         assert_eq!(on_b["events"], 6, "B folded its own event once: {on_b}");
 
+        // Withdrawing contextual consent on A strips `geo` from u-5's stored events in place: B,
+        // which folded them already, does not fold them again.
+        let consent = |contextual: bool| json!({"personalization": true, "analytics": true, "contextual": contextual});
+        let (status, body) =
+            call("PUT", &format!("{}/v1/users/u-5/consent", a.address), ADMIN_KEY, Some(&consent(true))).await;
+        assert!(status < 300, "{status} {body}");
+        let with_geo: Vec<Value> = (0..2)
+            .map(|k| json!({"id": format!("geo-{k}"), "type": "view", "user": "u-5", "item": "i-7", "context": {"geo": "DE-BE"}}))
+            .collect();
+        let (status, body) =
+            call("POST", &format!("{}/v1/events", a.address), ADMIN_KEY, Some(&json!({"events": with_geo}))).await;
+        assert_eq!((status, body["dropped_fields"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+        wait_for("B shows u-5's seven events", || async {
+            let (_, body) = call("GET", &format!("{}/v1/users/u-5", b.address), ADMIN_KEY, None).await;
+            (body["events"] == 7).then_some(())
+        })
+        .await;
+        let (status, body) =
+            call("PUT", &format!("{}/v1/users/u-5/consent", a.address), ADMIN_KEY, Some(&consent(false))).await;
+        assert!(status < 300, "{status} {body}");
+        let (_, export) = call("GET", &format!("{}/v1/users/u-5/export", a.address), ADMIN_KEY, None).await;
+        assert!(!export.to_string().contains("DE-BE"), "geo is gone from what is stored: {export}");
+        let marker = json!({"events": [{"id": "after-withdrawal", "type": "view", "user": "u-5", "item": "i-2"}]});
+        let (status, _) = call("POST", &format!("{}/v1/events", a.address), ADMIN_KEY, Some(&marker)).await;
+        assert_eq!(status, 200);
+        wait_for("B shows the event sent after the withdrawal", || async {
+            let (_, body) = call("GET", &format!("{}/v1/users/u-5", b.address), ADMIN_KEY, None).await;
+            body["recent"].as_array().is_some_and(|recent| recent.iter().any(|r| r == "i-2")).then_some(())
+        })
+        .await;
+        let (_, on_b) = call("GET", &format!("{}/v1/users/u-5", b.address), ADMIN_KEY, None).await;
+        assert_eq!(on_b["events"], 8, "the rewritten events were folded once on B: {on_b}");
+
         // A key created on A works on B; revoked on A, B refuses it.
         let (status, key) = call(
             "POST",
