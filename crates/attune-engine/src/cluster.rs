@@ -103,6 +103,8 @@ pub(crate) struct ClusterState {
     syncing: Mutex<()>,
     /// Erasure tombstones already applied (or written) here.
     tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
+    /// Whether this process holds the training lock (see [`Engine::set_trainer`]).
+    trainer: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -624,6 +626,25 @@ fn remap_scores(scores: &[f32], new_index: &[u32], n_items: usize) -> Vec<f32> {
 }
 
 impl Engine {
+    /// Whether this process trains the models: always on its own store; on a shared one, while it
+    /// holds the training lock (the server's model thread reports that with [`set_trainer`]).
+    ///
+    /// [`set_trainer`]: Engine::set_trainer
+    pub fn is_trainer(&self) -> bool {
+        !self.cluster.enabled || self.cluster.trainer.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records whether this process holds the cluster's training lock.
+    pub fn set_trainer(&self, holds_the_lock: bool) {
+        self.cluster.trainer.store(holds_the_lock, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Asks whichever process trains to train now (on a shared store: the lock holder, within its
+    /// next poll), through the same durable marker an erasure leaves.
+    pub fn request_training(&self) -> Result<()> {
+        self.request_retrain_by(self.now_ms())
+    }
+
     /// Writes the models in use to [`Table::Models`] for the other processes on the store: the
     /// chunks of the new version first, then the `current` header that names them, then the
     /// previous version's chunks are deleted. Returns the published version. The caller must hold

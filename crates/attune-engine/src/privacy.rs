@@ -306,10 +306,15 @@ impl Engine {
     }
 
     fn request_retrain(&self) -> Result<()> {
+        self.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
+    }
+
+    /// Leaves (or moves earlier) the marker asking for a training that starts by `due_ms`.
+    pub(crate) fn request_retrain_by(&self, due_ms: i64) -> Result<()> {
         let now_ms = self.now_ms();
         let due_ms = match self.retrain_due()? {
-            Some(due) => due.due_ms.min(now_ms + RETRAIN_DEADLINE_MS),
-            None => now_ms + RETRAIN_DEADLINE_MS,
+            Some(due) => due.due_ms.min(due_ms),
+            None => due_ms,
         };
         self.store.put(Table::Meta, META_RETRAIN_DUE, &to_json(&RetrainDue { due_ms, requested_ms: now_ms }))?;
         Ok(())

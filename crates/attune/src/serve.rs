@@ -242,12 +242,14 @@ pub fn spawn_cluster_tasks(
                 if guard.as_mut().is_some_and(|g| !g.is_held()) {
                     tracing::warn!("lost the training lock (its connection died)");
                     guard = None;
+                    engine.set_trainer(false);
                 }
                 if guard.is_none() {
                     match store.try_training_lock() {
                         Ok(Some(acquired)) => {
                             tracing::info!("this server now trains the models");
                             guard = Some(acquired);
+                            engine.set_trainer(true);
                             last_trained = None;
                         }
                         Ok(None) => {}
@@ -280,6 +282,7 @@ pub fn spawn_cluster_tasks(
                                         "lost the training lock: not publishing"
                                     );
                                     guard = None;
+                                    engine.set_trainer(false);
                                 }
                                 Err(err) => tracing::error!(error = %err, "training failed; the previous models stay"),
                             }

@@ -32,6 +32,10 @@ impl Drop for Server {
 }
 
 fn start(store_url: &str) -> Server {
+    start_training_every(store_url, "2")
+}
+
+fn start_training_every(store_url: &str, train_every: &str) -> Server {
     let mut command = support::attune(&[
         "serve",
         "--listen",
@@ -41,7 +45,7 @@ fn start(store_url: &str) -> Server {
         "--sync-every",
         "0.2",
         "--train-every",
-        "2",
+        train_every,
     ]);
     command
         .env("ATTUNE_ADMIN_KEY", ADMIN_KEY)
@@ -117,6 +121,14 @@ async fn model_version(server: &Server) -> u64 {
     let (status, body) = call("GET", &format!("{}/v1/models", server.address), ADMIN_KEY, None).await;
     assert_eq!(status, 200, "{body}");
     body["models"].as_array().and_then(|m| m.first()).map_or(0, |m| m["version"].as_u64().unwrap_or(0))
+}
+
+/// The version and training time of the models `server` uses.
+async fn model_identity(server: &Server) -> (u64, String) {
+    let (status, body) = call("GET", &format!("{}/v1/models", server.address), ADMIN_KEY, None).await;
+    assert_eq!(status, 200, "{body}");
+    let first = body["models"].as_array().and_then(|m| m.first()).cloned().unwrap_or(Value::Null);
+    (first["version"].as_u64().unwrap_or(0), first["trained_at"].as_str().unwrap_or("").to_owned())
 }
 
 async fn similar(server: &Server, item: &str) -> Vec<String> {
@@ -289,5 +301,49 @@ fn two_servers_share_one_database() {
             (model_version(&a).await == model_version(&b).await && !on_a.is_empty() && on_a == on_b).then_some(())
         })
         .await;
+    });
+}
+
+/// `POST /v1/models/train` on either of two servers (trained only at start and on request here):
+/// the lock holder trains and publishes; the other asks it to and answers with the models it
+/// publishes, never with models of its own — afterwards both use one version, trained once.
+#[test]
+fn a_training_request_reaches_the_trainer() {
+    let Ok(url) = std::env::var("ATTUNE_TEST_POSTGRES") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("ATTUNE_TEST_POSTGRES is not set: CI must run the two-server test against PostgreSQL");
+        }
+        println!("skipped: set ATTUNE_TEST_POSTGRES=... (scripts/pg-test-cluster.sh starts one)");
+        return;
+    };
+    let database = Database::create(&url);
+    let a = start_training_every(&database.url, "3600");
+    let b = start_training_every(&database.url, "3600");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let items: Vec<Value> =
+            (0..6).map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}")})).collect();
+        let (status, _) = call("PUT", &format!("{}/v1/items", a.address), ADMIN_KEY, Some(&json!({"items": items}))).await;
+        assert!(status < 300);
+        let events: Vec<Value> = (0..30)
+            .map(|k| json!({"id": format!("t-{k}"), "type": "view", "user": format!("u-{}", k % 5), "item": format!("i-{}", k % 6)}))
+            .collect();
+        let (status, _) = call("POST", &format!("{}/v1/events", a.address), ADMIN_KEY, Some(&json!({"events": events}))).await;
+        assert_eq!(status, 200);
+        let same = || async {
+            let (on_a, on_b) = (model_identity(&a).await, model_identity(&b).await);
+            (on_a.0 > 0 && on_a == on_b).then_some(on_a)
+        };
+        let mut current = wait_for("both servers use the first training", same).await;
+        for asked in [&a, &b, &a, &b] {
+            let (status, job) = call("POST", &format!("{}/v1/models/train?wait=true", asked.address), ADMIN_KEY, None).await;
+            assert_eq!((status, job["status"].as_str()), (200, Some("succeeded")), "{job}");
+            let version = job["version"].as_u64().expect("a version");
+            assert!(version > current.0, "a newer version: {job}");
+            current = wait_for("both servers use the requested training", || async {
+                same().await.filter(|now| now.0 == version)
+            })
+            .await;
+        }
     });
 }

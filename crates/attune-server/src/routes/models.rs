@@ -77,7 +77,18 @@ pub async fn post_train(
     let jobs = Arc::clone(&state.jobs);
     let task = tokio::task::spawn_blocking(move || {
         let _ = engine.audit(&caller.key_id, "models.train", &job);
-        let done = match engine.train() {
+        if !engine.is_trainer() {
+            // Several servers share the store and another one trains: ask it, and take the
+            // models it publishes.
+            let done = train_elsewhere(&engine, job);
+            jobs.set(done.clone());
+            return done;
+        }
+        // On a shared store the trainer also publishes, for the other servers.
+        let trained = engine.train().and_then(|snapshot| {
+            if engine.config().cluster { engine.publish_models().map(|_| snapshot) } else { Ok(snapshot) }
+        });
+        let done = match trained {
             Ok(snapshot) => JobOut { job, status: "succeeded".into(), version: Some(snapshot.version), error: None },
             Err(err) => {
                 tracing::error!(error = %err, "training failed; the previous models stay in use");
@@ -91,6 +102,32 @@ pub async fn post_train(
         return task.await.map(Json).map_err(ApiError::internal);
     }
     Ok(Json(running))
+}
+
+/// How long a server that does not train waits for the trainer's models.
+const TRAINED_ELSEWHERE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Asks the server holding the training lock to train, then loads what it publishes.
+fn train_elsewhere(engine: &attune_engine::Engine, job: String) -> JobOut {
+    let failed =
+        |error: String| JobOut { job: job.clone(), status: "failed".into(), version: None, error: Some(error) };
+    let before = engine.models().version;
+    if let Err(err) = engine.request_training() {
+        return failed(err.to_string());
+    }
+    let started = std::time::Instant::now();
+    while started.elapsed() < TRAINED_ELSEWHERE_WITHIN {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        // The model thread may load the new version first: look at the version in use.
+        if let Err(err) = engine.load_published_models() {
+            tracing::warn!(error = %err, "loading the published models failed; retrying");
+        }
+        let version = engine.models().version;
+        if version > before {
+            return JobOut { job, status: "succeeded".into(), version: Some(version), error: None };
+        }
+    }
+    failed("the server holding the training lock published no newer models within 15 minutes".into())
 }
 
 /// A training job's status.
