@@ -15,6 +15,8 @@ use std::{
     time::Duration,
 };
 
+use std::os::unix::process::CommandExt;
+
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "console-test-admin-key-0123456789";
@@ -124,14 +126,24 @@ impl Browser {
 }
 
 /// A child process killed when the test ends, passing or not (a leftover server or driver would
-/// hold the test's output open). A child started as a process group leader is killed with its
-/// group: ChromeDriver's browser goes with it.
+/// hold the test's output open).
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.0.id())]).status();
         let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ChromeDriver, started as the leader of a process group of its own: killed with that group, so
+/// the browser it started goes too.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // `--` first: procps' kill would read `-<pgid>` as an option.
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.0.id())]).status();
         let _ = self.0.wait();
     }
 }
@@ -141,7 +153,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts ChromeDriver on a free port and waits until it answers.
-async fn start_driver() -> Option<(Killed, String)> {
+async fn start_driver() -> Option<(Driver, String)> {
     if !std::path::Path::new("/usr/bin/chromium").exists()
         || Command::new("chromedriver").arg("--version").output().is_err()
     {
@@ -153,9 +165,10 @@ async fn start_driver() -> Option<(Killed, String)> {
         return None;
     }
     let port = free_port();
-    let child = Killed(
+    let child = Driver(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
