@@ -712,6 +712,14 @@ impl Engine {
     /// to this process's catalog, and swaps them in. Returns the version loaded (`None`: nothing
     /// new). People erased here stay hidden unless the loaded models no longer know them.
     pub fn load_published_models(&self) -> Result<Option<u64>> {
+        let loaded = self.load_published_models_once();
+        if loaded.is_ok() {
+            self.models_settled.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        loaded
+    }
+
+    fn load_published_models_once(&self) -> Result<Option<u64>> {
         let Some(header) = self.published_header()? else { return Ok(None) };
         if header.version == self.models().version {
             return Ok(None);

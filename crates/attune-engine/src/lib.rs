@@ -170,6 +170,9 @@ pub struct Engine {
     models: RwLock<Arc<models::ModelSnapshot>>,
     /// One training at a time.
     training: parking_lot::Mutex<()>,
+    /// Set once a training attempt has finished or published models were looked for
+    /// ([`Engine::ready`]).
+    models_settled: std::sync::atomic::AtomicBool,
     /// People erased since the models were trained: their factors are never used again.
     erased_since_training: RwLock<rustc_hash::FxHashSet<String>>,
     decisions: decisions::Decisions,
@@ -206,6 +209,7 @@ impl Engine {
             editorial: RwLock::new(editorial::Editorial::default()),
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
             training: parking_lot::Mutex::new(()),
+            models_settled: std::sync::atomic::AtomicBool::new(false),
             erased_since_training: RwLock::new(rustc_hash::FxHashSet::default()),
             decisions: decisions::Decisions::default(),
             experiments: experiments::Experiments::default(),
@@ -287,9 +291,13 @@ impl Engine {
         self.people.len()
     }
 
-    /// Whether the engine is ready to serve.
+    /// Whether the engine is ready to serve (`GET /readyz`): the store is open (it is, once the
+    /// engine exists) and the models are loaded — a first training has finished (even one that
+    /// failed or found nothing to learn: decisions then use the catalog's general ranking), or
+    /// models published by another server were looked for and loaded if there were any. Until
+    /// then decisions work, but without models.
     pub fn ready(&self) -> bool {
-        true
+        self.models_settled.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The person id an id resolves to (anonymous ids merged into a person resolve to the person).

@@ -187,6 +187,13 @@ impl Engine {
 
     /// Trains every model from the event log and swaps them in. On error the previous models stay.
     pub fn train(&self) -> Result<Arc<ModelSnapshot>> {
+        let trained = self.train_once();
+        // Failed or not, the model layer has had its first say: readiness does not wait for more.
+        self.models_settled.store(true, std::sync::atomic::Ordering::SeqCst);
+        trained
+    }
+
+    fn train_once(&self) -> Result<Arc<ModelSnapshot>> {
         let _one_at_a_time = self.training.lock();
         let started = Instant::now();
         let now_ms = self.now_ms();

@@ -221,6 +221,10 @@ async fn state_survives_a_restart() {
 async fn openapi_metrics_and_health() {
     let server = TestServer::start(None).await;
     assert_eq!(server.ok("GET", "/healthz", None).await["status"], "ok");
+    // Not ready until the models are: `attune serve` trains right at start.
+    let starting = server.call("GET", "/readyz", None).await;
+    assert_eq!((starting.status, starting.json["status"].as_str()), (503, Some("starting")), "{}", starting.json);
+    assert_eq!(server.ok("POST", "/v1/models/train?wait=true", None).await["status"], "succeeded");
     assert_eq!(server.ok("GET", "/readyz", None).await["status"], "ready");
     let doc = server.ok("GET", "/v1/openapi.json", None).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
