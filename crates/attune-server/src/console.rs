@@ -425,6 +425,16 @@ pub async fn get_editorial(State(state): State<AppState>, headers: HeaderMap, Qu
                     }
                 }
             }
+            section aria-labelledby="shares" {
+                h3 #shares { "Set a slot's shares" }
+                p.small { "Of each response: the editorial share is filled with picks, the serendipity share with less obvious items; together at most 100%." }
+                form method="post" action="/console/slots" {
+                    div.field { label for="slot-id" { "Slot" } input #slot-id name="slot" value="home_feed" required; }
+                    div.field { label for="slot-editorial" { "Editorial share (%)" } input #slot-editorial name="editorial" inputmode="numeric" required; }
+                    div.field { label for="slot-serendipity" { "Serendipity share (%)" } input #slot-serendipity name="serendipity" inputmode="numeric" required; }
+                    button type="submit" { "Save shares" }
+                }
+            }
             section aria-labelledby="picks" {
                 h2 #picks { "Editorial picks" }
                 @if picks.is_empty() { p { "No picks yet." } }
@@ -499,6 +509,7 @@ fn done_line(done: Option<&str>) -> Markup {
         Some("pinned") => "The pick was pinned.",
         Some("removed") => "The pick was removed.",
         Some("cleared") => "The flag was cleared.",
+        Some("shares") => "The slot's shares were saved.",
         Some("reviewed") => "The rule was marked reviewed for another quarter.",
         _ => return html! {},
     };
@@ -560,6 +571,42 @@ pub async fn post_pick(State(state): State<AppState>, headers: HeaderMap, Form(f
     };
     match blocking(&state, move |engine| engine.put_pick(pick, &key_id)).await {
         Ok(()) => Redirect::to("/console/editorial?done=pinned").into_response(),
+        Err(error) => failure(error),
+    }
+}
+
+/// The slot-shares form (percentages).
+#[derive(Debug, Deserialize)]
+pub struct SharesForm {
+    slot: String,
+    editorial: String,
+    serendipity: String,
+}
+
+/// `POST /console/slots`: a slot's editorial and serendipity shares; its variants and variant
+/// rules stay as they are.
+pub async fn post_shares(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SharesForm>) -> Response {
+    let key_id = signed_in!(state, headers);
+    if cross_site(&headers) {
+        return cross_site_refused();
+    }
+    let slot = form.slot.trim().to_owned();
+    if attune_core::check_id(&slot).is_err() {
+        return form_error("A slot is 1–128 printable characters.");
+    }
+    let percent =
+        |text: &str| text.trim().trim_end_matches('%').trim().parse::<f32>().ok().filter(|p| (0.0..=100.0).contains(p));
+    let (Some(editorial), Some(serendipity)) = (percent(&form.editorial), percent(&form.serendipity)) else {
+        return form_error("Shares are percentages from 0 to 100.");
+    };
+    if editorial + serendipity > 100.0 {
+        return form_error("The two shares add up to at most 100%.");
+    }
+    let mut settings = state.engine.slot(&slot);
+    settings.editorial_share = editorial / 100.0;
+    settings.serendipity_share = serendipity / 100.0;
+    match blocking(&state, move |engine| engine.put_slot(&slot, settings, &key_id)).await {
+        Ok(()) => Redirect::to("/console/editorial?done=shares").into_response(),
         Err(error) => failure(error),
     }
 }

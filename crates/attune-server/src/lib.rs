@@ -117,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .route("/console/logout", post(console::post_logout))
         .route("/console/person", get(console::get_person))
         .route("/console/editorial", get(console::get_editorial))
+        .route("/console/slots", post(console::post_shares))
         .route("/console/picks", post(console::post_pick))
         .route("/console/picks/remove", post(console::post_remove_pick))
         .route("/console/flags/clear", post(console::post_clear_flag))

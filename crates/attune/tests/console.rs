@@ -261,7 +261,26 @@ async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
     browser.goto(&format!("{base}/console/person?id=reader-1&slot=home_feed")).await;
     browser.wait_for("Quiet article number 11 (editorial)").await;
 
-    // Remove it again.
+    // Set the slot's shares with the form: stored, and listed.
+    browser.goto(&format!("{base}/console/editorial")).await;
+    browser.wait_for("Set a slot's shares").await;
+    browser.type_into("#slot-editorial", "30").await;
+    browser.type_into("#slot-serendipity", "5").await;
+    browser.click("form[action='/console/slots'] button").await;
+    let shares = browser.wait_for("The slot's shares were saved.").await;
+    assert!(shares.contains("30%") && shares.contains("5%"), "{shares}");
+    let slot: Value = api
+        .get(format!("{base}/v1/slots/home_feed"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("slot")
+        .json()
+        .await
+        .expect("json");
+    assert!((slot["editorial_share"].as_f64().unwrap_or(0.0) - 0.3).abs() < 1e-6, "{slot}");
+
+    // Remove the pick again.
     browser.goto(&format!("{base}/console/editorial")).await;
     browser.wait_for("Tonight's pick").await;
     browser.click("form[action='/console/picks/remove'] button").await;
