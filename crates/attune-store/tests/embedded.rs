@@ -94,3 +94,39 @@ fn purge_leaves_no_deleted_bytes_on_disk() {
     assert_eq!(store.event_count().expect("count"), 100);
     assert_eq!(files_holding(dir.path(), secret.as_bytes()), Vec::<String>::new());
 }
+
+/// The same after a bulk load: events ingested as table files (no journal) leave no bytes behind
+/// once deleted and purged, even when the bulk load was followed by normal appends.
+#[test]
+fn purge_reaches_bulk_loaded_events() {
+    use attune_store::{EmbeddedOptions, NewEvent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "bulk-person-7d1e-secret";
+    let store = EmbeddedStore::open_with(dir.path(), EmbeddedOptions { bulk_load: true }).expect("open");
+    for round in 0..2 {
+        let events = (0..5000)
+            .map(|i| NewEvent {
+                id: format!("bulk-{round}-{i}"),
+                subject: if i % 50 == 0 { secret.to_owned() } else { format!("other-{i}") },
+                ts_ms: i,
+                expires_ms: i + 1000,
+                payload: format!("payload for {}", if i % 50 == 0 { secret } else { "someone" }).into_bytes(),
+            })
+            .collect();
+        store.append_events_bulk(events).expect("bulk append");
+    }
+    store
+        .append_events(vec![NewEvent {
+            id: "normal-1".into(),
+            subject: secret.into(),
+            ts_ms: 1,
+            expires_ms: 1001,
+            payload: secret.as_bytes().to_vec(),
+        }])
+        .expect("append");
+    assert!(!files_holding(dir.path(), secret.as_bytes()).is_empty(), "the test looks for bytes that are there");
+    assert_eq!(store.delete_subject_events(secret).expect("delete"), 2 * 100 + 1);
+    store.purge().expect("purge");
+    assert_eq!(files_holding(dir.path(), secret.as_bytes()), Vec::<String>::new());
+    assert_eq!(store.event_count().expect("count"), 2 * 4900);
+}
