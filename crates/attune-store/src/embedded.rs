@@ -265,14 +265,14 @@ impl EmbeddedStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.remove_entries(rows, None)?;
+        self.remove_entries(rows)?;
         self.n_events.fetch_sub(rows.len() as u64, Ordering::SeqCst);
         Ok(rows.len() as u64)
     }
 
-    /// Removes the entries of `rows` from every keyspace, and the record `also` if given, in one
-    /// durable batch. Leaves the event count alone.
-    fn remove_entries(&self, rows: &[StoredEvent], also: Option<&[u8]>) -> Result<()> {
+    /// Removes the entries of `rows` from every keyspace in one durable batch. Leaves the event
+    /// count alone.
+    fn remove_entries(&self, rows: &[StoredEvent]) -> Result<()> {
         let mut batch = self.db.batch();
         for row in rows {
             batch.remove(&self.events, row.seq.to_be_bytes());
@@ -280,10 +280,22 @@ impl EmbeddedStore {
             batch.remove(&self.by_subject, subject_key(&row.subject, row.seq));
             batch.remove(&self.by_expiry, expiry_key(row.expires_ms, row.seq));
         }
-        if let Some(key) = also {
-            batch.remove(&self.records, key);
-        }
         batch.commit().map_err(backend_err)?;
+        self.persist()
+    }
+
+    /// Writes (`Some(first, last)`) or removes the bulk-append marker, durably.
+    fn set_bulk_marker(&self, range: Option<(u64, u64)>) -> Result<()> {
+        let key = record_key(Table::Meta, BULK_MARKER);
+        match range {
+            Some((first, last)) => {
+                let mut marker = first.to_be_bytes().to_vec();
+                marker.extend_from_slice(&last.to_be_bytes());
+                self.records.insert(key, marker)
+            }
+            None => self.records.remove(key),
+        }
+        .map_err(backend_err)?;
         self.persist()
     }
 
@@ -319,15 +331,10 @@ impl EmbeddedStore {
         drop(fresh_ids);
         let Some(&(last_seq, _)) = fresh.last() else { return Ok(outcomes) };
         self.next_seq.store(last_seq + 1, Ordering::SeqCst);
-        let marker_key = record_key(Table::Meta, BULK_MARKER);
-        let mut marker = first_seq.to_be_bytes().to_vec();
-        marker.extend_from_slice(&last_seq.to_be_bytes());
-        self.records.insert(marker_key.as_slice(), marker).map_err(backend_err)?;
-        self.persist()?;
+        self.set_bulk_marker(Some((first_seq, last_seq)))?;
         match self.ingest_bulk(&fresh) {
             Ok(()) => {
-                self.records.remove(marker_key.as_slice()).map_err(backend_err)?;
-                self.persist()?;
+                self.set_bulk_marker(None)?;
                 self.n_events.fetch_add(fresh.len() as u64, Ordering::SeqCst);
                 Ok(outcomes)
             }
@@ -373,9 +380,9 @@ impl EmbeddedStore {
             rows.push(decode_row(decode_u64(&key)?, &value)?);
         }
         for chunk in rows.chunks(10_000) {
-            self.remove_entries(chunk, None)?;
+            self.remove_entries(chunk)?;
         }
-        self.remove_entries(&[], Some(&record_key(Table::Meta, BULK_MARKER)))
+        self.set_bulk_marker(None)
     }
 
     fn expired_rows(&self, now_ms: i64, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -746,10 +753,7 @@ mod tests {
         let fresh: Vec<(u64, &NewEvent)> = events.iter().zip(first..).map(|(event, seq)| (seq, event)).collect();
         let last = first + events.len() as u64 - 1;
         // What commit_bulk writes before its indexes: the marker, then the rows; then one index.
-        let mut marker = first.to_be_bytes().to_vec();
-        marker.extend_from_slice(&last.to_be_bytes());
-        store.records.insert(record_key(Table::Meta, BULK_MARKER), marker).expect("marker");
-        store.persist().expect("persist");
+        store.set_bulk_marker(Some((first, last))).expect("marker");
         ingest_sorted(&store.events, fresh.iter().map(|(seq, event)| (seq.to_be_bytes(), encode_row(event))))
             .expect("rows");
         let mut ids: Vec<(&[u8], u64)> = fresh.iter().map(|(seq, event)| (event.id.as_bytes(), *seq)).collect();
