@@ -85,15 +85,11 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope]) -> Result<Caller
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::new(Code::Unauthorized, "The Authorization header must be `Bearer <key>`."))?;
-    if let AuthMode::Keys { admin_hash } = &state.auth
-        && attune_engine::keys::constant_time_eq(&attune_engine::keys::hash_secret(secret), admin_hash)
-    {
-        return Ok(Caller { key_id: "admin".into() });
-    }
-    let key = state
-        .engine
-        .authenticate(secret)
-        .ok_or_else(|| ApiError::new(Code::Unauthorized, "The API key is unknown or revoked."))?;
+    let key = match holder_of(state, secret) {
+        Some(Holder::Admin) => return Ok(Caller { key_id: "admin".into() }),
+        Some(Holder::Key(key)) => key,
+        None => return Err(ApiError::new(Code::Unauthorized, "The API key is unknown or revoked.")),
+    };
     if scopes.iter().any(|&scope| key.allows(scope)) {
         state.limiter.check(&key.id)?;
         Ok(Caller { key_id: key.id })
@@ -104,4 +100,23 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope]) -> Result<Caller
             format!("This key lacks the scope this route needs: {}.", needed.join(" or ")),
         ))
     }
+}
+
+/// Whom a secret names.
+pub(crate) enum Holder {
+    /// The admin key.
+    Admin,
+    /// A stored key that is not revoked.
+    Key(attune_engine::keys::ApiKey),
+}
+
+/// The holder of `secret`, if it is the admin key or a live stored key. Shared by the API's
+/// `Authorization` header and the console's sign-in cookie.
+pub(crate) fn holder_of(state: &AppState, secret: &str) -> Option<Holder> {
+    if let AuthMode::Keys { admin_hash } = &state.auth
+        && attune_engine::keys::constant_time_eq(&attune_engine::keys::hash_secret(secret), admin_hash)
+    {
+        return Some(Holder::Admin);
+    }
+    state.engine.authenticate(secret).map(Holder::Key)
 }

@@ -27,7 +27,13 @@ use axum::{
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use crate::{AppState, auth::AuthMode, blocking, error::ApiError, routes::rfc3339};
+use crate::{
+    AppState,
+    auth::{AuthMode, Holder, holder_of},
+    blocking,
+    error::ApiError,
+    routes::rfc3339,
+};
 
 /// The cookie that holds the signed-in key.
 const COOKIE: &str = "attune_console";
@@ -55,12 +61,10 @@ fn editor(state: &AppState, headers: &HeaderMap) -> Option<String> {
 
 /// The id of an admin-scoped key (or `admin` for the admin key).
 fn key_id(state: &AppState, secret: &str) -> Option<String> {
-    if let AuthMode::Keys { admin_hash } = &state.auth
-        && attune_engine::keys::constant_time_eq(&attune_engine::keys::hash_secret(secret), admin_hash)
-    {
-        return Some("admin".to_owned());
+    match holder_of(state, secret)? {
+        Holder::Admin => Some("admin".to_owned()),
+        Holder::Key(key) => key.allows(Scope::Admin).then_some(key.id),
     }
-    state.engine.authenticate(secret).filter(|key| key.allows(Scope::Admin)).map(|key| key.id)
 }
 
 /// Whether the browser says a form came from another site.
