@@ -931,14 +931,6 @@ fn render(status: StatusCode, title: &str, body: Markup, navigation: bool) -> Re
         }
     };
     let mut response = (status, markup).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+    crate::me::protect_html(response.headers_mut());
     response
 }

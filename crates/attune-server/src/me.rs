@@ -345,8 +345,15 @@ fn page_response(status: StatusCode, markup: Markup) -> Response {
 }
 
 fn protect(headers: &mut axum::http::HeaderMap) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The token is in the URL: send no referrer.
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    protect_html(headers);
+}
+
+/// The headers of every server-rendered page (`/me` and the console): never cached, no sniffing,
+/// no scripts, forms only to this origin, never framed.
+pub(crate) fn protect_html(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
