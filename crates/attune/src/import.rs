@@ -120,7 +120,6 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
                 if lines.is_empty() {
                     return;
                 }
-                let text_len = text.len() as u64;
                 let items: Vec<IngestItem> = lines
                     .par_iter()
                     .enumerate()
@@ -131,19 +130,18 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
                     .collect();
                 target = (target * 2).min(batch);
                 let line_numbers: Vec<u64> = lines.into_iter().map(|(_, _, line_no)| line_no).collect();
-                drop(text);
-                let bytes = text_len;
-                let events = items.len() as u64;
+                let bytes = text.len() as u64;
+                drop(text); // the lines are parsed: free them before validating
                 let prepared = engine.prepare_batch(items);
-                if parsed_tx.send(Ok(Parsed { bytes, events, prepared, line_numbers })).is_err() {
+                if parsed_tx.send(Ok(Parsed { bytes, prepared, line_numbers })).is_err() {
                     return;
                 }
             }
         });
         for parsed in parsed_rx {
-            let Parsed { bytes, events, prepared, line_numbers } = parsed?;
+            let Parsed { bytes, prepared, line_numbers } = parsed?;
             let report: IngestReport = engine.store_batch(prepared, true).context("storing a batch")?;
-            totals.lines += events;
+            totals.lines += line_numbers.len() as u64;
             totals.accepted += report.accepted as u64;
             totals.duplicates += report.duplicates as u64;
             totals.rejected += report.rejected.len() as u64;
@@ -172,10 +170,9 @@ pub const DEFAULT_BATCH: usize = 100_000;
 /// The first batch's size (then each batch doubles up to `--batch`).
 const FIRST_BATCH: usize = 16_384;
 
-/// One prepared batch: the bytes it came from, how many events, and each event's line number.
+/// One prepared batch: the bytes it came from and each event's line number.
 struct Parsed {
     bytes: u64,
-    events: u64,
     prepared: PreparedBatch,
     line_numbers: Vec<u64>,
 }
