@@ -125,17 +125,6 @@ impl Browser {
     }
 }
 
-/// A child process killed when the test ends, passing or not (a leftover server or driver would
-/// hold the test's output open).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// ChromeDriver, started as the leader of a process group of its own: killed with that group, so
 /// the browser it started goes too.
 struct Driver(Child);
@@ -195,7 +184,7 @@ async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
             .arg(data.path())
             .env("ATTUNE_ADMIN_KEY", ADMIN_KEY),
     );
-    let _server = Killed(server);
+    let _server = support::Killed(server);
     let api = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, body: Value| {
         api.request(method, format!("{base}{path}")).bearer_auth(ADMIN_KEY).json(&body).send()

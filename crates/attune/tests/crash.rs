@@ -69,7 +69,8 @@ async fn acknowledged_events_survive_kill_9() {
         assert!(!acknowledged.is_empty(), "round {round} acknowledged something before the kill");
     }
 
-    let (mut child, address) = start(dir.path());
+    let (child, address) = start(dir.path());
+    let _server = support::Killed(child);
     let mut duplicates = 0u64;
     for chunk in acknowledged.chunks(1000) {
         let out: serde_json::Value = http
@@ -83,7 +84,5 @@ async fn acknowledged_events_survive_kill_9() {
             .expect("answer");
         duplicates += out["duplicates"].as_u64().expect("duplicates");
     }
-    child.kill().expect("kill");
-    child.wait().expect("reap");
     assert_eq!(duplicates, acknowledged.len() as u64, "every acknowledged event was on disk");
 }

@@ -77,8 +77,9 @@ async fn bulk_import_is_served_whole() {
     let again = import(&jsonl, &data);
     assert!(again.starts_with(&format!("imported 0 events ({} duplicates, 0 rejected)", n + 3)), "{again}");
 
-    let (mut server, base) =
+    let (server, base) =
         support::spawn_serve(support::attune(&["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&data));
+    let _server = support::Killed(server);
     let http = reqwest::Client::new();
     let export: serde_json::Value =
         http.get(format!("{base}/v1/users/u-7/export")).send().await.expect("export").json().await.expect("json");
@@ -94,5 +95,4 @@ async fn bulk_import_is_served_whole() {
         .find_map(|line| line.strip_prefix("attune_store_events "))
         .unwrap_or_else(|| panic!("attune_store_events in {metrics}"));
     assert_eq!(stored.trim(), n.to_string());
-    server.kill().expect("kill");
 }

@@ -9,7 +9,7 @@
 mod support;
 
 use std::{
-    process::{Child, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -20,15 +20,8 @@ const ADMIN_KEY: &str = "two-servers-admin-key-0123456789";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Server {
-    child: Child,
+    _child: support::Killed,
     address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(store_url: &str) -> Server {
@@ -53,7 +46,7 @@ fn start_training_every(store_url: &str, train_every: &str) -> Server {
         .env_remove("ATTUNE_DATA")
         .stderr(Stdio::inherit());
     let (child, address) = support::spawn_serve(&mut command);
-    Server { child, address }
+    Server { _child: support::Killed(child), address }
 }
 
 /// A fresh database next to the one `url` names; returns its URL and a guard that drops it.
@@ -138,17 +131,25 @@ async fn similar(server: &Server, item: &str) -> Vec<String> {
     body["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().unwrap_or("").to_owned()).collect()
 }
 
+/// The PostgreSQL server of `ATTUNE_TEST_POSTGRES`; without it the test says it was skipped
+/// (and fails under CI).
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("ATTUNE_TEST_POSTGRES").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ATTUNE_TEST_POSTGRES is not set: CI must run the two-server tests against PostgreSQL"
+        );
+        println!("skipped: set ATTUNE_TEST_POSTGRES=... (scripts/pg-test-cluster.sh starts one)");
+    }
+    url
+}
+
 #[test]
 fn two_servers_share_one_database() {
     // The PostgreSQL client used to create the database and read pg_locks runs its own runtime, so
     // the HTTP parts run in `block_on` sections around it.
-    let Ok(url) = std::env::var("ATTUNE_TEST_POSTGRES") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("ATTUNE_TEST_POSTGRES is not set: CI must run the two-server test against PostgreSQL");
-        }
-        println!("skipped: set ATTUNE_TEST_POSTGRES=... (scripts/pg-test-cluster.sh starts one)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     let database = Database::create(&url);
     let a = start(&database.url);
     let b = start(&database.url);
@@ -309,13 +310,7 @@ fn two_servers_share_one_database() {
 /// publishes, never with models of its own — afterwards both use one version, trained once.
 #[test]
 fn a_training_request_reaches_the_trainer() {
-    let Ok(url) = std::env::var("ATTUNE_TEST_POSTGRES") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("ATTUNE_TEST_POSTGRES is not set: CI must run the two-server test against PostgreSQL");
-        }
-        println!("skipped: set ATTUNE_TEST_POSTGRES=... (scripts/pg-test-cluster.sh starts one)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     let database = Database::create(&url);
     let a = start_training_every(&database.url, "3600");
     let b = start_training_every(&database.url, "3600");

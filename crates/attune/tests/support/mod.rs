@@ -12,6 +12,17 @@ pub fn attune(args: &[&str]) -> Command {
     command
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves no server behind
+/// holding its output open.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Spawns `attune serve …` (listening on port 0) and waits for the line that names its address:
 /// returns the child and `http://127.0.0.1:PORT`.
 pub fn spawn_serve(command: &mut Command) -> (Child, String) {
