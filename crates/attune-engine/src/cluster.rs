@@ -465,20 +465,14 @@ impl Engine {
         let now_ms = self.now_ms();
         let mut fresh: Vec<(String, ErasureTombstone)> = Vec::new();
         let mut expired: Vec<String> = Vec::new();
-        let mut failure = None;
-        self.store.scan(Table::Erasures, TOMBSTONE_PREFIX, &mut |key, bytes| {
-            match from_json::<ErasureTombstone>("erasure tombstone", bytes) {
-                Ok(tombstone) if now_ms - tombstone.at_ms > TOMBSTONE_TTL_MS => expired.push(key.to_owned()),
-                Ok(tombstone) => fresh.push((key.to_owned(), tombstone)),
-                Err(err) => {
-                    failure = Some(err);
-                    return false;
-                }
+        for (key, tombstone) in
+            self.scan_json::<ErasureTombstone>(Table::Erasures, TOMBSTONE_PREFIX, "erasure tombstone")?
+        {
+            if now_ms - tombstone.at_ms > TOMBSTONE_TTL_MS {
+                expired.push(key);
+            } else {
+                fresh.push((key, tombstone));
             }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
         }
         for key in expired {
             self.store.delete(Table::Erasures, &key)?;
@@ -512,23 +506,9 @@ impl Engine {
     fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
         self.sync_tombstones(report)?;
         let mut ids: Vec<String> = Vec::new();
-        let mut failure = None;
-        self.store.scan(Table::Erasures, "pending\0", &mut |_, bytes| match from_json::<serde_json::Value>(
-            "pending erasure",
-            bytes,
-        ) {
-            Ok(pending) => {
-                let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
-                ids.extend(named.map(str::to_owned));
-                true
-            }
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
+        for (_, pending) in self.scan_json::<serde_json::Value>(Table::Erasures, "pending\0", "pending erasure")? {
+            let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
+            ids.extend(named.map(str::to_owned));
         }
         let known: Vec<String> = ids
             .into_iter()

@@ -11,7 +11,7 @@ use attune_store::Table;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, PrivacyReport, Result, UserError, error::corrupt, from_json, to_json};
+use crate::{Engine, PrivacyReport, Result, UserError, error::corrupt, to_json};
 
 /// `GET /v1/report`: behavioral, attitudinal, business and ethical figures for a period.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,18 +158,11 @@ impl Engine {
         let earliest = not_before_ms.max(now_ms);
 
         // The budget: at most WEEKLY_BUDGET sends in any 7 days, and MIN_GAP_MS between two.
-        let mut reserved: Vec<i64> = Vec::new();
-        let mut failure = None;
-        self.store.scan(Table::Notifications, &format!("{person}\0"), &mut |_, bytes| {
-            match from_json::<NotificationPlan>("notification plan", bytes) {
-                Ok(p) => reserved.extend(p.send_at_ms),
-                Err(err) => failure = Some(err),
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
+        let reserved: Vec<i64> = self
+            .scan_json::<NotificationPlan>(Table::Notifications, &format!("{person}\0"), "notification plan")?
+            .into_iter()
+            .filter_map(|(_, plan)| plan.send_at_ms)
+            .collect();
         let mut candidate = earliest;
         let mut reason = "as_requested";
         for _ in 0..32 {
