@@ -304,46 +304,12 @@ impl Store for PostgresStore {
 
     fn scan_events(&self, after_seq: u64, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
-        let mut after = seq_param(after_seq);
-        loop {
-            let rows = self.with_conn(|conn| {
-                let statement = conn.prepare(&sql)?;
-                conn.client.query(&statement, &[&after, &EVENT_PAGE])
-            })?;
-            let n_rows = rows.len() as i64;
-            for row in rows {
-                let event = decode_event(&row)?;
-                after = event.seq as i64;
-                if !visit(event) {
-                    return Ok(());
-                }
-            }
-            if n_rows < EVENT_PAGE {
-                return Ok(());
-            }
-        }
+        self.page_events(&sql, &[], seq_param(after_seq), visit)
     }
 
     fn subject_events(&self, subject: &str, visit: &mut dyn FnMut(StoredEvent) -> Continue) -> Result<()> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-        let mut after = 0i64;
-        loop {
-            let rows = self.with_conn(|conn| {
-                let statement = conn.prepare(&sql)?;
-                conn.client.query(&statement, &[&subject, &after, &EVENT_PAGE])
-            })?;
-            let n_rows = rows.len() as i64;
-            for row in rows {
-                let event = decode_event(&row)?;
-                after = event.seq as i64;
-                if !visit(event) {
-                    return Ok(());
-                }
-            }
-            if n_rows < EVENT_PAGE {
-                return Ok(());
-            }
-        }
+        self.page_events(&sql, &[&subject], 0, visit)
     }
 
     fn delete_subject_events(&self, subject: &str) -> Result<u64> {
@@ -709,6 +675,36 @@ impl PostgresStore {
     /// Runs a `DELETE FROM events ... RETURNING id, tableoid` with one parameter, deletes the ids
     /// too, keeps the count and notes the partitions for [`Store::purge`]; all in one transaction
     /// that holds the counter lock.
+    /// Visits the events `sql` selects, [`EVENT_PAGE`] at a time in sequence order: its parameters
+    /// are `leading`, then the sequence number to continue after, then the page size.
+    fn page_events(
+        &self,
+        sql: &str,
+        leading: &[&(dyn ::postgres::types::ToSql + Sync)],
+        mut after: i64,
+        visit: &mut dyn FnMut(StoredEvent) -> Continue,
+    ) -> Result<()> {
+        loop {
+            let rows = self.with_conn(|conn| {
+                let statement = conn.prepare(sql)?;
+                let mut params = leading.to_vec();
+                params.extend([&after as &(dyn ::postgres::types::ToSql + Sync), &EVENT_PAGE]);
+                conn.client.query(&statement, &params)
+            })?;
+            let n_rows = rows.len() as i64;
+            for row in rows {
+                let event = decode_event(&row)?;
+                after = event.seq as i64;
+                if !visit(event) {
+                    return Ok(());
+                }
+            }
+            if n_rows < EVENT_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     fn delete_events_where(&self, sql: &str, param: &(dyn ::postgres::types::ToSql + Sync)) -> Result<u64> {
         self.delete_events_where_params(sql, &[param])
     }
