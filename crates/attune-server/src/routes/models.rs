@@ -107,7 +107,8 @@ pub async fn post_train(
 /// How long a server that does not train waits for the trainer's models.
 const TRAINED_ELSEWHERE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// Asks the server holding the training lock to train, then loads what it publishes.
+/// Asks the server holding the training lock to train, then waits until what it publishes is in
+/// use here.
 fn train_elsewhere(engine: &attune_engine::Engine, job: String) -> JobOut {
     let failed =
         |error: String| JobOut { job: job.clone(), status: "failed".into(), version: None, error: Some(error) };
@@ -118,10 +119,8 @@ fn train_elsewhere(engine: &attune_engine::Engine, job: String) -> JobOut {
     let started = std::time::Instant::now();
     while started.elapsed() < TRAINED_ELSEWHERE_WITHIN {
         std::thread::sleep(std::time::Duration::from_millis(250));
-        // The model thread may load the new version first: look at the version in use.
-        if let Err(err) = engine.load_published_models() {
-            tracing::warn!(error = %err, "loading the published models failed; retrying");
-        }
+        // The model thread loads each newly published version (it polls every few seconds):
+        // watch the version in use rather than load the same models a second time here.
         let version = engine.models().version;
         if version > before {
             return JobOut { job, status: "succeeded".into(), version: Some(version), error: None };
