@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Content, Ease, Ials, ItemKnn, Popularity, Query, Rp3beta, Scorer, Trending};
+use crate::{Content, Ease, Ials, ItemKnn, Popularity, Query, Rp3beta, Scorer, Transitions, Trending};
 
 /// Any trained model, so a blend (and a model snapshot) can hold a mix of them and serialize.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,6 +22,8 @@ pub enum Model {
     Rp3beta(Rp3beta),
     /// See [`Content`].
     Content(Content),
+    /// See [`Transitions`].
+    Transitions(Transitions),
 }
 
 impl Model {
@@ -34,6 +36,37 @@ impl Model {
             Model::Ease(m) => m,
             Model::Rp3beta(m) => m,
             Model::Content(m) => m,
+            Model::Transitions(m) => m,
+        }
+    }
+
+    /// The same model over another item numbering: item `i` becomes `new_index[i]` in a catalog
+    /// of `n_items` items. [`Content`] is built from a process's own catalog and is returned
+    /// unchanged.
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Model {
+        match self {
+            Model::Popularity(m) => Model::Popularity(m.remap_items(new_index, n_items)),
+            Model::Trending(m) => Model::Trending(m.remap_items(new_index, n_items)),
+            Model::ItemKnn(m) => Model::ItemKnn(m.remap_items(new_index, n_items)),
+            Model::Ials(m) => Model::Ials(m.remap_items(new_index, n_items)),
+            Model::Ease(m) => Model::Ease(m.remap_items(new_index, n_items)),
+            Model::Rp3beta(m) => Model::Rp3beta(m.remap_items(new_index, n_items)),
+            Model::Content(m) => Model::Content(m.clone()),
+            Model::Transitions(m) => Model::Transitions(m.remap_items(new_index, n_items)),
+        }
+    }
+
+    /// Approximate bytes held (what serving it costs in memory).
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Model::Popularity(m) => m.approx_bytes(),
+            Model::Trending(m) => m.n_items() * 4,
+            Model::ItemKnn(m) => m.approx_bytes(),
+            Model::Ials(m) => m.approx_bytes(),
+            Model::Ease(m) => m.weight_bytes(),
+            Model::Rp3beta(m) => m.approx_bytes(),
+            Model::Content(_) => 0,
+            Model::Transitions(m) => m.approx_bytes(),
         }
     }
 }

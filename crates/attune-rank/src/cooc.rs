@@ -88,8 +88,46 @@ impl SparseRows {
         &self.entries[self.indptr[i]..self.indptr[i + 1]]
     }
 
+    pub(crate) fn approx_bytes(&self) -> usize {
+        self.indptr.len() * std::mem::size_of::<usize>() + self.entries.len() * std::mem::size_of::<(u32, f32)>()
+    }
+
     pub(crate) fn n_rows(&self) -> usize {
         self.indptr.len().saturating_sub(1)
+    }
+
+    /// The weight at `(from, to)`, 0 when absent. Rows must be sorted by item (as
+    /// [`keep_top`] leaves them); use [`SparseRows::find`] for rows in another order.
+    pub(crate) fn get(&self, from: u32, to: u32) -> f32 {
+        if (from as usize) >= self.n_rows() {
+            return 0.0;
+        }
+        let row = self.row(from as usize);
+        row.binary_search_by_key(&to, |&(j, _)| j).map_or(0.0, |k| row[k].1)
+    }
+
+    /// The weight at `(from, to)` by a linear scan (rows in any order), 0 when absent.
+    pub(crate) fn find(&self, from: u32, to: u32) -> f32 {
+        if (from as usize) >= self.n_rows() {
+            return 0.0;
+        }
+        self.row(from as usize).iter().find(|&&(j, _)| j == to).map_or(0.0, |&(_, s)| s)
+    }
+
+    /// The same matrix over another item numbering: row and column `i` become `new_index[i]` in
+    /// a matrix of `n_items` rows. Row order is kept; a row sorted by item is sorted again.
+    pub(crate) fn remap(&self, new_index: &[u32], n_items: usize) -> SparseRows {
+        let mut rows: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_items];
+        for (old, &new) in new_index.iter().enumerate().take(self.n_rows()) {
+            let row = self.row(old);
+            let sorted = row.is_sorted_by_key(|&(j, _)| j);
+            let mut mapped: Vec<(u32, f32)> = row.iter().map(|&(j, s)| (new_index[j as usize], s)).collect();
+            if sorted {
+                mapped.sort_unstable_by_key(|&(j, _)| j);
+            }
+            rows[new as usize] = mapped;
+        }
+        SparseRows::from_rows(rows)
     }
 
     /// `out[j] += Σ_h weight_h · row(item_h)[j]` over a history.

@@ -73,7 +73,33 @@ impl Ease {
 
     /// The weight of item `from` towards item `to` (`B[from, to]`).
     pub fn weight(&self, from: u32, to: u32) -> f32 {
+        if from as usize >= self.n_items || to as usize >= self.n_items {
+            return 0.0;
+        }
         self.weights[from as usize * self.n_items + to as usize]
+    }
+
+    /// The same model over another item numbering: item `i` becomes `new_index[i]` in a catalog
+    /// of `n_items` items (items absent from `new_index` have zero weights).
+    ///
+    /// # Panics
+    /// If `new_index` is shorter than the model's item count or names an index `>= n_items`.
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Ease {
+        let mut weights = vec![0f32; n_items * n_items];
+        let old_n = self.n_items;
+        for (old_i, &new_i) in new_index.iter().enumerate().take(old_n) {
+            let row = &self.weights[old_i * old_n..(old_i + 1) * old_n];
+            let target = &mut weights[new_i as usize * n_items..(new_i as usize + 1) * n_items];
+            for (old_j, &w) in row.iter().enumerate() {
+                target[new_index[old_j] as usize] = w;
+            }
+        }
+        Ease { params: self.params, n_items, weights }
+    }
+
+    /// Bytes of the dense weights (what serving this model costs in memory).
+    pub fn weight_bytes(&self) -> usize {
+        self.weights.len() * std::mem::size_of::<f32>()
     }
 }
 

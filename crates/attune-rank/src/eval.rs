@@ -17,7 +17,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::blend::Component;
 use crate::{
     Blend, Content, ContentParams, Ease, EaseParams, Ials, IalsParams, IdMap, Interactions, ItemDoc, ItemKnn,
-    ItemKnnParams, Model, Popularity, PopularityParams, Rp3beta, Rp3betaParams, Scorer, standardize, top_k_into,
+    ItemKnnParams, Model, Popularity, PopularityParams, Ranker, RankerScratch, Rp3beta, Rp3betaParams, Scorer,
+    Transitions, TransitionsParams, standardize, top_k_into,
 };
 
 /// The cut-off of every metric.
@@ -315,6 +316,8 @@ pub enum ModelSpec {
     Rp3beta(Rp3betaParams),
     /// [`Content`] (needs `items.tsv`).
     Content(ContentParams),
+    /// [`Transitions`].
+    Transitions(TransitionsParams),
 }
 
 /// A model spec plus how a person's history is weighted when scoring.
@@ -327,7 +330,7 @@ pub struct Config {
 }
 
 /// Model names accepted by [`Config::default_for`].
-pub const MODEL_NAMES: [&str; 6] = ["pop", "itemknn", "ials", "ease", "rp3beta", "content"];
+pub const MODEL_NAMES: [&str; 7] = ["pop", "itemknn", "ials", "ease", "rp3beta", "content", "transitions"];
 
 impl Config {
     /// The checked-in defaults for a model name (see [`MODEL_NAMES`]); `None` for an unknown name.
@@ -342,6 +345,7 @@ impl Config {
             "ease" => (ModelSpec::Ease(EaseParams::default()), 5.0),
             "rp3beta" => (ModelSpec::Rp3beta(Rp3betaParams::default()), 10.0),
             "content" => (ModelSpec::Content(ContentParams::default()), 5.0),
+            "transitions" => (ModelSpec::Transitions(TransitionsParams::default()), 2.0),
             _ => return None,
         };
         Some(Config { spec, recency_half_life })
@@ -356,6 +360,7 @@ impl Config {
             ModelSpec::Ease(_) => "ease",
             ModelSpec::Rp3beta(_) => "rp3beta",
             ModelSpec::Content(_) => "content",
+            ModelSpec::Transitions(_) => "transitions",
         }
     }
 
@@ -377,6 +382,7 @@ impl Config {
                 })?;
                 Model::Content(Content::fit(docs, p))
             }
+            ModelSpec::Transitions(p) => Model::Transitions(Transitions::fit(&fold.train, p)),
         })
     }
 }
@@ -396,6 +402,7 @@ impl fmt::Display for Config {
             ModelSpec::Content(p) => {
                 write!(f, "tag={}, word={}, attr={}", p.tag_weight, p.word_weight, p.attribute_weight)?
             }
+            ModelSpec::Transitions(p) => write!(f, "window={}, beta={}, K={}", p.window, p.beta, p.neighbors)?,
         }
         if self.recency_half_life > 0.0 {
             write!(f, ", recency={}", self.recency_half_life)?;
@@ -449,6 +456,28 @@ pub fn score_model(model: &dyn Scorer, recency_half_life: f32, fold: &Fold, fit_
     Outcome { metrics: metrics(&recs, &fold.test_items, fold.items.len(), K), fit_s, recommend_s }
 }
 
+/// Scores the served [`Ranker`] on the fold's test people exactly as `decide` ranks: each
+/// person's train history (timestamps included) folded in, train items excluded, top [`K`].
+pub fn score_ranker(ranker: &Ranker, fold: &Fold, fit_s: f64) -> Outcome {
+    let start = Instant::now();
+    let n = ranker.n_items();
+    let recs: Vec<Vec<u32>> = fold
+        .test_users
+        .par_iter()
+        .map_init(
+            || (vec![0f32; n], Vec::new(), RankerScratch::default()),
+            |(scores, top, scratch), &u| {
+                let query = fold.train.query(u);
+                ranker.score_into(&query, query.items.len(), scores, scratch);
+                top_k_into(scores, query.items, K, top);
+                top.iter().map(|&(i, _)| i).collect()
+            },
+        )
+        .collect();
+    let recommend_s = start.elapsed().as_secs_f64();
+    Outcome { metrics: metrics(&recs, &fold.test_items, fold.items.len(), K), fit_s, recommend_s }
+}
+
 /// Builds the validation fold: the same split applied to the train rows only.
 pub fn validation_fold(train: &[Row], docs: Option<&FxHashMap<String, ItemDoc>>) -> Fold {
     let (vtrain, vtest) = temporal_split(train);
@@ -495,6 +524,14 @@ pub fn grid(name: &str) -> Vec<Config> {
             }
             g
         }
+        "transitions" => [2, 5, 10]
+            .into_iter()
+            .flat_map(|window| {
+                [0.3, 0.5, 0.7].map(|beta| {
+                    cfg(ModelSpec::Transitions(TransitionsParams { window, beta, ..TransitionsParams::default() }))
+                })
+            })
+            .collect(),
         "content" => [0.0, 0.25, 0.5, 1.0]
             .into_iter()
             .map(|w| cfg(ModelSpec::Content(ContentParams { word_weight: w, ..ContentParams::default() })))

@@ -58,9 +58,19 @@ impl ItemKnn {
         ItemKnn { params: *params, similar: SparseRows::from_rows(rows) }
     }
 
+    /// Approximate bytes held.
+    pub fn approx_bytes(&self) -> usize {
+        self.similar.approx_bytes()
+    }
+
     /// The parameters this model was fitted with.
     pub fn params(&self) -> &ItemKnnParams {
         &self.params
+    }
+
+    /// `sim(from, to)` (0 when `to` is not among `from`'s kept neighbours).
+    pub fn weight(&self, from: u32, to: u32) -> f32 {
+        self.similar.find(from, to)
     }
 
     /// The same model over another item numbering: item `i` becomes `new_index[i]` in a catalog of

@@ -35,7 +35,9 @@ mod ials;
 mod interactions;
 mod knn;
 mod popularity;
+mod ranker;
 mod rp3;
+mod seq;
 mod simd;
 mod topk;
 
@@ -47,7 +49,12 @@ pub use ials::{Ials, IalsParams};
 pub use interactions::{Csr, IdMap, Interactions};
 pub use knn::{ItemKnn, ItemKnnParams};
 pub use popularity::{Popularity, PopularityParams, Trending, TrendingParams};
+pub use ranker::{
+    HALF_LIVES, LEVELS, LevelReport, Part, PartReport, PartSpec, Ranker, RankerOptions, RankerReport, RankerScratch,
+    Search, ValidationMetrics,
+};
 pub use rp3::{Rp3beta, Rp3betaParams};
+pub use seq::{Transitions, TransitionsParams};
 pub use topk::{by_score_desc, top_k, top_k_into};
 
 /// What a model is asked to score: a person (if trained on) and their history as parallel

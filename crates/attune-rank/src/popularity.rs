@@ -23,6 +23,20 @@ impl Popularity {
     pub fn counts(&self) -> &[f32] {
         &self.counts
     }
+
+    /// The same counts over another item numbering (items absent from `new_index` count 0).
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Popularity {
+        let mut counts = vec![0f32; n_items];
+        for (old, &new) in new_index.iter().enumerate().take(self.counts.len()) {
+            counts[new as usize] = self.counts[old];
+        }
+        Popularity { counts }
+    }
+
+    /// Approximate bytes held.
+    pub fn approx_bytes(&self) -> usize {
+        self.counts.len() * 4
+    }
 }
 
 impl Scorer for Popularity {
@@ -78,6 +92,15 @@ impl Trending {
             }
         }
         Trending { scores: scores.into_iter().map(|s| s as f32).collect() }
+    }
+
+    /// The same scores over another item numbering (items absent from `new_index` score 0).
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Trending {
+        let mut scores = vec![0f32; n_items];
+        for (old, &new) in new_index.iter().enumerate().take(self.scores.len()) {
+            scores[new as usize] = self.scores[old];
+        }
+        Trending { scores }
     }
 }
 

@@ -56,9 +56,24 @@ impl Rp3beta {
         Rp3beta { params: *params, similar: SparseRows::from_rows(rows) }
     }
 
+    /// Approximate bytes held.
+    pub fn approx_bytes(&self) -> usize {
+        self.similar.approx_bytes()
+    }
+
     /// The parameters this model was fitted with.
     pub fn params(&self) -> &Rp3betaParams {
         &self.params
+    }
+
+    /// `W[from, to]` (0 when `to` is not among `from`'s kept neighbours).
+    pub fn weight(&self, from: u32, to: u32) -> f32 {
+        self.similar.get(from, to)
+    }
+
+    /// The same model over another item numbering (see [`crate::ItemKnn::remap_items`]).
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Rp3beta {
+        Rp3beta { params: self.params, similar: self.similar.remap(new_index, n_items) }
     }
 }
 

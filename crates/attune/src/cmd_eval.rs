@@ -23,8 +23,9 @@ pub struct EvalArgs {
     /// writes them). `items.tsv` is still read from `--data` when given.
     #[arg(long, value_name = "DIR")]
     pub split: Option<PathBuf>,
-    /// Models to run, comma-separated: pop, itemknn, ials, ease, rp3beta, content, blend.
-    #[arg(long, value_delimiter = ',', default_value = "pop,itemknn,ials,ease,rp3beta,content,blend")]
+    /// Models to run, comma-separated: pop, itemknn, ials, ease, rp3beta, content, transitions,
+    /// blend, served (the ranker `decide` serves, trained as `attune serve` trains it).
+    #[arg(long, value_delimiter = ',', default_value = "pop,itemknn,ials,ease,rp3beta,content,transitions,served")]
     pub models: Vec<String>,
     /// Re-run the hyper-parameter search on a validation split made from train only, instead of
     /// using the checked-in defaults.
@@ -48,8 +49,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     for name in &args.models {
-        if name != "blend" && Config::default_for(name).is_none() {
-            bail!("unknown model {name:?}; known: {}, blend", eval::MODEL_NAMES.join(", "));
+        if name != "blend" && name != "served" && Config::default_for(name).is_none() {
+            bail!("unknown model {name:?}; known: {}, blend, served", eval::MODEL_NAMES.join(", "));
         }
     }
     let (train, test, label) = load_split(&args)?;
@@ -105,7 +106,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         println!("|---|---|---|---|---|---|---|---|---|---|");
     }
     for name in &args.models {
-        if name == "blend" {
+        if name == "blend" || name == "served" {
             continue;
         }
         if name == "content" && fold.docs.is_none() {
@@ -133,7 +134,33 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             BLEND_PARTS.iter().zip(&weights).filter(|(_, w)| **w != 0.0).map(|(n, w)| format!("{w}·{n}")).collect();
         report("blend", &described.join(" + "), &outcome, args.json);
     }
+    if args.models.iter().any(|m| m == "served") {
+        let start = std::time::Instant::now();
+        let ranker = attune_rank::Ranker::train(&fold.train, &attune_rank::RankerOptions::default(), &mut |line| {
+            eprintln!("{line}")
+        });
+        let outcome = eval::score_ranker(&ranker, &fold, start.elapsed().as_secs_f64());
+        report("served", &describe_ranker(&ranker), &outcome, args.json);
+    }
     Ok(())
+}
+
+/// The served ranker in one line: each part's weight (the engagement levels' weights when they
+/// differ), name, parameters and half-life.
+pub fn describe_ranker(ranker: &attune_rank::Ranker) -> String {
+    let report = ranker.report();
+    let level_weights = |k: usize| -> String {
+        let ws: Vec<String> = report.levels.iter().map(|l| format!("{}", l.weights[k])).collect();
+        if ws.iter().all(|w| *w == ws[0]) { ws[0].clone() } else { format!("[{}]", ws.join("/")) }
+    };
+    report
+        .parts
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| report.levels.iter().any(|l| l.weights[*k] != 0.0))
+        .map(|(k, p)| format!("{}·{} ({}, h={})", level_weights(k), p.name, p.params, p.half_life))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 fn report(model: &str, params: &str, o: &Outcome, json: bool) {

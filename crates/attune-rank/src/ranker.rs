@@ -1,0 +1,850 @@
+//! The served ranker: the one object that `decide` ranks with and `attune eval` scores.
+//!
+//! [`Ranker::train`] chooses everything on a time split of the data it is given (the EVAL.md
+//! rule applied to the training window: each person's last 20% of interactions, for people with
+//! at least five, are held out):
+//! 1. each candidate model's parameters (a small grid) and its recency half-life (how fast a
+//!    person's older items fade when it scores them);
+//! 2. the blend weights of the models' per-person standardized scores, by coordinate search — per
+//!    engagement level (history length) where enough people fall in that level, else the global
+//!    weights. Popularity is one of the candidates, so how much of the general ranking a person's
+//!    feed keeps is learned, not set by hand;
+//! 3. then it refits the chosen models on all of the data.
+//!
+//! The validation figures and the chosen parameters travel with the ranker ([`RankerReport`]), so
+//! `GET /v1/models` reports what is served. Scoring always folds the (recency-weighted) history in,
+//! for trained and new people alike, so an offline evaluation and a live decision for the same
+//! history give the same ranking. [`Ranker::evidence`] names the history items that contributed
+//! most to an item's score under the served weights ("Because you read …").
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{K, Metrics, metrics};
+use crate::{
+    Ease, EaseParams, Ials, IalsParams, Interactions, ItemKnn, ItemKnnParams, Model, Popularity, PopularityParams,
+    Query, Rp3beta, Rp3betaParams, Scorer, Transitions, TransitionsParams, recency_weights, top_k_into,
+};
+
+/// A candidate model and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum PartSpec {
+    /// [`Popularity`]: the general ranking.
+    Popularity,
+    /// [`ItemKnn`].
+    ItemKnn(ItemKnnParams),
+    /// [`Rp3beta`].
+    Rp3beta(Rp3betaParams),
+    /// [`Ease`] (only for catalogs up to [`RankerOptions::max_ease_items`]).
+    Ease(EaseParams),
+    /// [`Ials`], always folded in at scoring time.
+    Ials(IalsParams),
+    /// [`Transitions`]: what follows what.
+    Transitions(TransitionsParams),
+}
+
+impl PartSpec {
+    /// The short name (`popularity`, `item_knn`, `rp3beta`, `ease`, `ials`, `transitions`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PartSpec::Popularity => "popularity",
+            PartSpec::ItemKnn(_) => "item_knn",
+            PartSpec::Rp3beta(_) => "rp3beta",
+            PartSpec::Ease(_) => "ease",
+            PartSpec::Ials(_) => "ials",
+            PartSpec::Transitions(_) => "transitions",
+        }
+    }
+
+    /// The parameters in words.
+    pub fn describe(&self) -> String {
+        match self {
+            PartSpec::Popularity => "-".into(),
+            PartSpec::ItemKnn(p) => format!("K={}, shrink={}", p.neighbors, p.shrink),
+            PartSpec::Rp3beta(p) => format!("alpha={}, beta={}, K={}", p.alpha, p.beta, p.neighbors),
+            PartSpec::Ease(p) => format!("lambda={}", p.lambda),
+            PartSpec::Ials(p) => {
+                format!("factors={}, reg={}, alpha={}, iters={}", p.factors, p.regularization, p.alpha, p.iterations)
+            }
+            PartSpec::Transitions(p) => format!("window={}, beta={}, K={}", p.window, p.beta, p.neighbors),
+        }
+    }
+
+    /// Fits the model (`None` when it cannot be fitted on this data).
+    pub fn fit(&self, data: &Interactions) -> Option<Model> {
+        Some(match self {
+            PartSpec::Popularity => Model::Popularity(Popularity::fit(data, &PopularityParams::default())),
+            PartSpec::ItemKnn(p) => Model::ItemKnn(ItemKnn::fit(data, p)),
+            PartSpec::Rp3beta(p) => Model::Rp3beta(Rp3beta::fit(data, p)),
+            PartSpec::Ease(p) => Model::Ease(Ease::fit(data, p).ok()?),
+            PartSpec::Ials(p) => Model::Ials(Ials::fit(data, p).without_users()),
+            PartSpec::Transitions(p) => Model::Transitions(Transitions::fit(data, p)),
+        })
+    }
+}
+
+/// How much searching [`Ranker::train`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Search {
+    /// Parameter grids, recency half-lives and blend weights (small data: seconds to a minute).
+    Full,
+    /// Checked-in parameters; recency half-lives and blend weights are still chosen.
+    Light,
+    /// Nothing is chosen: checked-in parameters, half-lives and weights (tests, tiny data).
+    None,
+}
+
+/// Options of [`Ranker::train`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RankerOptions {
+    /// EASE is a candidate only for catalogs up to this many items (its weights are dense:
+    /// `n_items²` floats, 256 MB at 8,000 items, and its fit costs `n_items³`).
+    pub max_ease_items: usize,
+    /// Validation people scored at most (a deterministic sample beyond it).
+    pub max_validation_people: usize,
+    /// The search; `None` here means: [`Search::Full`] up to 300,000 pairs, else
+    /// [`Search::Light`].
+    pub search: Option<Search>,
+    /// Candidates scored per person and model when blend weights are searched.
+    pub pool: usize,
+}
+
+impl Default for RankerOptions {
+    fn default() -> Self {
+        RankerOptions { max_ease_items: 8_000, max_validation_people: 3_000, search: None, pool: 60 }
+    }
+}
+
+/// Recency half-lives (positions) tried per model.
+pub const HALF_LIVES: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0];
+
+/// Engagement levels: the weights of level `k` apply to people with at least `LEVELS[k]` items.
+pub const LEVELS: [usize; 3] = [0, 10, 50];
+
+/// EASE's λ is searched only for catalogs up to this many items (beyond, each fit takes seconds).
+const EASE_GRID_MAX_ITEMS: usize = 3_000;
+
+/// Validation people a level needs before it gets weights of its own.
+const MIN_LEVEL_PEOPLE: usize = 150;
+
+/// One model of the ranker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Part {
+    /// What it is.
+    pub spec: PartSpec,
+    /// The fitted model.
+    pub model: Model,
+    /// Recency half-life (positions) of the history it scores; 0 = unweighted.
+    pub half_life: f32,
+}
+
+/// What one part scored alone on validation, and its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartReport {
+    /// Model name.
+    pub name: String,
+    /// Parameters in words.
+    pub params: String,
+    /// Chosen recency half-life.
+    pub half_life: f32,
+    /// NDCG@10 of the part alone on validation.
+    pub validation_ndcg: f64,
+}
+
+/// How the ranker was chosen and how it scored on validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankerReport {
+    /// The blended ranker's validation metrics (`None` without enough data to hold any out).
+    pub validation: Option<ValidationMetrics>,
+    /// Every part, in the ranker's order.
+    pub parts: Vec<PartReport>,
+    /// Blend weights per engagement level, aligned with `parts`, with the level's lower bound
+    /// (history length) and the validation people in it.
+    pub levels: Vec<LevelReport>,
+    /// Wall seconds of the whole training (search included).
+    pub fit_seconds: f64,
+    /// The search that was run.
+    pub search: Search,
+}
+
+/// Validation metrics (EVAL.md definitions) of the blended ranker.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidationMetrics {
+    /// Precision@10.
+    pub precision: f64,
+    /// Recall@10.
+    pub recall: f64,
+    /// NDCG@10.
+    pub ndcg: f64,
+    /// HitRate@10.
+    pub hit_rate: f64,
+    /// Coverage@10.
+    pub coverage: f64,
+    /// People scored.
+    pub people: usize,
+}
+
+impl From<Metrics> for ValidationMetrics {
+    fn from(m: Metrics) -> Self {
+        ValidationMetrics {
+            precision: m.precision,
+            recall: m.recall,
+            ndcg: m.ndcg,
+            hit_rate: m.hit_rate,
+            coverage: m.coverage,
+            people: m.n_users,
+        }
+    }
+}
+
+/// The blend weights of one engagement level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelReport {
+    /// People with at least this many items in their history use these weights.
+    pub min_history: usize,
+    /// Weights aligned with the parts.
+    pub weights: Vec<f32>,
+    /// Validation people at this level (0: the level inherited the global weights).
+    pub people: usize,
+}
+
+/// The served ranker (see the module documentation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ranker {
+    n_items: usize,
+    parts: Vec<Part>,
+    report: RankerReport,
+}
+
+/// Buffers reused across scoring calls (one per worker thread); after
+/// [`Ranker::score_into`] it also holds what [`Ranker::evidence`] needs.
+#[derive(Debug, Default)]
+pub struct RankerScratch {
+    scores: Vec<f32>,
+    /// Per part: recency weights of the history as scored.
+    history_weights: Vec<Vec<f32>>,
+    /// Per part: the weight divided by the standard deviation (0 when the part was skipped).
+    scale: Vec<f32>,
+    level: usize,
+}
+
+impl Ranker {
+    /// Trains the ranker on `data` (people × items with timestamps; weights are rescaled to a
+    /// mean of 1, so the same choices hold whatever the engine's weight scale). `log` receives
+    /// one line per step.
+    pub fn train(data: &Interactions, options: &RankerOptions, log: &mut dyn FnMut(String)) -> Ranker {
+        let started = Instant::now();
+        let data = unit_mean(data);
+        let search = options.search.unwrap_or(if data.nnz() <= 300_000 { Search::Full } else { Search::Light });
+        let candidates = candidates(data.n_items(), options, search);
+        let holdout = (search != Search::None).then(|| Holdout::new(&data, options.max_validation_people));
+        let holdout = holdout.filter(|h| !h.people.is_empty());
+
+        let Some(holdout) = holdout else {
+            // Nothing to validate on: the checked-in defaults.
+            let parts: Vec<Part> = candidates
+                .iter()
+                .filter_map(|grid| {
+                    let spec = grid[0];
+                    spec.fit(&data).map(|model| Part { spec, model, half_life: default_half_life(&spec) })
+                })
+                .collect();
+            let weights: Vec<f32> = parts.iter().map(|p| default_weight(&p.spec)).collect();
+            let report = RankerReport {
+                validation: None,
+                parts: parts
+                    .iter()
+                    .map(|p| PartReport {
+                        name: p.spec.name().into(),
+                        params: p.spec.describe(),
+                        half_life: p.half_life,
+                        validation_ndcg: 0.0,
+                    })
+                    .collect(),
+                levels: vec![LevelReport { min_history: 0, weights, people: 0 }],
+                fit_seconds: started.elapsed().as_secs_f64(),
+                search: Search::None,
+            };
+            log("ranker: too little data to hold any out; checked-in defaults".into());
+            return Ranker { n_items: data.n_items(), parts, report };
+        };
+        log(format!(
+            "ranker: validation split {} pairs for training, {} people held out (search {search:?})",
+            holdout.train.nnz(),
+            holdout.people.len()
+        ));
+
+        // 1. Each model: parameters, then its recency half-life.
+        let mut chosen: Vec<(PartSpec, f32, f64, Model)> = Vec::new();
+        for grid in &candidates {
+            let mut best: Option<(PartSpec, f64, Model)> = None;
+            for &spec in grid {
+                let t = Instant::now();
+                let Some(model) = spec.fit(&holdout.train) else { continue };
+                let half_life = if search == Search::Full { 0.0 } else { default_half_life(&spec) };
+                let ndcg = holdout.ndcg_of(&model, half_life);
+                log(format!(
+                    "  [{}] {} h={half_life}: NDCG@10 {ndcg:.4} ({:.1} s)",
+                    spec.name(),
+                    spec.describe(),
+                    t.elapsed().as_secs_f64()
+                ));
+                if best.as_ref().is_none_or(|b| ndcg > b.1) {
+                    best = Some((spec, ndcg, model));
+                }
+            }
+            let Some((spec, mut best_ndcg, model)) = best else { continue };
+            let mut best_h = if search == Search::Full { 0.0 } else { default_half_life(&spec) };
+            if !matches!(spec, PartSpec::Popularity) {
+                let tried = best_h;
+                for &h in HALF_LIVES.iter().filter(|&&h| h != tried) {
+                    let ndcg = holdout.ndcg_of(&model, h);
+                    if ndcg > best_ndcg + 1e-9 {
+                        best_ndcg = ndcg;
+                        best_h = h;
+                    }
+                }
+            }
+            log(format!(
+                "  [{}] chosen {} h={best_h}: NDCG@10 {best_ndcg:.4} (at {:.1} s)",
+                spec.name(),
+                spec.describe(),
+                started.elapsed().as_secs_f64()
+            ));
+            chosen.push((spec, best_h, best_ndcg, model));
+        }
+
+        // 2. Blend weights on the pooled candidates, globally and per engagement level.
+        let pools = holdout.pools(&chosen, options.pool);
+        let n_parts = chosen.len();
+        let everyone: Vec<usize> = (0..holdout.people.len()).collect();
+        let start = (0..n_parts).max_by(|&a, &b| chosen[a].2.total_cmp(&chosen[b].2)).map_or(Vec::new(), |best| {
+            let mut w = vec![0f32; n_parts];
+            w[best] = 1.0;
+            w
+        });
+        let global = coordinate_search(&pools, &everyone, start, log);
+        let mut levels = Vec::new();
+        for (k, &min) in LEVELS.iter().enumerate() {
+            let max = LEVELS.get(k + 1).copied().unwrap_or(usize::MAX);
+            let members: Vec<usize> =
+                everyone.iter().copied().filter(|&p| (min..max).contains(&holdout.history_len[p])).collect();
+            let (weights, people) = if members.len() >= MIN_LEVEL_PEOPLE {
+                log(format!("  [blend] level {min}+: {} people", members.len()));
+                (coordinate_search(&pools, &members, global.clone(), log), members.len())
+            } else {
+                (global.clone(), 0)
+            };
+            levels.push(LevelReport { min_history: min, weights, people });
+        }
+        let recs: Vec<Vec<u32>> = everyone
+            .iter()
+            .map(|&p| pools.top(p, &levels[level_of(&levels, holdout.history_len[p])].weights))
+            .collect();
+        let validation = metrics(&recs, &holdout.held, data.n_items(), K);
+        log(format!("ranker: blend weights chosen at {:.1} s", started.elapsed().as_secs_f64()));
+        log(format!("ranker: validation NDCG@10 {:.4} over {} people", validation.ndcg, validation.n_users));
+
+        // 3. Refit the chosen models on everything.
+        let parts: Vec<Part> = chosen
+            .iter()
+            .filter_map(|(spec, half_life, _, _)| {
+                spec.fit(&data).map(|model| Part { spec: *spec, model, half_life: *half_life })
+            })
+            .collect();
+        let report = RankerReport {
+            validation: Some(validation.into()),
+            parts: chosen
+                .iter()
+                .map(|(spec, h, ndcg, _)| PartReport {
+                    name: spec.name().into(),
+                    params: spec.describe(),
+                    half_life: *h,
+                    validation_ndcg: *ndcg,
+                })
+                .collect(),
+            levels,
+            fit_seconds: started.elapsed().as_secs_f64(),
+            search,
+        };
+        Ranker { n_items: data.n_items(), parts, report }
+    }
+
+    /// Number of items scored.
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// The models, in blend order.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// How the ranker was chosen.
+    pub fn report(&self) -> &RankerReport {
+        &self.report
+    }
+
+    /// The blend weights for a person with `history_len` items.
+    pub fn weights_for(&self, history_len: usize) -> &[f32] {
+        &self.report.levels[level_of(&self.report.levels, history_len)].weights
+    }
+
+    /// Scores every item for a history (`query.items`, weights and timestamps; the person index
+    /// is ignored: histories are always folded in). `history_len` is the person's whole history
+    /// length, which picks the engagement level's weights (it may exceed `query.items.len()` when
+    /// only the recent part is passed). Items of the history get scores too: exclusion is the
+    /// caller's choice.
+    ///
+    /// # Panics
+    /// If `out.len() != self.n_items()`.
+    pub fn score_into(&self, query: &Query<'_>, history_len: usize, out: &mut [f32], scratch: &mut RankerScratch) {
+        assert_eq!(out.len(), self.n_items, "one score per item");
+        out.fill(0.0);
+        let level = level_of(&self.report.levels, history_len);
+        let weights = &self.report.levels[level].weights;
+        scratch.level = level;
+        scratch.scores.resize(self.n_items, 0.0);
+        scratch.history_weights.resize_with(self.parts.len(), Vec::new);
+        scratch.scale.clear();
+        scratch.scale.resize(self.parts.len(), 0.0);
+        for (k, part) in self.parts.iter().enumerate() {
+            let w = weights.get(k).copied().unwrap_or(0.0);
+            if w == 0.0 {
+                continue;
+            }
+            let hw = &mut scratch.history_weights[k];
+            match query.timestamps {
+                Some(ts) if part.half_life > 0.0 => recency_weights(ts, query.weights, part.half_life, hw),
+                _ => {
+                    hw.clear();
+                    hw.extend_from_slice(query.weights);
+                }
+            }
+            let q = Query { user_idx: None, items: query.items, weights: hw, timestamps: query.timestamps };
+            part.model.score_into(&q, &mut scratch.scores);
+            let (mean, std) = mean_std(&scratch.scores);
+            if std <= 0.0 {
+                continue;
+            }
+            let scale = w / std;
+            scratch.scale[k] = scale;
+            for (o, &s) in out.iter_mut().zip(scratch.scores.iter()) {
+                *o += scale * (s - mean);
+            }
+        }
+    }
+
+    /// The history items that contributed most to `item`'s score in the last
+    /// [`Ranker::score_into`] with this scratch and query, as `(history item, contribution)`,
+    /// largest first, positive only, at most `limit`. Only the item-to-item parts (EASE,
+    /// RP3beta, item-kNN, transitions) attribute to single history items.
+    pub fn evidence(&self, query: &Query<'_>, item: u32, scratch: &RankerScratch, limit: usize) -> Vec<(u32, f32)> {
+        let mut contributions: Vec<(u32, f32)> = Vec::with_capacity(query.items.len());
+        for (h_pos, &h) in query.items.iter().enumerate() {
+            if h == item {
+                continue;
+            }
+            let mut total = 0.0f32;
+            for (k, part) in self.parts.iter().enumerate() {
+                let scale = scratch.scale.get(k).copied().unwrap_or(0.0);
+                if scale == 0.0 {
+                    continue;
+                }
+                let pair = match &part.model {
+                    Model::Ease(m) => m.weight(h, item),
+                    Model::Rp3beta(m) => m.weight(h, item),
+                    Model::ItemKnn(m) => m.weight(h, item),
+                    Model::Transitions(m) => m.weight(h, item),
+                    _ => continue,
+                };
+                let hw = scratch.history_weights[k].get(h_pos).copied().unwrap_or(0.0);
+                total += scale * hw * pair;
+            }
+            if total > 0.0 {
+                contributions.push((h, total));
+            }
+        }
+        contributions.sort_unstable_by(crate::topk::by_score_desc);
+        contributions.truncate(limit);
+        contributions
+    }
+
+    /// The same ranker over another item numbering: item `i` becomes `new_index[i]` in a catalog
+    /// of `n_items` items (a model trained by one server, used by another).
+    pub fn remap_items(&self, new_index: &[u32], n_items: usize) -> Ranker {
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| Part { spec: p.spec, model: p.model.remap_items(new_index, n_items), half_life: p.half_life })
+            .collect();
+        Ranker { n_items, parts, report: self.report.clone() }
+    }
+
+    /// Approximate bytes of the served models.
+    pub fn model_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.model.approx_bytes()).sum()
+    }
+}
+
+fn level_of(levels: &[LevelReport], history_len: usize) -> usize {
+    levels.iter().rposition(|l| history_len >= l.min_history).unwrap_or(0)
+}
+
+fn mean_std(scores: &[f32]) -> (f32, f32) {
+    let n = scores.len().max(1) as f64;
+    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+    let var = scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, var.sqrt() as f32)
+}
+
+/// The data with weights rescaled to a mean of 1 (an all-equal weight becomes exactly 1).
+fn unit_mean(data: &Interactions) -> Interactions {
+    let values = data.by_user().values();
+    if values.is_empty() || values.iter().all(|&w| w == 1.0) {
+        return data.clone();
+    }
+    let mean = values.iter().map(|&w| w as f64).sum::<f64>() / values.len() as f64;
+    let all_equal = values.iter().all(|&w| w == values[0]);
+    let mut triples = Vec::with_capacity(data.nnz());
+    let mut ts = Vec::with_capacity(data.nnz());
+    for u in 0..data.n_users() as u32 {
+        let times = data.user_timestamps(u);
+        for (k, (&i, &w)) in data.user_items(u).iter().zip(data.user_weights(u)).enumerate() {
+            let w = if all_equal { 1.0 } else { (w as f64 / mean) as f32 };
+            triples.push((u, i, w));
+            ts.push(times.map_or(0, |t| t[k]));
+        }
+    }
+    Interactions::from_triples_with_ts(data.n_users(), data.n_items(), &triples, &ts)
+}
+
+/// The grids searched, one per model; the first spec of each grid is the checked-in default.
+fn candidates(n_items: usize, options: &RankerOptions, search: Search) -> Vec<Vec<PartSpec>> {
+    let full = search == Search::Full;
+    let mut out = vec![vec![PartSpec::Popularity]];
+    let knn = |neighbors, shrink| PartSpec::ItemKnn(ItemKnnParams { neighbors, shrink });
+    out.push(if full {
+        vec![knn(400, 10.0), knn(100, 0.0), knn(100, 10.0), knn(400, 0.0)]
+    } else {
+        vec![knn(400, 10.0)]
+    });
+    let rp3 = |alpha, beta| PartSpec::Rp3beta(Rp3betaParams { alpha, beta, neighbors: 1000 });
+    out.push(if full { vec![rp3(0.5, 0.6), rp3(0.0, 0.7), rp3(0.3, 0.5), rp3(0.5, 0.7)] } else { vec![rp3(0.5, 0.6)] });
+    if n_items <= options.max_ease_items && n_items > 1 {
+        let ease = |lambda| PartSpec::Ease(EaseParams { lambda });
+        // Each EASE fit costs n_items³: past a few thousand items only the default is fitted.
+        let grid = full && n_items <= EASE_GRID_MAX_ITEMS;
+        out.push(if grid { vec![ease(300.0), ease(100.0), ease(1000.0)] } else { vec![ease(300.0)] });
+    }
+    let ials = |factors, regularization, alpha| {
+        PartSpec::Ials(IalsParams { factors, regularization, alpha, ..IalsParams::default() })
+    };
+    out.push(if full {
+        vec![ials(64, 20.0, 1.0), ials(128, 10.0, 1.0), ials(64, 5.0, 3.0)]
+    } else {
+        vec![ials(64, 20.0, 1.0)]
+    });
+    let seq = |window, beta| PartSpec::Transitions(TransitionsParams { window, beta, neighbors: 200 });
+    out.push(if full { vec![seq(5, 0.5), seq(2, 0.5), seq(10, 0.5), seq(5, 0.3)] } else { vec![seq(5, 0.5)] });
+    out
+}
+
+/// Half-lives used when nothing is searched (chosen on ml-latest-small's validation split).
+fn default_half_life(spec: &PartSpec) -> f32 {
+    match spec {
+        PartSpec::Popularity => 0.0,
+        PartSpec::ItemKnn(_) => 2.0,
+        PartSpec::Rp3beta(_) => 10.0,
+        PartSpec::Ease(_) => 5.0,
+        PartSpec::Ials(_) => 40.0,
+        PartSpec::Transitions(_) => 2.0,
+    }
+}
+
+/// Weights used when nothing is searched.
+fn default_weight(spec: &PartSpec) -> f32 {
+    match spec {
+        PartSpec::Popularity => 0.0,
+        PartSpec::ItemKnn(_) => 0.35,
+        PartSpec::Rp3beta(_) => 0.0,
+        PartSpec::Ease(_) => 1.0,
+        PartSpec::Ials(_) => 1.0,
+        PartSpec::Transitions(_) => 0.0,
+    }
+}
+
+/// The validation split of the training data: each person with at least five interactions
+/// keeps the first 80% (by time) for training; the rest is held out.
+struct Holdout {
+    train: Interactions,
+    /// Held-out people (rows of `train`), a deterministic sample.
+    people: Vec<u32>,
+    /// Their held-out items, aligned with `people`.
+    held: Vec<Vec<Option<u32>>>,
+    /// Their train history length, aligned with `people`.
+    history_len: Vec<usize>,
+}
+
+impl Holdout {
+    fn new(data: &Interactions, max_people: usize) -> Holdout {
+        let mut triples = Vec::with_capacity(data.nnz());
+        let mut ts = Vec::with_capacity(data.nnz());
+        let mut people = Vec::new();
+        let mut held = Vec::new();
+        for u in 0..data.n_users() as u32 {
+            let items = data.user_items(u);
+            let weights = data.user_weights(u);
+            let times = data.user_timestamps(u);
+            let time = |k: usize| times.map_or(0, |t| t[k]);
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|&a, &b| time(a).cmp(&time(b)).then(items[a].cmp(&items[b])));
+            let n = items.len();
+            let n_test = if n >= 5 { (n / 5).max(1) } else { 0 };
+            for &k in &order[..n - n_test] {
+                triples.push((u, items[k], weights[k]));
+                ts.push(time(k));
+            }
+            if n_test > 0 {
+                people.push(u);
+                held.push(order[n - n_test..].iter().map(|&k| Some(items[k])).collect::<Vec<_>>());
+            }
+        }
+        let train = Interactions::from_triples_with_ts(data.n_users(), data.n_items(), &triples, &ts);
+        if people.len() > max_people {
+            // A deterministic sample: the people whose hashed index is smallest.
+            let mut keyed: Vec<(u64, usize)> =
+                people.iter().enumerate().map(|(k, &u)| (xorshift_hash(u as u64), k)).collect();
+            keyed.sort_unstable();
+            let mut keep: Vec<usize> = keyed.into_iter().take(max_people).map(|(_, k)| k).collect();
+            keep.sort_unstable();
+            people = keep.iter().map(|&k| people[k]).collect();
+            held = keep.iter().map(|&k| std::mem::take(&mut held[k])).collect();
+        }
+        let history_len = people.iter().map(|&u| train.user_items(u).len()).collect();
+        Holdout { train, people, held, history_len }
+    }
+
+    fn query(&self, u: u32) -> Query<'_> {
+        Query { user_idx: None, ..self.train.query(u) }
+    }
+
+    fn ndcg_of(&self, model: &Model, half_life: f32) -> f64 {
+        let n = model.n_items();
+        let recs: Vec<Vec<u32>> = self
+            .people
+            .par_iter()
+            .map_init(
+                || (vec![0f32; n], Vec::new(), Vec::new()),
+                |(scores, top, weights), &u| {
+                    let query = self.query(u);
+                    model.score_into(&query.with_recency(half_life, weights), scores);
+                    top_k_into(scores, query.items, K, top);
+                    top.iter().map(|&(i, _)| i).collect()
+                },
+            )
+            .collect();
+        metrics(&recs, &self.held, n, K).ndcg
+    }
+
+    /// Per held-out person: the union of every part's `pool` best items (train items left out)
+    /// and each part's standardized score for them.
+    fn pools(&self, chosen: &[(PartSpec, f32, f64, Model)], pool: usize) -> Pools {
+        let n_parts = chosen.len();
+        let n_items = self.train.n_items();
+        let per_person: Vec<(Vec<u32>, Vec<f32>)> = self
+            .people
+            .par_iter()
+            .map_init(
+                || (vec![0f32; n_items * n_parts.max(1)], Vec::new(), Vec::new()),
+                |(all, top, weights), &u| {
+                    let query = self.query(u);
+                    let mut items: Vec<u32> = Vec::new();
+                    for (k, (_, h, _, model)) in chosen.iter().enumerate() {
+                        let scores = &mut all[k * n_items..(k + 1) * n_items];
+                        model.score_into(&query.with_recency(*h, weights), scores);
+                        crate::standardize(scores);
+                        top_k_into(scores, query.items, pool, top);
+                        items.extend(top.iter().map(|&(i, _)| i));
+                    }
+                    items.sort_unstable();
+                    items.dedup();
+                    let mut matrix = Vec::with_capacity(items.len() * n_parts);
+                    for &i in &items {
+                        for k in 0..n_parts {
+                            matrix.push(all[k * n_items + i as usize]);
+                        }
+                    }
+                    (items, matrix)
+                },
+            )
+            .collect();
+        let (items, scores) = per_person.into_iter().unzip();
+        Pools { n_parts, items, scores, held: self.held.clone(), n_items }
+    }
+}
+
+fn xorshift_hash(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Pooled candidates of every held-out person (see [`Holdout::pools`]).
+struct Pools {
+    n_parts: usize,
+    items: Vec<Vec<u32>>,
+    /// Row-major `items × parts` standardized scores per person.
+    scores: Vec<Vec<f32>>,
+    held: Vec<Vec<Option<u32>>>,
+    n_items: usize,
+}
+
+impl Pools {
+    fn top(&self, person: usize, weights: &[f32]) -> Vec<u32> {
+        let items = &self.items[person];
+        let scores = &self.scores[person];
+        let mut ranked: Vec<(u32, f32)> = items
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| {
+                let row = &scores[r * self.n_parts..(r + 1) * self.n_parts];
+                (i, row.iter().zip(weights).map(|(s, w)| s * w).sum())
+            })
+            .collect();
+        if ranked.len() > K {
+            ranked.select_nth_unstable_by(K - 1, crate::topk::by_score_desc);
+            ranked.truncate(K);
+        }
+        ranked.sort_unstable_by(crate::topk::by_score_desc);
+        ranked.into_iter().map(|(i, _)| i).collect()
+    }
+
+    fn ndcg(&self, people: &[usize], weights: &[f32]) -> f64 {
+        let recs: Vec<Vec<u32>> = people.par_iter().map(|&p| self.top(p, weights)).collect();
+        let held: Vec<Vec<Option<u32>>> = people.iter().map(|&p| self.held[p].clone()).collect();
+        metrics(&recs, &held, self.n_items, K).ndcg
+    }
+}
+
+/// Coordinate search over blend weights (each weight over a small grid, up to four rounds),
+/// from `start`.
+fn coordinate_search(pools: &Pools, people: &[usize], start: Vec<f32>, log: &mut dyn FnMut(String)) -> Vec<f32> {
+    const STEPS: [f32; 10] = [0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0];
+    let mut weights = start;
+    if weights.is_empty() || people.is_empty() {
+        return weights;
+    }
+    let mut best = pools.ndcg(people, &weights);
+    log(format!("  [blend] start {weights:?}: NDCG@10 {best:.4}"));
+    for _round in 0..4 {
+        let before = best;
+        for k in 0..weights.len() {
+            for &step in &STEPS {
+                if weights[k] == step {
+                    continue;
+                }
+                let mut w = weights.clone();
+                w[k] = step;
+                if w.iter().all(|&x| x == 0.0) {
+                    continue;
+                }
+                let ndcg = pools.ndcg(people, &w);
+                if ndcg > best + 1e-9 {
+                    best = ndcg;
+                    weights = w;
+                }
+            }
+        }
+        log(format!("  [blend] {weights:?}: NDCG@10 {best:.4}"));
+        if best <= before + 1e-9 {
+            break;
+        }
+    }
+    weights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two taste clusters in time order, enough people to hold some out.
+    fn clustered() -> Interactions {
+        let mut t = Vec::new();
+        let mut ts = Vec::new();
+        for u in 0..60u32 {
+            let base = if u % 2 == 0 { 0 } else { 10 };
+            for k in 0..8u32 {
+                t.push((u, base + (k + u) % 10, 1.0));
+                ts.push(k as i64 * 100 + u as i64);
+            }
+        }
+        Interactions::from_triples_with_ts(60, 20, &t, &ts)
+    }
+
+    #[test]
+    fn trains_validates_and_stays_in_the_cluster() {
+        let x = clustered();
+        let mut lines = Vec::new();
+        let r = Ranker::train(&x, &RankerOptions::default(), &mut |l| lines.push(l));
+        let report = r.report();
+        assert!(report.validation.is_some(), "{lines:?}");
+        assert_eq!(report.parts.len(), r.parts().len());
+        assert!(report.levels.iter().all(|l| l.weights.len() == r.parts().len()));
+        // A person of cluster 0 with items 0..3 gets cluster-0 items first.
+        let items = [0u32, 1, 2, 3];
+        let weights = [1.0f32; 4];
+        let ts = [1i64, 2, 3, 4];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: Some(&ts) };
+        let mut out = vec![0.0; r.n_items()];
+        let mut scratch = RankerScratch::default();
+        r.score_into(&q, 4, &mut out, &mut scratch);
+        let top = crate::top_k(&out, &items, 3);
+        assert!(top.iter().all(|&(i, _)| i < 10), "{top:?}");
+        // The ranker survives serialization and a renumbering.
+        let bytes = postcard::to_stdvec(&r).expect("serialize");
+        let back: Ranker = postcard::from_bytes(&bytes).expect("deserialize");
+        let mut again = vec![0.0; r.n_items()];
+        back.score_into(&q, 4, &mut again, &mut RankerScratch::default());
+        assert_eq!(out, again);
+        let reversed: Vec<u32> = (0..20u32).rev().collect();
+        let moved = r.remap_items(&reversed, 20);
+        let moved_items: Vec<u32> = items.iter().map(|&i| reversed[i as usize]).collect();
+        let q2 = Query { items: &moved_items, ..q };
+        let mut remapped = vec![0.0; 20];
+        moved.score_into(&q2, 4, &mut remapped, &mut RankerScratch::default());
+        for i in 0..20 {
+            assert!((remapped[reversed[i] as usize] - out[i]).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn evidence_names_history_items_of_the_same_cluster() {
+        let x = clustered();
+        let r =
+            Ranker::train(&x, &RankerOptions { search: Some(Search::None), ..RankerOptions::default() }, &mut |_| {});
+        let items = [10u32, 11];
+        let weights = [1.0f32; 2];
+        let ts = [1i64, 2];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: Some(&ts) };
+        let mut out = vec![0.0; r.n_items()];
+        let mut scratch = RankerScratch::default();
+        r.score_into(&q, 2, &mut out, &mut scratch);
+        let top = crate::top_k(&out, &items, 1)[0].0;
+        let evidence = r.evidence(&q, top, &scratch, 2);
+        assert!(!evidence.is_empty());
+        assert!(evidence.iter().all(|(h, c)| items.contains(h) && *c > 0.0));
+    }
+
+    #[test]
+    fn too_little_data_uses_the_defaults() {
+        let x = Interactions::from_triples_with_ts(2, 3, &[(0, 0, 1.0), (1, 1, 2.0)], &[1, 2]);
+        let r = Ranker::train(&x, &RankerOptions::default(), &mut |_| {});
+        assert!(r.report().validation.is_none());
+        assert_eq!(r.report().search, Search::None);
+    }
+}
