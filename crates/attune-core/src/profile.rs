@@ -115,6 +115,10 @@ pub struct Profile {
     pub bought: Vec<ItemIdx>,
     /// Items dismissed with `not_interested` (sorted, unique): never recommended again.
     pub dismissed: Vec<ItemIdx>,
+    /// Every item the person viewed, clicked, read, rated or bought (sorted, unique): what a
+    /// slot with `repeats: false` (the default) does not offer again. Unlike `recent`, never
+    /// truncated.
+    pub consumed: Vec<ItemIdx>,
     /// Items put in a cart, with when (the latest per item).
     pub carts: Vec<(ItemIdx, i64)>,
     /// Number of events folded.
@@ -178,8 +182,14 @@ impl Profile {
         }
         let Some(item) = event.item else { return };
         match builtin {
-            BuiltinType::Purchase => insert_sorted(&mut self.bought, item),
+            BuiltinType::Purchase => {
+                insert_sorted(&mut self.bought, item);
+                insert_sorted(&mut self.consumed, item);
+            }
             BuiltinType::NotInterested => insert_sorted(&mut self.dismissed, item),
+            BuiltinType::View | BuiltinType::Click | BuiltinType::Dwell | BuiltinType::Rating => {
+                insert_sorted(&mut self.consumed, item)
+            }
             BuiltinType::AddToCart => match self.carts.iter_mut().find(|(i, _)| *i == item) {
                 Some(cart) => cart.1 = cart.1.max(ts),
                 None => self.carts.push((item, ts)),

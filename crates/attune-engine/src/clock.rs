@@ -53,3 +53,30 @@ pub fn rfc3339(ms: i64) -> String {
         Err(_) => String::from("1970-01-01T00:00:00Z"),
     }
 }
+
+/// Where decision ids come from: the seam that makes a decision reproducible in tests.
+pub trait Ids: Send + Sync {
+    /// A new decision id: `dec-…`, or `preview-…` for a preview that is never logged.
+    fn decision_id(&self, preview: bool) -> String;
+}
+
+/// ULIDs: unique across servers, ordered by time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UlidIds;
+
+impl Ids for UlidIds {
+    fn decision_id(&self, preview: bool) -> String {
+        format!("{}-{}", if preview { "preview" } else { "dec" }, ulid::Ulid::generate())
+    }
+}
+
+/// Numbered ids (`dec-1`, `dec-2`, …) for tests.
+#[derive(Debug, Default)]
+pub struct SequentialIds(AtomicI64);
+
+impl Ids for SequentialIds {
+    fn decision_id(&self, preview: bool) -> String {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("{}-{n}", if preview { "preview" } else { "dec" })
+    }
+}

@@ -574,10 +574,8 @@ struct PublishedModels {
     n_interactions: usize,
     n_events: usize,
     stats: Vec<(String, f64)>,
-    users: Vec<(String, u32)>,
     item_ids: Vec<String>,
-    knn: Option<attune_rank::ItemKnn>,
-    ials: Option<attune_rank::Ials>,
+    ranker: Option<attune_rank::Ranker>,
     popularity: Vec<f32>,
     trending: Vec<f32>,
 }
@@ -590,8 +588,7 @@ fn stat_name(name: &str) -> &'static str {
     match name {
         "popularity" => "popularity",
         "trending" => "trending",
-        "item_knn" => "item_knn",
-        "ials" => "ials",
+        "served" => "served",
         "content" => "content",
         _ => "other",
     }
@@ -642,10 +639,8 @@ impl Engine {
             n_interactions: snapshot.n_interactions,
             n_events: snapshot.n_events,
             stats: snapshot.stats.iter().map(|s| (s.name.to_owned(), s.fit_seconds)).collect(),
-            users: snapshot.users.iter().map(|(id, row)| (id.clone(), *row)).collect(),
             item_ids,
-            knn: snapshot.knn.clone(),
-            ials: snapshot.ials.clone(),
+            ranker: snapshot.ranker.clone(),
             popularity: snapshot.popularity.clone(),
             trending: snapshot.trending.clone(),
         };
@@ -726,19 +721,17 @@ impl Engine {
             (catalog.len(), crate::models::item_docs(&catalog))
         };
         let identity = n_items == new_index.len() && new_index.iter().enumerate().all(|(i, &j)| i as u32 == j);
-        let (knn, ials, popularity, trending) = if identity {
-            (published.knn, published.ials, published.popularity, published.trending)
+        let (ranker, popularity, trending) = if identity {
+            (published.ranker, published.popularity, published.trending)
         } else {
             (
-                published.knn.map(|m| m.remap_items(&new_index, n_items)),
-                published.ials.map(|m| m.remap_items(&new_index, n_items)),
+                published.ranker.map(|m| m.remap_items(&new_index, n_items)),
                 remap_scores(&published.popularity, &new_index, n_items),
                 remap_scores(&published.trending, &new_index, n_items),
             )
         };
         let content =
             (!docs.is_empty()).then(|| attune_rank::Content::fit(&docs, &attune_rank::ContentParams::default()));
-        let users: FxHashMap<String, u32> = published.users.into_iter().collect();
         let snapshot = crate::models::ModelSnapshot {
             version: published.version,
             trained_at_ms: published.trained_at_ms,
@@ -752,19 +745,17 @@ impl Engine {
                 .map(|(name, fit_seconds)| crate::models::ModelStats {
                     name: stat_name(name),
                     fit_seconds: *fit_seconds,
-                    // Offline metrics are the trainer's; loaders show none.
-                    metrics: None,
+                    metrics: (name == "served")
+                        .then(|| ranker.as_ref().and_then(|r| r.report().validation))
+                        .flatten()
+                        .map(crate::models::OfflineMetrics::from),
                 })
                 .collect(),
-            users,
-            knn,
-            ials,
+            ranker,
             popularity,
             trending,
             content,
         };
-        // Factors of people erased here stay unused while the loaded models still know them.
-        self.erased_since_training.write().retain(|id| snapshot.users.contains_key(id));
         *self.models.write() = std::sync::Arc::new(snapshot);
         tracing::info!(
             version = header.version,
@@ -905,11 +896,12 @@ mod tests {
         let named = |catalog: &crate::Catalog, row: &[(u32, f32)]| -> Vec<(String, f32)> {
             row.iter().map(|&(j, s)| (catalog.id(attune_core::ItemIdx(j)).to_owned(), s)).collect()
         };
-        let knn_a = trained.knn.as_ref().expect("knn");
-        let knn_b = loaded.knn.as_ref().expect("knn");
+        let knn_a = trained.knn().expect("knn");
+        let knn_b = loaded.knn().expect("knn");
         assert_eq!(named(&ka, knn_a.neighbors(ia)), named(&kb, knn_b.neighbors(ib)));
         assert_eq!(trained.popularity[ia as usize], loaded.popularity[ib as usize]);
-        assert_eq!(trained.users, loaded.users);
+        let (ra, rb) = (trained.ranker.as_ref().expect("ranker"), loaded.ranker.as_ref().expect("ranker"));
+        assert_eq!(ra.report(), rb.report());
     }
 
     #[test]

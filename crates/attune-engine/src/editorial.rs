@@ -27,6 +27,11 @@ pub struct SlotSettings {
     pub variants: Vec<String>,
     /// Variant rules, tried in order before the learned choice.
     pub rules: Vec<VariantRule>,
+    /// Whether items the person already consumed (viewed, read, rated, bought) may come back:
+    /// `false` (the default) for feeds of what is new to the person; `true` for a "practice
+    /// again" or "your favourites" slot. Bought and dismissed items never come back either way.
+    #[serde(default)]
+    pub repeats: bool,
 }
 
 impl Default for SlotSettings {
@@ -37,6 +42,7 @@ impl Default for SlotSettings {
             max_items: None,
             variants: DEFAULT_VARIANTS.iter().map(|v| (*v).to_owned()).collect(),
             rules: Vec::new(),
+            repeats: false,
         }
     }
 }

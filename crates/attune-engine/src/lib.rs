@@ -32,7 +32,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::Catalog;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UlidIds};
 pub use cluster::SyncReport;
 pub use error::{EngineError, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
@@ -53,8 +53,10 @@ pub struct EngineConfig {
     pub audit_retention_days: u32,
     /// Retention of logged decisions, exposures and notification plans, in days (default 90).
     pub decision_retention_days: u32,
-    /// How the personal share of a feed grows with engagement.
+    /// How much of a feed draws on declared goals before a person has a history.
     pub revelation: decide::Revelation,
+    /// How training chooses the served ranker.
+    pub ranker: attune_rank::RankerOptions,
     /// Other processes share the store: track folded events so that [`Engine::sync_from_store`]
     /// can fold theirs (see [`cluster`]). Off for the embedded store (one process).
     pub cluster: bool,
@@ -68,6 +70,7 @@ impl Default for EngineConfig {
             audit_retention_days: privacy::DEFAULT_AUDIT_RETENTION_DAYS,
             decision_retention_days: privacy::DEFAULT_DECISION_RETENTION_DAYS,
             revelation: decide::Revelation::default(),
+            ranker: attune_rank::RankerOptions::default(),
             cluster: false,
         }
     }
@@ -158,6 +161,7 @@ pub struct AuditEntry {
 pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    ids: Arc<dyn Ids>,
     config: EngineConfig,
     catalog: RwLock<Catalog>,
     people: People,
@@ -174,7 +178,6 @@ pub struct Engine {
     /// ([`Engine::ready`]).
     models_settled: std::sync::atomic::AtomicBool,
     /// People erased since the models were trained: their factors are never used again.
-    erased_since_training: RwLock<rustc_hash::FxHashSet<String>>,
     decisions: decisions::Decisions,
     experiments: experiments::Experiments,
     cluster: cluster::ClusterState,
@@ -198,6 +201,7 @@ impl Engine {
             cluster,
             store,
             clock,
+            ids: Arc::new(UlidIds),
             config,
             catalog: RwLock::new(Catalog::default()),
             people: People::new(),
@@ -210,7 +214,6 @@ impl Engine {
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
             training: parking_lot::Mutex::new(()),
             models_settled: std::sync::atomic::AtomicBool::new(false),
-            erased_since_training: RwLock::new(rustc_hash::FxHashSet::default()),
             decisions: decisions::Decisions::default(),
             experiments: experiments::Experiments::default(),
         };
@@ -219,6 +222,12 @@ impl Engine {
         engine.load_experiments()?;
         engine.open_privacy()?;
         Ok(engine)
+    }
+
+    /// This engine with another source of decision ids (tests: [`SequentialIds`]).
+    pub fn with_ids(mut self, ids: Arc<dyn Ids>) -> Engine {
+        self.ids = ids;
+        self
     }
 
     fn load(&self) -> Result<()> {

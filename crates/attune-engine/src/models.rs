@@ -9,21 +9,19 @@
 use std::{sync::Arc, time::Instant};
 
 use attune_core::{BuiltinType, Event, EventType, Purpose};
-use attune_rank::{
-    Content, ContentParams, Ials, IalsParams, Interactions, ItemDoc, ItemKnn, ItemKnnParams, Trending, TrendingParams,
-};
+use attune_rank::{Content, ContentParams, Interactions, ItemDoc, ItemKnn, Ranker, Trending, TrendingParams};
 use rustc_hash::FxHashMap;
 
 use crate::{Engine, Result, error::corrupt};
 
-/// Offline figures of one model at its last training.
+/// Figures of one model at its last training.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelStats {
-    /// `item_knn`, `ials`, `popularity`, `trending`, `content`.
+    /// `served` (the [`Ranker`] decisions rank with), `popularity`, `trending`, `content`.
     pub name: &'static str,
-    /// Wall time of the fit.
+    /// Wall time of the fit (for `served`: the validation search and the final fit).
     pub fit_seconds: f64,
-    /// Its offline metrics on the training data (EVAL.md protocol), when evaluated.
+    /// Its offline metrics on the validation split of the training data (EVAL.md protocol).
     pub metrics: Option<OfflineMetrics>,
 }
 
@@ -44,41 +42,17 @@ pub struct OfflineMetrics {
     pub people: usize,
 }
 
-/// Training data up to this many (person, item) pairs is also evaluated offline at each training
-/// (it costs about one more fit of each model).
-pub const EVALUATE_UP_TO_PAIRS: usize = 500_000;
-
-/// Evaluates the served models on a time split of the training pairs (EVAL.md protocol).
-fn evaluate_offline(pairs: &[(String, String, i64)]) -> Vec<(&'static str, OfflineMetrics)> {
-    use attune_rank::eval::{Config, Fold, Row, evaluate, temporal_split};
-    let rows: Vec<Row> = pairs
-        .iter()
-        .map(|(user, item, ts)| Row { user: user.clone(), item: item.clone(), weight: 1.0, ts: *ts })
-        .collect();
-    let (train, test) = temporal_split(&rows);
-    if test.is_empty() {
-        return Vec::new();
+impl From<attune_rank::ValidationMetrics> for OfflineMetrics {
+    fn from(m: attune_rank::ValidationMetrics) -> Self {
+        OfflineMetrics {
+            precision: m.precision,
+            recall: m.recall,
+            ndcg: m.ndcg,
+            hit_rate: m.hit_rate,
+            coverage: m.coverage,
+            people: m.people,
+        }
     }
-    let fold = Fold::from_rows(&train, &test, None);
-    [("popularity", "pop"), ("item_knn", "itemknn"), ("ials", "ials")]
-        .into_iter()
-        .filter_map(|(served, name)| {
-            let config = Config::default_for(name)?;
-            let (_, outcome) = evaluate(&config, &fold).ok()?;
-            let m = outcome.metrics;
-            Some((
-                served,
-                OfflineMetrics {
-                    precision: m.precision,
-                    recall: m.recall,
-                    ndcg: m.ndcg,
-                    hit_rate: m.hit_rate,
-                    coverage: m.coverage,
-                    people: m.n_users,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// Everything decisions read from training, immutable once built.
@@ -97,17 +71,15 @@ pub struct ModelSnapshot {
     pub n_events: usize,
     /// Per-model figures.
     pub stats: Vec<ModelStats>,
-    /// Person id → row in the iALS user factors.
-    pub users: FxHashMap<String, u32>,
-    /// Item-kNN (the basis of "Because you read …").
-    pub knn: Option<ItemKnn>,
-    /// Implicit ALS.
-    pub ials: Option<Ials>,
-    /// Popularity by item, scaled to 0–1.
+    /// The served ranker: the personal ranking of everyone with a history (see
+    /// [`attune_rank::Ranker`]; its report holds the validation figures and chosen parameters).
+    pub ranker: Option<Ranker>,
+    /// Popularity by item, scaled to 0–1 (the general ranking of people without a history).
     pub popularity: Vec<f32>,
     /// Time-decayed popularity by item, scaled to 0–1.
     pub trending: Vec<f32>,
-    /// TF-IDF over tags, title words, kind and level.
+    /// TF-IDF over tags, title words, kind and level: declared goals and tag affinities (the
+    /// cold start) and similar items the other models have not seen.
     pub content: Option<Content>,
 }
 
@@ -122,13 +94,19 @@ impl ModelSnapshot {
             n_interactions: 0,
             n_events: 0,
             stats: Vec::new(),
-            users: FxHashMap::default(),
-            knn: None,
-            ials: None,
+            ranker: None,
             popularity: Vec::new(),
             trending: Vec::new(),
             content: None,
         }
+    }
+
+    /// The ranker's item-kNN part, if it has one (the neighbours behind `GET /v1/items/{id}/similar`).
+    pub fn knn(&self) -> Option<&ItemKnn> {
+        self.ranker.as_ref()?.parts().iter().find_map(|p| match &p.model {
+            attune_rank::Model::ItemKnn(m) => Some(m),
+            _ => None,
+        })
     }
 }
 
@@ -197,9 +175,6 @@ impl Engine {
         let _one_at_a_time = self.training.lock();
         let started = Instant::now();
         let now_ms = self.now_ms();
-        // People erased before the scan below are not in its data; those erased during training
-        // may be, so only the former leave the erased set when the new models swap in.
-        let erased_before: rustc_hash::FxHashSet<String> = self.erased_since_training.read().clone();
         // Interactions: (person, item) → (weight sum, latest ts), only with personalization consent.
         let mut users: FxHashMap<String, u32> = FxHashMap::default();
         let mut pairs: FxHashMap<(u32, u32), (f32, i64)> = FxHashMap::default();
@@ -267,45 +242,20 @@ impl Engine {
         scale_to_unit(&mut trending);
         timed("trending", &mut stats, t);
 
-        let has_data = data.nnz() > 0;
         let t = Instant::now();
-        let knn = has_data.then(|| ItemKnn::fit(&data, &ItemKnnParams::default()));
-        timed("item_knn", &mut stats, t);
-
-        let t = Instant::now();
-        let ials = (data.nnz() >= 50).then(|| Ials::fit(&data, &IalsParams::default()));
-        timed("ials", &mut stats, t);
+        let ranker = (data.nnz() > 0).then(|| {
+            Ranker::train(&data, &self.config.ranker, &mut |line| tracing::debug!(target: "attune::ranker", "{line}"))
+        });
+        stats.push(ModelStats {
+            name: "served",
+            fit_seconds: t.elapsed().as_secs_f64(),
+            metrics: ranker.as_ref().and_then(|r| r.report().validation).map(OfflineMetrics::from),
+        });
 
         let t = Instant::now();
         let content = (!docs.is_empty()).then(|| Content::fit(&docs, &ContentParams::default()));
         timed("content", &mut stats, t);
 
-        if pairs.len() <= EVALUATE_UP_TO_PAIRS {
-            let person_of: Vec<&str> = {
-                let mut ids = vec![""; users.len()];
-                for (id, row) in &users {
-                    ids[*row as usize] = id;
-                }
-                ids
-            };
-            let catalog = self.catalog.read();
-            let named: Vec<(String, String, i64)> = pairs
-                .iter()
-                .map(|((user, item), (_, ts))| {
-                    (
-                        person_of[*user as usize].to_owned(),
-                        catalog.id(attune_core::ItemIdx(*item)).to_owned(),
-                        ts / 1000,
-                    )
-                })
-                .collect();
-            drop(catalog);
-            for (name, metrics) in evaluate_offline(&named) {
-                if let Some(stat) = stats.iter_mut().find(|s| s.name == name) {
-                    stat.metrics = Some(metrics);
-                }
-            }
-        }
         let version = self.models.read().version + 1;
         let snapshot = Arc::new(ModelSnapshot {
             version,
@@ -315,15 +265,12 @@ impl Engine {
             n_interactions: data.nnz(),
             n_events,
             stats,
-            users,
-            knn,
-            ials,
+            ranker,
             popularity,
             trending,
             content,
         });
         *self.models.write() = Arc::clone(&snapshot);
-        self.erased_since_training.write().retain(|id| !erased_before.contains(id));
         if let Err(err) = self.clear_retrain_due(now_ms) {
             tracing::warn!(error = %err, "clearing the forced-retrain marker failed; the next check retrains again");
         }
@@ -331,6 +278,7 @@ impl Engine {
             version,
             seconds = started.elapsed().as_secs_f64(),
             interactions = snapshot.n_interactions,
+            validation_ndcg = snapshot.ranker.as_ref().and_then(|r| r.report().validation).map(|v| v.ndcg),
             "models trained"
         );
         Ok(snapshot)
@@ -338,11 +286,12 @@ impl Engine {
 }
 
 impl Engine {
-    /// Erasure reaches the models at once: the erased people's factors are never used again (the
-    /// next training, forced within a bounded time by the privacy layer, drops them and their
-    /// item-side statistics), and their decisions leave the in-memory log.
+    /// Erasure reaches the models at once: the served models keep no vector or row per person
+    /// (the ranker folds each history in at request time, and the erased profile is gone), so
+    /// nothing of the person is scored again; their share of item-side statistics goes with the
+    /// next training, forced within a bounded time by the privacy layer. Their decisions leave
+    /// the in-memory log.
     pub(crate) fn forget_model_traces(&self, ids: &[String]) {
-        self.erased_since_training.write().extend(ids.iter().cloned());
         self.forget_decisions_of(ids);
     }
 }

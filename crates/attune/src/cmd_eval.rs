@@ -37,6 +37,12 @@ pub struct EvalArgs {
     /// Score every history unweighted (no recency weighting), with defaults or tuning alike.
     #[arg(long)]
     pub no_recency: bool,
+    /// Also measure the served path: load the train part through the engine's import path, train
+    /// as `attune serve` does, ask `Engine::decide` for every test person (a slot with no
+    /// editorial or serendipity share) and score the answers; printed next to the offline
+    /// `served` row (which this adds to `--models`).
+    #[arg(long)]
+    pub replay: bool,
 }
 
 /// The blend's components, in the order of `eval::DEFAULT_BLEND`.
@@ -52,6 +58,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         if name != "blend" && name != "served" && Config::default_for(name).is_none() {
             bail!("unknown model {name:?}; known: {}, blend, served", eval::MODEL_NAMES.join(", "));
         }
+    }
+    let mut args = args;
+    if args.replay && !args.models.iter().any(|m| m == "served") {
+        args.models.push("served".into());
     }
     let (train, test, label) = load_split(&args)?;
     if args.data.is_none() && args.models.iter().any(|m| m == "content") {
@@ -141,6 +151,25 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         });
         let outcome = eval::score_ranker(&ranker, &fold, start.elapsed().as_secs_f64());
         report("served", &describe_ranker(&ranker), &outcome, args.json);
+        if args.replay {
+            let replayed = crate::replay::replay(&train, docs.as_ref(), &fold)?;
+            let o = Outcome { metrics: replayed.metrics, fit_s: replayed.train_s, recommend_s: replayed.decide_s };
+            if args.json {
+                report_json("served", "replay", &replayed.ranker, &o);
+            } else {
+                report("served (replay)", &replayed.ranker, &o, false);
+            }
+            eprintln!(
+                "replay: loaded in {:.1} s, trained in {:.1} s, {} decisions in {:.1} s; NDCG@10 {:.4} = {:.3} × offline {:.4}",
+                replayed.load_s,
+                replayed.train_s,
+                fold.test_users.len(),
+                replayed.decide_s,
+                replayed.metrics.ndcg,
+                replayed.metrics.ndcg / outcome.metrics.ndcg.max(1e-12),
+                outcome.metrics.ndcg
+            );
+        }
     }
     Ok(())
 }
@@ -164,10 +193,27 @@ pub fn describe_ranker(ranker: &attune_rank::Ranker) -> String {
 }
 
 fn report(model: &str, params: &str, o: &Outcome, json: bool) {
-    let m = &o.metrics;
     if json {
+        report_json(model, "offline", params, o);
+        return;
+    }
+    let m = &o.metrics;
+    {
+        println!(
+            "| {model} | {params} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |",
+            m.precision, m.recall, m.ndcg, m.ndcg_se, m.hit_rate, m.coverage, o.fit_s, o.recommend_s
+        );
+    }
+}
+
+/// One JSON object per line: `path` is `offline` (the library scores the fold) or `replay` (the
+/// engine's decisions were scored).
+fn report_json(model: &str, path: &str, params: &str, o: &Outcome) {
+    let m = &o.metrics;
+    {
         let line = serde_json::json!({
             "model": model,
+            "path": path,
             "params": params,
             "precision": m.precision,
             "recall": m.recall,
@@ -179,11 +225,6 @@ fn report(model: &str, params: &str, o: &Outcome, json: bool) {
             "recommend_s": o.recommend_s,
         });
         println!("{line}");
-    } else {
-        println!(
-            "| {model} | {params} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |",
-            m.precision, m.recall, m.ndcg, m.ndcg_se, m.hit_rate, m.coverage, o.fit_s, o.recommend_s
-        );
     }
 }
 

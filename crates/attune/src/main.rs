@@ -7,6 +7,7 @@ mod cmd_eval;
 mod demo;
 mod demo_sim;
 mod import;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -25,10 +25,10 @@ pub struct ServeArgs {
     /// Requests per second allowed per scoped key (0: no limit).
     #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
     pub rate_limit: f64,
-    /// Gradual revelation: the personal share of a feed at zero engagement, at zero engagement
-    /// with declared goals, and at full engagement (see ARCHITECTURE.md).
-    #[arg(long, env = "ATTUNE_REVELATION", default_value = "0.1,0.6,0.9", value_parser = parse_revelation)]
-    pub revelation: attune_engine::decide::Revelation,
+    /// Share of a feed drawn from declared goals before a person has a history (0–1). Once
+    /// there is a history, the served ranker's learned weights decide.
+    #[arg(long, env = "ATTUNE_GOALS_SHARE", default_value_t = 0.6, value_parser = parse_share)]
+    pub goals_share: f32,
     /// Seconds between background trainings (models are also trained at start).
     #[arg(long, env = "ATTUNE_TRAIN_EVERY", default_value_t = 3600)]
     pub train_every: u64,
@@ -38,16 +38,10 @@ pub struct ServeArgs {
     pub sync_every: f64,
 }
 
-fn parse_revelation(text: &str) -> Result<attune_engine::decide::Revelation, String> {
-    let parts: Vec<f32> =
-        text.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    match parts[..] {
-        [floor, floor_with_goals, ceiling]
-            if [floor, floor_with_goals, ceiling].iter().all(|v| (0.0..=1.0).contains(v)) && floor <= ceiling =>
-        {
-            Ok(attune_engine::decide::Revelation { floor, floor_with_goals, ceiling })
-        }
-        _ => Err("three shares between 0 and 1: FLOOR,GOALS_FLOOR,CEILING (FLOOR ≤ CEILING)".into()),
+fn parse_share(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err("expected a share between 0 and 1".into()),
     }
 }
 
@@ -76,7 +70,10 @@ fn open_engine_with(
 /// it, so the engine runs with cluster sync on and the caller elects the trainer with the store's
 /// training lock.
 pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<(Arc<Engine>, Option<Arc<attune_store::PostgresStore>>)> {
-    let config = EngineConfig { revelation: args.revelation, ..EngineConfig::default() };
+    let config = EngineConfig {
+        revelation: attune_engine::decide::Revelation { goals_share: args.goals_share },
+        ..EngineConfig::default()
+    };
     match &args.store {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let (engine, store) = open_engine_postgres(url, config)?;

@@ -97,6 +97,10 @@ pub struct SlotIn {
     pub variants: Option<Vec<String>>,
     /// Variant rules, tried in order before the learned choice.
     pub rules: Option<Vec<VariantRuleIo>>,
+    /// Whether items the person already consumed (viewed, read, rated, bought) may come back
+    /// (default `false`: a feed of what is new to the person; `true` for a "practice again"
+    /// slot). Bought and dismissed items never come back either way.
+    pub repeats: Option<bool>,
 }
 
 /// A slot's settings.
@@ -114,6 +118,8 @@ pub struct SlotOut {
     pub variants: Vec<String>,
     /// Variant rules.
     pub rules: Vec<VariantRuleIo>,
+    /// Whether already consumed items may come back.
+    pub repeats: bool,
 }
 
 /// Every configured slot.
@@ -135,6 +141,7 @@ fn slot_out(slot: &str, s: &SlotSettings) -> SlotOut {
             .iter()
             .map(|r| VariantRuleIo { when: conditions_out(&r.when), variant: r.variant.clone() })
             .collect(),
+        repeats: s.repeats,
     }
 }
 
@@ -184,7 +191,14 @@ pub async fn put_slot(
         }
         rules.push(VariantRule { when: to_conditions(rule.when, &format!("rules[{i}].when"))?, variant: rule.variant });
     }
-    let settings = SlotSettings { editorial_share, serendipity_share, max_items: body.max_items, variants, rules };
+    let settings = SlotSettings {
+        editorial_share,
+        serendipity_share,
+        max_items: body.max_items,
+        variants,
+        rules,
+        repeats: body.repeats.unwrap_or(defaults.repeats),
+    };
     let out = slot_out(&slot, &settings);
     blocking(&state, move |engine| engine.put_slot(&slot, settings, &caller.key_id)).await?;
     Ok(Json(out))

@@ -1,0 +1,290 @@
+//! Stage 2, rank: the filters and the two candidate rankings (see the module documentation of
+//! [`crate::decide`]).
+
+use attune_core::{ItemIdx, JourneyStage, TagIdx};
+
+use super::{Inputs, Moment, POOL, PlacementRequest, Scratch, Source, Who};
+
+/// Where the personal ranking came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Personal {
+    /// The served ranker over the person's history.
+    Ranker,
+    /// Declared goals and tag affinities (no history yet).
+    Content,
+    /// Nothing personal: the general ranking only.
+    None,
+}
+
+/// The candidates of both rankings, best first, with the personal share of positions.
+#[derive(Debug, Clone)]
+pub(crate) struct Pools {
+    pub personal: Vec<u32>,
+    pub general: Vec<u32>,
+    /// Share of a slot's main positions taken from the personal ranking.
+    pub share: f32,
+    /// Goals (interned) when the person is personalized.
+    pub goals: Vec<TagIdx>,
+}
+
+/// Marks what may be shown, scores both rankings into `s` and collects their pools.
+pub(crate) fn rank(
+    inputs: &Inputs<'_>,
+    who: &Who,
+    moment: &Moment<'_>,
+    placements: &[PlacementRequest],
+    s: &mut Scratch,
+) -> Pools {
+    let catalog = inputs.catalog;
+    let editorial = inputs.editorial;
+    let models = inputs.models;
+    let n = catalog.len();
+    s.reset(n);
+    let goals: Vec<TagIdx> = if who.personalized {
+        who.preferences.goals.iter().filter_map(|g| catalog.lookup_tag(g)).collect()
+    } else {
+        Vec::new()
+    };
+    let less_of: Vec<TagIdx> = who.preferences.less_of.iter().filter_map(|g| catalog.lookup_tag(g)).collect();
+
+    // Editors' personalization rules that match the person (their slot conditions apply to the
+    // variant choice): tags to boost or leave out.
+    let situation_goals = if who.personalized { who.preferences.goals.clone() } else { Vec::new() };
+    let situation = crate::editorial::Situation {
+        slot: "",
+        journey_stage: who.stage,
+        goals: &situation_goals,
+        device: moment.device,
+        personalized: who.personalized,
+    };
+    let mut boost: Vec<TagIdx> = Vec::new();
+    let mut exclude: Vec<TagIdx> = Vec::new();
+    for rule in editorial.rules.values() {
+        let when = crate::editorial::Conditions { slot: None, ..rule.when.clone() };
+        if when.matches(&situation) {
+            boost.extend(rule.then.boost_tags.iter().filter_map(|t| catalog.lookup_tag(t)));
+            exclude.extend(rule.then.exclude_tags.iter().filter_map(|t| catalog.lookup_tag(t)));
+        }
+    }
+
+    // Filters: flags, bought and dismissed; consumed items unless a requested slot allows them
+    // (then each slot filters them itself).
+    for flagged in editorial.flags.keys() {
+        if let Some(idx) = catalog.lookup(flagged) {
+            s.allowed[idx.0 as usize] = false;
+        }
+    }
+    let repeats_somewhere =
+        placements.iter().any(|p| editorial.slots.get(&p.slot).is_some_and(|settings| settings.repeats));
+    let never = who.excluded.iter().chain(if repeats_somewhere { &[][..] } else { &who.consumed[..] });
+    for idx in never {
+        if let Some(allowed) = s.allowed.get_mut(idx.0 as usize) {
+            *allowed = false;
+        }
+    }
+
+    // The personal ranking.
+    let mut kind = Personal::None;
+    if who.personalized
+        && !who.recent.is_empty()
+        && let Some(ranker) = &models.ranker
+    {
+        let covered = ranker.n_items().min(n);
+        for r in who.recent.iter().filter(|r| (r.item.0 as usize) < covered) {
+            s.history.0.push(r.item.0);
+            s.history.1.push(r.strength.max(0.1));
+            s.history.2.push(r.ts_ms);
+        }
+        if !s.history.0.is_empty() && covered == ranker.n_items() {
+            let Scratch { personal, ranker: ranker_scratch, history, .. } = &mut *s;
+            let query = attune_rank::Query {
+                user_idx: None,
+                items: &history.0,
+                weights: &history.1,
+                timestamps: Some(&history.2),
+            };
+            ranker.score_into(&query, who.history_len(), &mut personal[..covered], ranker_scratch);
+            // Items newer than the models have no evidence: they rank below every scored one.
+            let floor = personal[..covered].iter().copied().fold(f32::INFINITY, f32::min);
+            personal[covered..].fill(if floor.is_finite() { floor } else { 0.0 });
+            s.source.fill(Source::Collaborative);
+            kind = Personal::Ranker;
+        }
+    }
+    if kind == Personal::None
+        && who.personalized
+        && (!goals.is_empty() || !who.affinities.is_empty())
+        && let Some(content) = &models.content
+    {
+        let mut terms: Vec<(String, f32)> = Vec::new();
+        for goal in &who.preferences.goals {
+            terms.push((attune_rank::Content::term("tag", goal), 1.0));
+        }
+        for (tag, weight) in &who.affinities {
+            terms.push((attune_rank::Content::term("tag", catalog.tag_name(*tag)), 0.6 * weight));
+        }
+        let borrowed: Vec<(&str, f32)> = terms.iter().map(|(t, w)| (t.as_str(), *w)).collect();
+        let covered = content.n_items().min(n);
+        content.score_for_terms(&borrowed, &mut s.personal[..covered]);
+        s.source.fill(Source::Content);
+        kind = Personal::Content;
+    }
+
+    // Per-tag roles as one byte each, so the loop below tests membership by index.
+    const CTX: u8 = 1;
+    const EXCLUDE: u8 = 2;
+    const BOOST: u8 = 4;
+    let mut tag_roles = vec![0u8; catalog.n_tags()];
+    for t in &moment.tags {
+        tag_roles[t.0 as usize] |= CTX;
+    }
+    for t in less_of.iter().chain(&exclude) {
+        tag_roles[t.0 as usize] |= EXCLUDE;
+    }
+    for t in &boost {
+        tag_roles[t.0 as usize] |= BOOST;
+    }
+    // The general ranking: trending and all-time popularity, new items, the moment, the journey
+    // stage — the non-personalized default, and the cold start.
+    let recency_scale = 180.0 * 86_400_000.0;
+    let w_ctx = if moment.tags.is_empty() { 0.0 } else { 0.15 };
+    let mut personal_top = TopK::new(POOL + if repeats_somewhere { who.consumed.len() } else { 0 });
+    let mut general_top = TopK::new(POOL + if repeats_somewhere { who.consumed.len() } else { 0 });
+    for i in 0..n {
+        let idx = ItemIdx(i as u32);
+        let traits = catalog.traits(idx);
+        let tags = catalog.tags_of(idx);
+        let roles = tags.iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]);
+        let allowed = s.allowed[i] && traits.available && roles & EXCLUDE == 0;
+        s.allowed[i] = allowed;
+        if !allowed {
+            continue;
+        }
+        let pop = if i < models.popularity.len() { 0.6 * models.trending[i] + 0.4 * models.popularity[i] } else { 0.0 };
+        let recency_prior =
+            traits.published_ms.map_or(0.0, |p| 0.05 * (-((inputs.now_ms - p).max(0) as f32) / recency_scale).exp());
+        let ctx = if roles & CTX != 0 {
+            w_ctx * tags.iter().filter(|t| tag_roles[t.0 as usize] & CTX != 0).count().min(2) as f32 / 2.0
+        } else {
+            0.0
+        };
+        let boost = if roles & BOOST != 0 { 1.5 } else { 1.0 };
+        s.general[i] = (pop + recency_prior + ctx) * stage_factor(who.stage, traits) * boost;
+        if ctx > 0.0 && kind == Personal::None {
+            s.source[i] = Source::Contextual;
+        }
+        general_top.push(s.general[i], i as u32);
+        if kind != Personal::None && (kind == Personal::Ranker || s.personal[i] > 0.0) {
+            personal_top.push(s.personal[i], i as u32);
+        }
+    }
+    let mut personal = personal_top.into_sorted();
+    let general = general_top.into_sorted();
+    // The personal scores on one 0–1 scale over the pool (the ranker's are standardized sums);
+    // editors' boosts then count half as much again.
+    if let (Some(&best), Some(&worst)) = (personal.first(), personal.last()) {
+        let (hi, lo) =
+            (s.personal[best as usize], if kind == Personal::Ranker { s.personal[worst as usize] } else { 0.0 });
+        let span = (hi - lo).max(1e-6);
+        for &i in &personal {
+            let tags = catalog.tags_of(ItemIdx(i));
+            let boosted = tags.iter().any(|t| tag_roles[t.0 as usize] & BOOST != 0);
+            let unit = ((s.personal[i as usize] - lo) / span).clamp(0.0, 1.0);
+            s.personal[i as usize] = if boosted { unit * 1.5 } else { unit };
+        }
+        if !boost.is_empty() {
+            personal.sort_by(|&a, &b| s.personal[b as usize].total_cmp(&s.personal[a as usize]).then(a.cmp(&b)));
+        }
+    }
+    let general_best = general.first().map_or(1.0, |&i| s.general[i as usize]).max(1e-6);
+    for &i in &general {
+        s.general[i as usize] /= general_best;
+    }
+    let share = match kind {
+        Personal::Ranker => 1.0,
+        Personal::Content => inputs.revelation.goals_share,
+        Personal::None => 0.0,
+    };
+    Pools { personal, general, share, goals }
+}
+
+/// How much the journey stage favours an item in the general ranking.
+fn stage_factor(stage: JourneyStage, traits: crate::catalog::ItemTraits) -> f32 {
+    let crate::catalog::ItemTraits { purchasable, educational, beginner, .. } = traits;
+    match stage {
+        JourneyStage::New if beginner => 1.1,
+        JourneyStage::Researching if educational => 1.2,
+        JourneyStage::Researching if purchasable => 0.85,
+        JourneyStage::ReadyToBuy if purchasable => 1.3,
+        JourneyStage::Customer if !purchasable => 1.1,
+        _ => 1.0,
+    }
+}
+
+/// The `k` best (score, item) pairs seen, by score then lower item index.
+pub(crate) struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Scored>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    /// Higher score is greater; on a tie the lower item index is greater (it ranks first).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> TopK {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+
+    pub(crate) fn push(&mut self, score: f32, item: u32) {
+        let scored = Scored(score, item);
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(scored));
+        } else if self.heap.peek().is_some_and(|min| scored > min.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(scored));
+        }
+    }
+
+    /// Best first.
+    pub(crate) fn into_sorted(self) -> Vec<u32> {
+        let mut all: Vec<Scored> = self.heap.into_iter().map(|r| r.0).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.into_iter().map(|s| s.1).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The bounded heap keeps exactly what sort-and-truncate keeps, in the same order.
+        #[test]
+        fn top_k_equals_sort_and_truncate(scores in prop::collection::vec(0u8..20, 0..200), k in 1usize..30) {
+            let mut top = TopK::new(k);
+            for (i, &score) in scores.iter().enumerate() {
+                top.push(f32::from(score), i as u32);
+            }
+            let mut expected: Vec<u32> = (0..scores.len() as u32).collect();
+            expected.sort_by(|&a, &b| scores[b as usize].cmp(&scores[a as usize]).then(a.cmp(&b)));
+            expected.truncate(k);
+            prop_assert_eq!(top.into_sorted(), expected);
+        }
+    }
+}

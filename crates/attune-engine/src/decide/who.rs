@@ -1,0 +1,77 @@
+//! Stage 1, who: what the pipeline may know about the person, within their consent.
+
+use attune_core::{Consent, ItemIdx, JourneyStage, Preferences, TagIdx, profile::RecentItem};
+
+use crate::Engine;
+
+/// What the pipeline knows about the person.
+#[derive(Debug, Clone)]
+pub(crate) struct Who {
+    /// The resolved person id (aliases followed), if any.
+    pub id: Option<String>,
+    pub consent: Consent,
+    pub preferences: Preferences,
+    /// Whether something personal was there to use: a history or declared goals.
+    pub personalized: bool,
+    pub stage: JourneyStage,
+    /// The most recent items (oldest first), with strength and time: what the ranker scores.
+    pub recent: Vec<RecentItem>,
+    /// Every item consumed (sorted): left out unless a slot allows repeats.
+    pub consumed: Vec<ItemIdx>,
+    /// The strongest tag affinities.
+    pub affinities: Vec<(TagIdx, f32)>,
+    /// Bought and dismissed items (sorted): never shown, whatever the consent.
+    pub excluded: Vec<ItemIdx>,
+}
+
+impl Who {
+    /// Someone the engine knows nothing about, under the default consent.
+    pub fn anonymous(consent: Consent) -> Who {
+        Who {
+            id: None,
+            consent,
+            preferences: Preferences::default(),
+            personalized: false,
+            stage: JourneyStage::New,
+            recent: Vec::new(),
+            consumed: Vec::new(),
+            affinities: Vec::new(),
+            excluded: Vec::new(),
+        }
+    }
+
+    /// The person's history length, which picks the ranker's engagement level.
+    pub fn history_len(&self) -> usize {
+        self.consumed.len().max(self.recent.len())
+    }
+}
+
+impl Engine {
+    pub(crate) fn who(&self, subject: Option<&str>, now_ms: i64) -> Who {
+        let Some(subject) = subject else {
+            return Who::anonymous(self.config.default_consent);
+        };
+        let person = self.resolve(subject);
+        self.people.read(&person, |state| {
+            let consent = state.and_then(|s| s.consent).unwrap_or(self.config.default_consent);
+            let preferences = state.and_then(|s| s.preferences.clone()).unwrap_or_default();
+            let profile = state.and_then(|s| s.profile.as_ref()).filter(|_| consent.personalization);
+            let personalized = consent.personalization
+                && preferences.personalization
+                && (profile.is_some_and(|p| p.n_events > 0) || !preferences.goals.is_empty());
+            let excluded: Vec<ItemIdx> = state.map(|s| s.excluded.clone()).unwrap_or_default();
+            let used = profile.filter(|_| personalized);
+            Who {
+                consent,
+                personalized,
+                stage: if personalized { JourneyStage::detect(used, now_ms) } else { JourneyStage::New },
+                recent: used.map(|p| p.recent.clone()).unwrap_or_default(),
+                consumed: used.map(|p| p.consumed.clone()).unwrap_or_default(),
+                affinities: used.map(|p| p.top_affinities(now_ms, 8)).unwrap_or_default(),
+                preferences,
+                excluded,
+                id: Some(person.clone()),
+            }
+        })
+    }
+}
