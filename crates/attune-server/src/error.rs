@@ -119,21 +119,22 @@ pub fn clip(text: &str) -> String {
     if text.chars().count() <= 64 { text.to_owned() } else { text.chars().take(64).collect::<String>() + "…" }
 }
 
-/// The error envelope, as documented in the OpenAPI document.
+/// Every error answer (4xx and 5xx): `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
-/// The error itself.
+/// The error itself: a stable code, a sentence, and the field at fault if one is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable snake_case code.
+    /// Stable snake_case code (never renamed); its HTTP status and meaning are listed under
+    /// `x-error-codes`.
     pub code: String,
     /// A sentence a person understands.
     pub message: String,
-    /// The field at fault, if one is.
+    /// The field at fault (`events[3].type`), if one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }

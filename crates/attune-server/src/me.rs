@@ -94,19 +94,26 @@ pub struct PageQuery {
 }
 
 /// `POST /me/consent`: a checkbox per purpose; an unchecked box is absent, so it means "no".
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ConsentForm {
+    /// The signed link token (the page carries it in a hidden field).
     token: Option<String>,
+    /// Present (the page sends `on`) when the personalization box is ticked; absent means no.
     personalization: Option<String>,
+    /// Present (the page sends `on`) when the contextual box is ticked; absent means no.
     contextual: Option<String>,
+    /// Present (the page sends `on`) when the analytics box is ticked; absent means no.
     analytics: Option<String>,
+    /// Present (the page sends `on`) when the email box is ticked; absent means no.
     email: Option<String>,
+    /// Present (the page sends `on`) when the push box is ticked; absent means no.
     push: Option<String>,
 }
 
 /// `POST /me/preferences`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PreferencesForm {
+    /// The signed link token (the page carries it in a hidden field).
     token: Option<String>,
     /// Comma-separated goals.
     goals: Option<String>,
@@ -117,16 +124,20 @@ pub struct PreferencesForm {
 }
 
 /// `POST /me/forget`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ForgetForm {
+    /// The signed link token (the page carries it in a hidden field).
     token: Option<String>,
+    /// The item to forget.
     item: Option<String>,
 }
 
 /// `POST /me/erase`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EraseForm {
+    /// The signed link token (the page carries it in a hidden field).
     token: Option<String>,
+    /// `yes` confirms the erasure; anything else erases nothing.
     confirm: Option<String>,
 }
 
@@ -150,7 +161,8 @@ pub async fn get_page(State(state): State<AppState>, query: Result<Query<PageQue
 }
 
 /// Saves consent from the page's checkboxes.
-#[utoipa::path(post, path = "/me/consent", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, path = "/me/consent", tag = "me",
+    request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Back to the page"), (status = 401, content_type = "text/html")))]
 pub async fn post_consent(State(state): State<AppState>, form: Result<Form<ConsentForm>, FormRejection>) -> Response {
     // The token travels in the form, so a body that is not a form carries no token.
@@ -174,7 +186,8 @@ pub async fn post_consent(State(state): State<AppState>, form: Result<Form<Conse
 }
 
 /// Saves goals, topics to see less of, and the pause switch.
-#[utoipa::path(post, path = "/me/preferences", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, path = "/me/preferences", tag = "me",
+    request_body(content = PreferencesForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Back to the page"), (status = 400, content_type = "text/html"),
         (status = 401, content_type = "text/html")))]
 pub async fn post_preferences(
@@ -210,7 +223,8 @@ pub async fn post_preferences(
 }
 
 /// Forgets one item of the person's history.
-#[utoipa::path(post, path = "/me/forget", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, path = "/me/forget", tag = "me",
+    request_body(content = ForgetForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Back to the page"), (status = 401, content_type = "text/html")))]
 pub async fn post_forget(State(state): State<AppState>, form: Result<Form<ForgetForm>, FormRejection>) -> Response {
     // The token travels in the form, so a body that is not a form carries no token.
@@ -233,7 +247,8 @@ pub async fn post_forget(State(state): State<AppState>, form: Result<Form<Forget
 /// `GET /v1/users/{id}/export`).
 #[utoipa::path(get, path = "/me/export", tag = "me",
     params(("token" = String, Query, description = "The signed link token")),
-    responses((status = 200, body = crate::wire::ExportOut), (status = 401, content_type = "text/html")))]
+    responses((status = 200, description = "Everything stored about the person, as a download.", body = crate::wire::ExportOut),
+        (status = 401, content_type = "text/html")))]
 pub async fn get_export(State(state): State<AppState>, query: Result<Query<PageQuery>, QueryRejection>) -> Response {
     let Ok(Query(query)) = query else { return bad_form() };
     let person = match check(&state, query.token.as_deref()) {
@@ -256,7 +271,8 @@ pub async fn get_export(State(state): State<AppState>, query: Result<Query<PageQ
 }
 
 /// Erases everything about the person, after an explicit confirmation.
-#[utoipa::path(post, path = "/me/erase", tag = "me", request_body(content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, path = "/me/erase", tag = "me",
+    request_body(content = EraseForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", description = "Erased, with the receipt"),
         (status = 400, content_type = "text/html", description = "Not confirmed"), (status = 401, content_type = "text/html")))]
 pub async fn post_erase(State(state): State<AppState>, form: Result<Form<EraseForm>, FormRejection>) -> Response {

@@ -399,10 +399,11 @@ pub struct AuditLogOut {
     pub entries: Vec<AuditOut>,
 }
 
-/// `GET /healthz`, `GET /readyz`.
+/// A one-word status: `GET /healthz` and `GET /readyz`, and the deletions that return nothing else.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StatusOut {
-    /// `ok`, `ready` or `starting`.
+    /// `ok` (alive), `ready` or `starting` (readiness); `deleted`, `cleared`, `revoked` or `unmerged`
+    /// (what a deletion did).
     pub status: String,
 }
 

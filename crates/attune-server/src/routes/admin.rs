@@ -17,7 +17,7 @@ use crate::{
 
 /// Create a scoped key. The key is shown once; only its hash is stored.
 #[utoipa::path(post, path = "/v1/keys", tag = "admin", request_body = KeyIn,
-    responses((status = 200, body = KeyCreatedOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, description = "The new key, shown this once, and its id.", body = KeyCreatedOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_key(
     State(state): State<AppState>,
@@ -59,7 +59,7 @@ pub async fn post_key(
 }
 
 /// Every key, without secrets.
-#[utoipa::path(get, path = "/v1/keys", tag = "admin", responses((status = 200, body = KeysOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/keys", tag = "admin", responses((status = 200, description = "Every key, without secrets.", body = KeysOut)), security(("bearer" = [])))]
 pub async fn list_keys(State(state): State<AppState>, _auth: Auth<Admin>) -> ApiResult<Json<KeysOut>> {
     let keys = state
         .engine
@@ -77,8 +77,8 @@ pub async fn list_keys(State(state): State<AppState>, _auth: Auth<Admin>) -> Api
 }
 
 /// Revoke a key: it authenticates nothing from now on.
-#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "admin", params(("id" = String, Path)),
-    responses((status = 200, body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "admin", params(("id" = String, Path, description = "The key's id (not the secret)")),
+    responses((status = 200, description = "Revoked: `{\"status\": \"revoked\"}`.", body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_key(
     State(state): State<AppState>,
     Auth(caller, _): Auth<Admin>,
@@ -105,7 +105,7 @@ pub struct AuditQuery {
 
 /// Who did what: key id, action, target, time.
 #[utoipa::path(get, path = "/v1/audit", tag = "admin", params(AuditQuery),
-    responses((status = 200, body = AuditLogOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "Audit entries, oldest first.", body = AuditLogOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_audit(
     State(state): State<AppState>,
     _auth: Auth<Admin>,

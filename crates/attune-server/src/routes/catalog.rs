@@ -89,7 +89,7 @@ pub fn item_out(item: &Item) -> ItemOut {
 
 /// Add or replace items.
 #[utoipa::path(put, path = "/v1/items", tag = "catalog", request_body = ItemsIn,
-    responses((status = 200, body = UpsertedOut), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    responses((status = 200, description = "How many items were added or replaced.", body = UpsertedOut), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_items(
     State(state): State<AppState>,
@@ -112,8 +112,9 @@ pub async fn put_items(
 }
 
 /// An item.
-#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalog", params(("id" = String, Path)),
-    responses((status = 200, body = ItemOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "The item's id")),
+    responses((status = 200, description = "The item.", body = ItemOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_item(
     State(state): State<AppState>,
     _auth: Auth<CatalogRead>,
@@ -124,8 +125,9 @@ pub async fn get_item(
 }
 
 /// Mark an item unavailable: it is never recommended again; history keeps it.
-#[utoipa::path(delete, path = "/v1/items/{id}", tag = "catalog", params(("id" = String, Path)),
-    responses((status = 200, body = ItemOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/items/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "The item's id")),
+    responses((status = 200, description = "The item, now unavailable (`available: false`).", body = ItemOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_item(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,
@@ -168,9 +170,10 @@ fn schema_out(name: &str, schema: &Schema) -> SchemaOut {
 }
 
 /// Declare an event type: its purpose, allowed properties and retention.
-#[utoipa::path(put, path = "/v1/schemas/{type}", tag = "catalog", params(("type" = String, Path)),
+#[utoipa::path(put, path = "/v1/schemas/{type}", tag = "catalog",
+    params(("type" = String, Path, description = "The event type: 1–64 of a–z, 0–9 and _, starting with a letter")),
     request_body = SchemaIn,
-    responses((status = 200, body = SchemaOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "The declared event type.", body = SchemaOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_schema(
     State(state): State<AppState>,
     Auth(caller, _): Auth<Admin>,
@@ -212,8 +215,9 @@ pub async fn put_schema(
 }
 
 /// A declared event type.
-#[utoipa::path(get, path = "/v1/schemas/{type}", tag = "catalog", params(("type" = String, Path)),
-    responses((status = 200, body = SchemaOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/schemas/{type}", tag = "catalog",
+    params(("type" = String, Path, description = "The event type (built in or declared)")),
+    responses((status = 200, description = "The event type's schema.", body = SchemaOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_schema(
     State(state): State<AppState>,
     _auth: Auth<CatalogRead>,
@@ -228,7 +232,7 @@ pub async fn get_schema(
 
 /// Every event type: built in and declared.
 #[utoipa::path(get, path = "/v1/schemas", tag = "catalog",
-    responses((status = 200, body = SchemasOut)), security(("bearer" = [])))]
+    responses((status = 200, description = "Every event type, built-in ones first.", body = SchemasOut)), security(("bearer" = [])))]
 pub async fn list_schemas(State(state): State<AppState>, _auth: Auth<CatalogRead>) -> ApiResult<Json<SchemasOut>> {
     let mut schemas: Vec<SchemaOut> =
         attune_core::BuiltinType::ALL.iter().map(|b| schema_out(b.as_str(), &b.schema())).collect();

@@ -266,7 +266,7 @@ pub fn decision_out(decision: Decision) -> DecisionOut {
 
 /// Decide what to show this person, per slot, now — and why.
 #[utoipa::path(post, path = "/v1/decide", tag = "decisions", request_body = DecideIn,
-    responses((status = 200, body = DecisionOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "The decision: items per placement, with reasons when asked.", body = DecisionOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_decide(
@@ -310,8 +310,8 @@ pub struct SimilarOut {
 }
 
 /// Items similar to an item (item-kNN; content similarity for new items).
-#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "decisions", params(("id" = String, Path), SimilarQuery),
-    responses((status = 200, body = SimilarOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "decisions", params(("id" = String, Path, description = "The item to find similar items for"), SimilarQuery),
+    responses((status = 200, description = "Similar items, most similar first.", body = SimilarOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_similar(
     State(state): State<AppState>,

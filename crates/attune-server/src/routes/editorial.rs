@@ -155,8 +155,8 @@ fn share(value: Option<f32>, default: f32, field: &str) -> Result<f32, ApiError>
 }
 
 /// Set a slot's settings.
-#[utoipa::path(put, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path)), request_body = SlotIn,
-    responses((status = 200, body = SlotOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path, description = "The slot (slots need no declaration)")), request_body = SlotIn,
+    responses((status = 200, description = "The slot's settings as stored.", body = SlotOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_slot(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,
@@ -205,8 +205,8 @@ pub async fn put_slot(
 }
 
 /// A slot's settings (defaults for a slot never configured).
-#[utoipa::path(get, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path)),
-    responses((status = 200, body = SlotOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path, description = "The slot")),
+    responses((status = 200, description = "The slot's settings (the defaults for a slot never configured).", body = SlotOut)), security(("bearer" = [])))]
 pub async fn get_slot(
     State(state): State<AppState>,
     _auth: Auth<CatalogWrite>,
@@ -216,7 +216,7 @@ pub async fn get_slot(
 }
 
 /// Every configured slot.
-#[utoipa::path(get, path = "/v1/slots", tag = "editorial", responses((status = 200, body = SlotsOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/slots", tag = "editorial", responses((status = 200, description = "Every configured slot.", body = SlotsOut)), security(("bearer" = [])))]
 pub async fn list_slots(State(state): State<AppState>, _auth: Auth<CatalogWrite>) -> ApiResult<Json<SlotsOut>> {
     Ok(Json(SlotsOut { slots: state.engine.slots().iter().map(|(s, settings)| slot_out(s, settings)).collect() }))
 }
@@ -292,8 +292,8 @@ fn optional_ts(value: Option<&str>, field: &str) -> Result<Option<i64>, ApiError
 }
 
 /// Add or replace an editorial pick.
-#[utoipa::path(put, path = "/v1/editorial/picks/{id}", tag = "editorial", params(("id" = String, Path)), request_body = PickIn,
-    responses((status = 200, body = PickOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(put, path = "/v1/editorial/picks/{id}", tag = "editorial", params(("id" = String, Path, description = "The pick's id")), request_body = PickIn,
+    responses((status = 200, description = "The pick as stored.", body = PickOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_pick(
     State(state): State<AppState>,
@@ -333,8 +333,9 @@ pub async fn put_pick(
 }
 
 /// A pick.
-#[utoipa::path(get, path = "/v1/editorial/picks/{id}", tag = "editorial", params(("id" = String, Path)),
-    responses((status = 200, body = PickOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/editorial/picks/{id}", tag = "editorial",
+    params(("id" = String, Path, description = "The pick's id")),
+    responses((status = 200, description = "The pick.", body = PickOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_pick(
     State(state): State<AppState>,
     _auth: Auth<CatalogWrite>,
@@ -344,14 +345,15 @@ pub async fn get_pick(
 }
 
 /// Every pick.
-#[utoipa::path(get, path = "/v1/editorial/picks", tag = "editorial", responses((status = 200, body = PicksOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/editorial/picks", tag = "editorial", responses((status = 200, description = "Every pick.", body = PicksOut)), security(("bearer" = [])))]
 pub async fn list_picks(State(state): State<AppState>, _auth: Auth<CatalogWrite>) -> ApiResult<Json<PicksOut>> {
     Ok(Json(PicksOut { picks: state.engine.picks().iter().map(pick_out).collect() }))
 }
 
 /// Delete a pick.
-#[utoipa::path(delete, path = "/v1/editorial/picks/{id}", tag = "editorial", params(("id" = String, Path)),
-    responses((status = 200, body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/editorial/picks/{id}", tag = "editorial",
+    params(("id" = String, Path, description = "The pick's id")),
+    responses((status = 200, description = "Deleted: `{\"status\": \"deleted\"}`.", body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_pick(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,
@@ -435,8 +437,8 @@ fn rule_out(rule: &Rule, now_ms: i64) -> RuleOut {
 }
 
 /// Add or replace a personalization rule.
-#[utoipa::path(put, path = "/v1/rules/{id}", tag = "editorial", params(("id" = String, Path)), request_body = RuleIn,
-    responses((status = 200, body = RuleOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/rules/{id}", tag = "editorial", params(("id" = String, Path, description = "The rule's id")), request_body = RuleIn,
+    responses((status = 200, description = "The rule as stored.", body = RuleOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_rule(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,
@@ -473,8 +475,9 @@ pub async fn put_rule(
 }
 
 /// A rule.
-#[utoipa::path(get, path = "/v1/rules/{id}", tag = "editorial", params(("id" = String, Path)),
-    responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/rules/{id}", tag = "editorial",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses((status = 200, description = "The rule.", body = RuleOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_rule(
     State(state): State<AppState>,
     _auth: Auth<CatalogWrite>,
@@ -494,7 +497,8 @@ pub struct RulesQuery {
 }
 
 /// Rules (`?due=true`: those past their review date).
-#[utoipa::path(get, path = "/v1/rules", tag = "editorial", params(RulesQuery), responses((status = 200, body = RulesOut)),
+#[utoipa::path(get, path = "/v1/rules", tag = "editorial", params(RulesQuery),
+    responses((status = 200, description = "The rules (only those due for review with `?due=true`).", body = RulesOut)),
     security(("bearer" = [])))]
 pub async fn list_rules(
     State(state): State<AppState>,
@@ -507,8 +511,9 @@ pub async fn list_rules(
 }
 
 /// Delete a rule.
-#[utoipa::path(delete, path = "/v1/rules/{id}", tag = "editorial", params(("id" = String, Path)),
-    responses((status = 200, body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/rules/{id}", tag = "editorial",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses((status = 200, description = "Deleted: `{\"status\": \"deleted\"}`.", body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_rule(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,
@@ -581,7 +586,7 @@ pub struct ReviewOut {
 
 /// Recent decisions with items, sources and reasons: what is recommended to whom.
 #[utoipa::path(get, path = "/v1/review/decisions", tag = "editorial", params(ReviewQuery),
-    responses((status = 200, body = ReviewOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "Recent decisions, newest first.", body = ReviewOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn review_decisions(
     State(state): State<AppState>,
     _auth: Auth<CatalogWrite>,
@@ -657,7 +662,7 @@ fn flag_out(f: attune_engine::editorial::Flag) -> FlagOut {
 
 /// Flag an item: it is held back from recommendations until cleared.
 #[utoipa::path(post, path = "/v1/review/flags", tag = "editorial", request_body = FlagIn,
-    responses((status = 200, body = FlagOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The flag; the item is held back until it is cleared.", body = FlagOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_flag(
     State(state): State<AppState>,
@@ -673,14 +678,14 @@ pub async fn post_flag(
 }
 
 /// Every flagged item.
-#[utoipa::path(get, path = "/v1/review/flags", tag = "editorial", responses((status = 200, body = FlagsOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/review/flags", tag = "editorial", responses((status = 200, description = "Every flagged item.", body = FlagsOut)), security(("bearer" = [])))]
 pub async fn list_flags(State(state): State<AppState>, _auth: Auth<CatalogWrite>) -> ApiResult<Json<FlagsOut>> {
     Ok(Json(FlagsOut { flags: state.engine.flags().into_iter().map(flag_out).collect() }))
 }
 
 /// Clear a flag: the item may be recommended again.
-#[utoipa::path(delete, path = "/v1/review/flags/{item}", tag = "editorial", params(("item" = String, Path)),
-    responses((status = 200, body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/review/flags/{item}", tag = "editorial", params(("item" = String, Path, description = "The flagged item's id")),
+    responses((status = 200, description = "Cleared: `{\"status\": \"cleared\"}`.", body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_flag(
     State(state): State<AppState>,
     Auth(caller, _): Auth<CatalogWrite>,

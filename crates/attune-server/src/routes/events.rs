@@ -111,7 +111,7 @@ pub async fn post_events(
 
 /// Merge an anonymous id's history into a person's.
 #[utoipa::path(post, path = "/v1/identify", tag = "events", request_body = IdentifyIn,
-    responses((status = 200, body = IdentifyOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, description = "How many events moved to the person (0 when the pair was merged before).", body = IdentifyOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_identify(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub async fn post_identify(
 /// Undo a merge (admin): the anonymous id's history is its own again.
 #[utoipa::path(delete, path = "/v1/identify/{anonymous_id}", tag = "events",
     params(("anonymous_id" = String, Path, description = "The merged anonymous id")),
-    responses((status = 200, body = crate::wire::StatusOut), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "Unmerged: `{\"status\": \"unmerged\"}`.", body = crate::wire::StatusOut), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_identify(
     State(state): State<AppState>,

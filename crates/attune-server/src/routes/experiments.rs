@@ -108,9 +108,10 @@ fn out(e: &Experiment) -> ExperimentOut {
 
 /// Define (or change) an experiment. Assignment is deterministic per person and stays stable when
 /// weights grow.
-#[utoipa::path(put, path = "/v1/experiments/{id}", tag = "measurement", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/v1/experiments/{id}", tag = "measurement",
+    params(("id" = String, Path, description = "The experiment's id")),
     request_body = ExperimentIn,
-    responses((status = 200, body = ExperimentOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "The experiment as stored.", body = ExperimentOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_experiment(
     State(state): State<AppState>,
     Auth(caller, _): Auth<Admin>,
@@ -157,8 +158,9 @@ pub async fn put_experiment(
 }
 
 /// An experiment.
-#[utoipa::path(get, path = "/v1/experiments/{id}", tag = "measurement", params(("id" = String, Path)),
-    responses((status = 200, body = ExperimentOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/experiments/{id}", tag = "measurement",
+    params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "The experiment.", body = ExperimentOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_experiment(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
@@ -168,8 +170,8 @@ pub async fn get_experiment(
 }
 
 /// Per arm: exposures, conversions, rate, lift with a 95 % interval; and a sample-ratio check.
-#[utoipa::path(get, path = "/v1/experiments/{id}/results", tag = "measurement", params(("id" = String, Path)),
-    responses((status = 200, body = ResultsOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/experiments/{id}/results", tag = "measurement", params(("id" = String, Path, description = "The experiment's id")),
+    responses((status = 200, description = "Results per arm, with the sample-ratio check.", body = ResultsOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_results(
     State(state): State<AppState>,
     _auth: Auth<Admin>,

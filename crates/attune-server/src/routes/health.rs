@@ -10,14 +10,15 @@ use axum::{
 use crate::{AppState, wire::StatusOut};
 
 /// Alive.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = StatusOut)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`.", body = StatusOut)))]
 pub async fn healthz() -> Json<StatusOut> {
     Json(StatusOut { status: "ok".into() })
 }
 
 /// Ready: store open, models loaded.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, body = StatusOut), (status = 503, body = StatusOut)))]
+    responses((status = 200, description = "Ready: `{\"status\": \"ready\"}`.", body = StatusOut),
+        (status = 503, description = "Not ready yet: `{\"status\": \"starting\"}` until the models are loaded.", body = StatusOut)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.engine.ready() {
         Json(StatusOut { status: "ready".into() }).into_response()
@@ -27,7 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, events, store size.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine.clone();
     if let Ok(Ok((n_events, disk_bytes))) = tokio::task::spawn_blocking(move || engine.store_stats()).await {
@@ -40,7 +41,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// The OpenAPI document of this API, generated from the code.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json")))]
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document_json()).into_response()
 }

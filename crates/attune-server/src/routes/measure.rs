@@ -103,7 +103,7 @@ fn ts(value: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
 
 /// The four dimensions of a period: behavioral, attitudinal, business, ethical.
 #[utoipa::path(get, path = "/v1/report", tag = "measurement", params(ReportQuery),
-    responses((status = 200, body = ReportOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "The report for the period.", body = ReportOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_report(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
@@ -168,7 +168,7 @@ pub struct PlanOut {
 /// Plan a notification: consent, quiet hours in the person's time zone, and one frequency budget
 /// across channels (a plan with a `send_at` reserves one send).
 #[utoipa::path(post, path = "/v1/notifications/plan", tag = "measurement", request_body = PlanIn,
-    responses((status = 200, body = PlanOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "When to send (null: not now) and why.", body = PlanOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn post_plan(
     State(state): State<AppState>,
     _auth: Auth<Decide>,

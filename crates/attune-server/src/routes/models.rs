@@ -64,7 +64,7 @@ pub struct TrainQuery {
 /// Retrain every model now; the new models are swapped in without a pause, and a failed training
 /// keeps the previous ones.
 #[utoipa::path(post, path = "/v1/models/train", tag = "models", params(TrainQuery),
-    responses((status = 200, body = JobOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "The job: `running`, or finished with `?wait=true`.", body = JobOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn post_train(
     State(state): State<AppState>,
     Auth(caller, _): Auth<Admin>,
@@ -130,8 +130,8 @@ fn train_elsewhere(engine: &attune_engine::Engine, job: String) -> JobOut {
 }
 
 /// A training job's status.
-#[utoipa::path(get, path = "/v1/models/jobs/{job}", tag = "models", params(("job" = String, Path)),
-    responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/models/jobs/{job}", tag = "models", params(("job" = String, Path, description = "The job's id, from `POST /v1/models/train`")),
+    responses((status = 200, description = "The job's status.", body = JobOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_job(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
@@ -172,7 +172,7 @@ pub struct ModelsOut {
 }
 
 /// The models in use, with when and on what they were trained.
-#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = ModelsOut)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, description = "The models in use.", body = ModelsOut)), security(("bearer" = [])))]
 pub async fn list_models(State(state): State<AppState>, _auth: Auth<Admin>) -> ApiResult<Json<ModelsOut>> {
     let snapshot = state.engine.models();
     let trained_at = (snapshot.trained_at_ms > 0).then(|| rfc3339(snapshot.trained_at_ms));

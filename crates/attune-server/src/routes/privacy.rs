@@ -24,8 +24,8 @@ use crate::{
 /// Forget one item: the person's (and aliases') events about it are deleted, the profile is
 /// refolded without them, and the item is never cited as a reason again.
 #[utoipa::path(delete, path = "/v1/users/{id}/history/{item}", tag = "people",
-    params(("id" = String, Path), ("item" = String, Path)),
-    responses((status = 200, body = ForgetOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "The person's id"), ("item" = String, Path, description = "The item to forget")),
+    responses((status = 200, description = "What was forgotten.", body = ForgetOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_history(
     State(state): State<AppState>,
@@ -39,8 +39,8 @@ pub async fn delete_history(
 
 /// Every stored record about the person and their aliases, machine-readable (GDPR Art. 20).
 /// Audited (`users.export`).
-#[utoipa::path(get, path = "/v1/users/{id}/export", tag = "people", params(("id" = String, Path)),
-    responses((status = 200, body = ExportOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{id}/export", tag = "people", params(("id" = String, Path, description = "The person's id")),
+    responses((status = 200, description = "Every stored record about the person.", body = ExportOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_export(
     State(state): State<AppState>,
     Auth(caller, _): Auth<UsersRead>,
@@ -63,8 +63,8 @@ pub(crate) async fn export(state: &AppState, id: String, key_id: String) -> ApiR
 /// Erase the person and every merged anonymous id: events, profile, consent, preferences,
 /// aliases, decisions, exposures, notification plans, and their factors in live models. The
 /// receipt counts what was removed and holds no personal data. Afterwards the id is unknown.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path)),
-    responses((status = 200, body = ErasedOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path, description = "The person's id")),
+    responses((status = 200, description = "Erased, with a receipt that holds no personal data.", body = ErasedOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_user(
     State(state): State<AppState>,
     Auth(caller, _): Auth<UsersWrite>,
@@ -75,8 +75,8 @@ pub async fn delete_user(
 }
 
 /// An erasure receipt (admin).
-#[utoipa::path(get, path = "/v1/erasures/{receipt_id}", tag = "admin", params(("receipt_id" = String, Path)),
-    responses((status = 200, body = ReceiptOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/erasures/{receipt_id}", tag = "admin", params(("receipt_id" = String, Path, description = "The receipt's id, from `DELETE /v1/users/{id}`")),
+    responses((status = 200, description = "The receipt.", body = ReceiptOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_erasure(
     State(state): State<AppState>,
     _auth: Auth<Admin>,
@@ -98,8 +98,8 @@ pub struct MeLinkQuery {
 
 /// A signed, expiring link to the person's `/me` page ("why am I seeing this / my
 /// preferences"), which works without an API key.
-#[utoipa::path(post, path = "/v1/users/{id}/me-link", tag = "people", params(("id" = String, Path), MeLinkQuery),
-    responses((status = 200, body = MeLinkOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/users/{id}/me-link", tag = "people", params(("id" = String, Path, description = "The person's id"), MeLinkQuery),
+    responses((status = 200, description = "The link and when it expires.", body = MeLinkOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_me_link(
     State(state): State<AppState>,
@@ -122,7 +122,7 @@ pub async fn post_me_link(
 /// Run the retention sweep now (the server also runs it hourly): deletes events past their
 /// retention and what was derived only from them, old audit entries and old decisions.
 #[utoipa::path(post, path = "/v1/admin/retention/sweep", tag = "admin",
-    responses((status = 200, body = SweepOut)), security(("bearer" = [])))]
+    responses((status = 200, description = "What the sweep deleted.", body = SweepOut)), security(("bearer" = [])))]
 pub async fn post_sweep(State(state): State<AppState>, Auth(caller, _): Auth<Admin>) -> ApiResult<Json<SweepOut>> {
     let report = blocking(&state, move |engine| {
         let report = engine.sweep_retention(engine.now_ms())?;

@@ -60,8 +60,8 @@ pub(crate) fn user_out(view: PersonView) -> UserOut {
 }
 
 /// What Attune knows and infers about a person.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path)),
-    responses((status = 200, body = UserOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "people", params(("id" = String, Path, description = "The person's id (or an anonymous id)")),
+    responses((status = 200, description = "What Attune knows and infers about the person.", body = UserOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_user(
     State(state): State<AppState>,
     _auth: Auth<UsersRead>,
@@ -72,9 +72,9 @@ pub async fn get_user(
 }
 
 /// Set consent per purpose; unset purposes take the server's defaults. Works before any event.
-#[utoipa::path(put, path = "/v1/users/{id}/consent", tag = "people", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/v1/users/{id}/consent", tag = "people", params(("id" = String, Path, description = "The person's id")),
     request_body = ConsentIn,
-    responses((status = 200, body = ConsentOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "Consent per purpose as now in force.", body = ConsentOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_consent(
     State(state): State<AppState>,
     Auth(caller, _): Auth<UsersWrite>,
@@ -128,9 +128,9 @@ pub fn to_preferences(body: PreferencesIn) -> Result<Preferences, ApiError> {
 }
 
 /// Set explicit preferences (replaces what was stored).
-#[utoipa::path(put, path = "/v1/users/{id}/preferences", tag = "people", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/v1/users/{id}/preferences", tag = "people", params(("id" = String, Path, description = "The person's id")),
     request_body = PreferencesIn,
-    responses((status = 200, body = PreferencesOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "The preferences as stored.", body = PreferencesOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_preferences(
     State(state): State<AppState>,
     Auth(caller, _): Auth<UsersWrite>,
