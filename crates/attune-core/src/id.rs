@@ -79,7 +79,8 @@ mod tests {
 
     #[test]
     fn ids_refuse_bidi_and_zero_width_characters() {
-        for id in ["u-\u{202E}mitciv", "u\u{200B}-1", "u-\u{2066}1\u{2069}", "\u{FEFF}u-1", "u\u{200D}1", "u\u{061C}1"] {
+        for id in ["u-\u{202E}mitciv", "u\u{200B}-1", "u-\u{2066}1\u{2069}", "\u{FEFF}u-1", "u\u{200D}1", "u\u{061C}1"]
+        {
             assert_eq!(check_id(id), Err(IdError::NotPrintable), "{id:?}");
         }
         assert_eq!(check_id("Łódź-ünïcode-名前"), Ok(()));

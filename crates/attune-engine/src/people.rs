@@ -136,9 +136,9 @@ impl Engine {
     /// Whether `id` is a person in its own right, not merely a device: events were stored under
     /// it as a `user`, it has consent or preferences of its own, or other ids are merged into it.
     pub fn is_known_person(&self, id: &str) -> bool {
-        let own = self.people.read(id, |state| {
-            state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some())
-        });
+        let own = self
+            .people
+            .read(id, |state| state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some()));
         own || self.aliases.read().values().any(|person| person == id)
     }
 

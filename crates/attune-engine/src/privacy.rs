@@ -789,10 +789,8 @@ impl Engine {
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
-        let deleted = report.events_deleted
-            + report.audit_deleted
-            + report.decisions_deleted
-            + report.notifications_deleted;
+        let deleted =
+            report.events_deleted + report.audit_deleted + report.decisions_deleted + report.notifications_deleted;
         if deleted > 0 {
             report.purge_by_ms = Some(self.request_purge()?);
         }

@@ -132,10 +132,7 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool) -> Re
     } else {
         let needed: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         let (what, joined) = if all { ("every scope", " and ") } else { ("the scope", " or ") };
-        Err(ApiError::new(
-            Code::Forbidden,
-            format!("This key lacks {what} this route needs: {}.", needed.join(joined)),
-        ))
+        Err(ApiError::new(Code::Forbidden, format!("This key lacks {what} this route needs: {}.", needed.join(joined))))
     }
 }
 
@@ -182,8 +179,7 @@ pub fn is_loopback_host(host: &str) -> bool {
             None => host,
         }
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_port(text: &str) -> bool {
@@ -200,9 +196,17 @@ mod tests {
         {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["attacker.example", "attacker.example:7700", "localhost.attacker.example", "10.0.0.1:7700", "[::2]:1",
-            "127.0.0.1:x", "", "[::1]x", "0.0.0.0:7700"]
-        {
+        for host in [
+            "attacker.example",
+            "attacker.example:7700",
+            "localhost.attacker.example",
+            "10.0.0.1:7700",
+            "[::2]:1",
+            "127.0.0.1:x",
+            "",
+            "[::1]x",
+            "0.0.0.0:7700",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }

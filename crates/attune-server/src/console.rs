@@ -211,7 +211,8 @@ pub async fn guard(
         Some(editor) => format!("console:{}", editor.key_id),
         None => format!("console@{client}"),
     };
-    let limiter = if signed_in.as_ref().is_some_and(|e| e.key_id == "admin") { &state.admin_limiter } else { &state.limiter };
+    let limiter =
+        if signed_in.as_ref().is_some_and(|e| e.key_id == "admin") { &state.admin_limiter } else { &state.limiter };
     if let Err(error) = limiter.check(&bucket) {
         return error.into_response();
     }
@@ -222,7 +223,8 @@ pub async fn guard(
         None
     };
     let (request, expected) = if is_post {
-        let expected = if path == "/console/login" { login_token.clone() } else { signed_in.as_ref().map(|e| e.csrf.clone()) };
+        let expected =
+            if path == "/console/login" { login_token.clone() } else { signed_in.as_ref().map(|e| e.csrf.clone()) };
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, 64 << 10).await else {
             return refused(StatusCode::PAYLOAD_TOO_LARGE, "This form is too large.");
@@ -251,9 +253,13 @@ pub async fn guard(
     };
     let secure = over_tls(&headers, &axum::http::Uri::from_static("/"));
     let mut response = fill_csrf(response, token.as_deref().unwrap_or("")).await;
-    if path == "/console/login" && !is_post && let Some(token) = &login_token {
+    if path == "/console/login"
+        && !is_post
+        && let Some(token) = &login_token
+    {
         let secure = if secure { "; Secure" } else { "" };
-        let value = format!("{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+        let value =
+            format!("{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }

@@ -129,7 +129,8 @@ fn from_path_error(err: serde_path_to_error::Error<serde_json::Error>, prefix: &
                 let field = join(&field, name);
                 ApiError::new(Code::MissingField, format!("`{}` is required.", clip(&field))).with_field(field)
             } else {
-                let error = ApiError::new(Code::InvalidType, format!("{} {}.", described(&field), scrubbed(&without_position)));
+                let error =
+                    ApiError::new(Code::InvalidType, format!("{} {}.", described(&field), scrubbed(&without_position)));
                 if field.is_empty() { error } else { error.with_field(field) }
             }
         }
@@ -143,9 +144,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8)."))?;
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| {
+                ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8).")
+            })?;
         check_path_id(&id, "id")?;
         Ok(IdPath(id))
     }
@@ -158,9 +160,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath2 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path((a, b)) = axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8)."))?;
+        let axum::extract::Path((a, b)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await.map_err(|_| {
+                ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8).")
+            })?;
         check_path_id(&a, "id")?;
         check_path_id(&b, "item")?;
         Ok(IdPath2(a, b))
@@ -194,7 +197,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|err| {
-                ApiError::new(Code::InvalidQuery, format!("The query string is invalid: {}.", query_problem(&err.body_text())))
+                ApiError::new(
+                    Code::InvalidQuery,
+                    format!("The query string is invalid: {}.", query_problem(&err.body_text())),
+                )
             })?;
         Ok(ApiQuery(value))
     }

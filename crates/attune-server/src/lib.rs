@@ -201,13 +201,15 @@ pub fn app(state: AppState) -> Router {
 /// Open mode (no admin key, loopback only) answers only requests that name a loopback host
 /// (`localhost`, `127.x.y.z`, `[::1]`, any port): a page on another site that rebinds its DNS
 /// name to 127.0.0.1 sends its own name as `Host` and is refused (DNS rebinding).
-async fn check_host(axum::extract::State(state): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+async fn check_host(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let AuthMode::Open = state.auth {
-        let host = request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str().to_owned())
-            .or_else(|| request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        let host = request.uri().authority().map(|authority| authority.as_str().to_owned()).or_else(|| {
+            request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned)
+        });
         if !host.as_deref().is_some_and(auth::is_loopback_host) {
             return ApiError::new(
                 Code::InvalidHost,

@@ -68,11 +68,8 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = GuardedListener {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-        limits,
-    };
+    let listener =
+        GuardedListener { inner: listener, permits: Arc::new(Semaphore::new(limits.max_connections.max(1))), limits };
     let app = app.layer(axum::middleware::from_fn(move |request, next| track(request, next, limits.body_timeout)));
     axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).with_graceful_shutdown(shutdown).await
 }
@@ -147,13 +144,70 @@ impl Connected<IncomingStream<'_, GuardedListener>> for Peer {
 }
 
 /// A TCP stream that closes itself when the client stalls (see the module docs); holds its
-/// connection slot until dropped.
+/// connection slot until dropped. It also percent-encodes the bytes of a request line's target
+/// that the HTTP parser would refuse (`<`, `>`, `"`, …) — browsers encode them anyway — so
+/// such a request reaches the router and gets a JSON answer instead of the parser's empty 400.
 pub struct GuardedIo {
     stream: TcpStream,
     limits: ServerLimits,
     activity: Arc<Activity>,
     deadline: Pin<Box<Sleep>>,
+    /// Where in the request line of the current request the stream is.
+    line: Line,
+    /// Rewritten bytes the caller's buffer had no room for yet.
+    pending: Vec<u8>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// The part of a request line being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Method,
+    Target,
+    Version,
+    Done,
+}
+
+/// Bytes of a request target the URI parser refuses: encode them as `%XX`.
+fn needs_escape(byte: u8) -> bool {
+    matches!(byte, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}') || byte >= 0x80
+}
+
+/// Rewrites `input` (the next bytes of the stream) into `out`, advancing `line`.
+fn rewrite_line(line: &mut Line, input: &[u8], out: &mut Vec<u8>) {
+    for (i, &byte) in input.iter().enumerate() {
+        match *line {
+            Line::Done => {
+                out.extend_from_slice(&input[i..]);
+                return;
+            }
+            Line::Method => {
+                if byte == b' ' {
+                    *line = Line::Target;
+                }
+                out.push(byte);
+            }
+            Line::Target => {
+                if byte == b' ' {
+                    *line = Line::Version;
+                    out.push(byte);
+                } else if byte == b'\r' || byte == b'\n' {
+                    *line = Line::Done;
+                    out.push(byte);
+                } else if needs_escape(byte) {
+                    out.extend_from_slice(format!("%{byte:02X}").as_bytes());
+                } else {
+                    out.push(byte);
+                }
+            }
+            Line::Version => {
+                if byte == b'\n' {
+                    *line = Line::Done;
+                }
+                out.push(byte);
+            }
+        }
+    }
 }
 
 impl GuardedIo {
@@ -167,6 +221,8 @@ impl GuardedIo {
                 state: Mutex::new(Clock { last: now, head_started: None }),
             }),
             deadline: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
+            line: Line::Done,
+            pending: Vec::new(),
             _permit: permit,
         }
     }
@@ -184,6 +240,41 @@ impl GuardedIo {
 impl AsyncRead for GuardedIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        let starting =
+            this.activity.in_flight.load(Ordering::Acquire) == 0 && this.activity.state.lock().head_started.is_none();
+        if starting || this.line != Line::Done {
+            // A request line may be under way: read into a buffer of our own and rewrite it.
+            let mut raw = vec![0u8; buf.remaining().clamp(1, 8192)];
+            let mut raw_buf = ReadBuf::new(&mut raw);
+            let polled = this.poll_read_inner(cx, &mut raw_buf);
+            if let Poll::Ready(Ok(())) = polled {
+                let read = raw_buf.filled();
+                if !read.is_empty() {
+                    if starting {
+                        this.line = Line::Method;
+                    }
+                    let mut out = Vec::with_capacity(read.len());
+                    rewrite_line(&mut this.line, read, &mut out);
+                    let n = out.len().min(buf.remaining());
+                    buf.put_slice(&out[..n]);
+                    this.pending.extend_from_slice(&out[n..]);
+                }
+            }
+            return polled;
+        }
+        this.poll_read_inner(cx, buf)
+    }
+}
+
+impl GuardedIo {
+    fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self;
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -326,4 +417,28 @@ pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
         current = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(chunks: &[&str]) -> String {
+        let mut line = Line::Method;
+        let mut out = Vec::new();
+        for chunk in chunks {
+            rewrite_line(&mut line, chunk.as_bytes(), &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_targets_are_encoded_and_nothing_else() {
+        assert_eq!(
+            rewritten(&["GET /v1/users/<x>?q=\"a\" HTTP/1.1\r\nHost: <h>\r\n\r\n"]),
+            "GET /v1/users/%3Cx%3E?q=%22a%22 HTTP/1.1\r\nHost: <h>\r\n\r\n"
+        );
+        assert_eq!(rewritten(&["GE", "T /a<", "b> HT", "TP/1.1\r\n{}"]), "GET /a%3Cb%3E HTTP/1.1\r\n{}");
+        assert_eq!(rewritten(&["GET /ok/%3C HTTP/1.1\r\n"]), "GET /ok/%3C HTTP/1.1\r\n");
+    }
 }

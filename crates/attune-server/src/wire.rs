@@ -370,6 +370,9 @@ pub struct KeyOut {
     pub created_at: String,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Minted while the server ran open (no admin key): such a key authenticates nothing once an
+    /// admin key is set; mint a new one.
+    pub minted_open: bool,
 }
 
 /// `GET /v1/keys`.

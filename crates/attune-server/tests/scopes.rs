@@ -188,8 +188,9 @@ async fn every_route_checks_every_scope() {
                     matches!(reply.status, 401 | 403 | 500..)
                         .then(|| "an accepted scope was refused or failed".to_owned())
                 }
-                AllOf(_) if *scope == "admin" => matches!(reply.status, 401 | 403 | 500..)
-                    .then(|| "admin was refused on an all-of route".to_owned()),
+                AllOf(_) if *scope == "admin" => {
+                    matches!(reply.status, 401 | 403 | 500..).then(|| "admin was refused on an all-of route".to_owned())
+                }
                 Scopes(accepted) | AllOf(accepted) => {
                     let message = reply.json["error"]["message"].as_str().unwrap_or("");
                     if reply.status != 403 || reply.json["error"]["code"] != "forbidden" {

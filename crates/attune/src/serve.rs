@@ -145,8 +145,8 @@ pub fn resolve_admin_key(args: &ServeArgs) -> anyhow::Result<Option<String>> {
                     .with_context(|| format!("tightening {}", path.display()))?;
             }
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the admin key file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the admin key file {}", path.display()))?;
         let key = text.lines().next().unwrap_or_default().trim().to_owned();
         if key.is_empty() {
             bail!("the admin key file {} is empty", path.display());

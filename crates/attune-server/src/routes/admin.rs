@@ -72,6 +72,7 @@ pub async fn list_keys(State(state): State<AppState>, _auth: Auth<Admin>) -> Api
             scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             created_at: rfc3339(key.created_ms),
             revoked: key.revoked,
+            minted_open: key.minted_open,
         })
         .collect();
     Ok(Json(KeysOut { keys }))

@@ -121,8 +121,9 @@ pub async fn post_identify(
     check_path_id(&body.anonymous_id, "anonymous_id")?;
     check_path_id(&body.user, "user")?;
     if body.force && !caller.admin {
-        return Err(ApiError::new(Code::Forbidden, "Only an admin key may force a merge (`force`): admin.")
-            .with_field("force"));
+        return Err(
+            ApiError::new(Code::Forbidden, "Only an admin key may force a merge (`force`): admin.").with_field("force")
+        );
     }
     let report = blocking(&state, move |engine| {
         engine.identify_with(&body.anonymous_id, &body.user, &caller.key_id, body.force)

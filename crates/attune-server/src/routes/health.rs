@@ -30,8 +30,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine.clone();
-    let stats = tokio::task::spawn_blocking(move || Ok::<_, attune_engine::EngineError>((engine.store_stats()?, engine.purge_due_ms()?)))
-        .await;
+    let stats = tokio::task::spawn_blocking(move || {
+        Ok::<_, attune_engine::EngineError>((engine.store_stats()?, engine.purge_due_ms()?))
+    })
+    .await;
     if let Ok(Ok(((n_events, disk_bytes), purge_due_ms))) = stats {
         metrics::gauge!("attune_store_events").set(n_events as f64);
         metrics::gauge!("attune_store_disk_bytes").set(disk_bytes as f64);

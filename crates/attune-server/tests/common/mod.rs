@@ -83,7 +83,14 @@ impl TestServer {
 
     /// Stops the server, closes the store, and starts a new server on the same data directory.
     pub async fn restart(self) -> TestServer {
-        let TestServer { client, engine, dir, admin_key, stop, task, .. } = self;
+        let admin_key = self.admin_key.clone();
+        self.restart_with(admin_key.as_deref()).await
+    }
+
+    /// [`TestServer::restart`] with another admin key (or none: open mode).
+    pub async fn restart_with(self, admin_key: Option<&str>) -> TestServer {
+        let admin_key = admin_key.map(str::to_owned);
+        let TestServer { client, engine, dir, stop, task, .. } = self;
         drop(client);
         if let Some(stop) = stop {
             let _ = stop.send(());
