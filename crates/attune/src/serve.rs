@@ -469,3 +469,48 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         served
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_keys_are_long_and_open_mode_is_loopback_only() {
+        let loopback: SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        let anywhere: SocketAddr = "0.0.0.0:7700".parse().unwrap();
+        let short = "a".repeat(MIN_ADMIN_KEY_CHARS - 1);
+        let error = check_listen(&anywhere, Some(&short)).unwrap_err().to_string();
+        assert!(error.contains("at least 32 characters"), "{error}");
+        assert!(check_listen(&anywhere, Some("0123456789abcdef")).is_err(), "16 characters are no longer enough");
+        assert!(check_listen(&anywhere, Some(&"a".repeat(MIN_ADMIN_KEY_CHARS))).is_ok());
+        assert!(check_listen(&anywhere, None).is_err());
+        assert!(check_listen(&loopback, None).is_ok());
+    }
+
+    #[test]
+    fn an_admin_key_on_the_command_line_is_noticed() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(admin_key_on_command_line(args(&["attune", "serve", "--admin-key", "k"])));
+        assert!(admin_key_on_command_line(args(&["attune", "serve", "--admin-key=k"])));
+        assert!(!admin_key_on_command_line(args(&["attune", "serve", "--admin-key-file", "/run/k"])));
+        assert!(!admin_key_on_command_line(args(&["attune", "serve"])));
+    }
+
+    #[test]
+    fn the_admin_key_file_is_read_and_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.key");
+        std::fs::write(&path, format!("{}\n", "k".repeat(40))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let args = <ServeCli as clap::Parser>::parse_from(["serve", "--admin-key-file", path.to_str().unwrap()]).args;
+        assert_eq!(resolve_admin_key(&args).unwrap(), Some("k".repeat(40)));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[derive(clap::Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+}
