@@ -222,7 +222,7 @@ pub async fn guard(
     } else {
         None
     };
-    let (request, expected) = if is_post {
+    let request = if is_post {
         let expected =
             if path == "/console/login" { login_token.clone() } else { signed_in.as_ref().map(|e| e.csrf.clone()) };
         let (parts, body) = request.into_parts();
@@ -240,11 +240,10 @@ pub async fn guard(
                 );
             }
         }
-        (axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)), expected)
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
     } else {
-        (request, None)
+        request
     };
-    let _ = expected;
     let response = next.run(request).await;
     let token = match (&login_token, &signed_in) {
         (Some(token), _) if !is_post => Some(token.clone()),

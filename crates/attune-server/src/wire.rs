@@ -340,7 +340,7 @@ pub struct UserOut {
 pub struct KeyIn {
     /// A name for people.
     pub name: String,
-    /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `admin`.
+    /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `decisions:read`, `admin`.
     pub scopes: Vec<String>,
 }
 
