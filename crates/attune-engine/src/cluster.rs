@@ -812,7 +812,9 @@ mod tests {
                 IngestItem::Raw(RawEvent {
                     id: Some(format!("{tag}-{user}-{i}")),
                     kind: Some("view".to_owned()),
-                    user: Some(user.to_owned()),
+                    // `anon-…` ids are devices (identify merges only those into a person).
+                    user: (!user.starts_with("anon-")).then(|| user.to_owned()),
+                    anonymous_id: user.starts_with("anon-").then(|| user.to_owned()),
                     item: Some((*item).to_owned()),
                     ..RawEvent::default()
                 })

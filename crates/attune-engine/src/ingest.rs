@@ -224,10 +224,17 @@ impl Engine {
     /// replay.
     pub(crate) fn apply_event(&self, person: &str, event: &Event, updated_ms: i64) {
         let subject = event.subject.id();
+        let as_user = matches!(event.subject, attune_core::Subject::User(_));
         if subject != person {
-            self.people.update(subject, |state| state.n_events += 1);
+            self.people.update(subject, |state| {
+                state.n_events += 1;
+                state.known_user |= as_user;
+            });
         }
         self.fold_into(person, event, updated_ms, subject == person);
+        if as_user && subject == person && !self.people.read(person, |state| state.is_some_and(|s| s.known_user)) {
+            self.people.update(person, |state| state.known_user = true);
+        }
         if let Some(decision_id) = &event.decision_id {
             self.attribute(decision_id, event.item.as_deref(), &event.kind);
         }

@@ -17,14 +17,23 @@ pub enum Scope {
     UsersRead,
     /// Consent, preferences, forgetting, erasure.
     UsersWrite,
+    /// Reading the decision log (`GET /v1/review/decisions`: user ids and personal reasons).
+    DecisionsRead,
     /// Everything, including keys, audit and models.
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] =
-        [Scope::EventsWrite, Scope::Decide, Scope::CatalogWrite, Scope::UsersRead, Scope::UsersWrite, Scope::Admin];
+    pub const ALL: [Scope; 7] = [
+        Scope::EventsWrite,
+        Scope::Decide,
+        Scope::CatalogWrite,
+        Scope::UsersRead,
+        Scope::UsersWrite,
+        Scope::DecisionsRead,
+        Scope::Admin,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +43,7 @@ impl Scope {
             Scope::CatalogWrite => "catalog:write",
             Scope::UsersRead => "users:read",
             Scope::UsersWrite => "users:write",
+            Scope::DecisionsRead => "decisions:read",
             Scope::Admin => "admin",
         }
     }
@@ -59,6 +69,9 @@ pub struct ApiKey {
     pub created_ms: i64,
     /// Revoked keys authenticate nothing.
     pub revoked: bool,
+    /// Minted while the server ran open (no admin key): refused once an admin key is set.
+    #[serde(default)]
+    pub minted_open: bool,
 }
 
 impl ApiKey {

@@ -93,6 +93,9 @@ pub struct PersonState {
     pub excluded: Vec<attune_core::ItemIdx>,
     /// Last change.
     pub updated_ms: i64,
+    /// Events were stored under this id as a known person (`user`, not `anonymous_id`): the id
+    /// is a person, and `identify` never merges it into another one unless an admin forces it.
+    pub known_user: bool,
 }
 
 pub(crate) const N_SHARDS: usize = 32;
@@ -380,6 +383,12 @@ impl Engine {
 
     /// Creates a key; returns the stored key and the secret (shown once).
     pub fn create_key(&self, name: &str, scopes: Vec<Scope>) -> Result<(ApiKey, String)> {
+        self.create_key_with(name, scopes, false)
+    }
+
+    /// [`Engine::create_key`], marking a key minted while the server runs open (without an
+    /// admin key): such keys stop working once an admin key is set.
+    pub fn create_key_with(&self, name: &str, scopes: Vec<Scope>, minted_open: bool) -> Result<(ApiKey, String)> {
         let secret = keys::new_secret();
         let key = ApiKey {
             id: format!("key_{}", ulid::Ulid::generate()),
@@ -388,6 +397,7 @@ impl Engine {
             hash: keys::hash_secret(&secret),
             created_ms: self.now_ms(),
             revoked: false,
+            minted_open,
         };
         self.store.put(Table::Keys, &key.id, &to_json(&key))?;
         self.keys.write().insert(key.hash.clone(), key.clone());
@@ -408,6 +418,12 @@ impl Engine {
         let mut keys: Vec<ApiKey> = self.keys.read().values().cloned().collect();
         keys.sort_by(|a, b| a.id.cmp(&b.id));
         keys
+    }
+
+    /// The live (not revoked) key with this hash (a console session holds the hash, never
+    /// the key).
+    pub fn key_by_hash(&self, hash: &str) -> Option<ApiKey> {
+        self.keys.read().get(hash).filter(|key| !key.revoked).cloned()
     }
 
     /// The key a secret belongs to, if any and not revoked.

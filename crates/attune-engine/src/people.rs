@@ -127,23 +127,51 @@ impl Engine {
     }
 
     /// The device's history becomes the person's (`POST /v1/identify`). Logged and audited.
+    /// Refuses (`identity_conflict`) to merge an id that is itself a known person (see
+    /// [`Engine::is_known_person`]): that would hand one person's history to another.
     pub fn identify(&self, anonymous_id: &str, user: &str, key_id: &str) -> Result<MergeReport> {
+        self.identify_with(anonymous_id, user, key_id, false)
+    }
+
+    /// Whether `id` is a person in its own right, not merely a device: events were stored under
+    /// it as a `user`, it has consent or preferences of its own, or other ids are merged into it.
+    pub fn is_known_person(&self, id: &str) -> bool {
+        let own = self
+            .people
+            .read(id, |state| state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some()));
+        own || self.aliases.read().values().any(|person| person == id)
+    }
+
+    /// [`Engine::identify`]; with `force` (an admin's explicit request) a known person is merged
+    /// too. A merge stays undoable ([`Engine::unmerge`]).
+    pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
         if anonymous_id == user {
             return Err(UserError::invalid("invalid_identify", "user", "`anonymous_id` and `user` must differ.").into());
         }
         let target = self.resolve(user);
         if target == anonymous_id {
-            return Err(UserError::Conflict(format!(
-                "`{user}` is itself merged into `{anonymous_id}`; identify the other way round."
-            ))
+            return Err(UserError::Conflict(
+                "`user` is itself merged into `anonymous_id`; identify the other way round.".into(),
+            )
             .into());
         }
         if let Some(existing) = self.aliases.read().get(anonymous_id)
             && *existing != target
         {
-            return Err(UserError::Conflict(format!(
-                "`{anonymous_id}` is already merged into another person; an admin can undo that merge first."
-            ))
+            return Err(UserError::Conflict(
+                "`anonymous_id` is already merged into another person; an admin can undo that merge first.".into(),
+            )
+            .into());
+        }
+        let repeated = self.aliases.read().get(anonymous_id).is_some_and(|existing| *existing == target);
+        if !repeated && !force && self.is_known_person(anonymous_id) {
+            return Err(UserError::Invalid {
+                code: "identity_conflict",
+                field: Some("anonymous_id".into()),
+                message: "`anonymous_id` names a known person (events as a user, consent, preferences or merged ids); \
+                          one person is never merged into another unless an admin sends `\"force\": true`."
+                    .into(),
+            }
             .into());
         }
         // Anonymous ids merged into this anonymous id move along with it.
@@ -172,7 +200,8 @@ impl Engine {
         }
         self.people.update(&target, |state| state.updated_ms = now_ms);
         self.rebuild_profile(&target)?;
-        self.audit(key_id, "identify.merge", &format!("{anonymous_id} -> {target}"))?;
+        let action = if force && !repeated { "identify.merge_forced" } else { "identify.merge" };
+        self.audit(key_id, action, &format!("{anonymous_id} -> {target}"))?;
         Ok(MergeReport { merged_events })
     }
 

@@ -18,8 +18,18 @@
 //! - [`Table::Forgotten`]: `<person>\0<item>`; [`Table::Erasures`]: `pending\0<person>` while an
 //!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
 //!   their receipt id (`rcpt_…`).
-//! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due`,
-//!   `me_link_secret`.
+//! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due` (see
+//!   [`Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
+//!   person's `/me` links (erasure deletes it, so links issued before an erasure never work
+//!   again).
+//!
+//! # Deleted bytes
+//!
+//! A deletion is logical until the store purges ([`attune_store::Store::purge`]): erasure purges
+//! at once; forgetting an item, a consent withdrawal and the retention sweep ask for a purge by
+//! [`PURGE_DEADLINE_MS`] later ([`Engine::purge_due_ms`]), which `attune serve` runs within a
+//! minute of that time ([`Engine::purge_if_due`]), so their bytes leave the store's files within
+//! 11 minutes.
 //!
 //! # What the model layer must honor
 //!
@@ -48,6 +58,11 @@ use crate::{AuditEntry, Engine, PersonView, Result, UserError, from_json, to_jso
 /// statistics still hold the person's interactions until then.
 pub const RETRAIN_DEADLINE_MS: i64 = 15 * 60 * 1000;
 
+/// How soon after forgetting an item, a consent withdrawal or a retention sweep deleted
+/// something the store must purge (make the deletion physical). Purges are batched: one purge
+/// covers every deletion requested before it.
+pub const PURGE_DEADLINE_MS: i64 = 10 * 60 * 1000;
+
 /// Default retention of audit entries, in days.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
 
@@ -61,6 +76,7 @@ const RECEIPT_PREFIX: &str = "rcpt_";
 const META_RETRAIN_DUE: &str = "retrain_due";
 const META_PURGE_DUE: &str = "purge_due";
 const META_LINK_SECRET: &str = "me_link_secret";
+const ME_LINK_PREFIX: &str = "me_link\0";
 
 /// A callback the model layer registers to drop erased people's factors at once.
 pub type ErasureHook = Box<dyn Fn(&[String]) + Send + Sync>;
@@ -81,6 +97,8 @@ pub(crate) struct PrivacyState {
 pub struct ForgetReport {
     /// Stored events about the item (of the person and their aliases) that were deleted.
     pub events: u64,
+    /// When the deleted bytes must be purged from the store's files by (ms since the epoch).
+    pub purge_by_ms: i64,
 }
 
 /// Proof of an erasure: counts only, no personal data (not even the id).
@@ -155,6 +173,8 @@ pub struct SweepReport {
     /// Events still held past their retention after the sweep (0 unless events expired while
     /// it ran).
     pub held_past_retention: u64,
+    /// When the deleted bytes must be purged from the store's files by, if anything was deleted.
+    pub purge_by_ms: Option<i64>,
 }
 
 /// The "ethical" numbers of `GET /v1/report`.
@@ -355,8 +375,9 @@ impl Engine {
         self.refresh_person(&person)?;
         self.people.update(&person, |state| state.updated_ms = state.updated_ms.max(now_ms));
         self.request_retrain()?;
+        let purge_by_ms = self.request_purge()?;
         self.audit(key_id, "users.forget", &person)?;
-        Ok(ForgetReport { events })
+        Ok(ForgetReport { events, purge_by_ms })
     }
 
     // ---- export ----
@@ -540,6 +561,7 @@ impl Engine {
                     }
                     for subject in ids {
                         self.store.delete_subject_events(subject)?;
+                        self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
                     self.forget_model_traces(ids);
@@ -587,6 +609,69 @@ impl Engine {
         self.store.delete(Table::Meta, META_PURGE_DUE)?;
         self.store.purge()?;
         Ok(())
+    }
+
+    /// Asks for a purge by [`PURGE_DEADLINE_MS`] from now (an earlier request stands); returns
+    /// the time it is due.
+    pub(crate) fn request_purge(&self) -> Result<i64> {
+        let due_ms = self.now_ms() + PURGE_DEADLINE_MS;
+        let due_ms = match self.purge_due_ms()? {
+            Some(earlier) => earlier.min(due_ms),
+            None => due_ms,
+        };
+        self.store.put(Table::Meta, META_PURGE_DUE, &to_json(&due_ms))?;
+        Ok(due_ms)
+    }
+
+    /// When the store must purge deleted bytes by (ms since the epoch), if a deletion is waiting
+    /// for a purge (see the module docs).
+    pub fn purge_due_ms(&self) -> Result<Option<i64>> {
+        Ok(self.store.get(Table::Meta, META_PURGE_DUE)?.map(|bytes| {
+            // An erasure's marker (`1`) is due at once.
+            serde_json::from_slice::<i64>(&bytes).ok().filter(|&due| due > 1).unwrap_or(0)
+        }))
+    }
+
+    /// Purges if a purge is due at `now_ms` (`attune serve` calls it every minute); returns
+    /// whether it purged.
+    pub fn purge_if_due(&self, now_ms: i64) -> Result<bool> {
+        match self.purge_due_ms()? {
+            Some(due_ms) if due_ms <= now_ms => {
+                let _exclusive = self.privacy.exclusive.lock();
+                self.purge_now()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    // ---- /me links ----
+
+    /// The generation of `person`'s `/me` links, creating one if there is none (minting a link).
+    /// A link carries the generation it was issued under and works only while it is current.
+    pub fn me_link_generation(&self, person: &str) -> Result<String> {
+        if let Some(current) = self.current_me_link_generation(person)? {
+            return Ok(current);
+        }
+        let generation = hex::encode(rand::random::<[u8; 16]>());
+        self.store.put(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"), generation.as_bytes())?;
+        Ok(generation)
+    }
+
+    /// The current generation of `person`'s `/me` links, if any link was minted since the
+    /// person was last erased or their links revoked.
+    pub fn current_me_link_generation(&self, person: &str) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .get(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Revokes every `/me` link of `id` issued so far (audited). `NotFound` when unknown.
+    pub fn revoke_me_links(&self, id: &str, key_id: &str) -> Result<()> {
+        let person = self.known_person(id)?;
+        self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"))?;
+        self.audit(key_id, "users.me_link_revoke", &person)
     }
 
     // ---- consent withdrawal ----
@@ -638,6 +723,9 @@ impl Engine {
             let key = format!("{REWRITE_PREFIX}{person}");
             self.store.put(Table::Erasures, &key, &to_json(&rewrite))?;
             self.finish_rewrite(&key, &rewrite)?;
+        }
+        if !delete_seqs.is_empty() || !rewrite.append.is_empty() {
+            self.request_purge()?;
         }
         Ok(())
     }
@@ -701,6 +789,11 @@ impl Engine {
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
+        let deleted =
+            report.events_deleted + report.audit_deleted + report.decisions_deleted + report.notifications_deleted;
+        if deleted > 0 {
+            report.purge_by_ms = Some(self.request_purge()?);
+        }
         Ok(report)
     }
 

@@ -35,56 +35,282 @@ use crate::{
     routes::rfc3339,
 };
 
-/// The cookie that holds the signed-in key.
+/// The cookie that holds the session id.
 const COOKIE: &str = "attune_console";
+
+/// The cookie that holds the sign-in form's CSRF token (before there is a session).
+const LOGIN_COOKIE: &str = "attune_login";
+
+/// How long a console session lasts after signing in.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
+/// Where the CSRF token goes in rendered pages; the console's guard replaces it with the
+/// session's token (or the sign-in form's).
+const CSRF_PLACEHOLDER: &str = "__attune_csrf__";
 
 /// Days a reviewed rule is good for: a quarter.
 const REVIEW_DAYS: i64 = 91;
 
-// ---- access ----
+// ---- sessions ----
 
-/// The key id of the signed-in editor, if any.
-fn editor(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    if let AuthMode::Open = state.auth {
-        return Some("open".to_owned());
+/// Console sessions, server-side: the cookie holds only a random session id. A session names the
+/// signed-in key by its hash (never the key), expires after [`SESSION_TTL`], ends at sign-out,
+/// and stops working as soon as its key is revoked. Per process: behind a load balancer,
+/// editors sign in on each server (or the balancer keeps them on one).
+pub struct Sessions {
+    sessions: parking_lot::Mutex<rustc_hash::FxHashMap<String, Session>>,
+    /// The CSRF token of open mode (no sessions there).
+    open_csrf: String,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions { sessions: parking_lot::Mutex::default(), open_csrf: random_token() }
     }
-    let secret = headers
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    /// `None` for the admin key, else the stored key's hash.
+    key_hash: Option<String>,
+    csrf: String,
+    expires: std::time::Instant,
+}
+
+/// The signed-in editor: the key id for the audit log and the CSRF token of the session.
+#[derive(Debug, Clone)]
+pub struct Editor {
+    key_id: String,
+    csrf: String,
+}
+
+impl Sessions {
+    fn start(&self, key_hash: Option<String>) -> (String, String) {
+        let id = random_token();
+        let csrf = random_token();
+        let now = std::time::Instant::now();
+        let mut sessions = self.sessions.lock();
+        sessions.retain(|_, session| session.expires > now);
+        sessions.insert(id.clone(), Session { key_hash, csrf: csrf.clone(), expires: now + SESSION_TTL });
+        (id, csrf)
+    }
+
+    fn get(&self, id: &str) -> Option<Session> {
+        let mut sessions = self.sessions.lock();
+        let session = sessions.get(id)?.clone();
+        if session.expires <= std::time::Instant::now() {
+            sessions.remove(id);
+            return None;
+        }
+        Some(session)
+    }
+
+    fn end(&self, id: &str) {
+        self.sessions.lock().remove(id);
+    }
+
+    /// Open sessions (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn random_token() -> String {
+    attune_engine::keys::new_secret().trim_start_matches("atk_").to_owned()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned());
-    secret.as_deref().and_then(|secret| key_id(state, secret))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
 }
 
-/// The id of an admin-scoped key (or `admin` for the admin key).
-fn key_id(state: &AppState, secret: &str) -> Option<String> {
+// ---- access ----
+
+/// The signed-in editor, if any: open mode, or a live session whose key is still valid.
+fn editor(state: &AppState, headers: &HeaderMap) -> Option<Editor> {
+    if let AuthMode::Open = state.auth {
+        return Some(Editor { key_id: "open".to_owned(), csrf: state.sessions.open_csrf.clone() });
+    }
+    let id = cookie(headers, COOKIE)?;
+    let session = state.sessions.get(id)?;
+    let key_id = match &session.key_hash {
+        None => "admin".to_owned(),
+        Some(hash) => {
+            let key = state.engine.key_by_hash(hash).filter(|key| key.allows(Scope::Admin) && !key.minted_open);
+            match key {
+                Some(key) => key.id,
+                None => {
+                    state.sessions.end(id);
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Editor { key_id, csrf: session.csrf })
+}
+
+/// The session's key hash for a secret that may sign in: the admin key (`None`) or an
+/// admin-scoped key.
+fn sign_in_as(state: &AppState, secret: &str) -> Option<Option<String>> {
     match holder_of(state, secret)? {
-        Holder::Admin => Some("admin".to_owned()),
-        Holder::Key(key) => key.allows(Scope::Admin).then_some(key.id),
+        Holder::Admin => Some(None),
+        Holder::Key(key) => key.allows(Scope::Admin).then_some(Some(key.hash)),
     }
 }
 
-/// Whether the browser says a form came from another site.
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site")
+/// Whether the request came over TLS, or through a proxy that says so.
+fn over_tls(request_headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    uri.scheme_str() == Some("https")
+        || request_headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').next().is_some_and(|first| first.trim().eq_ignore_ascii_case("https")))
 }
 
-fn cross_site_refused() -> Response {
-    bare_page(
-        StatusCode::FORBIDDEN,
-        "Refused",
-        html! { p { "This form was sent from another site. Open the console and try again." } },
-    )
+fn refused(status: StatusCode, message: &str) -> Response {
+    bare_page(status, "Refused", html! { p { (message) } })
+}
+
+/// Whether the form's `csrf` field equals `expected` (the token is hex: no decoding needed).
+fn csrf_matches(body: &[u8], expected: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else { return false };
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .any(|(name, value)| name == "csrf" && attune_engine::keys::constant_time_eq(value, expected))
+}
+
+/// Guards every console route: rate limits per signed-in key (or address, before signing in),
+/// checks the CSRF token of every form (the session's, or the sign-in form's own cookie), and
+/// puts the token into every form of the page it answers with.
+pub async fn guard(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers().clone();
+    let path = request.uri().path().to_owned();
+    let is_post = request.method() == axum::http::Method::POST;
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+    request.extensions_mut().insert(ClientAddress(client.clone()));
+    let signed_in = editor(&state, &headers);
+    let bucket = match &signed_in {
+        Some(editor) => format!("console:{}", editor.key_id),
+        None => format!("console@{client}"),
+    };
+    let limiter =
+        if signed_in.as_ref().is_some_and(|e| e.key_id == "admin") { &state.admin_limiter } else { &state.limiter };
+    if let Err(error) = limiter.check(&bucket) {
+        return error.into_response();
+    }
+    // The sign-in form's token: the cookie's on a post, a new one for a page that shows the form.
+    let login_token = if path == "/console/login" {
+        if is_post { cookie(&headers, LOGIN_COOKIE).map(str::to_owned) } else { Some(random_token()) }
+    } else {
+        None
+    };
+    let request = if is_post {
+        let expected =
+            if path == "/console/login" { login_token.clone() } else { signed_in.as_ref().map(|e| e.csrf.clone()) };
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, 64 << 10).await else {
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, "This form is too large.");
+        };
+        match &expected {
+            Some(expected) if csrf_matches(&bytes, expected) => {}
+            // Not signed in: the handler sends the browser to the sign-in form.
+            None if path != "/console/login" => {}
+            _ => {
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "This form is out of date or was sent from another site. Open the console and try again.",
+                );
+            }
+        }
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        request
+    };
+    let response = next.run(request).await;
+    let token = match (&login_token, &signed_in) {
+        (Some(token), _) if !is_post => Some(token.clone()),
+        (_, Some(editor)) => Some(editor.csrf.clone()),
+        _ => login_token.clone(),
+    };
+    let secure = over_tls(&headers, &axum::http::Uri::from_static("/"));
+    let mut response = fill_csrf(response, token.as_deref().unwrap_or("")).await;
+    if path == "/console/login"
+        && !is_post
+        && let Some(token) = &login_token
+    {
+        let secure = if secure { "; Secure" } else { "" };
+        let value =
+            format!("{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// `html` with `hidden` inserted at the start of every `<form … method="post" …>`.
+fn with_hidden_field(html: &str, hidden: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 256);
+    let mut rest = html;
+    while let Some(start) = rest.find("<form") {
+        let Some(len) = rest[start..].find('>') else { break };
+        let tag_end = start + len + 1;
+        out.push_str(&rest[..tag_end]);
+        if rest[start..tag_end].contains("method=\"post\"") {
+            out.push_str(hidden);
+        }
+        rest = &rest[tag_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The client's address, for the sign-in throttle (put there by [`guard`]).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+/// Replaces the CSRF placeholder in an HTML response with `token`.
+async fn fill_csrf(response: Response, token: &str) -> Response {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !is_html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return ApiError::internal("a console page could not be buffered").into_response();
+    };
+    let html = String::from_utf8_lossy(&bytes).replace(CSRF_PLACEHOLDER, token);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(html))
 }
 
 /// The signed-in editor's key id, or (from the handler) a redirect to the sign-in form.
 macro_rules! signed_in {
     ($state:expr, $headers:expr) => {
         match editor(&$state, &$headers) {
-            Some(id) => id,
+            Some(editor) => editor.key_id,
             None => return Redirect::to("/console/login").into_response(),
         }
     };
@@ -121,25 +347,43 @@ pub struct LoginForm {
     key: String,
 }
 
-/// `POST /console/login`.
-pub async fn post_login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
-    if cross_site(&headers) {
-        return cross_site_refused();
+/// `POST /console/login`: failed attempts count towards the address's throttle (as unknown
+/// bearer keys do); a success starts a server-side session.
+pub async fn post_login(
+    State(state): State<AppState>,
+    axum::Extension(ClientAddress(client)): axum::Extension<ClientAddress>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(error) = state.failures.check(&client) {
+        let mut response = login_page(StatusCode::TOO_MANY_REQUESTS, Some(&error.message));
+        if let Some(seconds) = error.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return response;
     }
     let secret = form.key.trim();
-    if secret.is_empty() || secret.contains([';', ',', ' ']) || key_id(&state, secret).is_none() {
+    let Some(key_hash) = sign_in_as(&state, secret).filter(|_| !secret.is_empty()) else {
+        state.failures.record(&client);
         return login_page(StatusCode::UNAUTHORIZED, Some("That key is unknown, revoked, or lacks the admin scope."));
-    }
+    };
+    let (session, _) = state.sessions.start(key_hash);
     let mut response = Redirect::to("/console").into_response();
-    let cookie = format!("{COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict");
+    let secure = if over_tls(&headers, &uri) { "; Secure" } else { "" };
+    let max_age = SESSION_TTL.as_secs();
+    let cookie = format!("{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
 }
 
-/// `POST /console/logout`.
-pub async fn post_logout() -> Response {
+/// `POST /console/logout`: ends the session on the server, not just in the browser.
+pub async fn post_logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, COOKIE) {
+        state.sessions.end(id);
+    }
     let mut response = Redirect::to("/console/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -542,9 +786,6 @@ fn list(text: &str) -> Vec<String> {
 /// `POST /console/picks`.
 pub async fn post_pick(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<PickForm>) -> Response {
     let key_id = signed_in!(state, headers);
-    if cross_site(&headers) {
-        return cross_site_refused();
-    }
     let (id, item) = (form.id.trim().to_owned(), form.item.trim().to_owned());
     let goals = list(&form.goals);
     let slots = list(&form.slots);
@@ -591,9 +832,6 @@ pub struct SharesForm {
 /// rules stay as they are.
 pub async fn post_shares(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SharesForm>) -> Response {
     let key_id = signed_in!(state, headers);
-    if cross_site(&headers) {
-        return cross_site_refused();
-    }
     let slot = form.slot.trim().to_owned();
     if attune_core::check_id(&slot).is_err() {
         return form_error("A slot is 1–128 printable characters.");
@@ -625,9 +863,6 @@ pub struct IdForm {
 /// `POST /console/picks/remove`.
 pub async fn post_remove_pick(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<IdForm>) -> Response {
     let key_id = signed_in!(state, headers);
-    if cross_site(&headers) {
-        return cross_site_refused();
-    }
     match blocking(&state, move |engine| engine.delete_pick(&form.id, &key_id)).await {
         Ok(()) => Redirect::to("/console/editorial?done=removed").into_response(),
         Err(error) => failure(error),
@@ -637,9 +872,6 @@ pub async fn post_remove_pick(State(state): State<AppState>, headers: HeaderMap,
 /// `POST /console/flags/clear`.
 pub async fn post_clear_flag(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<IdForm>) -> Response {
     let key_id = signed_in!(state, headers);
-    if cross_site(&headers) {
-        return cross_site_refused();
-    }
     match blocking(&state, move |engine| engine.clear_flag(&form.id, &key_id)).await {
         Ok(()) => Redirect::to("/console/editorial?done=cleared").into_response(),
         Err(error) => failure(error),
@@ -725,9 +957,6 @@ fn effect_text(rule: &Rule) -> String {
 /// `POST /console/rules/review`: the rule still holds; due again in a quarter.
 pub async fn post_review_rule(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<IdForm>) -> Response {
     let key_id = signed_in!(state, headers);
-    if cross_site(&headers) {
-        return cross_site_refused();
-    }
     let Some(mut rule) = state.engine.rule(&form.id) else {
         return page(StatusCode::NOT_FOUND, "No such rule", html! { p { "The rule no longer exists." } });
     };
@@ -930,7 +1159,10 @@ fn render(status: StatusCode, title: &str, body: Markup, navigation: bool) -> Re
             }
         }
     };
-    let mut response = (status, markup).into_response();
+    // Every form that posts carries the CSRF token (filled in by `guard`).
+    let hidden = format!("<input type=\"hidden\" name=\"csrf\" value=\"{CSRF_PLACEHOLDER}\">");
+    let html = with_hidden_field(&markup.into_string(), &hidden);
+    let mut response = (status, PreEscaped(html)).into_response();
     crate::me::protect_html(response.headers_mut());
     response
 }

@@ -64,11 +64,14 @@ error_codes! {
     InvalidIdentify => "invalid_identify", BAD_REQUEST, "An identify call links an id to itself.";
     InvalidQuery => "invalid_query", BAD_REQUEST, "A query parameter is malformed.";
     InvalidPath => "invalid_path", BAD_REQUEST, "A path segment is malformed.";
+    InvalidHost => "invalid_host", BAD_REQUEST, "Open mode (no admin key) answers only requests whose `Host` is localhost, 127.x or [::1].";
     Unauthorized => "unauthorized", UNAUTHORIZED, "No API key, or an unknown or revoked one.";
     Forbidden => "forbidden", FORBIDDEN, "The API key lacks the scope this route needs.";
     NotFound => "not_found", NOT_FOUND, "No such route or resource.";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this method.";
     Conflict => "conflict", CONFLICT, "The request contradicts stored state.";
+    IdentityConflict => "identity_conflict", CONFLICT, "`POST /v1/identify` named a known person as `anonymous_id`; only an admin may force that merge.";
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "The request body did not arrive within the server's body timeout.";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, "The body is larger than the route accepts.";
     TooManyEvents => "too_many_events", PAYLOAD_TOO_LARGE, "A batch holds more than 1,000 events.";
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body is not `application/json`.";
@@ -102,9 +105,9 @@ impl ApiError {
         self
     }
 
-    /// A 404 for a resource.
-    pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError::new(Code::NotFound, format!("No {what} with id `{}`.", clip(id)))
+    /// A 404 for a resource. The id is not echoed (errors never repeat input values).
+    pub fn not_found(what: &str, _id: &str) -> ApiError {
+        ApiError::new(Code::NotFound, format!("No such {what}."))
     }
 
     /// The generic 500: the detail goes to the log, never to the client.

@@ -24,9 +24,13 @@ where
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         check_json_content_type(req.headers())?;
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
-            .await
-            .map_err(|_| ApiError::new(Code::PayloadTooLarge, format!("The body is larger than {} bytes.", LIMIT)))?;
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|err| {
+            if crate::server::is_body_timeout(&err) {
+                ApiError::new(Code::RequestTimeout, "The body did not arrive in time; send it again.")
+            } else {
+                ApiError::new(Code::PayloadTooLarge, format!("The body is larger than {} bytes.", LIMIT))
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -39,10 +43,7 @@ fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     } else if content_type.is_empty() {
         Err(ApiError::new(Code::UnsupportedMediaType, "Send the body with `Content-Type: application/json`."))
     } else {
-        Err(ApiError::new(
-            Code::UnsupportedMediaType,
-            format!("The body must be `application/json`, not `{}`.", clip(content_type)),
-        ))
+        Err(ApiError::new(Code::UnsupportedMediaType, "The body must be `application/json`."))
     }
 }
 
@@ -78,6 +79,27 @@ fn backticked(message: &str) -> Option<&str> {
     Some(&message[start..start + len])
 }
 
+/// What serde says is wrong, without the value the caller sent (an e-mail address in the wrong
+/// field must not come back in the error): `invalid type: string "x", expected a boolean` →
+/// `has the wrong type: expected a boolean`.
+fn scrubbed(serde_message: &str) -> String {
+    let expected = serde_message.rsplit_once(", expected ").map(|(_, expected)| expected);
+    let what = if serde_message.starts_with("invalid type") {
+        "has the wrong type"
+    } else if serde_message.starts_with("invalid length") {
+        "has the wrong number of elements"
+    } else if serde_message.starts_with("unknown variant") {
+        "is not one of the values it takes"
+    } else {
+        "has an invalid value"
+    };
+    match expected {
+        // Serde's expectations name types and allowed values, never the input.
+        Some(expected) if !expected.contains('"') => format!("{what}: expected {}", clip(expected)),
+        _ => what.to_owned(),
+    }
+}
+
 fn from_path_error(err: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
     let path = err.path().to_string();
     let inner = err.into_inner();
@@ -108,7 +130,7 @@ fn from_path_error(err: serde_path_to_error::Error<serde_json::Error>, prefix: &
                 ApiError::new(Code::MissingField, format!("`{}` is required.", clip(&field))).with_field(field)
             } else {
                 let error =
-                    ApiError::new(Code::InvalidType, format!("{} is invalid: {without_position}.", described(&field)));
+                    ApiError::new(Code::InvalidType, format!("{} {}.", described(&field), scrubbed(&without_position)));
                 if field.is_empty() { error } else { error.with_field(field) }
             }
         }
@@ -122,9 +144,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|err| ApiError::new(Code::InvalidPath, format!("The path is malformed: {err}.")))?;
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| {
+                ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8).")
+            })?;
         check_path_id(&id, "id")?;
         Ok(IdPath(id))
     }
@@ -137,9 +160,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath2 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path((a, b)) = axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|err| ApiError::new(Code::InvalidPath, format!("The path is malformed: {err}.")))?;
+        let axum::extract::Path((a, b)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await.map_err(|_| {
+                ApiError::new(Code::InvalidPath, "The path is malformed (it must be percent-encoded UTF-8).")
+            })?;
         check_path_id(&a, "id")?;
         check_path_id(&b, "item")?;
         Ok(IdPath2(a, b))
@@ -152,6 +176,18 @@ pub fn check_path_id(id: &str, field: &str) -> Result<(), ApiError> {
         .map_err(|err| ApiError::new(Code::InvalidId, format!("The {field} {err}.")).with_field(field.to_owned()))
 }
 
+/// What is wrong with a query string, without echoing its values.
+fn query_problem(text: &str) -> String {
+    let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text);
+    if let Some(name) = detail.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        format!("`{}` is not a parameter of this route", clip(name))
+    } else if let Some(name) = detail.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+        format!("`{}` is required", clip(name))
+    } else {
+        format!("a parameter {}", scrubbed(detail))
+    }
+}
+
 /// A query string parsed into `T`, with our errors.
 pub struct ApiQuery<T>(pub T);
 
@@ -161,7 +197,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|err| {
-                ApiError::new(Code::InvalidQuery, format!("The query string is invalid: {}.", err.body_text()))
+                ApiError::new(
+                    Code::InvalidQuery,
+                    format!("The query string is invalid: {}.", query_problem(&err.body_text())),
+                )
             })?;
         Ok(ApiQuery(value))
     }

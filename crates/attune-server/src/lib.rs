@@ -15,6 +15,7 @@ pub mod limits;
 pub mod me;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod wire;
 
 use std::{sync::Arc, sync::OnceLock, time::Instant};
@@ -39,13 +40,28 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// How requests are authenticated.
     pub auth: AuthMode,
-    /// Rate limits per key.
+    /// Rate limits per key (and per session on the console, per address on `/me`).
     pub limiter: Arc<limits::RateLimiter>,
+    /// The admin key's own bucket (a higher rate than a scoped key's).
+    pub admin_limiter: Arc<limits::RateLimiter>,
+    /// Failed authentications per client address.
+    pub failures: Arc<limits::FailureThrottle>,
+    /// Console sessions (server-side; the cookie holds a random session id).
+    pub sessions: Arc<console::Sessions>,
     /// Prometheus exporter.
     pub metrics: PrometheusHandle,
     /// Training jobs started over the API.
     pub jobs: Arc<routes::models::Jobs>,
 }
+
+/// Failed authentications allowed per client address in [`AUTH_FAILURE_WINDOW`] by default.
+pub const DEFAULT_AUTH_FAILURES: u32 = 30;
+
+/// The window of [`DEFAULT_AUTH_FAILURES`].
+pub const AUTH_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How many times a scoped key's rate the admin key may use.
+pub const ADMIN_RATE_FACTOR: f64 = 10.0;
 
 impl AppState {
     /// State over an engine. `admin_key: None` means open mode (the binary allows it on loopback only).
@@ -54,13 +70,23 @@ impl AppState {
             Some(key) => AuthMode::Keys { admin_hash: attune_engine::keys::hash_secret(key) },
             None => AuthMode::Open,
         };
+        let admin_rate = rate_per_second * ADMIN_RATE_FACTOR;
         AppState {
             engine,
             auth,
             limiter: Arc::new(limits::RateLimiter::new(rate_per_second, (rate_per_second * 2.0).max(10.0))),
+            admin_limiter: Arc::new(limits::RateLimiter::new(admin_rate, (admin_rate * 2.0).max(10.0))),
+            failures: Arc::new(limits::FailureThrottle::new(DEFAULT_AUTH_FAILURES, AUTH_FAILURE_WINDOW)),
+            sessions: Arc::new(console::Sessions::default()),
             metrics: metrics_handle(),
             jobs: Arc::new(routes::models::Jobs::default()),
         }
+    }
+
+    /// At most `limit` failed authentications per client address per `window` (0: no limit).
+    pub fn with_auth_failures(mut self, limit: u32, window: std::time::Duration) -> AppState {
+        self.failures = Arc::new(limits::FailureThrottle::new(limit, window));
+        self
     }
 }
 
@@ -109,27 +135,35 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/users/{id}", get(users::get_user).delete(privacy::delete_user))
         .route("/v1/users/{id}/history/{item}", delete(privacy::delete_history))
         .route("/v1/users/{id}/export", get(privacy::get_export))
-        .route("/v1/users/{id}/me-link", post(privacy::post_me_link))
+        .route("/v1/users/{id}/me-link", post(privacy::post_me_link).delete(privacy::delete_me_link))
         .route("/v1/erasures/{receipt_id}", get(privacy::get_erasure))
         .route("/v1/admin/retention/sweep", post(privacy::post_sweep))
-        .route("/console", get(console::get_overview))
-        .route("/console/login", get(console::get_login).post(console::post_login))
-        .route("/console/logout", post(console::post_logout))
-        .route("/console/person", get(console::get_person))
-        .route("/console/editorial", get(console::get_editorial))
-        .route("/console/slots", post(console::post_shares))
-        .route("/console/picks", post(console::post_pick))
-        .route("/console/picks/remove", post(console::post_remove_pick))
-        .route("/console/flags/clear", post(console::post_clear_flag))
-        .route("/console/rules", get(console::get_rules))
-        .route("/console/rules/review", post(console::post_review_rule))
-        .route("/console/measure", get(console::get_measure))
-        .route("/me", get(me::get_page))
-        .route("/me/consent", post(me::post_consent))
-        .route("/me/preferences", post(me::post_preferences))
-        .route("/me/forget", post(me::post_forget))
-        .route("/me/export", get(me::get_export))
-        .route("/me/erase", post(me::post_erase))
+        .merge(
+            Router::new()
+                .route("/console", get(console::get_overview))
+                .route("/console/login", get(console::get_login).post(console::post_login))
+                .route("/console/logout", post(console::post_logout))
+                .route("/console/person", get(console::get_person))
+                .route("/console/editorial", get(console::get_editorial))
+                .route("/console/slots", post(console::post_shares))
+                .route("/console/picks", post(console::post_pick))
+                .route("/console/picks/remove", post(console::post_remove_pick))
+                .route("/console/flags/clear", post(console::post_clear_flag))
+                .route("/console/rules", get(console::get_rules))
+                .route("/console/rules/review", post(console::post_review_rule))
+                .route("/console/measure", get(console::get_measure))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), console::guard)),
+        )
+        .merge(
+            Router::new()
+                .route("/me", get(me::get_page))
+                .route("/me/consent", post(me::post_consent))
+                .route("/me/preferences", post(me::post_preferences))
+                .route("/me/forget", post(me::post_forget))
+                .route("/me/export", get(me::get_export))
+                .route("/me/erase", post(me::post_erase))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), me::guard)),
+        )
         .route("/v1/users/{id}/consent", put(users::put_consent))
         .route("/v1/users/{id}/preferences", put(users::put_preferences))
         .route("/v1/keys", post(admin::post_key).get(admin::list_keys))
@@ -158,9 +192,33 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models/jobs/{job}", get(models::get_job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_host))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Open mode (no admin key, loopback only) answers only requests that name a loopback host
+/// (`localhost`, `127.x.y.z`, `[::1]`, any port): a page on another site that rebinds its DNS
+/// name to 127.0.0.1 sends its own name as `Host` and is refused (DNS rebinding).
+async fn check_host(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let AuthMode::Open = state.auth {
+        let host = request.uri().authority().map(|authority| authority.as_str().to_owned()).or_else(|| {
+            request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned)
+        });
+        if !host.as_deref().is_some_and(auth::is_loopback_host) {
+            return ApiError::new(
+                Code::InvalidHost,
+                "Without an admin key Attune answers only requests to localhost, 127.0.0.1 or [::1].",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

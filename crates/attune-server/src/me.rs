@@ -2,9 +2,12 @@
 //! usable without JavaScript. A site links to it with a signed, expiring token from
 //! `POST /v1/users/{id}/me-link`; the person needs no API key.
 //!
-//! **Token:** `hex(person id) . expiry (ms since the epoch) . hex(HMAC-SHA256(secret, …))`, where
-//! the secret is the engine's [`link_secret`](attune_engine::Engine::link_secret) (32 random
-//! bytes made at first start). Every form carries the token in a hidden field, which also makes
+//! **Token:** `hex(person id) . expiry (ms since the epoch) . generation . hex(HMAC-SHA256(secret,
+//! …))`, where the secret is the engine's [`link_secret`](attune_engine::Engine::link_secret) (32
+//! random bytes made at first start) and the generation is the person's current link generation
+//! ([`Engine::me_link_generation`](attune_engine::Engine::me_link_generation)): erasing the
+//! person or `DELETE /v1/users/{id}/me-link` ends it, so every link issued before stops working
+//! (and nothing is written for an erased id). Every form carries the token in a hidden field, which also makes
 //! it the CSRF token: another site cannot forge a submission without it.
 //!
 //! **Forms** post to `/me/consent`, `/me/preferences`, `/me/forget` and `/me/erase` and answer
@@ -34,10 +37,11 @@ pub const ME_KEY_ID: &str = "me";
 
 // ---- tokens ----
 
-/// Signs a `/me` token for `person`, valid until `expires_ms`.
-pub fn sign_token(secret: &[u8; 32], person: &str, expires_ms: i64) -> String {
-    let tag = mac(secret, person, expires_ms).finalize().into_bytes();
-    format!("{}.{expires_ms}.{}", hex::encode(person), hex::encode(tag))
+/// Signs a `/me` token for `person`, valid until `expires_ms` while `generation` is the
+/// person's current link generation.
+pub fn sign_token(secret: &[u8; 32], person: &str, expires_ms: i64, generation: &str) -> String {
+    let tag = mac(secret, person, expires_ms, generation).finalize().into_bytes();
+    format!("{}.{expires_ms}.{generation}.{}", hex::encode(person), hex::encode(tag))
 }
 
 /// Why a token was refused.
@@ -49,13 +53,16 @@ pub enum TokenError {
     Invalid,
     /// Signed, but past its expiry.
     Expired,
+    /// Signed, but revoked since (or the person was erased).
+    Revoked,
 }
 
-/// Checks a token and returns the person it was signed for.
-pub fn verify_token(secret: &[u8; 32], token: &str, now_ms: i64) -> Result<String, TokenError> {
+/// Checks a token's signature and expiry; returns the person it was signed for and the link
+/// generation it carries (the caller checks that it is still current).
+pub fn verify_token(secret: &[u8; 32], token: &str, now_ms: i64) -> Result<(String, String), TokenError> {
     let mut parts = token.split('.');
-    let (Some(person_hex), Some(expiry), Some(tag_hex), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(person_hex), Some(expiry), Some(generation), Some(tag_hex), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Invalid);
     };
@@ -66,20 +73,39 @@ pub fn verify_token(secret: &[u8; 32], token: &str, now_ms: i64) -> Result<Strin
         return Err(TokenError::Invalid);
     };
     // Constant-time comparison, by the MAC itself.
-    mac(secret, &person, expires_ms).verify_slice(&tag).map_err(|_| TokenError::Invalid)?;
+    mac(secret, &person, expires_ms, generation).verify_slice(&tag).map_err(|_| TokenError::Invalid)?;
     if now_ms >= expires_ms {
         return Err(TokenError::Expired);
     }
-    Ok(person)
+    Ok((person, generation.to_owned()))
 }
 
-fn mac(secret: &[u8; 32], person: &str, expires_ms: i64) -> HmacSha256 {
+fn mac(secret: &[u8; 32], person: &str, expires_ms: i64, generation: &str) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(b"attune-me-link-v1\0");
+    mac.update(b"attune-me-link-v2\0");
     mac.update(person.as_bytes());
     mac.update(b"\0");
     mac.update(&expires_ms.to_be_bytes());
+    mac.update(b"\0");
+    mac.update(generation.as_bytes());
     mac
+}
+
+/// Rate-limits the `/me` pages per client address (they need no key, so the address is all
+/// there is to count by).
+pub async fn guard(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+    if let Err(error) = state.limiter.check(&format!("me@{client}")) {
+        return error.into_response();
+    }
+    next.run(request).await
 }
 
 // ---- requests ----
@@ -153,7 +179,7 @@ pub async fn get_page(State(state): State<AppState>, query: Result<Query<PageQue
         return message_page(StatusCode::BAD_REQUEST, "This link is malformed", "Ask the site for a new link.");
     };
     let token = query.token.unwrap_or_default();
-    let person = match check(&state, Some(&token)) {
+    let person = match check(&state, Some(&token)).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -167,7 +193,7 @@ pub async fn get_page(State(state): State<AppState>, query: Result<Query<PageQue
 pub async fn post_consent(State(state): State<AppState>, form: Result<Form<ConsentForm>, FormRejection>) -> Response {
     // The token travels in the form, so a body that is not a form carries no token.
     let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
-    let person = match check(&state, form.token.as_deref()) {
+    let person = match check(&state, form.token.as_deref()).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -197,7 +223,7 @@ pub async fn post_preferences(
     // The token travels in the form, so a body that is not a form carries no token.
     let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
-    let person = match check(&state, Some(&token)) {
+    let person = match check(&state, Some(&token)).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -230,7 +256,7 @@ pub async fn post_forget(State(state): State<AppState>, form: Result<Form<Forget
     // The token travels in the form, so a body that is not a form carries no token.
     let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
-    let person = match check(&state, Some(&token)) {
+    let person = match check(&state, Some(&token)).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -251,7 +277,7 @@ pub async fn post_forget(State(state): State<AppState>, form: Result<Form<Forget
         (status = 401, content_type = "text/html")))]
 pub async fn get_export(State(state): State<AppState>, query: Result<Query<PageQuery>, QueryRejection>) -> Response {
     let Ok(Query(query)) = query else { return bad_form() };
-    let person = match check(&state, query.token.as_deref()) {
+    let person = match check(&state, query.token.as_deref()).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -279,7 +305,7 @@ pub async fn post_erase(State(state): State<AppState>, form: Result<Form<EraseFo
     // The token travels in the form, so a body that is not a form carries no token.
     let Ok(Form(form)) = form else { return token_page(TokenError::Missing) };
     let token = form.token.clone().unwrap_or_default();
-    let person = match check(&state, Some(&token)) {
+    let person = match check(&state, Some(&token)).await {
         Ok(person) => person,
         Err(error) => return token_page(error),
     };
@@ -307,10 +333,18 @@ pub async fn post_erase(State(state): State<AppState>, form: Result<Form<EraseFo
 
 // ---- rendering ----
 
-fn check(state: &AppState, token: Option<&str>) -> Result<String, TokenError> {
-    match token.unwrap_or_default() {
-        "" => Err(TokenError::Missing),
-        token => verify_token(&state.engine.link_secret(), token, state.engine.now_ms()),
+/// The person a token is for, if it is signed, unexpired and of the person's current link
+/// generation (none after an erasure or a revocation).
+async fn check(state: &AppState, token: Option<&str>) -> Result<String, TokenError> {
+    let (person, generation) = match token.unwrap_or_default() {
+        "" => return Err(TokenError::Missing),
+        token => verify_token(&state.engine.link_secret(), token, state.engine.now_ms())?,
+    };
+    let lookup = person.clone();
+    let current = blocking(state, move |engine| engine.current_me_link_generation(&lookup)).await;
+    match current {
+        Ok(Some(current)) if attune_engine::keys::constant_time_eq(&current, &generation) => Ok(person),
+        _ => Err(TokenError::Revoked),
     }
 }
 
@@ -319,6 +353,7 @@ fn token_page(error: TokenError) -> Response {
         TokenError::Missing => ("This page needs a link", "Open this page from the link the site gave you."),
         TokenError::Invalid => ("This link is not valid", "Ask the site for a new link to your preferences."),
         TokenError::Expired => ("This link has expired", "Ask the site for a new link to your preferences."),
+        TokenError::Revoked => ("This link no longer works", "Ask the site for a new link to your preferences."),
     };
     message_page(StatusCode::UNAUTHORIZED, title, message)
 }
@@ -590,16 +625,18 @@ mod tests {
     #[test]
     fn tokens_verify_and_expire() {
         let secret = [7u8; 32];
-        let token = sign_token(&secret, "u-42", 2_000);
-        assert_eq!(verify_token(&secret, &token, 1_999), Ok("u-42".to_owned()));
+        let token = sign_token(&secret, "u-42", 2_000, "g1");
+        assert_eq!(verify_token(&secret, &token, 1_999), Ok(("u-42".to_owned(), "g1".to_owned())));
         assert_eq!(verify_token(&secret, &token, 2_000), Err(TokenError::Expired));
         assert_eq!(verify_token(&[8u8; 32], &token, 1_000), Err(TokenError::Invalid), "another server's secret");
-        let other = sign_token(&secret, "u-43", 2_000);
+        let other = sign_token(&secret, "u-43", 2_000, "g1");
         let swapped = format!("{}.{}", hex::encode("u-42"), other.split_once('.').unwrap().1);
         assert_eq!(verify_token(&secret, &swapped, 1_000), Err(TokenError::Invalid), "a tag is bound to its id");
         let extended = token.replace(".2000.", ".9000.");
         assert_eq!(verify_token(&secret, &extended, 1_000), Err(TokenError::Invalid), "and to its expiry");
-        for bad in ["", "x", "a.b.c", "zz.1.00", "75.1", "75.1.00.00"] {
+        let regenerated = token.replace(".g1.", ".g2.");
+        assert_eq!(verify_token(&secret, &regenerated, 1_000), Err(TokenError::Invalid), "and to its generation");
+        for bad in ["", "x", "a.b.c", "zz.1.00", "75.1", "75.1.00.00", "75.1.g.00.00"] {
             assert_eq!(verify_token(&secret, bad, 0), Err(TokenError::Invalid), "{bad:?}");
         }
         assert_eq!(split_tags(Some(" sleep, ,stress relief,sleep ")), ["sleep", "stress relief"]);

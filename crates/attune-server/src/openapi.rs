@@ -66,7 +66,7 @@ impl Modify for BearerAuth {
         routes::models::post_train, routes::models::get_job, routes::models::list_models,
         routes::admin::post_key, routes::admin::list_keys, routes::admin::delete_key, routes::admin::get_audit,
         routes::privacy::delete_history, routes::privacy::get_export, routes::privacy::delete_user,
-        routes::privacy::post_me_link, routes::privacy::get_erasure, routes::privacy::post_sweep,
+        routes::privacy::post_me_link, routes::privacy::delete_me_link, routes::privacy::get_erasure, routes::privacy::post_sweep,
         crate::me::get_page, crate::me::post_consent, crate::me::post_preferences, crate::me::post_forget,
         crate::me::get_export, crate::me::post_erase,
     ),

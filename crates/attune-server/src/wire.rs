@@ -196,6 +196,10 @@ pub struct IdentifyIn {
     pub anonymous_id: String,
     /// The person.
     pub user: String,
+    /// Admin only: merge even when `anonymous_id` is a known person (otherwise a 409
+    /// `identity_conflict`). The merge can be undone with `DELETE /v1/identify/{anonymous_id}`.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `POST /v1/identify` answer.
@@ -336,7 +340,7 @@ pub struct UserOut {
 pub struct KeyIn {
     /// A name for people.
     pub name: String,
-    /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `admin`.
+    /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `decisions:read`, `admin`.
     pub scopes: Vec<String>,
 }
 
@@ -366,6 +370,9 @@ pub struct KeyOut {
     pub created_at: String,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// Minted while the server ran open (no admin key): such a key authenticates nothing once an
+    /// admin key is set; mint a new one.
+    pub minted_open: bool,
 }
 
 /// `GET /v1/keys`.
@@ -418,6 +425,9 @@ pub struct ForgetOut {
     pub item: String,
     /// Stored events about the item (of the person and their aliases) that were deleted.
     pub events_deleted: u64,
+    /// When the deleted bytes are purged from the store's files by (RFC 3339): within a minute
+    /// of this time (batched purges; see SECURITY.md).
+    pub purge_by: String,
 }
 
 /// An event as stored, in the shape of `POST /v1/events` (after minimization).
@@ -566,4 +576,7 @@ pub struct SweepOut {
     pub notifications_deleted: u64,
     /// Events still held past their retention (0 after a sweep).
     pub held_past_retention: u64,
+    /// When the deleted bytes are purged from the store's files by (RFC 3339), if the sweep
+    /// deleted anything.
+    pub purge_by: Option<String>,
 }

@@ -139,7 +139,8 @@ async fn forgetting_an_item_removes_its_traces() {
 
     // Both the person's own view and the merged device's view of the item go.
     let reply = server.ok("DELETE", &format!("/v1/users/{PERSON}/history/art-sleep"), None).await;
-    assert_eq!(reply, json!({"forgotten": true, "item": "art-sleep", "events_deleted": 2}));
+    let purge_by = reply["purge_by"].as_str().expect("when the bytes are purged by").to_owned();
+    assert_eq!(reply, json!({"forgotten": true, "item": "art-sleep", "events_deleted": 2, "purge_by": purge_by}));
     let after = server.ok("GET", &format!("/v1/users/{PERSON}"), None).await;
     assert!(!after["recent"].as_array().unwrap().contains(&json!("art-sleep")), "{after}");
     assert_eq!(after["events"].as_u64().unwrap(), before["events"].as_u64().unwrap() - 2);
@@ -618,9 +619,10 @@ async fn me_page_works_without_a_key_and_without_javascript() {
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("rcpt_") && !html.contains(PERSON));
     assert_eq!(server.call("GET", &format!("/v1/users/{PERSON}"), None).await.status, 404);
+    // The erasure ended the link's generation: the old link opens nothing (and writes nothing).
     let (status, _, html) = me_get(&server, &url).await;
-    assert_eq!(status, 404);
-    assert!(html.contains("Nothing is stored about you"));
+    assert_eq!(status, 401);
+    assert!(html.contains("no longer works"));
 
     let audit = server.ok("GET", "/v1/audit", None).await;
     let mut by_me: Vec<String> =

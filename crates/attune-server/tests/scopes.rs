@@ -22,11 +22,16 @@ enum Access {
     Token,
     /// A key with one of these scopes (or `admin`).
     Scopes(&'static [&'static str]),
+    /// A key with every one of these scopes (or `admin`): no single-scope key but admin passes.
+    AllOf(&'static [&'static str]),
 }
 
-use Access::{Public, Scopes, Token};
+use Access::{AllOf, Public, Scopes, Token};
 
-const SCOPES: [&str; 6] = ["events:write", "decide", "catalog:write", "users:read", "users:write", "admin"];
+const SCOPES: [&str; 7] =
+    ["events:write", "decide", "catalog:write", "users:read", "users:write", "decisions:read", "admin"];
+const DECISIONS_READ: &[&str] = &["decisions:read"];
+const USERS_READ_WRITE: &[&str] = &["users:read", "users:write"];
 const ADMIN_ONLY: &[&str] = &["admin"];
 const CATALOG_WRITE: &[&str] = &["catalog:write"];
 const CATALOG_READ: &[&str] = &["catalog:write", "decide"];
@@ -56,7 +61,8 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("put", "/v1/users/{id}/preferences", Scopes(USERS_WRITE)),
     ("delete", "/v1/users/{id}/history/{item}", Scopes(USERS_WRITE)),
     ("get", "/v1/users/{id}/export", Scopes(USERS_READ)),
-    ("post", "/v1/users/{id}/me-link", Scopes(USERS_WRITE)),
+    ("post", "/v1/users/{id}/me-link", AllOf(USERS_READ_WRITE)),
+    ("delete", "/v1/users/{id}/me-link", Scopes(USERS_WRITE)),
     ("get", "/v1/erasures/{receipt_id}", Scopes(ADMIN_ONLY)),
     ("post", "/v1/admin/retention/sweep", Scopes(ADMIN_ONLY)),
     ("post", "/v1/keys", Scopes(ADMIN_ONLY)),
@@ -88,7 +94,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("get", "/v1/rules/{id}", Scopes(CATALOG_WRITE)),
     ("put", "/v1/rules/{id}", Scopes(CATALOG_WRITE)),
     ("delete", "/v1/rules/{id}", Scopes(CATALOG_WRITE)),
-    ("get", "/v1/review/decisions", Scopes(CATALOG_WRITE)),
+    ("get", "/v1/review/decisions", Scopes(DECISIONS_READ)),
     ("get", "/v1/review/flags", Scopes(CATALOG_WRITE)),
     ("post", "/v1/review/flags", Scopes(CATALOG_WRITE)),
     ("delete", "/v1/review/flags/{item}", Scopes(CATALOG_WRITE)),
@@ -161,12 +167,12 @@ async fn every_route_checks_every_scope() {
         let reply = server.call(&upper, &url, body.clone()).await;
         let expected_without_key = match access {
             Public => reply.status < 400,
-            Token | Scopes(_) => reply.status == 401,
+            Token | Scopes(_) | AllOf(_) => reply.status == 401,
         };
         if !expected_without_key {
             failures.push(format!("{upper} {path} without a key: {} {}", reply.status, reply.json));
         }
-        if matches!(access, Scopes(_)) && reply.json["error"]["code"] != "unauthorized" {
+        if matches!(access, Scopes(_) | AllOf(_)) && reply.json["error"]["code"] != "unauthorized" {
             failures.push(format!("{upper} {path} without a key: not our error shape: {}", reply.json));
         }
 
@@ -182,7 +188,10 @@ async fn every_route_checks_every_scope() {
                     matches!(reply.status, 401 | 403 | 500..)
                         .then(|| "an accepted scope was refused or failed".to_owned())
                 }
-                Scopes(accepted) => {
+                AllOf(_) if *scope == "admin" => {
+                    matches!(reply.status, 401 | 403 | 500..).then(|| "admin was refused on an all-of route".to_owned())
+                }
+                Scopes(accepted) | AllOf(accepted) => {
                     let message = reply.json["error"]["message"].as_str().unwrap_or("");
                     if reply.status != 403 || reply.json["error"]["code"] != "forbidden" {
                         Some("a scope the route does not accept got through".to_owned())
@@ -212,7 +221,7 @@ async fn a_revoked_key_and_an_unknown_key_get_401_everywhere() {
     for key in [revoked.as_str(), "atk_not-a-key"] {
         server.with_key(Some(key));
         for (method, path) in &documented {
-            if !matches!(access_of(method, path), Some(Scopes(_))) {
+            if !matches!(access_of(method, path), Some(Scopes(_) | AllOf(_))) {
                 continue;
             }
             let body = if method == "put" || method == "post" { Some(json!({})) } else { None };

@@ -142,8 +142,12 @@ impl EmbeddedStore {
     /// [`open`](EmbeddedStore::open) with options.
     pub fn open_with(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedStore> {
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path).map_err(backend_err)?;
+        create_private_dir(&path).map_err(backend_err)?;
         let db = Database::builder(&path).open().map_err(backend_err)?;
+        // fjall creates its files with the process umask; the directory being 0700 already
+        // keeps others out, and the files are tightened too (the store holds the `/me` signing
+        // secret, key hashes and personal data).
+        restrict_tree(&path).map_err(backend_err)?;
         let keyspace = |name: &str| db.keyspace(name, || keyspace_options(name)).map_err(backend_err);
         let store = EmbeddedStore {
             events: keyspace("events")?,
@@ -784,5 +788,92 @@ mod tests {
             .expect("subject");
         assert_eq!(of_u3, 500);
         assert_eq!(store.event_count().expect("count"), 5001);
+    }
+}
+
+/// Creates `path` (and missing parents) with owner-only permissions (0700 on Unix), and tightens
+/// an existing directory to 0700.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(path)?;
+    Ok(())
+}
+
+/// Owner-only permissions for everything under `path`: directories 0700, files 0600.
+fn restrict_tree(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let mode = if kind.is_dir() {
+                    stack.push(entry.path());
+                    0o700
+                } else if kind.is_file() {
+                    0o600
+                } else {
+                    continue;
+                };
+                if entry.metadata()?.permissions().mode() & 0o777 != mode {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod permission_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_directory_and_its_files_are_owner_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // A new directory is created 0700.
+        let fresh = root.path().join("fresh").join("data");
+        drop(EmbeddedStore::open(&fresh).expect("open"));
+        assert_eq!(mode(&fresh), 0o700);
+        // An existing world-readable directory and its files are tightened on open.
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).expect("mkdir");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        drop(EmbeddedStore::open(&old).expect("open"));
+        let leftover = old.join("leftover");
+        std::fs::write(&leftover, b"x").expect("write");
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        drop(EmbeddedStore::open(&old).expect("reopen"));
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&leftover), 0o600);
+        let mut stack = vec![old.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    assert_eq!(mode(&path), 0o700, "{}", path.display());
+                    stack.push(path);
+                } else {
+                    assert_eq!(mode(&path), 0o600, "{}", path.display());
+                }
+            }
+        }
     }
 }

@@ -217,6 +217,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         crate::serve::spawn_retention_sweep(Arc::clone(&engine));
+        crate::serve::spawn_purge(Arc::clone(&engine));
         crate::serve::spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(3600));
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;

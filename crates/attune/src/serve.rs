@@ -19,9 +19,30 @@ pub struct ServeArgs {
     /// A PostgreSQL URL (`postgres://user@host:5432/db`) to use instead of the embedded store.
     #[arg(long, env = "ATTUNE_STORE")]
     pub store: Option<String>,
-    /// Admin key. Without one the server runs open, and only on a loopback address.
+    /// Admin key (at least 32 characters). Without one the server runs open, and only on a
+    /// loopback address. Prefer the environment variable or `--admin-key-file`: a value on the
+    /// command line shows in `ps`.
     #[arg(long, env = "ATTUNE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// A file holding the admin key (its first line); made owner-only (0600) if it is not.
+    #[arg(long, env = "ATTUNE_ADMIN_KEY_FILE", conflicts_with = "admin_key")]
+    pub admin_key_file: Option<PathBuf>,
+    /// Seconds a client has, from a request's first byte, to send its headers.
+    #[arg(long, env = "ATTUNE_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a client has, after its headers, to send the request body.
+    #[arg(long, env = "ATTUNE_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(long, env = "ATTUNE_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Open connections at most; more wait until one closes.
+    #[arg(long, env = "ATTUNE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Failed authentications (unknown keys, console sign-ins) allowed per client address in 5
+    /// minutes before its requests are answered 429 (0: no limit).
+    #[arg(long, env = "ATTUNE_AUTH_FAILURES", default_value_t = 30)]
+    pub auth_failures: u32,
     /// Requests per second allowed per scoped key (0: no limit).
     #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
     pub rate_limit: f64,
@@ -101,10 +122,58 @@ fn engine_over(store: Arc<dyn attune_store::Store>, config: EngineConfig) -> any
     Ok(Arc::new(engine))
 }
 
+/// The shortest admin key accepted, in characters.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+/// The admin key from `--admin-key`/`ATTUNE_ADMIN_KEY` or `--admin-key-file`, warning when it
+/// was given on the command line (where `ps` shows it).
+pub fn resolve_admin_key(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.admin_key_file {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("reading the admin key file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                eprintln!("warning: {} was readable by others; making it owner-only (0600)", path.display());
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("tightening {}", path.display()))?;
+            }
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the admin key file {}", path.display()))?;
+        let key = text.lines().next().unwrap_or_default().trim().to_owned();
+        if key.is_empty() {
+            bail!("the admin key file {} is empty", path.display());
+        }
+        return Ok(Some(key));
+    }
+    if args.admin_key.is_some() && admin_key_on_command_line(std::env::args()) {
+        eprintln!(
+            "warning: --admin-key on the command line is visible to every user of this machine (ps); \
+             use ATTUNE_ADMIN_KEY or --admin-key-file instead"
+        );
+    }
+    Ok(args.admin_key.clone())
+}
+
+/// Whether the arguments hold `--admin-key` (not `--admin-key-file`).
+pub fn admin_key_on_command_line(args: impl IntoIterator<Item = String>) -> bool {
+    args.into_iter().any(|arg| arg == "--admin-key" || arg.starts_with("--admin-key="))
+}
+
 /// Checks the auth rule of API.md: no admin key → loopback only.
 pub fn check_listen(listen: &SocketAddr, admin_key: Option<&str>) -> anyhow::Result<()> {
-    if admin_key.is_some_and(|k| k.len() < 16) {
-        bail!("ATTUNE_ADMIN_KEY must be at least 16 characters");
+    if let Some(key) = admin_key
+        && key.chars().count() < MIN_ADMIN_KEY_CHARS
+    {
+        bail!(
+            "the admin key (ATTUNE_ADMIN_KEY, --admin-key-file) must be at least {MIN_ADMIN_KEY_CHARS} characters; \
+             this one has {}. Make one with: openssl rand -hex 32",
+            key.chars().count()
+        );
     }
     if admin_key.is_none() {
         if !listen.ip().is_loopback() {
@@ -115,6 +184,8 @@ pub fn check_listen(listen: &SocketAddr, admin_key: Option<&str>) -> anyhow::Res
         eprintln!();
         eprintln!("  !!! OPEN MODE: no ATTUNE_ADMIN_KEY is set. Every request on {listen} is allowed without a key.");
         eprintln!("  !!! This is for local development only. Set ATTUNE_ADMIN_KEY before exposing Attune.");
+        eprintln!("  !!! Only requests to localhost, 127.x or [::1] are answered; keys minted now stop working");
+        eprintln!("  !!! once an admin key is set (mint them again with the admin key).");
         eprintln!();
     }
     Ok(())
@@ -126,7 +197,17 @@ pub async fn serve_until(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, attune_server::app(state)).with_graceful_shutdown(shutdown).await.context("serving")
+    serve_with(listener, state, attune_server::server::ServerLimits::default(), shutdown).await
+}
+
+/// [`serve_until`] with connection limits and timeouts.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: attune_server::server::ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    attune_server::server::serve(listener, attune_server::app(state), limits, shutdown).await.context("serving")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -152,6 +233,32 @@ pub async fn shutdown_signal() {
 /// How often the retention sweep runs (also once right at start, for what expired while the
 /// server was down).
 pub const RETENTION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How often a due purge is looked for (see attune-engine `privacy`: bytes deleted by forgetting,
+/// consent withdrawal or retention leave the store's files by `PURGE_DEADLINE_MS` plus this).
+pub const PURGE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `Engine::purge_if_due` every [`PURGE_CHECK_EVERY`], off the async runtime (`/metrics`
+/// reports when the next purge is due: `attune_purge_due_timestamp_seconds`).
+pub fn spawn_purge(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PURGE_CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let engine = Arc::clone(&engine);
+            match tokio::task::spawn_blocking(move || engine.purge_if_due(engine.now_ms())).await {
+                Ok(Ok(purged)) => {
+                    if purged {
+                        tracing::info!("purged deleted bytes from the store");
+                    }
+                }
+                Ok(Err(err)) => tracing::error!(error = %err, "purging failed; retrying in a minute"),
+                Err(err) => tracing::error!(error = %err, "purging panicked"),
+            }
+        }
+    })
+}
 
 /// Runs `Engine::sweep_retention` now and every [`RETENTION_SWEEP_EVERY`], off the async runtime.
 pub fn spawn_retention_sweep(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
@@ -311,16 +418,33 @@ pub fn spawn_sync_thread(engine: Arc<Engine>, every: std::time::Duration) {
         .expect("spawning the sync thread");
 }
 
+/// The connection limits and timeouts the arguments ask for.
+pub fn server_limits(args: &ServeArgs) -> anyhow::Result<attune_server::server::ServerLimits> {
+    if args.header_timeout == 0 || args.body_timeout == 0 || args.idle_timeout == 0 || args.max_connections == 0 {
+        bail!("--header-timeout, --body-timeout, --idle-timeout and --max-connections take positive numbers");
+    }
+    Ok(attune_server::server::ServerLimits {
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        max_connections: args.max_connections,
+    })
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    check_listen(&args.listen, args.admin_key.as_deref())?;
+    let admin_key = resolve_admin_key(&args)?;
+    check_listen(&args.listen, admin_key.as_deref())?;
     if !(args.sync_every > 0.0 && args.sync_every.is_finite()) {
         bail!("--sync-every takes a positive number of seconds");
     }
+    let limits = server_limits(&args)?;
     let (engine, shared_store) = open_engine_for(&args)?;
-    let state = AppState::new(Arc::clone(&engine), args.admin_key.as_deref(), args.rate_limit);
+    let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), args.rate_limit)
+        .with_auth_failures(args.auth_failures, attune_server::AUTH_FAILURE_WINDOW);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         spawn_retention_sweep(Arc::clone(&engine));
+        spawn_purge(Arc::clone(&engine));
         let train_every = std::time::Duration::from_secs(args.train_every);
         match shared_store {
             Some(store) => {
@@ -335,10 +459,55 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         tracing::info!(%address, data = %args.data.display(), "attune is serving");
         println!("attune listening on http://{address}");
-        let served = serve_until(listener, state, shutdown_signal()).await;
+        let served = serve_with(listener, state, limits, shutdown_signal()).await;
         if let Err(err) = engine.flush_decisions() {
             tracing::warn!(error = %err, "persisting the decision log at shutdown failed");
         }
         served
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_keys_are_long_and_open_mode_is_loopback_only() {
+        let loopback: SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        let anywhere: SocketAddr = "0.0.0.0:7700".parse().unwrap();
+        let short = "a".repeat(MIN_ADMIN_KEY_CHARS - 1);
+        let error = check_listen(&anywhere, Some(&short)).unwrap_err().to_string();
+        assert!(error.contains("at least 32 characters"), "{error}");
+        assert!(check_listen(&anywhere, Some("0123456789abcdef")).is_err(), "16 characters are no longer enough");
+        assert!(check_listen(&anywhere, Some(&"a".repeat(MIN_ADMIN_KEY_CHARS))).is_ok());
+        assert!(check_listen(&anywhere, None).is_err());
+        assert!(check_listen(&loopback, None).is_ok());
+    }
+
+    #[test]
+    fn an_admin_key_on_the_command_line_is_noticed() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(admin_key_on_command_line(args(&["attune", "serve", "--admin-key", "k"])));
+        assert!(admin_key_on_command_line(args(&["attune", "serve", "--admin-key=k"])));
+        assert!(!admin_key_on_command_line(args(&["attune", "serve", "--admin-key-file", "/run/k"])));
+        assert!(!admin_key_on_command_line(args(&["attune", "serve"])));
+    }
+
+    #[test]
+    fn the_admin_key_file_is_read_and_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.key");
+        std::fs::write(&path, format!("{}\n", "k".repeat(40))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let args = <ServeCli as clap::Parser>::parse_from(["serve", "--admin-key-file", path.to_str().unwrap()]).args;
+        assert_eq!(resolve_admin_key(&args).unwrap(), Some("k".repeat(40)));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[derive(clap::Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
 }

@@ -36,7 +36,7 @@ pub async fn post_key(
         let parsed = Scope::parse(scope).ok_or_else(|| {
             ApiError::new(
                 Code::InvalidScope,
-                "Scopes are events:write, decide, catalog:write, users:read, users:write and admin.",
+                "Scopes are events:write, decide, catalog:write, users:read, users:write, decisions:read and admin.",
             )
             .with_field(format!("scopes[{i}]"))
         })?;
@@ -44,8 +44,9 @@ pub async fn post_key(
             scopes.push(parsed);
         }
     }
+    let minted_open = matches!(state.auth, crate::AuthMode::Open);
     let (key, secret) = blocking(&state, move |engine| {
-        let (key, secret) = engine.create_key(&name, scopes)?;
+        let (key, secret) = engine.create_key_with(&name, scopes, minted_open)?;
         engine.audit(&caller.key_id, "keys.create", &key.id)?;
         Ok((key, secret))
     })
@@ -71,6 +72,7 @@ pub async fn list_keys(State(state): State<AppState>, _auth: Auth<Admin>) -> Api
             scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             created_at: rfc3339(key.created_ms),
             revoked: key.revoked,
+            minted_open: key.minted_open,
         })
         .collect();
     Ok(Json(KeysOut { keys }))

@@ -584,12 +584,13 @@ pub struct ReviewOut {
     pub decisions: Vec<ReviewedDecisionOut>,
 }
 
-/// Recent decisions with items, sources and reasons: what is recommended to whom.
+/// Recent decisions with items, sources and reasons: what is recommended to whom. Needs the
+/// `decisions:read` scope (or admin): the log holds user ids and personal reasons.
 #[utoipa::path(get, path = "/v1/review/decisions", tag = "editorial", params(ReviewQuery),
     responses((status = 200, description = "Recent decisions, newest first.", body = ReviewOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn review_decisions(
     State(state): State<AppState>,
-    _auth: Auth<CatalogWrite>,
+    _auth: Auth<crate::auth::DecisionsRead>,
     ApiQuery(query): ApiQuery<ReviewQuery>,
 ) -> ApiResult<Json<ReviewOut>> {
     let since_ms = optional_ts(query.since.as_deref(), "since")?.unwrap_or(i64::MIN);

@@ -111,7 +111,11 @@ pub async fn post_events(
 
 /// Merge an anonymous id's history into a person's.
 #[utoipa::path(post, path = "/v1/identify", tag = "events", request_body = IdentifyIn,
+<<<<<<< HEAD
     responses((status = 200, description = "How many events moved to the person (0 when the pair was merged before).", body = IdentifyOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+=======
+    responses((status = 200, body = IdentifyOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+>>>>>>> wt-17
     security(("bearer" = [])))]
 pub async fn post_identify(
     State(state): State<AppState>,
@@ -120,8 +124,15 @@ pub async fn post_identify(
 ) -> ApiResult<Json<IdentifyOut>> {
     check_path_id(&body.anonymous_id, "anonymous_id")?;
     check_path_id(&body.user, "user")?;
-    let report =
-        blocking(&state, move |engine| engine.identify(&body.anonymous_id, &body.user, &caller.key_id)).await?;
+    if body.force && !caller.admin {
+        return Err(
+            ApiError::new(Code::Forbidden, "Only an admin key may force a merge (`force`): admin.").with_field("force")
+        );
+    }
+    let report = blocking(&state, move |engine| {
+        engine.identify_with(&body.anonymous_id, &body.user, &caller.key_id, body.force)
+    })
+    .await?;
     Ok(Json(IdentifyOut { merged_events: report.merged_events }))
 }
 

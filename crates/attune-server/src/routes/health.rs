@@ -31,9 +31,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine.clone();
-    if let Ok(Ok((n_events, disk_bytes))) = tokio::task::spawn_blocking(move || engine.store_stats()).await {
+    let stats = tokio::task::spawn_blocking(move || {
+        Ok::<_, attune_engine::EngineError>((engine.store_stats()?, engine.purge_due_ms()?))
+    })
+    .await;
+    if let Ok(Ok(((n_events, disk_bytes), purge_due_ms))) = stats {
         metrics::gauge!("attune_store_events").set(n_events as f64);
         metrics::gauge!("attune_store_disk_bytes").set(disk_bytes as f64);
+        // When deleted bytes still in the store's files must be purged by (0: nothing waits).
+        metrics::gauge!("attune_purge_due_timestamp_seconds").set(purge_due_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
     }
     metrics::gauge!("attune_people").set(state.engine.n_people() as f64);
     metrics::gauge!("attune_catalog_items").set(state.engine.catalog().n_available() as f64);

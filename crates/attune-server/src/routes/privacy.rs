@@ -11,13 +11,13 @@ use utoipa::IntoParams;
 use super::{rfc3339, users};
 use crate::{
     AppState,
-    auth::{Admin, Auth, UsersRead, UsersWrite},
+    auth::{Admin, Auth, UsersRead, UsersReadWrite, UsersWrite},
     blocking,
     error::{ApiError, ApiResult, Code, ErrorBody},
     extract::{ApiQuery, IdPath, IdPath2},
     wire::{
         AuditOut, ErasedOut, ExportEventOut, ExportOut, ForgetOut, ForgottenOut, MeLinkOut, MergeOut, ReceiptOut,
-        RecordOut, SweepOut,
+        RecordOut, StatusOut, SweepOut,
     },
 };
 
@@ -34,7 +34,12 @@ pub async fn delete_history(
 ) -> ApiResult<Json<ForgetOut>> {
     let item_out = item.clone();
     let report = blocking(&state, move |engine| engine.forget_item(&id, &item, &caller.key_id)).await?;
-    Ok(Json(ForgetOut { forgotten: true, item: item_out, events_deleted: report.events }))
+    Ok(Json(ForgetOut {
+        forgotten: true,
+        item: item_out,
+        events_deleted: report.events,
+        purge_by: rfc3339(report.purge_by_ms),
+    }))
 }
 
 /// Every stored record about the person and their aliases, machine-readable (GDPR Art. 20).
@@ -97,13 +102,15 @@ pub struct MeLinkQuery {
 }
 
 /// A signed, expiring link to the person's `/me` page ("why am I seeing this / my
-/// preferences"), which works without an API key.
+/// preferences"), which works without an API key. The link reads and changes the person, so
+/// minting one needs both `users:read` and `users:write` (or admin); it is audited
+/// (`users.me_link`).
 #[utoipa::path(post, path = "/v1/users/{id}/me-link", tag = "people", params(("id" = String, Path, description = "The person's id"), MeLinkQuery),
     responses((status = 200, description = "The link and when it expires.", body = MeLinkOut), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_me_link(
     State(state): State<AppState>,
-    _auth: Auth<UsersWrite>,
+    Auth(caller, _): Auth<UsersReadWrite>,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<MeLinkQuery>,
 ) -> ApiResult<Json<MeLinkOut>> {
@@ -113,10 +120,29 @@ pub async fn post_me_link(
             ApiError::new(Code::InvalidCount, "`ttl_seconds` is 60–604,800 (a week).").with_field("ttl_seconds")
         );
     }
-    let (person, now_ms) = blocking(&state, move |engine| Ok((engine.person(&id)?.id, engine.now_ms()))).await?;
+    let (person, generation, now_ms) = blocking(&state, move |engine| {
+        let person = engine.person(&id)?.id;
+        let generation = engine.me_link_generation(&person)?;
+        engine.audit(&caller.key_id, "users.me_link", &person)?;
+        Ok((person, generation, engine.now_ms()))
+    })
+    .await?;
     let expires_ms = now_ms + ttl_seconds as i64 * 1000;
-    let token = crate::me::sign_token(&state.engine.link_secret(), &person, expires_ms);
+    let token = crate::me::sign_token(&state.engine.link_secret(), &person, expires_ms, &generation);
     Ok(Json(MeLinkOut { url: format!("/me?token={token}"), expires_at: rfc3339(expires_ms) }))
+}
+
+/// Revoke every `/me` link minted for the person so far (audited, `users.me_link_revoke`).
+/// Erasure does the same.
+#[utoipa::path(delete, path = "/v1/users/{id}/me-link", tag = "people", params(("id" = String, Path, description = "The person's id")),
+    responses((status = 200, description = "Every earlier link is revoked.", body = StatusOut), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_me_link(
+    State(state): State<AppState>,
+    Auth(caller, _): Auth<UsersWrite>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<StatusOut>> {
+    blocking(&state, move |engine| engine.revoke_me_links(&id, &caller.key_id)).await?;
+    Ok(Json(StatusOut { status: "revoked".into() }))
 }
 
 /// Run the retention sweep now (the server also runs it hourly): deletes events past their
@@ -142,6 +168,7 @@ pub fn sweep_out(report: SweepReport) -> SweepOut {
         decisions_deleted: report.decisions_deleted,
         notifications_deleted: report.notifications_deleted,
         held_past_retention: report.held_past_retention,
+        purge_by: report.purge_by_ms.map(rfc3339),
     }
 }
 

@@ -42,17 +42,31 @@ impl TestServer {
         let engine = Arc::new(
             Engine::open(Arc::new(store), Arc::clone(&clock) as _, EngineConfig::default()).expect("open engine"),
         );
-        let state = AppState::new(Arc::clone(&engine), admin_key, 0.0);
+        // Failed authentications are not throttled here: tests send many unknown keys on purpose
+        // (`tests/security.rs` checks the throttle).
+        let state =
+            AppState::new(Arc::clone(&engine), admin_key, 0.0).with_auth_failures(0, std::time::Duration::from_secs(1));
+        Self::start_with(dir, admin_key, clock, engine, state, attune_server::server::ServerLimits::default()).await
+    }
+
+    /// A server over an engine and a state the test built.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        admin_key: Option<&str>,
+        clock: Arc<ManualClock>,
+        engine: Arc<Engine>,
+        state: AppState,
+        limits: attune_server::server::ServerLimits,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            axum::serve(listener, attune_server::app(state))
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
+            attune_server::server::serve(listener, attune_server::app(state), limits, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
         });
         TestServer {
             base: format!("http://{address}"),
@@ -69,7 +83,14 @@ impl TestServer {
 
     /// Stops the server, closes the store, and starts a new server on the same data directory.
     pub async fn restart(self) -> TestServer {
-        let TestServer { client, engine, dir, admin_key, stop, task, .. } = self;
+        let admin_key = self.admin_key.clone();
+        self.restart_with(admin_key.as_deref()).await
+    }
+
+    /// [`TestServer::restart`] with another admin key (or none: open mode).
+    pub async fn restart_with(self, admin_key: Option<&str>) -> TestServer {
+        let admin_key = admin_key.map(str::to_owned);
+        let TestServer { client, engine, dir, stop, task, .. } = self;
         drop(client);
         if let Some(stop) = stop {
             let _ = stop.send(());
