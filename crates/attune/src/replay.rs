@@ -4,7 +4,6 @@
 //! test person on a slot with no editorial and no serendipity share. The answers are scored on
 //! the EVAL.md protocol against the same held-out items as the offline evaluation.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -125,10 +124,4 @@ pub fn replay(
         decide_s,
         ranker,
     })
-}
-
-/// Reads a dataset directory's interactions and items for [`replay`].
-pub fn dataset_docs(dir: &Path) -> anyhow::Result<Option<rustc_hash::FxHashMap<String, attune_rank::ItemDoc>>> {
-    let items = dir.join("items.tsv");
-    Ok(if items.exists() { Some(attune_rank::eval::read_items(&items)?) } else { None })
 }

@@ -111,11 +111,7 @@ pub async fn post_events(
 
 /// Merge an anonymous id's history into a person's.
 #[utoipa::path(post, path = "/v1/identify", tag = "events", request_body = IdentifyIn,
-<<<<<<< HEAD
-    responses((status = 200, description = "How many events moved to the person (0 when the pair was merged before).", body = IdentifyOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-=======
-    responses((status = 200, body = IdentifyOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
->>>>>>> wt-17
+    responses((status = 200, description = "How many events moved to the person (0 when the pair was merged before).", body = IdentifyOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn post_identify(
     State(state): State<AppState>,
