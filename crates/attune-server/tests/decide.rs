@@ -291,13 +291,17 @@ async fn decisions_are_reviewed_attributed_and_similar_items_work() {
 
     let models = server.ok("GET", "/v1/models", None).await;
     let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    for name in ["popularity", "trending", "item_knn", "ials", "content"] {
+    for name in ["popularity", "trending", "served", "content"] {
         assert!(names.contains(&name), "{names:?}");
     }
     assert!(models["models"][0]["trained_at"].is_string());
-    let ials = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "ials").unwrap();
-    let ndcg = ials["metrics"]["ndcg"].as_f64().expect("offline metrics at training");
+    let served = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "served").unwrap();
+    let ndcg = served["metrics"]["ndcg"].as_f64().expect("validation metrics at training");
     assert!((0.0..=1.0).contains(&ndcg));
+    let parts = served["params"]["parts"].as_array().expect("the chosen parts");
+    assert!(parts.iter().any(|p| p["model"] == "item_knn"), "{parts:?}");
+    let levels = served["params"]["levels"].as_array().expect("weights per engagement level");
+    assert!(levels.iter().all(|l| l["weights"].as_array().unwrap().len() == parts.len()));
 }
 
 #[tokio::test]

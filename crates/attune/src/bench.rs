@@ -432,6 +432,14 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
         args.clients, rate
     );
     println!("| resident memory peak | {} MiB | |", peak_rss_mib());
+    let models = engine.models();
+    if let Some(ranker) = &models.ranker {
+        println!(
+            "| served ranker: {} | {} MiB of models | ≤ 500 MiB |",
+            crate::cmd_eval::describe_ranker(ranker),
+            ranker.model_bytes() / (1 << 20)
+        );
+    }
     Ok(())
 }
 

@@ -48,9 +48,14 @@ pub fn replay(
     let engine = Engine::open(Arc::new(store), clock, EngineConfig::default()).context("opening the engine")?;
 
     // The catalog: items.tsv when given, else every item of the train part.
+    // In the fold's order (numeric ids numerically), so that the engine numbers items as the
+    // offline evaluation does and ties break alike.
     let mut ids: Vec<&str> = train.iter().map(|r| r.item.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    if ids.iter().all(|id| id.parse::<i64>().is_ok()) {
+        ids.sort_by_key(|id| id.parse::<i64>().unwrap_or(0));
+    }
     let items: Vec<attune_core::Item> = ids
         .iter()
         .map(|id| {

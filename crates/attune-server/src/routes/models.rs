@@ -143,7 +143,8 @@ pub async fn get_job(
 /// One model.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ModelOut {
-    /// `popularity`, `trending`, `item_knn`, `ials`, `content`.
+    /// `served` (the ranker every decision for a person with a history uses), `popularity`,
+    /// `trending` (the general ranking), `content` (declared goals, the cold start).
     pub name: String,
     /// RFC 3339 (null before the first training).
     pub trained_at: Option<String>,
@@ -157,11 +158,16 @@ pub struct ModelOut {
     pub fit_seconds: f64,
     /// The model version (increases with every training).
     pub version: u64,
-    /// Offline metrics of its last evaluation: P/R/NDCG/HitRate/Coverage@10 on a per-person time
-    /// split of the training data (EVAL.md), computed at training when the data has at most
-    /// 500,000 (person, item) pairs; null otherwise (use `attune eval`).
+    /// Offline metrics of its last evaluation: P/R/NDCG/HitRate/Coverage@10 (EVAL.md). For
+    /// `served`, the validation split the ranker was chosen on: each person's last 20% of the
+    /// training interactions held out (people with at least five). Null for the other models
+    /// and before there was data to hold out.
     #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
+    /// For `served`: what training chose — each part's model, parameters, recency half-life and
+    /// validation NDCG@10 alone, and the blend weights per engagement level (history length).
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Value>,
 }
 
 /// The models in use.
@@ -195,7 +201,24 @@ pub async fn list_models(State(state): State<AppState>, _auth: Auth<Admin>) -> A
                         "protocol": "top 10, per-person time split of the training interactions (EVAL.md)",
                     })
                 }),
+                params: (s.name == "served").then(|| snapshot.ranker.as_ref().map(ranker_params)).flatten(),
             })
             .collect(),
     }))
+}
+
+/// The served ranker's choices as JSON.
+fn ranker_params(ranker: &attune_rank::Ranker) -> serde_json::Value {
+    let report = ranker.report();
+    serde_json::json!({
+        "search": format!("{:?}", report.search).to_lowercase(),
+        "parts": report.parts.iter().map(|p| serde_json::json!({
+            "model": p.name, "params": p.params, "recency_half_life": p.half_life,
+            "validation_ndcg": p.validation_ndcg,
+        })).collect::<Vec<_>>(),
+        "levels": report.levels.iter().map(|l| serde_json::json!({
+            "min_history": l.min_history, "weights": l.weights, "validation_people": l.people,
+        })).collect::<Vec<_>>(),
+        "memory_bytes": ranker.model_bytes(),
+    })
 }
