@@ -96,6 +96,11 @@ pub struct FoldEvent<'a> {
     pub rating: Option<f64>,
     /// `properties.score` of a survey.
     pub score: Option<f64>,
+    /// The event's `context.timezone` (an IANA name the engine checked).
+    pub timezone: Option<&'a str>,
+    /// The person's local hour when it happened (0–23), when the event's context said (its
+    /// time zone or local time); the engine computes it.
+    pub local_hour: Option<u8>,
 }
 
 /// A person's profile, folded from their events.
@@ -139,6 +144,13 @@ pub struct Profile {
     pub last_seen_ms: i64,
     /// Time of the latest purchase.
     pub last_purchase_ms: Option<i64>,
+    /// The time zone of the latest event that named one, with that event's time: the person's
+    /// zone when their preferences set none.
+    pub timezone: Option<(i64, String)>,
+    /// Engaged events by local hour (views, clicks, reading, carts, purchases, opens).
+    pub active_hours: [f32; 24],
+    /// Email and notification opens by local hour: when sends are read.
+    pub open_hours: [f32; 24],
 }
 
 impl Profile {
@@ -157,6 +169,13 @@ impl Profile {
             self.last_seen_ms = self.last_seen_ms.max(ts);
         }
         self.n_events += 1;
+        if let Some(zone) = event.timezone {
+            // The latest wins; a tie in time by name, so any fold order gives the same zone.
+            let newer = self.timezone.as_ref().is_none_or(|(t, z)| (ts, zone) > (*t, z.as_str()));
+            if newer {
+                self.timezone = Some((ts, zone.to_owned()));
+            }
+        }
 
         let Some(builtin) = event.kind.builtin() else {
             // Declared types count as activity but carry no item semantics Attune knows.
@@ -165,6 +184,16 @@ impl Profile {
         };
         let (strength, activity) = signal_weights(builtin, event);
         self.activity.add(activity, ts, ACTIVITY_HALF_LIFE_MS);
+        if let Some(hour) = event.local_hour.filter(|h| *h < 24) {
+            match builtin {
+                BuiltinType::EmailOpen | BuiltinType::NotificationOpen => {
+                    self.open_hours[hour as usize] += 1.0;
+                    self.active_hours[hour as usize] += 1.0;
+                }
+                BuiltinType::NotInterested | BuiltinType::Search | BuiltinType::Survey | BuiltinType::Rating => {}
+                _ => self.active_hours[hour as usize] += 1.0,
+            }
+        }
 
         match builtin {
             BuiltinType::Survey => {
@@ -326,6 +355,8 @@ mod tests {
                 value: Some(10.0),
                 rating: Some(4.0),
                 score: None,
+                timezone: None,
+                local_hour: None,
             });
         }
         profile

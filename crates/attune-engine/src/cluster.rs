@@ -578,6 +578,7 @@ struct PublishedModels {
     ranker: Option<attune_rank::Ranker>,
     popularity: Vec<f32>,
     trending: Vec<f32>,
+    hour_prior: Vec<f32>,
 }
 
 fn blob_key(version: u64, chunk: usize) -> String {
@@ -643,6 +644,7 @@ impl Engine {
             ranker: snapshot.ranker.clone(),
             popularity: snapshot.popularity.clone(),
             trending: snapshot.trending.clone(),
+            hour_prior: snapshot.hour_prior.clone(),
         };
         let bytes = postcard::to_stdvec(&published).expect("models always encode");
         let previous = self.published_header()?;
@@ -755,6 +757,7 @@ impl Engine {
             popularity,
             trending,
             content,
+            hour_prior: published.hour_prior,
         };
         *self.models.write() = std::sync::Arc::new(snapshot);
         tracing::info!(

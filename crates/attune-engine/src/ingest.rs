@@ -258,6 +258,8 @@ impl Engine {
             value: event.prop_f64("value"),
             rating: event.prop_f64("rating"),
             score: event.prop_f64("score"),
+            timezone: event.context.timezone.as_deref().filter(|z| jiff::tz::TimeZone::get(z).is_ok()),
+            local_hour: crate::measure::local_hour_of(event),
         };
         let excludes = matches!(
             event.kind.builtin(),

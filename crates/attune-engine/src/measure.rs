@@ -51,11 +51,59 @@ pub struct NotificationPlan {
     pub channel: String,
     /// When to send (ms), or none.
     pub send_at_ms: Option<i64>,
-    /// Why: `preferred_hour`, `quiet_hours`, `as_requested`, `frequency_cap`, `no_consent`.
+    /// Why: `preferred_hour` (the person's learned hour), `default_hour` (moved out of the
+    /// default quiet hours to the default hour: nothing learned yet), `quiet_hours`,
+    /// `as_requested`, `frequency_cap`, `no_consent`.
     pub reason: String,
     /// When the plan was made (ms).
     pub at_ms: i64,
 }
+
+/// The person's local hour when `event` happened, if its context says: `local_time` (RFC 3339
+/// with the person's offset) or a valid `timezone`.
+pub(crate) fn local_hour_of(event: &attune_core::Event) -> Option<u8> {
+    if let Some(local) = &event.context.local_time
+        && local.parse::<jiff::Timestamp>().is_ok()
+    {
+        return local.split_once('T').and_then(|(_, time)| time.get(..2)?.parse().ok());
+    }
+    let tz = jiff::tz::TimeZone::get(event.context.timezone.as_deref()?).ok()?;
+    let ts = jiff::Timestamp::from_millisecond(event.ts_ms).ok()?;
+    Some(ts.to_zoned_datetime(tz).hour() as u8)
+}
+
+/// How a person's send hour is chosen: their engagement by local hour (email and notification
+/// opens when there are at least [`MIN_HOUR_EVIDENCE`], else every engagement) shrunk towards the
+/// population's histogram with the weight of [`HOUR_PRIOR_WEIGHT`] events; the most likely hour
+/// outside the night (22:00–06:00) and the person's own quiet hours. Fewer than
+/// [`MIN_HOUR_EVIDENCE`] engaged events with a known local hour: not learned (the default hour).
+pub fn learned_hour(
+    active: &[f32; 24],
+    opens: &[f32; 24],
+    population: &[f32],
+    quiet: Option<attune_core::QuietHours>,
+) -> Option<i8> {
+    let total = |h: &[f32; 24]| h.iter().sum::<f32>();
+    let counts = if total(opens) >= MIN_HOUR_EVIDENCE { opens } else { active };
+    let n = total(counts);
+    if n < MIN_HOUR_EVIDENCE {
+        return None;
+    }
+    let population_total: f32 = population.iter().sum();
+    let prior = |h: usize| {
+        if population.len() == 24 && population_total > 0.0 { population[h] / population_total } else { 1.0 / 24.0 }
+    };
+    (6..22usize)
+        .filter(|&h| quiet.is_none_or(|q| !q.contains((h * 60) as u16)))
+        .map(|h| (h, counts[h] + HOUR_PRIOR_WEIGHT * prior(h)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(h, _)| h as i8)
+}
+
+/// Engaged events with a known local hour before a person's send hour counts as learned.
+pub const MIN_HOUR_EVIDENCE: f32 = 5.0;
+/// The population histogram's weight, in events, when a person's hour is estimated.
+pub const HOUR_PRIOR_WEIGHT: f32 = 8.0;
 
 /// Sends allowed per person in any rolling 7 days, across every channel.
 pub const WEEKLY_BUDGET: usize = 3;
@@ -149,13 +197,36 @@ impl Engine {
         if purpose.is_some_and(|p| !consent.allows(p)) {
             return Ok(plan(None, "no_consent"));
         }
-        let preferences = self.people.read(&person, |s| s.and_then(|s| s.preferences.clone())).unwrap_or_default();
+        // The person's zone: their preferences, else learned from their events' context.
+        let (preferences, learned_zone, hours) = self.people.read(&person, |s| {
+            let profile = s.and_then(|s| s.profile.as_ref());
+            (
+                s.and_then(|s| s.preferences.clone()).unwrap_or_default(),
+                profile.and_then(|p| p.timezone.as_ref().map(|(_, zone)| zone.clone())),
+                profile.map(|p| (p.active_hours, p.open_hours)),
+            )
+        });
         let tz = preferences
             .timezone
             .as_deref()
+            .or(learned_zone.as_deref())
             .and_then(|name| jiff::tz::TimeZone::get(name).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
+        let population = self.models().hour_prior.clone();
+        let learned =
+            hours.and_then(|(active, opens)| learned_hour(&active, &opens, &population, preferences.quiet_hours));
         let earliest = not_before_ms.max(now_ms);
+        let local_of = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map_err(|_| UserError::invalid("invalid_timestamp", "not_before", "`not_before` is out of range."))
+                .map(|t| t.to_zoned_datetime(tz.clone()))
+        };
+        let at_local = |date: jiff::civil::Date, hour: i8, fallback: i64| {
+            date.at(hour, 0, 0, 0)
+                .to_zoned_datetime(tz.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .unwrap_or(fallback)
+        };
 
         // The budget: at most WEEKLY_BUDGET sends in any 7 days, and MIN_GAP_MS between two.
         let reserved: Vec<i64> = self
@@ -164,8 +235,19 @@ impl Engine {
             .filter_map(|(_, plan)| plan.send_at_ms)
             .collect();
         let mut candidate = earliest;
-        let mut reason = "as_requested";
+        let mut reason = if learned.is_some() { "preferred_hour" } else { "as_requested" };
         for _ in 0..32 {
+            // A learned hour: the next time it comes round (within that hour, now).
+            if let Some(hour) = learned {
+                let local = local_of(candidate)?;
+                if local.hour() != hour {
+                    let mut date = local.date();
+                    if local.hour() > hour {
+                        date = date.tomorrow().unwrap_or(date);
+                    }
+                    candidate = at_local(date, hour, candidate + DAY_MS).max(candidate);
+                }
+            }
             let in_week = reserved.iter().filter(|&&t| (t - candidate).abs() < 7 * DAY_MS).count();
             if let Some(&too_close) = reserved.iter().find(|&&t| (t - candidate).abs() < MIN_GAP_MS) {
                 candidate = too_close + MIN_GAP_MS;
@@ -175,11 +257,13 @@ impl Engine {
             if in_week >= WEEKLY_BUDGET {
                 return self.store_plan(&person, plan(None, "frequency_cap"));
             }
+            if learned.is_some() {
+                // The learned hour lies outside the night and the person's quiet hours.
+                return self.store_plan(&person, plan(Some(candidate), reason));
+            }
             // Quiet hours, and the calm default: nothing between 21:00 and 08:00 local unless the
             // person set other quiet hours.
-            let local = jiff::Timestamp::from_millisecond(candidate)
-                .map_err(|_| UserError::invalid("invalid_timestamp", "not_before", "`not_before` is out of range."))?
-                .to_zoned_datetime(tz.clone());
+            let local = local_of(candidate)?;
             let minute = (local.hour() as u16) * 60 + local.minute() as u16;
             let quiet =
                 preferences.quiet_hours.unwrap_or(attune_core::QuietHours { start_min: 21 * 60, end_min: 8 * 60 });
@@ -192,7 +276,7 @@ impl Engine {
                 }
                 let preferred = moved.date().at(PREFERRED_HOUR, 0, 0, 0);
                 let (target, why) = if preferences.quiet_hours.is_none() && preferred > moved {
-                    (preferred, "preferred_hour")
+                    (preferred, "default_hour")
                 } else {
                     (moved, "quiet_hours")
                 };

@@ -81,6 +81,9 @@ pub struct ModelSnapshot {
     /// TF-IDF over tags, title words, kind and level: declared goals and tag affinities (the
     /// cold start) and similar items the other models have not seen.
     pub content: Option<Content>,
+    /// Engaged events by the person's local hour, over everyone who consented (24 entries, or
+    /// empty before training): the prior of each person's learned send hour.
+    pub hour_prior: Vec<f32>,
 }
 
 impl ModelSnapshot {
@@ -98,6 +101,7 @@ impl ModelSnapshot {
             popularity: Vec::new(),
             trending: Vec::new(),
             content: None,
+            hour_prior: Vec::new(),
         }
     }
 
@@ -179,6 +183,7 @@ impl Engine {
         let mut users: FxHashMap<String, u32> = FxHashMap::default();
         let mut pairs: FxHashMap<(u32, u32), (f32, i64)> = FxHashMap::default();
         let mut n_events = 0usize;
+        let mut hour_prior = vec![0f32; 24];
         let mut consent_cache: FxHashMap<String, bool> = FxHashMap::default();
         let mut failure = None;
         self.store.scan_events(0, &mut |row| {
@@ -191,6 +196,11 @@ impl Engine {
             };
             n_events += 1;
             let weight = training_weight(&event);
+            if weight > 0.0
+                && let Some(hour) = crate::measure::local_hour_of(&event).filter(|h| *h < 24)
+            {
+                hour_prior[hour as usize] += 1.0;
+            }
             let Some(item_id) = event.item.as_deref() else { return true };
             if weight <= 0.0 {
                 return true;
@@ -269,6 +279,7 @@ impl Engine {
             popularity,
             trending,
             content,
+            hour_prior,
         });
         *self.models.write() = Arc::clone(&snapshot);
         if let Err(err) = self.clear_retrain_due(now_ms) {

@@ -143,3 +143,58 @@ async fn experiments_assign_expose_and_convert() {
     assert_eq!(bad.status, 400);
     assert_eq!(server.call("GET", "/v1/experiments/none/results", None).await.status, 404);
 }
+
+#[tokio::test]
+async fn send_hours_are_learned_in_a_zone_learned_from_events() {
+    let server = TestServer::start(None).await;
+    for user in ["u-tokyo", "u-early", "u-new"] {
+        server.ok("PUT", &format!("/v1/users/{user}/consent"), Some(json!({"email": true}))).await;
+    }
+    // Tokyo: the zone comes only from the events' context; the person set quiet hours.
+    server
+        .ok("PUT", "/v1/users/u-tokyo/preferences", Some(json!({"quiet_hours": {"start": "21:00", "end": "08:00"}})))
+        .await;
+    let tokyo: Vec<serde_json::Value> = (0..2)
+        .map(|k| {
+            json!({"id": format!("t-{k}"), "type": "view", "user": "u-tokyo", "item": "i-1",
+            "ts": format!("2026-11-2{k}T03:00:00Z"), "context": {"timezone": "Asia/Tokyo"}})
+        })
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": tokyo }))).await;
+    // 13:00Z is 22:00 in Tokyo: quiet there, so 08:00 Tokyo (23:00Z), never 22:00 local.
+    let plan = server
+        .ok(
+            "POST",
+            "/v1/notifications/plan",
+            Some(json!({"user": "u-tokyo", "channel": "email", "not_before": "2026-11-28T13:00:00Z"})),
+        )
+        .await;
+    assert_eq!(plan, json!({"send_at": "2026-11-28T23:00:00Z", "reason": "quiet_hours"}));
+
+    // Someone who engages at 07:00 in Berlin, eight mornings: sends go out at 07:00 their time.
+    let early: Vec<serde_json::Value> = (0..8)
+        .map(|k| {
+            json!({"id": format!("e-{k}"), "type": "click", "user": "u-early", "item": format!("i-{k}"),
+            "ts": format!("2026-11-{:02}T06:10:00Z", 18 + k), "context": {"timezone": "Europe/Berlin"}})
+        })
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": early }))).await;
+    let plan = server
+        .ok(
+            "POST",
+            "/v1/notifications/plan",
+            Some(json!({"user": "u-early", "channel": "email", "not_before": "2026-11-28T12:00:00Z"})),
+        )
+        .await;
+    assert_eq!(plan, json!({"send_at": "2026-11-29T06:00:00Z", "reason": "preferred_hour"}));
+
+    // Nothing learned: late at night (UTC, no zone known) moves to the default hour, and says so.
+    let plan = server
+        .ok(
+            "POST",
+            "/v1/notifications/plan",
+            Some(json!({"user": "u-new", "channel": "email", "not_before": "2026-11-28T22:30:00Z"})),
+        )
+        .await;
+    assert_eq!(plan, json!({"send_at": "2026-11-29T18:00:00Z", "reason": "default_hour"}));
+}

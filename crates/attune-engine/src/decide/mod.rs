@@ -28,7 +28,7 @@ mod who;
 
 use std::{cell::RefCell, sync::Arc};
 
-use attune_core::{Item, ItemIdx, JourneyStage, Preferences, Purpose, TagIdx};
+use attune_core::{Item, ItemIdx, JourneyStage, Purpose, TagIdx};
 
 use crate::{
     Engine, Result,
@@ -247,7 +247,7 @@ pub(crate) struct Moment<'a> {
 
 impl<'a> Moment<'a> {
     fn of(inputs: &Inputs<'_>, who: &Who, context: &'a DecideContext) -> Moment<'a> {
-        let local_hour = local_hour(context, &who.preferences, inputs.now_ms);
+        let local_hour = local_hour(context, who.timezone.as_deref(), inputs.now_ms);
         let (text, hour_tags) = local_hour.map(moment_tags).unwrap_or(("", &[]));
         let weather = context.weather.as_deref().filter(|_| who.consent.allows(Purpose::Contextual));
         let mut tags: Vec<TagIdx> = hour_tags.iter().filter_map(|t| inputs.catalog.lookup_tag(t)).collect();
@@ -444,16 +444,16 @@ impl Engine {
     }
 }
 
-/// The person's local hour: `local_time` if sent, else now in their time zone (request or
-/// preferences), else none.
-fn local_hour(context: &DecideContext, preferences: &Preferences, now_ms: i64) -> Option<i8> {
+/// The person's local hour: `local_time` if sent, else now in their time zone (the request's,
+/// else theirs: preferences or learned from their events), else none.
+fn local_hour(context: &DecideContext, timezone: Option<&str>, now_ms: i64) -> Option<i8> {
     if let Some(local) = &context.local_time
         && local.parse::<jiff::Timestamp>().is_ok()
     {
         // An RFC 3339 time with offset: its wall clock (the digits after `T`) is the person's.
         return local.split_once('T').and_then(|(_, time)| time.get(..2)?.parse().ok());
     }
-    let tz = context.timezone.as_deref().or(preferences.timezone.as_deref())?;
+    let tz = context.timezone.as_deref().or(timezone)?;
     let tz = jiff::tz::TimeZone::get(tz).ok()?;
     let ts = jiff::Timestamp::from_millisecond(now_ms).ok()?;
     Some(ts.to_zoned_datetime(tz).hour())

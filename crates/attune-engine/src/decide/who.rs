@@ -22,6 +22,8 @@ pub(crate) struct Who {
     pub affinities: Vec<(TagIdx, f32)>,
     /// Bought and dismissed items (sorted): never shown, whatever the consent.
     pub excluded: Vec<ItemIdx>,
+    /// The person's time zone: their preferences', else the one their events' context named last.
+    pub timezone: Option<String>,
 }
 
 impl Who {
@@ -37,6 +39,7 @@ impl Who {
             consumed: Vec::new(),
             affinities: Vec::new(),
             excluded: Vec::new(),
+            timezone: None,
         }
     }
 
@@ -68,6 +71,10 @@ impl Engine {
                 recent: used.map(|p| p.recent.clone()).unwrap_or_default(),
                 consumed: used.map(|p| p.consumed.clone()).unwrap_or_default(),
                 affinities: used.map(|p| p.top_affinities(now_ms, 8)).unwrap_or_default(),
+                timezone: preferences
+                    .timezone
+                    .clone()
+                    .or_else(|| profile.and_then(|p| p.timezone.as_ref().map(|(_, zone)| zone.clone()))),
                 preferences,
                 excluded,
                 id: Some(person.clone()),

@@ -161,7 +161,10 @@ pub struct PlanIn {
 pub struct PlanOut {
     /// RFC 3339, or null when nothing should be sent.
     pub send_at: Option<String>,
-    /// `preferred_hour`, `quiet_hours`, `as_requested`, `frequency_cap` or `no_consent`.
+    /// `preferred_hour` (learned from when the person engages, in their time zone — set in their
+    /// preferences or learned from their events' `context.timezone`), `default_hour` (moved out of
+    /// the default quiet hours, 21:00–08:00, to 18:00: nothing learned yet), `quiet_hours`,
+    /// `as_requested`, `frequency_cap` or `no_consent`.
     pub reason: String,
 }
 
