@@ -95,6 +95,8 @@ mod tests {
             value: None,
             rating: None,
             score: None,
+            timezone: None,
+            local_hour: None,
         });
     }
 
