@@ -164,7 +164,11 @@ impl Engine {
             .into());
         }
         let repeated = self.aliases.read().get(anonymous_id).is_some_and(|existing| *existing == target);
-        if !repeated && !force && self.is_known_person(anonymous_id) {
+        if repeated {
+            // The same merge again (a retried request, a second login): nothing moves.
+            return Ok(MergeReport { merged_events: 0 });
+        }
+        if !force && self.is_known_person(anonymous_id) {
             return Err(UserError::Invalid {
                 code: "identity_conflict",
                 field: Some("anonymous_id".into()),
@@ -200,7 +204,7 @@ impl Engine {
         }
         self.people.update(&target, |state| state.updated_ms = now_ms);
         self.rebuild_profile(&target)?;
-        let action = if force && !repeated { "identify.merge_forced" } else { "identify.merge" };
+        let action = if force { "identify.merge_forced" } else { "identify.merge" };
         self.audit(key_id, action, &format!("{anonymous_id} -> {target}"))?;
         Ok(MergeReport { merged_events })
     }

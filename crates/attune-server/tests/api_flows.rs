@@ -140,6 +140,9 @@ async fn identify_merges_history_and_can_be_undone() {
         .await;
     let merged = server.ok("POST", "/v1/identify", Some(json!({"anonymous_id": "a-9", "user": "u-42"}))).await;
     assert_eq!(merged["merged_events"], 2);
+    // The same identify again (a retry, a second login) moves nothing and says so.
+    let again = server.ok("POST", "/v1/identify", Some(json!({"anonymous_id": "a-9", "user": "u-42"}))).await;
+    assert_eq!(again["merged_events"], 0);
     let user = server.ok("GET", "/v1/users/u-42", None).await;
     assert_eq!(user["events"], 3);
     assert_eq!(user["aliases"], json!(["a-9"]));
