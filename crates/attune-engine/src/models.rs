@@ -25,35 +25,8 @@ pub struct ModelStats {
     pub metrics: Option<OfflineMetrics>,
 }
 
-/// Top-10 metrics of the EVAL.md protocol (per-person time split of the training interactions).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OfflineMetrics {
-    /// Precision@10.
-    pub precision: f64,
-    /// Recall@10.
-    pub recall: f64,
-    /// NDCG@10.
-    pub ndcg: f64,
-    /// HitRate@10.
-    pub hit_rate: f64,
-    /// Coverage@10.
-    pub coverage: f64,
-    /// People scored.
-    pub people: usize,
-}
-
-impl From<attune_rank::ValidationMetrics> for OfflineMetrics {
-    fn from(m: attune_rank::ValidationMetrics) -> Self {
-        OfflineMetrics {
-            precision: m.precision,
-            recall: m.recall,
-            ndcg: m.ndcg,
-            hit_rate: m.hit_rate,
-            coverage: m.coverage,
-            people: m.people,
-        }
-    }
-}
+/// Top-10 metrics of the EVAL.md protocol on the served ranker's validation split.
+pub use attune_rank::ValidationMetrics as OfflineMetrics;
 
 /// Everything decisions read from training, immutable once built.
 pub struct ModelSnapshot {
