@@ -119,10 +119,13 @@
         if (p && p.items.length && render(s, p, dec)) s.setAttribute("data-attune-state", "personalized");
         else s.setAttribute("data-attune-state", "fallback");
       });
+      mark();
     }, function () {
       slots.forEach(function (s) { s.setAttribute("data-attune-state", "fallback"); });
+      mark();
     });
   }
+  function mark() { try { performance.mark("attune:slots"); } catch (e) { /* no timing */ } }
   function set(root, name, fn) {
     [].forEach.call(root.querySelectorAll("[data-attune-" + name + "]"), fn);
   }

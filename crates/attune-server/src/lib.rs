@@ -87,6 +87,12 @@ impl AppState {
         }
     }
 
+    /// Browser keys at `per_second` (and `burst`) per key and client address.
+    pub fn with_browser_rate(mut self, per_second: f64, burst: f64) -> AppState {
+        self.browser_limiter = Arc::new(limits::RateLimiter::new(per_second, burst));
+        self
+    }
+
     /// At most `limit` failed authentications per client address per `window` (0: no limit).
     pub fn with_auth_failures(mut self, limit: u32, window: std::time::Duration) -> AppState {
         self.failures = Arc::new(limits::FailureThrottle::new(limit, window));

@@ -304,3 +304,34 @@ async fn open_mode_refuses_pages_of_other_sites_without_a_key() {
     let (status, _, _) = send(&server, reqwest::Method::GET, "/v1/keys", None, None, None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn browser_keys_have_their_own_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(attune_engine::ManualClock::new(NOW_MS));
+    let store = attune_store::EmbeddedStore::open(dir.path()).unwrap();
+    let engine = std::sync::Arc::new(
+        attune_engine::Engine::open(
+            std::sync::Arc::new(store),
+            std::sync::Arc::clone(&clock) as _,
+            attune_engine::EngineConfig::default(),
+        )
+        .unwrap(),
+    );
+    // A bucket of two that refills once in a thousand seconds: the third call is refused.
+    let state =
+        attune_server::AppState::new(std::sync::Arc::clone(&engine), Some(ADMIN), 0.0).with_browser_rate(0.001, 2.0);
+    let server = TestServer::start_with(dir, Some(ADMIN), clock, engine, state, Default::default()).await;
+    let key = browser_key(&server).await;
+    let body = json!({"placements": [{"slot": "home_feed", "count": 1}]});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _, _) =
+            send(&server, reqwest::Method::POST, "/v1/decide", Some(&key.key), Some(SITE), Some(body.clone())).await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // The admin key is counted elsewhere.
+    let (status, _, _) = send(&server, reqwest::Method::POST, "/v1/decide", Some(ADMIN), None, Some(body)).await;
+    assert_eq!(status, 200);
+}

@@ -411,3 +411,51 @@ async fn a_visitor_sees_the_demo_site_personalize_in_the_browser() {
     assert_eq!(api.metric("attune_people").await, people, "a visitor who declined is nobody on the server");
     assert_eq!(api.consent_changes().await, consents, "no consent was sent");
 }
+
+/// The added time to first slot paint, measured in the browser: for a visitor who consented,
+/// the time from the page's first contentful paint (the server-rendered fallback) to the slots
+/// filled from a decision (`performance.mark("attune:slots")` in `attune.js`), over 30 loads of
+/// the demo home page. Not a test: run it with
+/// `cargo test --release -p attune --test browser -- --ignored --nocapture slot_paint`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; prints its numbers"]
+async fn slot_paint_benchmark() {
+    let Some((_driver, driver_url)) = start_driver().await else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_demo, base) = start_demo(data.path());
+    let browser = Browser::start(&driver_url).await;
+    browser.goto(&format!("{base}/demo/")).await;
+    browser.wait_until("the consent banner", "return !document.getElementById('banner').hidden;").await;
+    browser.click("#consent-accept").await;
+    browser.wait_until("an anonymous id", "return attune.anonymousId();").await;
+    let (mut added, mut decide, mut fcp_ms, mut slots_ms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..30 {
+        browser.goto(&format!("{base}/demo/")).await;
+        let timing = browser
+            .wait_until(
+                "the slots",
+                "var s = performance.getEntriesByName('attune:slots')[0]; \
+                 var f = performance.getEntriesByName('first-contentful-paint')[0]; \
+                 var d = performance.getEntriesByType('resource').filter(r => r.name.endsWith('/v1/decide'))[0]; \
+                 return s && f && d && [s.startTime, f.startTime, d.duration];",
+            )
+            .await;
+        let t: Vec<f64> = timing.as_array().expect("timing").iter().map(|v| v.as_f64().unwrap_or(0.0)).collect();
+        // Negative: the slots were filled before the first paint (nothing was added).
+        added.push(t[0] - t[1]);
+        slots_ms.push(t[0]);
+        fcp_ms.push(t[1]);
+        decide.push(t[2]);
+    }
+    browser.close().await;
+    let stats = |name: &str, values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        println!("{name}: median {:.1} ms, p90 {:.1} ms, max {:.1} ms", at(0.5), at(0.9), at(1.0));
+    };
+    println!("slot paint benchmark, {} loads of {base}/demo/ (consented visitor, headless Chromium)", added.len());
+    stats("first contentful paint (fallback)", &mut fcp_ms);
+    stats("slots filled (from navigation start)", &mut slots_ms);
+    stats("added time to first slot paint (slots filled - first contentful paint)", &mut added);
+    stats("POST /v1/decide as seen by the page", &mut decide);
+}
