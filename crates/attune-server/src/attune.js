@@ -209,8 +209,11 @@
     identify: function (userId, userToken) {
       if (!consented()) return Promise.resolve(false);
       flush();
-      return api("POST", "/v1/identify", { anonymous_id: anon, user: userId, user_token: userToken }).then(function () {
-        user = userId; token = userToken;
+      // From now on events and decisions name the user (with the token); the merge moves the
+      // visitor's earlier history. Call it on every page of a signed-in person, right after init.
+      var from = anon;
+      user = userId; token = userToken;
+      return api("POST", "/v1/identify", { anonymous_id: from, user: userId, user_token: userToken }).then(function () {
         return true;
       });
     },
