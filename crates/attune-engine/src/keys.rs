@@ -72,6 +72,84 @@ pub struct ApiKey {
     /// Minted while the server ran open (no admin key): refused once an admin key is set.
     #[serde(default)]
     pub minted_open: bool,
+    /// A browser key (for pages): its allowed origins. `None` for a back end's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserKey>,
+}
+
+/// What makes a key a browser key: the pages (origins) that may use it. A browser key holds
+/// `events:write` and/or `decide` only, and only for the browser's own visitor (see
+/// [`Engine::browser_visitor_allowed`]); known user ids need an identity token signed by the
+/// site's back end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserKey {
+    /// Allowed origins, normalized (`https://site.example`, `http://127.0.0.1:7700`).
+    pub origins: Vec<String>,
+}
+
+/// The form of an anonymous id that a browser key may use: `anon-` and 32 lowercase hex
+/// characters (128 random bits, made by `attune.js`). Back ends must not use ids of this form
+/// for known people.
+pub fn is_browser_visitor_id(id: &str) -> bool {
+    id.strip_prefix("anon-")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Normalizes an origin (`scheme://host[:port]`, lowercase, no path, no trailing slash), or
+/// `None` when it is not one.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = origin.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.len() > 253 {
+        return None;
+    }
+    let ok = rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    ok.then_some(origin)
+}
+
+impl crate::Engine {
+    /// Creates a browser key for `origins` (normalized by the caller) with `scopes` (a subset of
+    /// `events:write` and `decide`); returns the stored key and the secret.
+    pub fn create_browser_key(
+        &self,
+        name: &str,
+        scopes: Vec<Scope>,
+        origins: Vec<String>,
+        minted_open: bool,
+    ) -> crate::Result<(ApiKey, String)> {
+        let (mut key, secret) = self.create_key_with(name, scopes, minted_open)?;
+        key.browser = Some(BrowserKey { origins });
+        self.store.put(attune_store::Table::Keys, &key.id, &crate::to_json(&key))?;
+        self.keys.write().insert(key.hash.clone(), key.clone());
+        Ok((key, secret))
+    }
+
+    /// Every origin of a live browser key (for CORS preflights, which carry no key).
+    pub fn browser_origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self
+            .keys
+            .read()
+            .values()
+            .filter(|k| !k.revoked)
+            .filter_map(|k| k.browser.as_ref())
+            .flat_map(|b| b.origins.iter().cloned())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// Whether a browser key (without an identity token) may act for `id`: an anonymous id of
+    /// the browser form ([`is_browser_visitor_id`]) that is not merged into anyone and is not a
+    /// person of its own beyond the consent its visitor gave (no events as a user, no
+    /// preferences, nothing merged into it).
+    pub fn browser_visitor_allowed(&self, id: &str) -> bool {
+        if !is_browser_visitor_id(id) || self.aliases.read().contains_key(id) {
+            return false;
+        }
+        let own = self.people.read(id, |state| state.is_some_and(|s| s.known_user || s.preferences.is_some()));
+        !own && !self.aliases.read().values().any(|person| person == id)
+    }
 }
 
 impl ApiKey {

@@ -398,6 +398,7 @@ impl Engine {
             created_ms: self.now_ms(),
             revoked: false,
             minted_open,
+            browser: None,
         };
         self.store.put(Table::Keys, &key.id, &to_json(&key))?;
         self.keys.write().insert(key.hash.clone(), key.clone());

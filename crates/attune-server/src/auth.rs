@@ -31,6 +31,8 @@ pub struct Caller {
     pub key_id: String,
     /// Whether the caller holds the admin scope (the admin key, an admin-scoped key, or open mode).
     pub admin: bool,
+    /// A browser key (for pages): acts only for its own visitor ([`crate::browser`]).
+    pub browser: Option<crate::browser::BrowserCaller>,
 }
 
 /// A scope requirement, as a type.
@@ -39,6 +41,8 @@ pub trait Required {
     const SCOPES: &'static [Scope];
     /// Whether every one of [`Required::SCOPES`] is needed (otherwise any one is enough).
     const ALL: bool = false;
+    /// Whether a browser key may call the route (for its own visitor; the handler checks who).
+    const BROWSER: bool = false;
 }
 
 macro_rules! scope_markers {
@@ -62,6 +66,23 @@ scope_markers! {
     Admin => [Admin];
 }
 
+macro_rules! browser_markers {
+    ($($name:ident => [$($scope:ident),*], $doc:literal;)*) => {$(
+        #[doc = $doc]
+        pub struct $name;
+        impl Required for $name {
+            const SCOPES: &'static [Scope] = &[$(Scope::$scope),*];
+            const BROWSER: bool = true;
+        }
+    )*};
+}
+
+browser_markers! {
+    VisitorEvents => [EventsWrite], "`events:write`, from a back end or a browser key (for its own visitor).";
+    VisitorDecide => [Decide], "`decide`, from a back end or a browser key (for its own visitor).";
+    VisitorConsent => [UsersWrite], "`users:write`, or a browser key (its own anonymous visitor's consent only).";
+}
+
 /// Requires both `users:read` and `users:write` (or admin): minting a `/me` link, which lets its
 /// holder read and change the person.
 pub struct UsersReadWrite;
@@ -78,7 +99,7 @@ impl<R: Required> FromRequestParts<AppState> for Auth<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorize(state, parts, R::SCOPES, R::ALL).map(|caller| Auth(caller, PhantomData))
+        authorize(state, parts, R::SCOPES, R::ALL, R::BROWSER).map(|caller| Auth(caller, PhantomData))
     }
 }
 
@@ -91,11 +112,16 @@ pub fn client_address(parts: &Parts) -> String {
         .map_or_else(|| String::from("unknown"), |info| info.0.ip().to_string())
 }
 
-fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool) -> Result<Caller, ApiError> {
+fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool, browser: bool) -> Result<Caller, ApiError> {
     let header = parts.headers.get(axum::http::header::AUTHORIZATION);
     let Some(header) = header else {
         return match state.auth {
-            AuthMode::Open => Ok(Caller { key_id: "open".into(), admin: true }),
+            // A page on another site must not act as the open server's admin.
+            AuthMode::Open if cross_site_origin(parts) => Err(ApiError::new(
+                Code::Unauthorized,
+                "Without an admin key Attune answers requests from pages on other sites only with a browser key.",
+            )),
+            AuthMode::Open => Ok(Caller { key_id: "open".into(), admin: true, browser: None }),
             AuthMode::Keys { .. } => {
                 Err(ApiError::new(Code::Unauthorized, "Send an API key: `Authorization: Bearer <key>`."))
             }
@@ -113,7 +139,7 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool) -> Re
     let key = match holder_of(state, secret) {
         Some(Holder::Admin) => {
             state.admin_limiter.check("admin")?;
-            return Ok(Caller { key_id: "admin".into(), admin: true });
+            return Ok(Caller { key_id: "admin".into(), admin: true, browser: None });
         }
         Some(Holder::Key(key)) => key,
         None => {
@@ -121,6 +147,26 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool) -> Re
             return Err(ApiError::new(Code::Unauthorized, "The API key is unknown or revoked."));
         }
     };
+    if key.browser.is_some() {
+        if !browser {
+            return Err(ApiError::new(
+                Code::Forbidden,
+                "A browser key may only send events, identify with a signed token, decide and set its visitor's consent.",
+            ));
+        }
+        crate::browser::check_origin(&key, &parts.headers)?;
+        state.browser_limiter.check(&format!("{}@{client}", key.id))?;
+        let signing_secret = crate::browser::signing_secret(&state.engine.link_secret(), &key.id);
+        let allowed = scopes.iter().any(|&scope| key.allows(scope)) || scopes == [Scope::UsersWrite];
+        if !allowed {
+            return Err(ApiError::new(Code::Forbidden, "This browser key lacks the scope this route needs."));
+        }
+        return Ok(Caller {
+            key_id: key.id,
+            admin: false,
+            browser: Some(crate::browser::BrowserCaller { signing_secret }),
+        });
+    }
     let allowed = if all {
         key.allows(Scope::Admin) || scopes.iter().all(|&scope| key.allows(scope))
     } else {
@@ -128,7 +174,7 @@ fn authorize(state: &AppState, parts: &Parts, scopes: &[Scope], all: bool) -> Re
     };
     if allowed {
         state.limiter.check(&key.id)?;
-        Ok(Caller { admin: key.allows(Scope::Admin), key_id: key.id })
+        Ok(Caller { admin: key.allows(Scope::Admin), key_id: key.id, browser: None })
     } else {
         let needed: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         let (what, joined) = if all { ("every scope", " and ") } else { ("the scope", " or ") };
@@ -160,6 +206,14 @@ pub(crate) fn holder_of(state: &AppState, secret: &str) -> Option<Holder> {
         return None;
     }
     Some(Holder::Key(key))
+}
+
+/// Whether the request carries an `Origin` that is not this machine (a page on another site).
+fn cross_site_origin(parts: &Parts) -> bool {
+    parts.headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()).is_some_and(|origin| {
+        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        !is_loopback_host(host)
+    })
 }
 
 /// Whether a `Host` value (with or without a port) names this machine's loopback interface:

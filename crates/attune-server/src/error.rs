@@ -67,6 +67,10 @@ error_codes! {
     InvalidHost => "invalid_host", BAD_REQUEST, "Open mode (no admin key) answers only requests whose `Host` is localhost, 127.x or [::1].";
     Unauthorized => "unauthorized", UNAUTHORIZED, "No API key, or an unknown or revoked one.";
     Forbidden => "forbidden", FORBIDDEN, "The API key lacks the scope this route needs.";
+    OriginNotAllowed => "origin_not_allowed", FORBIDDEN, "A browser key was used from a page whose origin is not one of the key's origins.";
+    UserTokenRequired => "user_token_required", FORBIDDEN, "A browser key named a known user without `user_token`, the identity token the site's back end signs.";
+    InvalidUserToken => "invalid_user_token", FORBIDDEN, "A `user_token` is not valid for this user and browser key, or it expired.";
+    BrowserVisitorOnly => "browser_visitor_only", FORBIDDEN, "A browser key acts only for its own anonymous visitor (`anon-` + 32 hex characters, no known person).";
     NotFound => "not_found", NOT_FOUND, "No such route or resource.";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this method.";
     Conflict => "conflict", CONFLICT, "The request contradicts stored state.";

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod browser;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub limiter: Arc<limits::RateLimiter>,
     /// The admin key's own bucket (a higher rate than a scoped key's).
     pub admin_limiter: Arc<limits::RateLimiter>,
+    /// Browser keys' buckets, per key and client address.
+    pub browser_limiter: Arc<limits::RateLimiter>,
     /// Failed authentications per client address.
     pub failures: Arc<limits::FailureThrottle>,
     /// Console sessions (server-side; the cookie holds a random session id).
@@ -76,11 +79,18 @@ impl AppState {
             auth,
             limiter: Arc::new(limits::RateLimiter::new(rate_per_second, (rate_per_second * 2.0).max(10.0))),
             admin_limiter: Arc::new(limits::RateLimiter::new(admin_rate, (admin_rate * 2.0).max(10.0))),
+            browser_limiter: Arc::new(limits::RateLimiter::new(browser::BROWSER_RATE, browser::BROWSER_BURST)),
             failures: Arc::new(limits::FailureThrottle::new(DEFAULT_AUTH_FAILURES, AUTH_FAILURE_WINDOW)),
             sessions: Arc::new(console::Sessions::default()),
             metrics: metrics_handle(),
             jobs: Arc::new(routes::models::Jobs::default()),
         }
+    }
+
+    /// Browser keys at `per_second` (and `burst`) per key and client address.
+    pub fn with_browser_rate(mut self, per_second: f64, burst: f64) -> AppState {
+        self.browser_limiter = Arc::new(limits::RateLimiter::new(per_second, burst));
+        self
     }
 
     /// At most `limit` failed authentications per client address per `window` (0: no limit).
@@ -125,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/v1/openapi.json", get(health::openapi))
+        .route("/v1/attune.js", get(browser::get_script))
         .route("/v1/events", post(events::post_events))
         .route("/v1/identify", post(events::post_identify))
         .route("/v1/identify/{anonymous_id}", delete(events::delete_identify))
@@ -192,6 +203,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models/jobs/{job}", get(models::get_job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), browser::cors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_host))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))

@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
     ),
     paths(
         routes::health::healthz, routes::health::readyz, routes::health::metrics, routes::health::openapi,
+        crate::browser::get_script,
         routes::events::post_events, routes::events::post_identify, routes::events::delete_identify,
         routes::catalog::put_items, routes::catalog::get_item, routes::catalog::delete_item,
         routes::catalog::put_schema, routes::catalog::get_schema, routes::catalog::list_schemas,

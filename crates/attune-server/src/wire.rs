@@ -46,6 +46,9 @@ pub struct EventIn {
     pub properties: Option<Map<String, Value>>,
     /// The decision this event answers.
     pub decision_id: Option<String>,
+    /// With a browser key and `user`: the identity token the site's back end signed for that
+    /// user (`<expiry>.<hex HMAC-SHA256>`; see the README). Ignored for other keys; never stored.
+    pub user_token: Option<String>,
 }
 
 /// `POST /v1/events` answer.
@@ -200,6 +203,8 @@ pub struct IdentifyIn {
     /// `identity_conflict`). The merge can be undone with `DELETE /v1/identify/{anonymous_id}`.
     #[serde(default)]
     pub force: bool,
+    /// Required with a browser key: the identity token the site's back end signed for `user`.
+    pub user_token: Option<String>,
 }
 
 /// `POST /v1/identify` answer.
@@ -341,7 +346,14 @@ pub struct KeyIn {
     /// A name for people.
     pub name: String,
     /// `events:write`, `decide`, `catalog:write`, `users:read`, `users:write`, `decisions:read`, `admin`.
+    /// A browser key holds `events:write` and/or `decide` only (empty: both).
+    #[serde(default)]
     pub scopes: Vec<String>,
+    /// `server` (default: a back end's key) or `browser` (for pages: only the visitor's own events,
+    /// decisions and consent, from `origins` only).
+    pub kind: Option<String>,
+    /// A browser key's allowed origins (`https://site.example`), 1–20.
+    pub origins: Option<Vec<String>>,
 }
 
 /// `POST /v1/keys` answer: the key is shown once.
@@ -355,6 +367,16 @@ pub struct KeyCreatedOut {
     pub name: String,
     /// Scopes.
     pub scopes: Vec<String>,
+    /// `server` or `browser`.
+    pub kind: String,
+    /// A browser key's allowed origins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
+    /// A browser key's signing secret for identity tokens (`user_token`), shown this once; keep it
+    /// on the site's back end. Derived from the server's secret and the key id; revoking the key
+    /// ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 /// A key, without its secret.
@@ -373,6 +395,11 @@ pub struct KeyOut {
     /// Minted while the server ran open (no admin key): such a key authenticates nothing once an
     /// admin key is set; mint a new one.
     pub minted_open: bool,
+    /// `server` or `browser`.
+    pub kind: String,
+    /// A browser key's allowed origins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
 }
 
 /// `GET /v1/keys`.

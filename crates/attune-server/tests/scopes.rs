@@ -46,6 +46,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("get", "/readyz", Public),
     ("get", "/metrics", Public),
     ("get", "/v1/openapi.json", Public),
+    ("get", "/v1/attune.js", Public),
     ("post", "/v1/events", Scopes(EVENTS_WRITE)),
     ("post", "/v1/identify", Scopes(EVENTS_WRITE)),
     ("delete", "/v1/identify/{anonymous_id}", Scopes(ADMIN_ONLY)),

@@ -531,7 +531,7 @@ async fn rate_limits_cover_the_admin_key_the_console_and_me() {
 }
 
 fn rate_limited(state: AppState, per_second: f64) -> AppState {
-    let AppState { engine, auth, metrics, jobs, failures, sessions, .. } = state;
+    let AppState { engine, auth, metrics, jobs, failures, sessions, browser_limiter, .. } = state;
     let admin_rate = per_second * attune_server::ADMIN_RATE_FACTOR;
     AppState {
         engine,
@@ -540,6 +540,7 @@ fn rate_limited(state: AppState, per_second: f64) -> AppState {
         jobs,
         failures,
         sessions,
+        browser_limiter,
         limiter: Arc::new(attune_server::limits::RateLimiter::new(per_second, 10.0)),
         admin_limiter: Arc::new(attune_server::limits::RateLimiter::new(admin_rate, 20.0)),
     }

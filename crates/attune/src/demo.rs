@@ -221,9 +221,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         crate::serve::spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(3600));
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
+        let site_key = crate::demo_site::browser_key(&engine, address, admin_key.is_none())?;
+        let site = crate::demo_site::router(demo_items()?, site_key);
         let auth = if admin_key.is_some() { " -H \"Authorization: Bearer $ATTUNE_ADMIN_KEY\"" } else { "" };
         println!();
         println!("Attune demo is running on http://{address}");
+        println!("  the demo site:    http://{address}/demo/ (attune.js, consent banner, personalized slots)");
         let sign_in = if admin_key.is_some() { " (sign in with $ATTUNE_ADMIN_KEY)" } else { "" };
         println!("  editors' console: http://{address}/console{sign_in}");
         println!("  API document:     http://{address}/v1/openapi.json");
@@ -244,6 +247,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
         println!();
         println!("Press Ctrl-C to stop; the data stays in {}.", args.data.display());
-        crate::serve::serve_until(listener, state, crate::serve::shutdown_signal()).await
+        let app = attune_server::app(state).merge(site);
+        let limits = attune_server::server::ServerLimits::default();
+        attune_server::server::serve(listener, app, limits, crate::serve::shutdown_signal()).await.context("serving")
     })
 }

@@ -6,6 +6,7 @@ mod cmd_bench_train;
 mod cmd_eval;
 mod demo;
 mod demo_sim;
+mod demo_site;
 mod import;
 mod replay;
 mod serve;

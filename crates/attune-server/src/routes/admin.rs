@@ -15,7 +15,9 @@ use crate::{
     wire::{AuditLogOut, AuditOut, KeyCreatedOut, KeyIn, KeyOut, KeysOut, StatusOut},
 };
 
-/// Create a scoped key. The key is shown once; only its hash is stored.
+/// Create a scoped key. The key is shown once; only its hash is stored. With `"kind": "browser"`
+/// and `origins`, a key for pages (see `attune.js`): its visitor's events, decisions and consent
+/// only, plus a `signing_secret` for identity tokens, shown once too.
 #[utoipa::path(post, path = "/v1/keys", tag = "admin", request_body = KeyIn,
     responses((status = 200, description = "The new key, shown this once, and its id.", body = KeyCreatedOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -28,7 +30,47 @@ pub async fn post_key(
     if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::new(Code::InvalidValue, "`name` is 1–128 printable characters.").with_field("name"));
     }
-    if body.scopes.is_empty() {
+    let browser = match body.kind.as_deref() {
+        None | Some("server") => false,
+        Some("browser") => true,
+        Some(_) => {
+            return Err(ApiError::new(Code::InvalidValue, "`kind` is `server` or `browser`.").with_field("kind"));
+        }
+    };
+    let origins = match (&body.origins, browser) {
+        (None, false) => Vec::new(),
+        (Some(_), false) => {
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                "Only a browser key (`\"kind\": \"browser\"`) has `origins`.",
+            )
+            .with_field("origins"));
+        }
+        (None, true) => {
+            return Err(ApiError::new(Code::MissingField, "A browser key needs `origins`, the pages that may use it.")
+                .with_field("origins"));
+        }
+        (Some(list), true) => {
+            if list.is_empty() || list.len() > 20 {
+                return Err(ApiError::new(Code::InvalidValue, "A browser key has 1–20 origins.").with_field("origins"));
+            }
+            let mut origins = Vec::new();
+            for (i, origin) in list.iter().enumerate() {
+                let origin = attune_engine::keys::normalize_origin(origin).ok_or_else(|| {
+                    ApiError::new(
+                        Code::InvalidValue,
+                        "An origin is `https://host` or `http://host:port`, without a path.",
+                    )
+                    .with_field(format!("origins[{i}]"))
+                })?;
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+            origins
+        }
+    };
+    if body.scopes.is_empty() && !browser {
         return Err(ApiError::new(Code::InvalidScope, "A key needs at least one scope.").with_field("scopes"));
     }
     let mut scopes = Vec::new();
@@ -40,23 +82,43 @@ pub async fn post_key(
             )
             .with_field(format!("scopes[{i}]"))
         })?;
+        if browser && !matches!(parsed, Scope::EventsWrite | Scope::Decide) {
+            return Err(ApiError::new(Code::InvalidScope, "A browser key holds only events:write and decide.")
+                .with_field(format!("scopes[{i}]")));
+        }
         if !scopes.contains(&parsed) {
             scopes.push(parsed);
         }
     }
+    if browser && scopes.is_empty() {
+        scopes = vec![Scope::EventsWrite, Scope::Decide];
+    }
     let minted_open = matches!(state.auth, crate::AuthMode::Open);
     let (key, secret) = blocking(&state, move |engine| {
-        let (key, secret) = engine.create_key_with(&name, scopes, minted_open)?;
+        let (key, secret) = if browser {
+            engine.create_browser_key(&name, scopes, origins, minted_open)?
+        } else {
+            engine.create_key_with(&name, scopes, minted_open)?
+        };
         engine.audit(&caller.key_id, "keys.create", &key.id)?;
         Ok((key, secret))
     })
     .await?;
+    let signing_secret =
+        key.browser.is_some().then(|| crate::browser::signing_secret(&state.engine.link_secret(), &key.id));
     Ok(Json(KeyCreatedOut {
         key: secret,
+        scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        kind: kind_of(&key).to_owned(),
+        origins: key.browser.map(|b| b.origins).unwrap_or_default(),
         id: key.id,
         name: key.name,
-        scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        signing_secret,
     }))
+}
+
+fn kind_of(key: &attune_engine::ApiKey) -> &'static str {
+    if key.browser.is_some() { "browser" } else { "server" }
 }
 
 /// Every key, without secrets.
@@ -67,12 +129,14 @@ pub async fn list_keys(State(state): State<AppState>, _auth: Auth<Admin>) -> Api
         .list_keys()
         .into_iter()
         .map(|key| KeyOut {
-            id: key.id,
-            name: key.name,
+            kind: kind_of(&key).to_owned(),
             scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             created_at: rfc3339(key.created_ms),
             revoked: key.revoked,
             minted_open: key.minted_open,
+            origins: key.browser.map(|b| b.origins).unwrap_or_default(),
+            id: key.id,
+            name: key.name,
         })
         .collect();
     Ok(Json(KeysOut { keys }))

@@ -6,7 +6,7 @@ use axum::{Json, extract::State};
 
 use crate::{
     AppState,
-    auth::{Admin, Auth, EventsWrite},
+    auth::{Admin, Auth, VisitorEvents},
     blocking,
     error::{ApiError, ApiResult, Code, ErrorBody},
     extract::{ApiJson, IdPath, check_path_id, from_value},
@@ -76,7 +76,7 @@ pub fn parse_event_line(line: &[u8], index: usize) -> IngestItem {
     security(("bearer" = [])))]
 pub async fn post_events(
     State(state): State<AppState>,
-    _auth: Auth<EventsWrite>,
+    Auth(caller, _): Auth<VisitorEvents>,
     ApiJson(body): ApiJson<EventsIn>,
 ) -> ApiResult<Json<EventsOut>> {
     if body.events.len() > MAX_EVENTS {
@@ -85,6 +85,19 @@ pub async fn post_events(
             format!("A batch holds at most {MAX_EVENTS} events; this one has {}.", body.events.len()),
         )
         .with_field("events"));
+    }
+    if caller.browser.is_some() {
+        for (index, event) in body.events.iter().enumerate() {
+            let text = |name: &str| event.get(name).and_then(|v| v.as_str());
+            crate::browser::check_subject(
+                &state,
+                &caller,
+                text("user"),
+                text("anonymous_id"),
+                text("user_token"),
+                &format!("events[{index}]."),
+            )?;
+        }
     }
     let batch: Vec<IngestItem> =
         body.events.into_iter().enumerate().map(|(index, value)| parse_event_value(value, index)).collect();
@@ -115,7 +128,7 @@ pub async fn post_events(
     security(("bearer" = [])))]
 pub async fn post_identify(
     State(state): State<AppState>,
-    Auth(caller, _): Auth<EventsWrite>,
+    Auth(caller, _): Auth<VisitorEvents>,
     ApiJson(body): ApiJson<IdentifyIn>,
 ) -> ApiResult<Json<IdentifyOut>> {
     check_path_id(&body.anonymous_id, "anonymous_id")?;
@@ -125,10 +138,20 @@ pub async fn post_identify(
             ApiError::new(Code::Forbidden, "Only an admin key may force a merge (`force`): admin.").with_field("force")
         );
     }
-    let report = blocking(&state, move |engine| {
-        engine.identify_with(&body.anonymous_id, &body.user, &caller.key_id, body.force)
-    })
-    .await?;
+    // A browser key: the user's identity token, and the browser's own visitor (whose consent
+    // choice alone does not make it a person of its own), or a merge repeated.
+    let mut force = body.force;
+    if caller.browser.is_some() {
+        crate::browser::check_subject(&state, &caller, Some(&body.user), None, body.user_token.as_deref(), "")?;
+        if state.engine.browser_visitor_allowed(&body.anonymous_id) {
+            force = true;
+        } else if state.engine.resolve(&body.anonymous_id) != state.engine.resolve(&body.user) {
+            return Err(crate::browser::browser_visitor_only("anonymous_id"));
+        }
+    }
+    let report =
+        blocking(&state, move |engine| engine.identify_with(&body.anonymous_id, &body.user, &caller.key_id, force))
+            .await?;
     Ok(Json(IdentifyOut { merged_events: report.merged_events }))
 }
 

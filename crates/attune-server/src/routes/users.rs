@@ -7,7 +7,7 @@ use axum::{Json, extract::State};
 use super::{check_tags, rfc3339};
 use crate::{
     AppState,
-    auth::{Auth, UsersRead, UsersWrite},
+    auth::{Auth, UsersRead, UsersWrite, VisitorConsent},
     blocking,
     error::{ApiError, ApiResult, Code, ErrorBody},
     extract::{ApiJson, IdPath},
@@ -72,15 +72,20 @@ pub async fn get_user(
 }
 
 /// Set consent per purpose; unset purposes take the server's defaults. Works before any event.
+/// Needs `users:write`, or a browser key for its own anonymous visitor (`anon-…`).
 #[utoipa::path(put, path = "/v1/users/{id}/consent", tag = "people", params(("id" = String, Path, description = "The person's id")),
     request_body = ConsentIn,
-    responses((status = 200, description = "Consent per purpose as now in force.", body = ConsentOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "Consent per purpose as now in force.", body = ConsentOut), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn put_consent(
     State(state): State<AppState>,
-    Auth(caller, _): Auth<UsersWrite>,
+    Auth(caller, _): Auth<VisitorConsent>,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<ConsentIn>,
 ) -> ApiResult<Json<ConsentOut>> {
+    // A browser key sets only its own anonymous visitor's consent (the banner's choice).
+    if caller.browser.is_some() && !state.engine.browser_visitor_allowed(&id) {
+        return Err(crate::browser::browser_visitor_only("id"));
+    }
     let defaults = state.engine.config().default_consent;
     let consent = Consent {
         personalization: body.personalization.unwrap_or(defaults.personalization),
