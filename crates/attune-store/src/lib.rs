@@ -20,7 +20,7 @@ mod embedded;
 mod group_commit;
 pub mod postgres;
 
-pub use embedded::{BackupReport, EMBEDDED_FORMAT, EmbeddedOptions, EmbeddedStore};
+pub use embedded::{BackupReport, EMBEDDED_FORMAT, EmbeddedOptions, EmbeddedStore, create_private_dir};
 pub use postgres::PostgresStore;
 
 /// Storage failures. All of them are the server's fault (a 5xx), never the client's.
