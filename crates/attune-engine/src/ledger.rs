@@ -182,6 +182,43 @@ mod tests {
         assert_eq!(read_lines(&out).expect("read").len(), 3);
     }
 
+    fn open(dir: &Path, ledger: Option<PathBuf>) -> Result<Engine> {
+        let store = std::sync::Arc::new(attune_store::EmbeddedStore::open(dir.join("data")).expect("store"));
+        let config = crate::EngineConfig { erasure_ledger: ledger, ..crate::EngineConfig::default() };
+        Engine::open(store, std::sync::Arc::new(crate::ManualClock::new(1_700_000_000_000)), config)
+    }
+
+    #[test]
+    fn engine_record_families_are_versioned_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = open(dir.path(), None).expect("open");
+        let stamped = engine.store().get(Table::Meta, "engine:format").expect("get").expect("stamped at open");
+        assert!(String::from_utf8_lossy(&stamped).contains("event_payload 1"));
+        engine.store().put(Table::Meta, "engine:format", b"event_payload 1\nrecords 7\n").expect("put");
+        drop(engine);
+        let err = open(dir.path(), None).err().expect("refused").to_string();
+        assert!(err.contains("`records` records in version 7"), "{err}");
+    }
+
+    #[test]
+    fn an_erasure_is_in_the_ledger_under_a_keyed_hash_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LEDGER_FILE);
+        let engine = open(dir.path(), Some(path.clone())).expect("open");
+        engine.put_consent("person-7f3a", attune_core::Consent::default(), "k").expect("consent");
+        let receipt = engine.erase_person("person-7f3a", "k").expect("erase");
+        let lines = read_lines(&path).expect("ledger");
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains(&receipt.receipt_id));
+        assert!(!lines[0].contains("person-7f3a"));
+        let secret = engine.ledger_secret().expect("secret");
+        assert!(lines[0].contains(&ledger_hash(&secret, "person-7f3a")));
+        // The store was never checked against this ledger; nobody known is named: nothing to do.
+        drop(engine);
+        let engine = open(dir.path(), Some(path)).expect("reopen");
+        assert!(engine.erasure_receipt(&receipt.receipt_id).expect("receipt").is_some());
+    }
+
     #[test]
     fn hashes_are_keyed() {
         let (one, two) = ([1u8; 32], [2u8; 32]);
