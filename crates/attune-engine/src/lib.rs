@@ -287,7 +287,7 @@ impl Engine {
         let taken_at_ms = self.now_ms();
         let report = self.store.backup(dest)?;
         if let Some(ledger) = &self.config.erasure_ledger {
-            ledger::merge(&[ledger.clone()], &dest.join(ledger::LEDGER_FILE))
+            ledger::merge(std::slice::from_ref(ledger), &dest.join(ledger::LEDGER_FILE))
                 .map_err(|err| error::corrupt("erasure ledger copy", err))?;
         }
         let manifest = format!(

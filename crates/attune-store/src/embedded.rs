@@ -57,7 +57,8 @@ const FORMAT_KEY: &str = "store:format";
 
 /// The layout version of each keyspace (record family) at [`EMBEDDED_FORMAT`]. A change of a
 /// family's encoding bumps its number and the format, and adds a migration.
-const FAMILIES: [(&str, u32); 5] = [("events", 1), ("event_ids", 1), ("by_subject", 1), ("by_expiry", 1), ("records", 1)];
+const FAMILIES: [(&str, u32); 5] =
+    [("events", 1), ("event_ids", 1), ("by_subject", 1), ("by_expiry", 1), ("records", 1)];
 
 /// Migrations: `(to, what, how)`, in order. Each runs on a directory at `to - 1`; the format
 /// record is written after it, so an interrupted migration runs again (they are idempotent).
@@ -1176,7 +1177,7 @@ mod format_tests {
         let backup = backups.path().join("nightly");
         let report = store.backup(&backup).expect("backup");
         writer.join().expect("writer");
-        assert!(report.events >= 500 && report.events % 10 == 0, "whole batches only: {report:?}");
+        assert!(report.events >= 500 && report.events.is_multiple_of(10), "whole batches only: {report:?}");
         let copy = EmbeddedStore::open(&backup).expect("open the copy");
         assert_eq!(copy.event_count().expect("count"), report.events);
         assert_eq!(copy.format().expect("format"), EMBEDDED_FORMAT);

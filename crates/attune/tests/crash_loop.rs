@@ -105,9 +105,8 @@ async fn twenty_kills_lose_nothing_acknowledged_and_apply_nothing_twice() {
         // Every fifth round, an import runs (the server is down: one process owns the data) and
         // is killed at a random moment too, but one; one that finished must be whole.
         if round % 5 == 4 {
-            let lines: Vec<Value> = (0..6000)
-                .map(|i| event(format!("imp{round}-{i}"), format!("m-{}", i % 30), i % 50))
-                .collect();
+            let lines: Vec<Value> =
+                (0..6000).map(|i| event(format!("imp{round}-{i}"), format!("m-{}", i % 30), i % 50)).collect();
             let file = dir.path().join(format!("import-{round}.jsonl"));
             let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
             std::fs::write(&file, text).expect("write");
@@ -239,7 +238,7 @@ async fn twenty_kills_lose_nothing_acknowledged_and_apply_nothing_twice() {
     let (child, address) = start(&data);
     let _server = support::Killed(child);
     wait_ready(&http, &address).await;
-    let ledger = ledger.lock().expect("lock");
+    let ledger = std::mem::take(&mut *ledger.lock().expect("lock"));
     assert!(!ledger.acked.is_empty(), "some events were acknowledged");
     let mut resend: Vec<&Value> = ledger.acked.iter().collect();
     resend.extend(imports_done.iter().flatten());

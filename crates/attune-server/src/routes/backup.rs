@@ -59,8 +59,9 @@ pub async fn post_backup(
             .with_field("path")
     })?;
     if dest.exists() {
-        return Err(ApiError::new(Code::Conflict, "That backup directory exists already; name a new one.")
-            .with_field("path"));
+        return Err(
+            ApiError::new(Code::Conflict, "That backup directory exists already; name a new one.").with_field("path")
+        );
     }
     if state.engine.store().backend() != "embedded" {
         return Err(ApiError::new(
