@@ -120,6 +120,15 @@ impl Engine {
         let mut file = private_file(path, false).map_err(io_err)?;
         file.write_all(lines.as_bytes()).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
+        // The store was checked against the ledger at start, and these people are erased here:
+        // the next start need not scan again.
+        let checked = self.privacy.ledger_hashes.lock().as_mut().map(|hashes| {
+            hashes.extend(ids.iter().map(|id| ledger_hash(&secret, id)));
+            hashes.len()
+        });
+        if let Some(n) = checked {
+            self.store.put(Table::Meta, META_CHECKED, n.to_string().as_bytes())?;
+        }
         Ok(())
     }
 
@@ -140,6 +149,7 @@ impl Engine {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .and_then(|text| text.parse::<usize>().ok());
         if hashes.is_empty() || checked == Some(hashes.len()) {
+            *self.privacy.ledger_hashes.lock() = Some(hashes);
             return Ok(Vec::new());
         }
         let mut ids = self.people.ids();
@@ -162,7 +172,9 @@ impl Engine {
             );
             receipts.push(receipt.receipt_id);
         }
+        // The erasures above added their (known) hashes to the file, not to the set.
         self.store.put(Table::Meta, META_CHECKED, hashes.len().to_string().as_bytes())?;
+        *self.privacy.ledger_hashes.lock() = Some(hashes);
         Ok(receipts)
     }
 }
@@ -213,7 +225,9 @@ mod tests {
         assert!(!lines[0].contains("person-7f3a"));
         let secret = engine.ledger_secret().expect("secret");
         assert!(lines[0].contains(&ledger_hash(&secret, "person-7f3a")));
-        // The store was never checked against this ledger; nobody known is named: nothing to do.
+        // The store is known to be checked against the whole ledger: no scan at the next start.
+        let checked = engine.store().get(Table::Meta, META_CHECKED).expect("get");
+        assert_eq!(checked.as_deref(), Some(&b"1"[..]));
         drop(engine);
         let engine = open(dir.path(), Some(path)).expect("reopen");
         assert!(engine.erasure_receipt(&receipt.receipt_id).expect("receipt").is_some());

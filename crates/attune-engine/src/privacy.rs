@@ -90,6 +90,9 @@ pub(crate) struct PrivacyState {
     link_secret: RwLock<[u8; 32]>,
     /// One erasure or rewrite at a time (each ends with a slow purge or a multi-step rewrite).
     exclusive: Mutex<()>,
+    /// The erasure ledger's hashes, once the store has been checked against all of them (see
+    /// `ledger.rs`): erasures add theirs and keep the checked count current.
+    pub(crate) ledger_hashes: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 /// What `DELETE /v1/users/{id}/history/{item}` removed.
