@@ -87,24 +87,35 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     if !manifest.starts_with("attune backup\n") {
         bail!("{} is not an attune backup", src.join(BACKUP_MANIFEST).display());
     }
-    // The backup must open with this build (format check, no newer format).
-    drop(attune_store::EmbeddedStore::open(src).with_context(|| format!("checking the backup {}", src.display()))?);
     let data = &args.data;
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    // Copied beside the target first and opened there: the copy must open with this build (a
+    // newer format is refused, an older one migrated), and the backup itself stays untouched.
+    let staging = PathBuf::from(format!("{}.restoring-{stamp}", data.display()));
+    copy_tree(src, &staging).with_context(|| format!("copying {} to {}", src.display(), staging.display()))?;
+    let _ = std::fs::remove_file(staging.join(BACKUP_MANIFEST));
+    if let Err(err) = attune_store::EmbeddedStore::open(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(err).with_context(|| format!("opening the backup {}", src.display()));
+    }
     let mut ledgers = vec![src.join(ledger::LEDGER_FILE)];
     let mut moved_aside = None;
     if data.exists() && std::fs::read_dir(data)?.next().is_some() {
         // A running server holds the data directory's lock: opening it fails then.
-        drop(attune_store::EmbeddedStore::open(data).with_context(|| {
-            format!("opening {} to replace it (stop the server that uses it first)", data.display())
-        })?);
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        if let Err(err) = attune_store::EmbeddedStore::open(data) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(err).with_context(|| {
+                format!("opening {} to replace it (stop the server that uses it first)", data.display())
+            });
+        }
         let aside = PathBuf::from(format!("{}.before-restore-{stamp}", data.display()));
         std::fs::rename(data, &aside).with_context(|| format!("moving {} aside", data.display()))?;
         ledgers.push(aside.join(ledger::LEDGER_FILE));
         moved_aside = Some(aside);
+    } else if data.exists() {
+        std::fs::remove_dir(data).with_context(|| format!("replacing the empty {}", data.display()))?;
     }
-    copy_tree(src, data).with_context(|| format!("copying {} to {}", src.display(), data.display()))?;
-    let _ = std::fs::remove_file(data.join(BACKUP_MANIFEST));
+    std::fs::rename(&staging, data).with_context(|| format!("moving the restored data to {}", data.display()))?;
     let entries = ledger::merge(&ledgers, &data.join(ledger::LEDGER_FILE)).context("merging the erasure ledgers")?;
     println!("restored {} into {}", src.display(), data.display());
     if let Some(aside) = moved_aside {
