@@ -18,6 +18,7 @@ pub mod error;
 pub mod experiments;
 mod ingest;
 pub mod keys;
+pub mod ledger;
 pub mod measure;
 pub mod models;
 mod people;
@@ -60,6 +61,10 @@ pub struct EngineConfig {
     /// Other processes share the store: track folded events so that [`Engine::sync_from_store`]
     /// can fold theirs (see [`cluster`]). Off for the embedded store (one process).
     pub cluster: bool,
+    /// The erasure ledger file (see [`ledger`]): every erasure is appended to it, and the people
+    /// it names are erased again at start. `None`: no ledger (erasures do not survive restoring
+    /// a backup taken before them).
+    pub erasure_ledger: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +77,7 @@ impl Default for EngineConfig {
             revelation: decide::Revelation::default(),
             ranker: attune_rank::RankerOptions::default(),
             cluster: false,
+            erasure_ledger: None,
         }
     }
 }
@@ -160,6 +166,16 @@ pub struct AuditEntry {
     pub at_ms: i64,
 }
 
+/// The `meta` record with the version of each engine record family.
+const ENGINE_FORMAT_KEY: &str = "engine:format";
+
+/// The engine's record families and the version of their encoding this build writes: event
+/// payloads (postcard of `attune_core::Event`), JSON records in the tables, the erasure ledger.
+pub const ENGINE_FAMILIES: [(&str, u32); 3] = [("event_payload", 1), ("records", 1), ("erasure_ledger", 1)];
+
+/// The file a complete backup directory holds, written last.
+pub const BACKUP_MANIFEST: &str = "BACKUP";
+
 /// The engine. Cheap to share: wrap it in an `Arc`.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -220,11 +236,71 @@ impl Engine {
             decisions: decisions::Decisions::default(),
             experiments: experiments::Experiments::default(),
         };
+        engine.check_format()?;
         engine.load()?;
         engine.load_editorial()?;
         engine.load_experiments()?;
         engine.open_privacy()?;
+        engine.reapply_ledger()?;
         Ok(engine)
+    }
+
+    /// Checks the versions of the engine's record families (`engine:format` in
+    /// [`Table::Meta`], [`ENGINE_FAMILIES`]): refuses a newer one, stamps a store written
+    /// before the record existed (their encodings then were these, version 1).
+    fn check_format(&self) -> Result<()> {
+        let record = |families: &[(&str, u32)]| {
+            families.iter().map(|(name, version)| format!("{name} {version}\n")).collect::<String>().into_bytes()
+        };
+        match self.store.get(Table::Meta, ENGINE_FORMAT_KEY)? {
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                for line in text.lines().filter(|line| !line.is_empty()) {
+                    let (name, version) = line
+                        .split_once(' ')
+                        .and_then(|(name, v)| Some((name, v.trim().parse::<u32>().ok()?)))
+                        .ok_or_else(|| error::corrupt("engine format record", line))?;
+                    match ENGINE_FAMILIES.iter().find(|(family, _)| *family == name) {
+                        Some((_, known)) if version <= *known => {}
+                        _ => {
+                            return Err(EngineError::Internal(attune_store::StoreError::Format(format!(
+                                "the store holds `{name}` records in version {version}, which this build of attune \
+                                 does not read: run a newer attune"
+                            ))));
+                        }
+                    }
+                }
+                if bytes != record(&ENGINE_FAMILIES) {
+                    self.store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?;
+                }
+            }
+            None => self.store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?,
+        }
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the store into the new directory `dest` while serving
+    /// ([`attune_store::Store::backup`]), then the erasure ledger beside it (copied after the
+    /// snapshot, so it names everyone erased up to the end of the backup), then a `BACKUP`
+    /// manifest, last: a directory without one is an incomplete backup.
+    pub fn backup(&self, dest: &std::path::Path) -> Result<attune_store::BackupReport> {
+        let taken_at_ms = self.now_ms();
+        let report = self.store.backup(dest)?;
+        if let Some(ledger) = &self.config.erasure_ledger {
+            ledger::merge(std::slice::from_ref(ledger), &dest.join(ledger::LEDGER_FILE))
+                .map_err(|err| error::corrupt("erasure ledger copy", err))?;
+        }
+        let manifest = format!(
+            "attune backup\ntaken_at_ms {taken_at_ms}\nbackend {}\nevents {}\nrecords {}\n",
+            self.store.backend(),
+            report.events,
+            report.records
+        );
+        std::fs::write(dest.join(BACKUP_MANIFEST), manifest)
+            .and_then(|()| std::fs::File::open(dest.join(BACKUP_MANIFEST))?.sync_all())
+            .and_then(|()| std::fs::File::open(dest)?.sync_all())
+            .map_err(|err| error::corrupt("backup manifest", err))?;
+        Ok(report)
     }
 
     /// This engine with another source of decision ids (tests: [`SequentialIds`]).

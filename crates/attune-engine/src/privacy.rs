@@ -21,7 +21,7 @@
 //! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due` (see
 //!   [`Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
 //!   person's `/me` links (erasure deletes it, so links issued before an erasure never work
-//!   again).
+//!   again); `erasure_ledger_secret` and `erasure_ledger_checked` (see [`crate::ledger`]).
 //!
 //! # Deleted bytes
 //!
@@ -90,6 +90,9 @@ pub(crate) struct PrivacyState {
     link_secret: RwLock<[u8; 32]>,
     /// One erasure or rewrite at a time (each ends with a slow purge or a multi-step rewrite).
     exclusive: Mutex<()>,
+    /// The erasure ledger's hashes, once the store has been checked against all of them (see
+    /// `ledger.rs`): erasures add theirs and keep the checked count current.
+    pub(crate) ledger_hashes: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 /// What `DELETE /v1/users/{id}/history/{item}` removed.
@@ -575,6 +578,8 @@ impl Engine {
                 // not keep an erased person's id (a purpose-free copy of it would defeat the
                 // erasure).
                 5 => {
+                    // The ledger first: a restored backup erases them again (see `ledger`).
+                    self.record_erasure(ids, &pending.receipt_id, self.now_ms())?;
                     if self.erasure_receipt(&pending.receipt_id)?.is_none() {
                         let receipt = ErasureReceipt {
                             receipt_id: pending.receipt_id.clone(),

@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Training jobs started over the API.
     pub jobs: Arc<routes::models::Jobs>,
+    /// Where `POST /v1/admin/backup` may write (`None`: backups are off).
+    pub backup_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 /// Failed authentications allowed per client address in [`AUTH_FAILURE_WINDOW`] by default.
@@ -84,12 +86,19 @@ impl AppState {
             sessions: Arc::new(console::Sessions::default()),
             metrics: metrics_handle(),
             jobs: Arc::new(routes::models::Jobs::default()),
+            backup_dir: None,
         }
     }
 
     /// Browser keys at `per_second` (and `burst`) per key and client address.
     pub fn with_browser_rate(mut self, per_second: f64, burst: f64) -> AppState {
         self.browser_limiter = Arc::new(limits::RateLimiter::new(per_second, burst));
+        self
+    }
+
+    /// Lets `POST /v1/admin/backup` write backups under `dir`.
+    pub fn with_backup_dir(mut self, dir: std::path::PathBuf) -> AppState {
+        self.backup_dir = Some(Arc::new(dir));
         self
     }
 
@@ -149,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/users/{id}/me-link", post(privacy::post_me_link).delete(privacy::delete_me_link))
         .route("/v1/erasures/{receipt_id}", get(privacy::get_erasure))
         .route("/v1/admin/retention/sweep", post(privacy::post_sweep))
+        .route("/v1/admin/backup", post(routes::backup::post_backup))
         .merge(
             Router::new()
                 .route("/console", get(console::get_overview))

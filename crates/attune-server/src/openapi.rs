@@ -68,6 +68,7 @@ impl Modify for BearerAuth {
         routes::admin::post_key, routes::admin::list_keys, routes::admin::delete_key, routes::admin::get_audit,
         routes::privacy::delete_history, routes::privacy::get_export, routes::privacy::delete_user,
         routes::privacy::post_me_link, routes::privacy::delete_me_link, routes::privacy::get_erasure, routes::privacy::post_sweep,
+        routes::backup::post_backup,
         crate::me::get_page, crate::me::post_consent, crate::me::post_preferences, crate::me::post_forget,
         crate::me::get_export, crate::me::post_erase,
     ),
@@ -97,6 +98,7 @@ impl Modify for BearerAuth {
         routes::models::JobOut, routes::models::ModelOut, routes::models::ModelsOut,
         wire::ForgetOut, wire::ExportOut, wire::ExportEventOut, wire::MergeOut, wire::ForgottenOut, wire::RecordOut,
         wire::ReceiptOut, wire::ErasedOut, wire::MeLinkOut, wire::SweepOut,
+        routes::backup::BackupIn, routes::backup::BackupOut,
     ))
 )]
 struct ApiDoc;

@@ -66,6 +66,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("delete", "/v1/users/{id}/me-link", Scopes(USERS_WRITE)),
     ("get", "/v1/erasures/{receipt_id}", Scopes(ADMIN_ONLY)),
     ("post", "/v1/admin/retention/sweep", Scopes(ADMIN_ONLY)),
+    ("post", "/v1/admin/backup", Scopes(ADMIN_ONLY)),
     ("post", "/v1/keys", Scopes(ADMIN_ONLY)),
     ("get", "/v1/keys", Scopes(ADMIN_ONLY)),
     ("delete", "/v1/keys/{id}", Scopes(ADMIN_ONLY)),

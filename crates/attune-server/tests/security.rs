@@ -279,6 +279,55 @@ async fn slow_clients_are_cut_off() {
     assert_eq!(waiting.await.unwrap().unwrap(), 200);
 }
 
+/// Oversized headers are refused without taking the server down (hyper bounds a connection's
+/// read buffer at about 400 KiB, so a connection costs at most that plus its task), and a flood
+/// of connections far past the cap, each trickling headers, only queues: once the header
+/// deadline cuts them, an honest client is served.
+#[tokio::test]
+async fn oversized_headers_and_connection_floods_are_bounded() {
+    let server = custom_server(Some(ADMIN), None, |state| state, short_limits()).await;
+    let address = server.base.strip_prefix("http://").unwrap().to_owned();
+
+    // One header of 1 MiB: refused (431) or cut, never served.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let big = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+    let _ = stream.write_all(big.as_bytes()).await;
+    let received = String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned();
+    assert!(!received.contains("200 OK"), "{received}");
+    assert!(received.is_empty() || received.starts_with("HTTP/1.1 431"), "{received}");
+
+    // Too many headers: refused.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let many: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let _ = stream.write_all(format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\n{many}\r\n").as_bytes()).await;
+    let received = String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned();
+    assert!(!received.contains("200 OK"), "{received}");
+
+    // 50 connections against a cap of 4, each sending part of its headers and stalling.
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        let address = address.clone();
+        flood.push(tokio::spawn(async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await else { return };
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await;
+            let mut buffer = [0u8; 256];
+            // Held until the server cuts it (header deadline) or, past the cap, until it is
+            // accepted and then cut.
+            let _ = tokio::time::timeout(Duration::from_secs(120), stream.read(&mut buffer)).await;
+        }));
+    }
+    let honest = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("an honest client is served once the flood is cut off");
+    assert_eq!(honest.status(), 200);
+    for task in flood {
+        task.await.unwrap();
+    }
+}
+
 // ---- LOW-MEDIUM: forget, consent withdrawal and retention leave bytes behind ----
 
 fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
@@ -531,7 +580,7 @@ async fn rate_limits_cover_the_admin_key_the_console_and_me() {
 }
 
 fn rate_limited(state: AppState, per_second: f64) -> AppState {
-    let AppState { engine, auth, metrics, jobs, failures, sessions, browser_limiter, .. } = state;
+    let AppState { engine, auth, metrics, jobs, failures, sessions, browser_limiter, backup_dir, .. } = state;
     let admin_rate = per_second * attune_server::ADMIN_RATE_FACTOR;
     AppState {
         engine,
@@ -541,6 +590,7 @@ fn rate_limited(state: AppState, per_second: f64) -> AppState {
         failures,
         sessions,
         browser_limiter,
+        backup_dir,
         limiter: Arc::new(attune_server::limits::RateLimiter::new(per_second, 10.0)),
         admin_limiter: Arc::new(attune_server::limits::RateLimiter::new(admin_rate, 20.0)),
     }

@@ -44,6 +44,38 @@ const BULK_MIN_EVENTS: usize = 4096;
 /// numbers (big-endian).
 const BULK_MARKER: &str = "store:bulk-append-in-progress";
 
+/// The format of an embedded data directory this build writes. Stored in the `meta` record
+/// [`FORMAT_KEY`] with the layout version of each keyspace (the backend's record families); an
+/// open refuses a newer one and migrates an older one ([`MIGRATIONS`]).
+///
+/// - 1: the layout before format records (no [`FORMAT_KEY`]).
+/// - 2: the format record.
+pub const EMBEDDED_FORMAT: u32 = 2;
+
+/// The `meta` record holding the data directory's format: `format N` then `<family> N` lines.
+const FORMAT_KEY: &str = "store:format";
+
+/// The layout version of each keyspace (record family) at [`EMBEDDED_FORMAT`]. A change of a
+/// family's encoding bumps its number and the format, and adds a migration.
+const FAMILIES: [(&str, u32); 5] =
+    [("events", 1), ("event_ids", 1), ("by_subject", 1), ("by_expiry", 1), ("records", 1)];
+
+/// Migrations: `(to, what, how)`, in order. Each runs on a directory at `to - 1`; the format
+/// record is written after it, so an interrupted migration runs again (they are idempotent).
+type Migration = (u32, &'static str, fn(&EmbeddedStore) -> Result<()>);
+const MIGRATIONS: [Migration; 1] = [(2, "format records", |_| Ok(()))];
+
+/// What [`Store::backup`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackupReport {
+    /// Events copied.
+    pub events: u64,
+    /// Records copied (every table).
+    pub records: u64,
+    /// Entries copied, indexes included.
+    pub entries: u64,
+}
+
 /// The embedded store. Open it with [`EmbeddedStore::open`].
 pub struct EmbeddedStore {
     path: PathBuf,
@@ -175,12 +207,134 @@ impl EmbeddedStore {
             next_seq = next_seq.max(last + 1);
         }
         store.next_seq.store(next_seq, Ordering::SeqCst);
+        store.check_format()?;
         let n_events = store.event_ids.len().map_err(backend_err)? as u64;
         store.n_events.store(n_events, Ordering::SeqCst);
         if options.bulk_load && n_events == 0 {
             *store.fresh_ids.lock() = Some(FreshIds::default());
         }
         Ok(store)
+    }
+
+    /// Reads the format record: refuses a newer format (or a newer family), migrates an older
+    /// one, stamps a fresh directory.
+    fn check_format(&self) -> Result<()> {
+        let key = record_key(Table::Meta, FORMAT_KEY);
+        let stored = self.records.get(&key).map_err(backend_err)?;
+        let version = match &stored {
+            Some(bytes) => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| StoreError::Corrupt { what: "format record", detail: "not text".into() })?;
+                let versions = parse_format(text)?;
+                let format = versions.iter().find(|(name, _)| name == "format").map_or(0, |(_, v)| *v);
+                if format > EMBEDDED_FORMAT {
+                    return Err(StoreError::Format(format!(
+                        "the data directory {} is in format {format}, newer than this build of attune reads \
+                         ({EMBEDDED_FORMAT}): run a newer attune, or restore a backup taken by this version",
+                        self.path.display()
+                    )));
+                }
+                for (name, found) in versions.iter().filter(|(name, _)| name != "format") {
+                    match FAMILIES.iter().find(|(family, _)| family == name) {
+                        Some((_, known)) if found <= known => {}
+                        Some((_, known)) => {
+                            return Err(StoreError::Format(format!(
+                                "the data directory {} stores `{name}` in layout {found}, newer than this \
+                                 build reads ({known}): run a newer attune",
+                                self.path.display()
+                            )));
+                        }
+                        None => {
+                            return Err(StoreError::Format(format!(
+                                "the data directory {} holds `{name}`, unknown to this build: run a newer attune",
+                                self.path.display()
+                            )));
+                        }
+                    }
+                }
+                format
+            }
+            // No record: a fresh directory, or one written before format records (format 1).
+            None if self.events.is_empty().map_err(backend_err)? && self.records.is_empty().map_err(backend_err)? => {
+                EMBEDDED_FORMAT
+            }
+            None => 1,
+        };
+        for (to, what, migrate) in MIGRATIONS.iter().filter(|(to, _, _)| *to > version) {
+            tracing::info!(to, what, path = %self.path.display(), "migrating the data directory");
+            migrate(self)?;
+            self.records.insert(&key, format_record(*to)).map_err(backend_err)?;
+            self.persist()?;
+        }
+        if stored.is_none() {
+            self.records.insert(&key, format_record(EMBEDDED_FORMAT)).map_err(backend_err)?;
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// The data directory's format version (from its format record).
+    pub fn format(&self) -> Result<u32> {
+        let bytes = self
+            .records
+            .get(record_key(Table::Meta, FORMAT_KEY))
+            .map_err(backend_err)?
+            .ok_or_else(|| StoreError::Corrupt { what: "format record", detail: "missing".into() })?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| StoreError::Corrupt { what: "format record", detail: "not text".into() })?;
+        Ok(parse_format(text)?.into_iter().find(|(name, _)| name == "format").map_or(0, |(_, v)| v))
+    }
+
+    /// Writes every keyspace as seen by one snapshot into a new data directory `dest` (see
+    /// [`Store::backup`]): writes continue meanwhile and do not reach the copy. The copy's
+    /// entries are ingested as new sorted table files, so it costs one sequential read and write
+    /// of the live data (no journal). A bulk append in progress at the snapshot is copied with
+    /// its marker, and rolled back when the copy is opened, as after a crash.
+    fn backup_to(&self, dest: &Path) -> Result<BackupReport> {
+        if dest.exists() && std::fs::read_dir(dest).map_err(backend_err)?.next().is_some() {
+            return Err(StoreError::Format(format!("{} exists and is not empty", dest.display())));
+        }
+        create_private_dir(dest).map_err(backend_err)?;
+        let snapshot = self.db.snapshot();
+        let copy = Database::builder(dest).open().map_err(backend_err)?;
+        let mut report = BackupReport::default();
+        let keyspaces = [
+            ("events", &self.events),
+            ("event_ids", &self.event_ids),
+            ("by_subject", &self.by_subject),
+            ("by_expiry", &self.by_expiry),
+            ("records", &self.records),
+        ];
+        for (name, keyspace) in keyspaces {
+            let target = copy.keyspace(name, || keyspace_options(name)).map_err(backend_err)?;
+            let mut n = 0u64;
+            let mut failure = None;
+            let entries = fjall::Readable::iter(&snapshot, keyspace).map_while(|guard| match guard.into_inner() {
+                Ok(entry) => {
+                    n += 1;
+                    Some(entry)
+                }
+                Err(err) => {
+                    failure = Some(backend_err(err));
+                    None
+                }
+            });
+            ingest_sorted(&target, entries)?;
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            match name {
+                "events" => report.events = n,
+                "records" => report.records = n,
+                _ => {}
+            }
+            report.entries += n;
+        }
+        drop(snapshot);
+        copy.persist(PersistMode::SyncAll).map_err(backend_err)?;
+        drop(copy);
+        restrict_tree(dest).map_err(backend_err)?;
+        Ok(report)
     }
 
     /// The data directory.
@@ -428,6 +582,27 @@ fn ingest_sorted<K: Into<UserKey>, V: Into<UserValue>>(
     ingestion.finish().map_err(backend_err)
 }
 
+fn format_record(format: u32) -> Vec<u8> {
+    let mut text = format!("format {format}\n");
+    for (family, version) in FAMILIES {
+        text.push_str(&format!("{family} {version}\n"));
+    }
+    text.into_bytes()
+}
+
+fn parse_format(text: &str) -> Result<Vec<(String, u32)>> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (name, version) = line
+                .split_once(' ')
+                .and_then(|(name, v)| Some((name.to_owned(), v.trim().parse().ok()?)))
+                .ok_or_else(|| StoreError::Corrupt { what: "format record", detail: line.to_owned() })?;
+            Ok((name, version))
+        })
+        .collect()
+}
+
 fn subject_key(subject: &str, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(subject.len() + 9);
     key.extend_from_slice(subject.as_bytes());
@@ -664,6 +839,10 @@ impl Store for EmbeddedStore {
     fn purge(&self) -> Result<()> {
         self.purge_files()
     }
+
+    fn backup(&self, dest: &Path) -> Result<BackupReport> {
+        self.backup_to(dest)
+    }
 }
 
 /// fjall seals its active journal (write-ahead log) only once it holds more than this many bytes
@@ -875,5 +1054,144 @@ mod permission_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// Writes a data directory as format 1 wrote it, by hand: the five keyspaces, one event
+    /// (row layout: ts, expires, id length, id, subject length, subject, payload; little-endian)
+    /// with its three index entries, one record, and no format record.
+    fn write_format_1(path: &Path) {
+        let db = Database::builder(path).open().expect("open fjall");
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).expect("keyspace");
+        let (events, ids, subjects, expiries, records) =
+            (ks("events"), ks("event_ids"), ks("by_subject"), ks("by_expiry"), ks("records"));
+        let mut row = Vec::new();
+        row.extend_from_slice(&1_000i64.to_le_bytes());
+        row.extend_from_slice(&9_000i64.to_le_bytes());
+        row.extend_from_slice(&3u16.to_le_bytes());
+        row.extend_from_slice(b"e-1");
+        row.extend_from_slice(&3u16.to_le_bytes());
+        row.extend_from_slice(b"u-1");
+        row.extend_from_slice(b"payload");
+        events.insert(1u64.to_be_bytes(), row).expect("row");
+        ids.insert(b"e-1", 1u64.to_be_bytes()).expect("id");
+        subjects.insert(b"u-1\0\0\0\0\0\0\0\0\x01", b"").expect("subject");
+        let mut expiry = ((9_000u64) ^ (1 << 63)).to_be_bytes().to_vec();
+        expiry.extend_from_slice(&1u64.to_be_bytes());
+        expiries.insert(expiry, b"").expect("expiry");
+        records.insert(b"items\0i-1", b"{\"id\":\"i-1\"}").expect("record");
+        db.persist(PersistMode::SyncAll).expect("persist");
+    }
+
+    #[test]
+    fn a_format_1_directory_is_migrated_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_format_1(dir.path());
+        let store = EmbeddedStore::open(dir.path()).expect("open format 1");
+        assert_eq!(store.format().expect("format"), EMBEDDED_FORMAT);
+        assert_eq!(store.event_count().expect("count"), 1);
+        let mut rows = Vec::new();
+        store
+            .subject_events("u-1", &mut |row| {
+                rows.push(row);
+                true
+            })
+            .expect("subject");
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].id.as_str(), rows[0].ts_ms, rows[0].expires_ms), ("e-1", 1_000, 9_000));
+        assert_eq!(rows[0].payload, b"payload");
+        assert_eq!(store.get(Table::Items, "i-1").expect("get").as_deref(), Some(&b"{\"id\":\"i-1\"}"[..]));
+        assert_eq!(store.count_expired_events(9_000).expect("expired"), 1);
+        // Appends continue after the old sequence numbers.
+        let out = store
+            .append_events(vec![NewEvent {
+                id: "e-2".into(),
+                subject: "u-1".into(),
+                ts_ms: 2,
+                expires_ms: 3,
+                payload: vec![],
+            }])
+            .expect("append");
+        assert_eq!(out, [Appended::New(2)]);
+        drop(store);
+        assert_eq!(EmbeddedStore::open(dir.path()).expect("reopen").format().expect("format"), EMBEDDED_FORMAT);
+    }
+
+    #[test]
+    fn a_fresh_directory_is_stamped_and_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        assert_eq!(store.format().expect("format"), EMBEDDED_FORMAT);
+        store
+            .records
+            .insert(record_key(Table::Meta, FORMAT_KEY), format!("format {}\n", EMBEDDED_FORMAT + 1))
+            .expect("write");
+        store.persist().expect("persist");
+        drop(store);
+        let err = EmbeddedStore::open(dir.path()).err().expect("a newer format is refused").to_string();
+        assert!(err.contains("newer than this build"), "{err}");
+        assert!(err.contains(&format!("format {}", EMBEDDED_FORMAT + 1)), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        store
+            .records
+            .insert(record_key(Table::Meta, FORMAT_KEY), format!("format {EMBEDDED_FORMAT}\nevents 9\n"))
+            .expect("write");
+        store.persist().expect("persist");
+        drop(store);
+        let err = EmbeddedStore::open(dir.path()).err().expect("a newer family is refused").to_string();
+        assert!(err.contains("`events` in layout 9"), "{err}");
+    }
+
+    /// A backup taken while another thread appends is one point in time: every event in it has
+    /// all its index entries, and it opens as a data directory.
+    #[test]
+    fn a_backup_is_a_consistent_copy_taken_while_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+        store.put(Table::Items, "i-1", b"item").expect("put");
+        let writer = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..400u64 {
+                    let batch = (0..10).map(|j| NewEvent {
+                        id: format!("e-{i}-{j}"),
+                        subject: format!("u-{}", j % 3),
+                        ts_ms: 1,
+                        expires_ms: 2,
+                        payload: vec![1, 2, 3],
+                    });
+                    store.append_events(batch.collect()).expect("append");
+                }
+            })
+        };
+        while store.event_count().expect("count") < 500 {
+            std::thread::yield_now();
+        }
+        let backups = tempfile::tempdir().expect("tempdir");
+        let backup = backups.path().join("nightly");
+        let report = store.backup(&backup).expect("backup");
+        writer.join().expect("writer");
+        assert!(report.events >= 500 && report.events.is_multiple_of(10), "whole batches only: {report:?}");
+        let copy = EmbeddedStore::open(&backup).expect("open the copy");
+        assert_eq!(copy.event_count().expect("count"), report.events);
+        assert_eq!(copy.format().expect("format"), EMBEDDED_FORMAT);
+        let mut by_subject = 0;
+        for subject in ["u-0", "u-1", "u-2"] {
+            copy.subject_events(subject, &mut |_| {
+                by_subject += 1;
+                true
+            })
+            .expect("subject");
+        }
+        assert_eq!(by_subject, report.events, "every row has its subject index entry");
+        assert_eq!(copy.count_expired_events(2).expect("expiry"), report.events);
+        assert_eq!(copy.get(Table::Items, "i-1").expect("get").as_deref(), Some(&b"item"[..]));
+        assert!(store.backup(&backup).is_err(), "a backup never overwrites");
     }
 }

@@ -20,7 +20,7 @@ mod embedded;
 mod group_commit;
 pub mod postgres;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::{BackupReport, EMBEDDED_FORMAT, EmbeddedOptions, EmbeddedStore, create_private_dir};
 pub use postgres::PostgresStore;
 
 /// Storage failures. All of them are the server's fault (a 5xx), never the client's.
@@ -37,6 +37,10 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// The data was written in a format this build cannot read (a newer one), or the backend
+    /// cannot do what was asked (a backup of a backend that has its own tools).
+    #[error("{0}")]
+    Format(String),
 }
 
 /// Result with [`StoreError`].
@@ -253,5 +257,16 @@ pub trait Store: Send + Sync {
     /// in place.
     fn purge(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Writes a consistent point-in-time copy of everything stored into `dest`, a new directory
+    /// that opens as a data directory of this backend, without stopping writes. Backends with
+    /// their own backup tools (PostgreSQL: `pg_dump`, base backups) refuse.
+    fn backup(&self, dest: &std::path::Path) -> Result<BackupReport> {
+        let _ = dest;
+        Err(StoreError::Format(format!(
+            "the {} store is backed up with its own tools (see docs/operations.md)",
+            self.backend()
+        )))
     }
 }

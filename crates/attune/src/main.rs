@@ -1,6 +1,7 @@
 //! attune: one binary — `serve` the API, run the `demo`, `import` events, `eval` models offline,
 //! `bench` the hot paths. Everything here is wiring: the work happens in the library crates.
 
+mod backup;
 mod bench;
 mod cmd_bench_train;
 mod cmd_eval;
@@ -53,6 +54,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Offline evaluation of the models on a dataset (EVAL.md protocol).
     Eval(cmd_eval::EvalArgs),
+    /// Ask a running server for a consistent backup of its data (embedded store).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a (stopped) server's data directory, keeping its erasures.
+    Restore(backup::RestoreArgs),
     /// Benchmarks: ingest, train.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -75,6 +80,8 @@ fn main() -> anyhow::Result<()> {
             import::run(args)
         }
         Command::Eval(args) => cmd_eval::run(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Bench(command) => bench::run(command),
     }
 }

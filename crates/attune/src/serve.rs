@@ -57,6 +57,16 @@ pub struct ServeArgs {
     /// (their events, items, keys, consent, ...; see attune-engine `cluster`).
     #[arg(long, env = "ATTUNE_SYNC_EVERY", default_value_t = 1.0)]
     pub sync_every: f64,
+    /// A directory `POST /v1/admin/backup` (`attune backup`) may write backups into. Without
+    /// one, backups are off.
+    #[arg(long, env = "ATTUNE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// The erasure ledger file (people erased, as keyed hashes; erased again when a restored
+    /// backup brings them back). Default: `erasure-ledger` in the data directory; with
+    /// `--store postgres://` none unless given (keep it outside what the database's backups
+    /// restore; see docs/operations.md).
+    #[arg(long, env = "ATTUNE_ERASURE_LEDGER")]
+    pub erasure_ledger: Option<PathBuf>,
 }
 
 fn parse_share(text: &str) -> Result<f32, String> {
@@ -83,7 +93,8 @@ fn open_engine_with(
 ) -> anyhow::Result<Arc<Engine>> {
     let store = EmbeddedStore::open_with(data, options)
         .with_context(|| format!("opening the data directory {} (is another attune using it?)", data.display()))?;
-    engine_over(Arc::new(store), config)
+    let erasure_ledger = config.erasure_ledger.clone().or_else(|| Some(data.join(attune_engine::ledger::LEDGER_FILE)));
+    engine_over(Arc::new(store), EngineConfig { erasure_ledger, ..config })
 }
 
 /// Opens the store the arguments name (PostgreSQL with `--store`, else the embedded one) and the
@@ -93,6 +104,7 @@ fn open_engine_with(
 pub fn open_engine_for(args: &ServeArgs) -> anyhow::Result<(Arc<Engine>, Option<Arc<attune_store::PostgresStore>>)> {
     let config = EngineConfig {
         revelation: attune_engine::decide::Revelation { goals_share: args.goals_share },
+        erasure_ledger: args.erasure_ledger.clone(),
         ..EngineConfig::default()
     };
     match &args.store {
@@ -441,6 +453,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (engine, shared_store) = open_engine_for(&args)?;
     let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), args.rate_limit)
         .with_auth_failures(args.auth_failures, attune_server::AUTH_FAILURE_WINDOW);
+    let state = match &args.backup_dir {
+        Some(dir) => {
+            attune_store::create_private_dir(dir)
+                .with_context(|| format!("creating the backup directory {}", dir.display()))?;
+            state.with_backup_dir(dir.clone())
+        }
+        None => state,
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         spawn_retention_sweep(Arc::clone(&engine));

@@ -1,6 +1,7 @@
 //! Route handlers, one module per area of `API.md`.
 
 pub mod admin;
+pub mod backup;
 pub mod catalog;
 pub mod decide;
 pub mod editorial;
