@@ -212,7 +212,7 @@ impl Engine {
     /// Persists decisions logged since the last flush (one durable batch). Called every second by
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
-        self.flush_experiment_counts()?;
+        self.flush_exposures()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
@@ -236,8 +236,8 @@ impl Engine {
     }
 
     /// Attributes an event to the decision it answers: a click (or better) on a shown item counts
-    /// for that slot's variant, and an event of an experiment's metric types counts as a
-    /// conversion for the person's arm.
+    /// for that slot's variant. (Experiments measure people from the stored event log instead:
+    /// see `experiments.rs`.)
     pub(crate) fn attribute(&self, decision_id: &str, item: Option<&str>, kind: &attune_core::EventType) {
         let Some(decision) = self.logged_decision(decision_id) else { return };
         if crate::models::is_engagement(kind)
@@ -245,9 +245,6 @@ impl Engine {
                 decision.placements.iter().find(|p| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
         {
             self.decisions.click(&placement.slot, &placement.variant);
-        }
-        for (experiment, arm) in &decision.experiments {
-            self.convert(experiment, arm, kind.as_str());
         }
     }
 }

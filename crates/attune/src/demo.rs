@@ -190,7 +190,8 @@ fn editorial_setup(engine: &Engine) -> anyhow::Result<()> {
                 Arm { name: "personalized".into(), weight: 0.45, policy: Policy::Default },
             ],
             holdout: 0.1,
-            metrics: vec!["click".into(), "purchase".into()],
+            metrics: vec!["click_through".into(), "purchase_conversion".into()],
+            coverage: 1.0,
         },
         DEMO,
     )?;
