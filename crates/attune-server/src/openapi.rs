@@ -85,6 +85,7 @@ impl Modify for BearerAuth {
         routes::experiments::ResultsOut, routes::experiments::SrmOut, routes::experiments::RangeOut,
         routes::experiments::TestOut, routes::experiments::MetricArmOut, routes::experiments::MetricOut,
         routes::experiments::ExposedOut, routes::experiments::HoldoutIo, routes::experiments::ExperimentsOut,
+        routes::measure::GroupWeekOut,
         routes::measure::ReportOut, routes::measure::BehavioralOut, routes::measure::AttitudinalOut,
         routes::measure::BusinessOut, routes::measure::EthicalOut, routes::measure::PlanIn, routes::measure::PlanOut,
         routes::decide::DecideIn, routes::decide::DecideContextIn, routes::decide::PlacementIn,

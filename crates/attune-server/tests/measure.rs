@@ -216,4 +216,15 @@ async fn the_control_arm_and_the_global_holdout_get_the_non_personalized_default
         }
     }
     assert!(held > 5 && held < 35, "{held}");
+    let events: Vec<serde_json::Value> = (0..40)
+        .map(|u| json!({"id": format!("w-{u}"), "type": "purchase", "user": format!("u-{u}"), "item": "i-1",
+            "ts": "2026-11-20T10:00:00Z", "properties": {"value": 10}}))
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": events }))).await;
+    let report = server.ok("GET", "/v1/report?from=2026-11-16T00:00:00Z&to=2026-11-23T00:00:00Z", None).await;
+    let weeks = report["holdout_comparison"].as_array().unwrap();
+    assert_eq!(weeks.len(), 2, "{report}");
+    assert_eq!(weeks[0]["group"], "holdout");
+    assert_eq!(weeks[0]["active_people"].as_u64().unwrap() + weeks[1]["active_people"].as_u64().unwrap(), 40);
+    assert_eq!(weeks[1]["conversion"], 1.0);
 }
