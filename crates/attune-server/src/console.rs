@@ -399,7 +399,7 @@ pub async fn get_overview(State(state): State<AppState>, headers: HeaderMap) -> 
     signed_in!(state, headers);
     let loaded = blocking(&state, |engine| {
         let (events, disk_bytes) = engine.store_stats()?;
-        let decisions = engine.recent_decisions(None, 0, 25);
+        let decisions = engine.recent_decisions(None, 0, 25)?;
         let titles = Titles::of_decisions(engine, &decisions);
         Ok((events, disk_bytes, decisions, titles))
     })
@@ -555,10 +555,8 @@ pub async fn get_person(
             explain: true,
             preview: true,
         })?;
-        let mut decisions = engine.recent_decisions(None, 0, 2000);
         let person = view.as_ref().map_or(id_for_engine.as_str(), |v| v.id.as_str()).to_owned();
-        decisions.retain(|d| d.person.as_deref() == Some(person.as_str()));
-        decisions.truncate(10);
+        let decisions = engine.decisions_of(&person, 10)?;
         let recent =
             view.as_ref().map(|v| v.recent.iter().map(|(item, _)| item).collect::<Vec<_>>()).unwrap_or_default();
         let mut titles = Titles::of_decisions(engine, &decisions);
