@@ -489,8 +489,7 @@ impl Engine {
     pub fn put_experiment(&self, experiment: Experiment, key_id: &str) -> Result<StoredExperiment> {
         self.load_experiments()?; // another server may have changed it: resize the stored ranges
         let previous = self.experiments.by_id.lock().get(&experiment.id).cloned();
-        let allocation =
-            reallocate(previous.as_ref().map_or(&[][..], |p| &p.allocation[..]), &targets(&experiment));
+        let allocation = reallocate(previous.as_ref().map_or(&[][..], |p| &p.allocation[..]), &targets(&experiment));
         let stored = StoredExperiment {
             experiment,
             allocation,
@@ -592,7 +591,8 @@ impl Engine {
     /// Stores pending exposures (first exposure wins: one already stored is kept). Called with
     /// the decision log's flush.
     pub(crate) fn flush_exposures(&self) -> Result<usize> {
-        let pending: Vec<((String, String), Exposure)> = std::mem::take(&mut *self.experiments.pending.lock()).into_iter().collect();
+        let pending: Vec<((String, String), Exposure)> =
+            std::mem::take(&mut *self.experiments.pending.lock()).into_iter().collect();
         let mut entries = Vec::new();
         for ((experiment, person), exposure) in pending {
             let record_key = format!("{person}\0x\0{experiment}");
@@ -698,9 +698,9 @@ impl Engine {
             let pre = person_values(&events, at - window_ms, at, at - window_ms);
             let opted_out = {
                 let consent = self.consent_of(&person);
-                let paused = self.people.read(&person, |s| {
-                    s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization)
-                });
+                let paused = self
+                    .people
+                    .read(&person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
                 !consent.personalization || paused
             };
             for (m, (name, _)) in METRICS.iter().enumerate() {

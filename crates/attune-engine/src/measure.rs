@@ -178,16 +178,20 @@ impl Engine {
                     .keys()
                     .filter(|p| {
                         !self.consent_of(p).personalization
-                            || self.people.read(p, |s| {
-                                s.and_then(|s| s.preferences.as_ref()).is_some_and(|x| !x.personalization)
-                            })
+                            || self
+                                .people
+                                .read(p, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|x| !x.personalization))
                     })
                     .count();
                 GroupWeek {
                     week_start_ms: from_ms + week * 7 * DAY_MS,
                     group: if held { "holdout" } else { "personalized" },
                     active_people: acc.people.len() as u64,
-                    events_per_person: if n == 0.0 { 0.0 } else { acc.people.values().map(|p| p.0 as f64).sum::<f64>() / n },
+                    events_per_person: if n == 0.0 {
+                        0.0
+                    } else {
+                        acc.people.values().map(|p| p.0 as f64).sum::<f64>() / n
+                    },
                     survey_mean: (acc.survey_count > 0).then(|| acc.survey_sum / acc.survey_count as f64),
                     survey_count: acc.survey_count,
                     conversion: share(acc.people.values().filter(|p| p.1).count()),

@@ -170,7 +170,8 @@ fn relative(a: &Statistic, b: &Statistic) -> Option<Relative> {
     }
     let point = (b.mean() - a.mean()) / ua;
     let variance = vb / (ua.powi(2) * nb) + va * ub.powi(2) / (ua.powi(4) * na);
-    let dof = (vb / nb + va / na).powi(2) / (vb.powi(2) / (nb.powi(2) * (nb - 1.0)) + va.powi(2) / (na.powi(2) * (na - 1.0)));
+    let dof =
+        (vb / nb + va / na).powi(2) / (vb.powi(2) / (nb.powi(2) * (nb - 1.0)) + va.powi(2) / (na.powi(2) * (na - 1.0)));
     (variance.is_finite() && dof.is_finite()).then_some(Relative { point, variance, dof, n: na + nb })
 }
 

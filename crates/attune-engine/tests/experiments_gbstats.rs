@@ -111,7 +111,11 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
         })
         .collect();
     engine.upsert_items(items).expect("items");
-    let cases = [("exp-ctr", "feed", "click_through"), ("exp-revenue", "shop", "revenue_per_person"), ("exp-cuped", "read", "dwell_seconds")];
+    let cases = [
+        ("exp-ctr", "feed", "click_through"),
+        ("exp-revenue", "shop", "revenue_per_person"),
+        ("exp-cuped", "read", "dwell_seconds"),
+    ];
     for (id, slot, _) in cases {
         engine.put_experiment(experiment(id, slot), "test").expect("experiment");
     }
@@ -123,8 +127,14 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
     for (p, l) in level.iter().enumerate() {
         for k in 0..2 {
             let dwell = (l * (0.6 + 0.8 * rng.next()) * 1000.0).round();
-            pre.push(event(format!("pre-{p}-{k}"), "dwell", &format!("read-{p}"), "i-1", T0 - 2 * DAY + k * HOUR,
-                json!({"dwell_ms": dwell})));
+            pre.push(event(
+                format!("pre-{p}-{k}"),
+                "dwell",
+                &format!("read-{p}"),
+                "i-1",
+                T0 - 2 * DAY + k * HOUR,
+                json!({"dwell_ms": dwell}),
+            ));
         }
     }
     clock.set(T0 - DAY);
@@ -164,11 +174,24 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
         let buys = if treated(1) { 0.12 } else { 0.09 };
         if rng.next() < buys {
             let value = (10.0 + 90.0 * rng.next() * if treated(1) { 1.15 } else { 1.0 }).round();
-            post.push(event(format!("buy-{p}"), "purchase", &format!("shop-{p}"), "i-4", T0 + 2 * HOUR,
-                json!({"value": value})));
+            post.push(event(
+                format!("buy-{p}"),
+                "purchase",
+                &format!("shop-{p}"),
+                "i-4",
+                T0 + 2 * HOUR,
+                json!({"value": value}),
+            ));
         }
         let dwell = (level[p] * (0.6 + 0.8 * rng.next()) * if treated(2) { 1.08 } else { 1.0 } * 1000.0).round();
-        post.push(event(format!("dwell-{p}"), "dwell", &format!("read-{p}"), "i-3", T0 + 3 * HOUR, json!({"dwell_ms": dwell})));
+        post.push(event(
+            format!("dwell-{p}"),
+            "dwell",
+            &format!("read-{p}"),
+            "i-3",
+            T0 + 3 * HOUR,
+            json!({"dwell_ms": dwell}),
+        ));
     }
     ingest(&engine, post);
     let results: Vec<ExperimentResults> =
@@ -202,4 +225,48 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
         let out: Vec<Value> = cases.iter().zip(&results).map(|((id, _, metric), r)| dump(id, metric, r)).collect();
         std::fs::write(&path, serde_json::to_vec_pretty(&out).unwrap()).expect("write the dump");
     }
+}
+
+/// Erasure removes a person's exposure (record and index), the receipt counts it, and the
+/// experiment keeps only an anonymous count; an anonymous id merged into a known person is
+/// assigned by the known id.
+#[test]
+fn erasure_removes_exposures_and_merged_people_keep_the_known_arm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(Arc::clone(&store), clock, EngineConfig::default()).expect("engine");
+    engine.put_experiment(experiment("exp-e", "feed"), "test").expect("experiment");
+    let decide = |subject: &str| {
+        engine
+            .decide(&DecideRequest {
+                subject: Some(subject.into()),
+                placements: vec![PlacementRequest { slot: "feed".into(), count: 2 }],
+                ..DecideRequest::default()
+            })
+            .expect("decide")
+    };
+    ingest(&engine, vec![event("k-1".into(), "survey", "known-1", "i-0", T0 - HOUR, json!({"score": 7}))]);
+    let known_arm = decide("known-1").experiments[0].1.clone();
+    engine.identify("anon-1", "known-1", "test").expect("identify");
+    for _ in 0..3 {
+        assert_eq!(decide("anon-1").experiments[0].1, known_arm, "the known id's arm");
+    }
+    engine.flush_decisions().expect("flush");
+    assert_eq!(engine.exposures("exp-e").unwrap().len(), 1);
+    let receipt = engine.erase_person("known-1", "test").expect("erase");
+    assert!(receipt.records >= 2, "the exposure and the decisions are counted: {receipt:?}");
+    assert!(engine.exposures("exp-e").unwrap().is_empty());
+    let mut left = Vec::new();
+    store
+        .scan(attune_store::Table::Decisions, "", &mut |key, _| {
+            left.push(key.to_owned());
+            true
+        })
+        .unwrap();
+    assert!(left.iter().all(|k| !k.starts_with("known-1") && !k.starts_with("anon-1")), "{left:?}");
+    let results = engine.experiment_results("exp-e", WINDOW_MS).unwrap();
+    let erasures = results.metric("erasures").unwrap();
+    assert_eq!(erasures.arms.iter().map(|a| a.stats.n).sum::<u64>(), 1);
+    assert_eq!(results.exposed.iter().map(|(_, n)| n).sum::<u64>(), 0);
 }

@@ -979,7 +979,8 @@ pub async fn get_measure(State(state): State<AppState>, headers: HeaderMap) -> R
             .into_iter()
             .filter(|stored| stored.status != attune_engine::experiments::Status::Archived)
             .map(|stored| {
-                let results = engine.experiment_results(&stored.experiment.id, attune_engine::experiments::WINDOW_MS)?;
+                let results =
+                    engine.experiment_results(&stored.experiment.id, attune_engine::experiments::WINDOW_MS)?;
                 Ok((stored.experiment, results))
             })
             .collect::<attune_engine::Result<Vec<_>>>()?;

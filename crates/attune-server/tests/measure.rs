@@ -187,7 +187,11 @@ async fn the_control_arm_and_the_global_holdout_get_the_non_personalized_default
         let server = &server;
         async move {
             server
-                .ok("POST", "/v1/decide", Some(json!({"user": user, "placements": [{"slot": "home_feed", "count": 4}], "explain": true})))
+                .ok(
+                    "POST",
+                    "/v1/decide",
+                    Some(json!({"user": user, "placements": [{"slot": "home_feed", "count": 4}], "explain": true})),
+                )
                 .await
         }
     };
@@ -217,8 +221,10 @@ async fn the_control_arm_and_the_global_holdout_get_the_non_personalized_default
     }
     assert!(held > 5 && held < 35, "{held}");
     let events: Vec<serde_json::Value> = (0..40)
-        .map(|u| json!({"id": format!("w-{u}"), "type": "purchase", "user": format!("u-{u}"), "item": "i-1",
-            "ts": "2026-11-20T10:00:00Z", "properties": {"value": 10}}))
+        .map(|u| {
+            json!({"id": format!("w-{u}"), "type": "purchase", "user": format!("u-{u}"), "item": "i-1",
+            "ts": "2026-11-20T10:00:00Z", "properties": {"value": 10}})
+        })
         .collect();
     server.ok("POST", "/v1/events", Some(json!({ "events": events }))).await;
     let report = server.ok("GET", "/v1/report?from=2026-11-16T00:00:00Z&to=2026-11-23T00:00:00Z", None).await;

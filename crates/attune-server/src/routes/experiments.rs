@@ -194,7 +194,11 @@ fn test_out(t: Option<attune_engine::stats::TestResult>) -> Option<TestOut> {
 /// The wire form of results (also the console's and the gbstats cross-check's input).
 pub fn results_out(id: String, r: attune_engine::experiments::ExperimentResults) -> ResultsOut {
     let describe = |name: &str| {
-        attune_engine::experiments::METRICS.iter().find(|(n, _)| *n == name).map(|(_, d)| (*d).to_owned()).unwrap_or_default()
+        attune_engine::experiments::METRICS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| (*d).to_owned())
+            .unwrap_or_default()
     };
     ResultsOut {
         id,
@@ -245,7 +249,11 @@ fn out(stored: &StoredExperiment) -> ExperimentOut {
         coverage: e.coverage,
         metrics: e.metrics.clone(),
         status: stored.status.as_str().into(),
-        ranges: stored.allocation.iter().map(|s| RangeOut { arm: s.owner.clone(), start: s.start, end: s.end }).collect(),
+        ranges: stored
+            .allocation
+            .iter()
+            .map(|s| RangeOut { arm: s.owner.clone(), start: s.start, end: s.end })
+            .collect(),
     }
 }
 
@@ -332,7 +340,8 @@ pub async fn stop_experiment(
     Auth(caller, _): Auth<Admin>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<ExperimentOut>> {
-    let stored = blocking(&state, move |engine| engine.set_experiment_status(&id, Status::Stopped, &caller.key_id)).await?;
+    let stored =
+        blocking(&state, move |engine| engine.set_experiment_status(&id, Status::Stopped, &caller.key_id)).await?;
     Ok(Json(out(&stored)))
 }
 
@@ -368,8 +377,7 @@ pub async fn get_results(
         return Err(ApiError::new(Code::InvalidValue, "`window_days` is between 1 and 90.").with_field("window_days"));
     }
     let key = id.clone();
-    let results =
-        blocking(&state, move |engine| engine.experiment_results(&key, i64::from(days) * 86_400_000)).await?;
+    let results = blocking(&state, move |engine| engine.experiment_results(&key, i64::from(days) * 86_400_000)).await?;
     Ok(Json(results_out(id, results)))
 }
 
