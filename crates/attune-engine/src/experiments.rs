@@ -296,7 +296,7 @@ pub fn reallocate(previous: &[Segment], targets: &[(String, u32, u32)]) -> Vec<S
     segments
 }
 
-fn owner_of<'a>(allocation: &'a [Segment], b: u32) -> Option<&'a str> {
+fn owner_of(allocation: &[Segment], b: u32) -> Option<&str> {
     allocation.iter().find(|s| s.start <= b && b < s.end).map(|s| s.owner.as_str())
 }
 
@@ -849,14 +849,14 @@ mod tests {
     #[test]
     fn growing_any_weight_or_the_coverage_moves_nobody() {
         let mut current = stored(experiment(&[0.1, 0.1, 0.1], 0.02, 0.5), None);
-        let steps: Vec<Box<dyn Fn(&mut Experiment)>> = vec![
-            Box::new(|e| e.arms[0].weight = 0.2),
-            Box::new(|e| e.arms[1].weight = 0.25),
-            Box::new(|e| e.holdout = 0.05),
-            Box::new(|e| e.arms[2].weight = 0.3),
-            Box::new(|e| e.coverage = 0.8),
-            Box::new(|e| e.arms[0].weight = 0.3),
-            Box::new(|e| e.coverage = 1.0),
+        let steps: [fn(&mut Experiment); 7] = [
+            |e| e.arms[0].weight = 0.2,
+            |e| e.arms[1].weight = 0.25,
+            |e| e.holdout = 0.05,
+            |e| e.arms[2].weight = 0.3,
+            |e| e.coverage = 0.8,
+            |e| e.arms[0].weight = 0.3,
+            |e| e.coverage = 1.0,
         ];
         let people: Vec<String> = (0..20_000).map(|i| format!("u-{i}")).collect();
         for step in steps {
