@@ -198,6 +198,8 @@ impl Engine {
         let started = Instant::now();
         // Records first: events are folded under the consent and aliases in force now.
         self.sync_records(&mut report)?;
+        // Experiment definitions, their bucket ranges and the global holdout (a few records).
+        self.load_experiments()?;
         self.sync_events(&mut report)?;
         // Last: an erased person's events folded just above go with them.
         self.sync_erasures(&mut report)?;

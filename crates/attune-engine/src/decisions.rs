@@ -196,23 +196,55 @@ impl Engine {
         log.recent.get(position - log.offset).cloned()
     }
 
-    /// Recent decisions, newest first: for a slot (if given), at or after `since_ms`.
-    pub fn recent_decisions(&self, slot: Option<&str>, since_ms: i64, limit: usize) -> Vec<LoggedDecision> {
-        let log = self.decisions.log.lock();
-        log.recent
-            .iter()
-            .rev()
-            .filter(|d| d.at_ms >= since_ms)
-            .filter(|d| slot.is_none_or(|s| d.placements.iter().any(|p| p.slot == s)))
-            .take(limit)
-            .cloned()
-            .collect()
+    /// Recent decisions, newest first: for a slot (if given), at or after `since_ms` — read
+    /// from the store (after flushing this server's), so the log survives restarts, every server
+    /// of one database shows the same, and erasure and retention reach it.
+    pub fn recent_decisions(&self, slot: Option<&str>, since_ms: i64, limit: usize) -> Result<Vec<LoggedDecision>> {
+        self.flush_decisions()?;
+        let mut all = Vec::new();
+        self.store.scan(Table::Decisions, "", &mut |key, bytes| {
+            // Exposures (`<person>\0x\0<experiment>`) share the table.
+            if !key.contains("\0x\0")
+                && let Ok(d) = serde_json::from_slice::<LoggedDecision>(bytes)
+                && d.at_ms >= since_ms
+                && slot.is_none_or(|s| d.placements.iter().any(|p| p.slot == s))
+            {
+                all.push(d);
+            }
+            true
+        })?;
+        all.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| b.id.cmp(&a.id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// A person's stored decisions, newest first (found by key prefix).
+    pub fn decisions_of(&self, person: &str, limit: usize) -> Result<Vec<LoggedDecision>> {
+        self.flush_decisions()?;
+        let mut all: Vec<LoggedDecision> = self
+            .scan_records(Table::Decisions, &format!("{person}\0"))?
+            .into_iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+            .collect();
+        all.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| b.id.cmp(&a.id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// The keyed pseudonym editors see instead of a person id: `p_` and the first 16 hex digits
+    /// of HMAC-SHA256 under the server's secret (stable, not reversible without the secret).
+    pub fn pseudonym(&self, person: &str) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.link_secret()).expect("HMAC takes keys of any length");
+        mac.update(b"decision-log-pseudonym\0");
+        mac.update(person.as_bytes());
+        format!("p_{}", hex::encode(&mac.finalize().into_bytes()[..8]))
     }
 
     /// Persists decisions logged since the last flush (one durable batch). Called every second by
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
-        self.flush_experiment_counts()?;
+        self.flush_exposures()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
@@ -236,8 +268,8 @@ impl Engine {
     }
 
     /// Attributes an event to the decision it answers: a click (or better) on a shown item counts
-    /// for that slot's variant, and an event of an experiment's metric types counts as a
-    /// conversion for the person's arm.
+    /// for that slot's variant. (Experiments measure people from the stored event log instead:
+    /// see `experiments.rs`.)
     pub(crate) fn attribute(&self, decision_id: &str, item: Option<&str>, kind: &attune_core::EventType) {
         let Some(decision) = self.logged_decision(decision_id) else { return };
         if crate::models::is_engagement(kind)
@@ -245,9 +277,6 @@ impl Engine {
                 decision.placements.iter().find(|p| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
         {
             self.decisions.click(&placement.slot, &placement.variant);
-        }
-        for (experiment, arm) in &decision.experiments {
-            self.convert(experiment, arm, kind.as_str());
         }
     }
 }

@@ -1,26 +1,51 @@
-//! Experiments: deterministic assignment per person, policies that change what a slot shows, and
-//! analysis (rate, lift with a confidence interval, sample-ratio mismatch).
+//! Experiments: assignment that never moves people, durable person-level exposures, metrics
+//! computed from the stored event log, and the analysis of [`crate::stats`] (GrowthBook's stats
+//! engine). `docs/experiments.md` is the reference.
 //!
-//! Assignment hashes (experiment id, person) into 10,000 buckets. The holdout takes the first
-//! buckets, then each arm a run of buckets in order, sized by its weight (weights are shares of
-//! everyone and add up to at most 1 with the holdout; the rest is not in the experiment). Growing a
-//! weight only adds people to that arm: nobody assigned before moves.
+//! **Assignment.** A person's bucket in an experiment is GrowthBook's hash version 2 over the
+//! resolved person id with the experiment id as the salt (seed):
+//! `fnv1a32(decimal(fnv1a32(salt ‖ person))) mod 10 000`, one of 10 000 buckets (FNV-1a over the
+//! UTF-8 bytes). Each arm (and the experiment's holdout, named `holdout`) *owns* bucket ranges,
+//! stored with the experiment ([`Segment`]). When a weight or the coverage grows, the owner's
+//! ranges grow at their ends into free buckets (and, when its neighbour is in the way, a new
+//! range starts in free buckets): buckets never change owner, so raising a weight or the coverage
+//! never moves an assigned person. Shrinking gives up buckets at the end of the owner's last
+//! range (those people leave the experiment). A person merged from anonymous to known is
+//! assigned by the known id (the decide pipeline resolves aliases first), so they keep the known
+//! id's arm.
+//!
+//! **Exposure.** The person's first decision on the experiment's slot, stored durably (flushed
+//! with the decision log) twice: `Table::Decisions` key `<person>\0x\0<experiment>` (the record
+//! that export, erasure and the 90-day retention find by the privacy layer's conventions) and the
+//! index `Table::Experiments` key `xp\0<experiment>\0<person>` that the analysis scans; erasure
+//! deletes the index entry too ([`Engine::forget_exposures_of`], called from `privacy.rs`).
 
+use attune_core::{BuiltinType, Event};
 use attune_store::Table;
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Result, UserError, from_json, to_json};
+use crate::{
+    Engine, Result, UserError, from_json,
+    stats::{self, Moments, TestResult},
+    to_json,
+};
 
-const BUCKETS: u64 = 10_000;
+/// The bucket space.
+pub const BUCKETS: u32 = 10_000;
+/// The default attribution window: 7 days.
+pub const WINDOW_MS: i64 = 7 * DAY_MS;
+const DAY_MS: i64 = 86_400_000;
+/// The salt of the global holdout.
+pub const GLOBAL_HOLDOUT_SALT: &str = "attune-global-holdout";
 
 /// What an arm shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Policy {
     /// The full pipeline.
     Default,
-    /// The non-personalized default (popular, editorial, serendipity).
+    /// The non-personalized default: exactly what a person without personalization consent gets.
     Popular,
 }
 
@@ -44,236 +69,715 @@ impl Policy {
 pub struct Arm {
     /// Its name (`control`, `personalized`, …).
     pub name: String,
-    /// Share of everyone, 0–1.
+    /// Share of everyone, 0–1 (times the coverage).
     pub weight: f64,
     /// What it shows.
     pub policy: Policy,
 }
 
+/// An experiment's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Status {
+    /// Assigning and exposing.
+    #[default]
+    Running,
+    /// No longer assigning (everyone gets the full pipeline); results stay.
+    Stopped,
+    /// Stopped and hidden from the console's list.
+    Archived,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Archived => "archived",
+        }
+    }
+}
+
 /// An experiment on one slot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
-    /// Its id.
+    /// Its id (also the assignment salt).
     pub id: String,
     /// The slot it runs on.
     pub slot: String,
-    /// The arms, in bucket order; the first is the control for lift.
+    /// The arms; the first is the control for lift.
     pub arms: Vec<Arm>,
-    /// Share held out (shown the non-personalized default), 0–1.
+    /// Share held out (shown the non-personalized default), 0–1 (times the coverage).
     pub holdout: f64,
-    /// Event types that count as conversions (`click`, `purchase`, `survey`, …).
+    /// Metrics shown first (names of [`METRICS`]; other names are kept and ignored).
     pub metrics: Vec<String>,
+    /// Share of everyone who may enter, 0–1 (default 1): each arm's share is coverage × weight.
+    #[serde(default = "one")]
+    pub coverage: f64,
 }
 
-/// Exposures and conversions of one arm.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ArmCounts {
-    /// Decisions that showed the arm.
-    pub exposures: u64,
-    /// Attributed events of a metric type.
-    pub conversions: u64,
+fn one() -> f64 {
+    1.0
 }
 
-/// Results of one arm.
+/// A bucket range `[start, end)` owned by an arm (or `holdout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The arm's name.
+    pub owner: String,
+    /// First bucket.
+    pub start: u32,
+    /// One past the last bucket.
+    pub end: u32,
+}
+
+/// What is stored per experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredExperiment {
+    /// The definition.
+    pub experiment: Experiment,
+    /// Who owns which buckets.
+    #[serde(default)]
+    pub allocation: Vec<Segment>,
+    /// Running, stopped or archived.
+    #[serde(default)]
+    pub status: Status,
+    /// When it was first defined (ms).
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+/// The global holdout (`PUT /v1/holdout`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Holdout {
+    /// Share of everyone kept on the non-personalized default, 0–1.
+    pub share: f64,
+    /// Its buckets (owner `holdout`).
+    pub allocation: Vec<Segment>,
+}
+
+/// One exposure (the person's first decision on the experiment's slot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// The experiment.
+    pub experiment: String,
+    /// The arm.
+    pub arm: String,
+    /// When (ms).
+    pub at_ms: i64,
+}
+
+/// In-memory experiment state: definitions (the store has the truth) and exposures waiting for
+/// the flush.
+#[derive(Default)]
+pub struct Experiments {
+    by_id: Mutex<FxHashMap<String, StoredExperiment>>,
+    holdout: Mutex<Holdout>,
+    /// (experiment, person) → exposure, waiting for the flush.
+    pending: Mutex<FxHashMap<(String, String), Exposure>>,
+    /// (experiment, person) known stored: no store read needed.
+    stored: Mutex<FxHashSet<(String, String)>>,
+}
+
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The bucket (0–9 999) of `person` under `salt`: GrowthBook's hash version 2 times 10 000.
+pub fn bucket(salt: &str, person: &str) -> u32 {
+    let inner = fnv1a32(format!("{salt}{person}").as_bytes());
+    fnv1a32(inner.to_string().as_bytes()) % BUCKETS
+}
+
+/// Buckets for a share (rounded to the nearest bucket).
+fn buckets_for(share: f64) -> u32 {
+    ((share.clamp(0.0, 1.0) * f64::from(BUCKETS)) + 0.5).floor() as u32
+}
+
+/// The owners of an experiment with their target sizes and home starts (GrowthBook's layout:
+/// each owner's home region starts at the cumulative weight before it, so growing the coverage
+/// extends every range at its end).
+fn targets(experiment: &Experiment) -> Vec<(String, u32, u32)> {
+    let mut owners: Vec<(String, f64)> = Vec::new();
+    if experiment.holdout > 0.0 {
+        owners.push(("holdout".into(), experiment.holdout));
+    }
+    owners.extend(experiment.arms.iter().map(|a| (a.name.clone(), a.weight)));
+    let total: f64 = owners.iter().map(|(_, w)| w).sum::<f64>().max(1.0);
+    let mut cumulative = 0.0;
+    owners
+        .into_iter()
+        .map(|(name, weight)| {
+            let home = (cumulative / total * f64::from(BUCKETS)).floor() as u32;
+            cumulative += weight;
+            (name, buckets_for(experiment.coverage * weight), home.min(BUCKETS))
+        })
+        .collect()
+}
+
+/// The new allocation: `previous` with owners resized to their targets. Buckets never change
+/// owner; an owner grows at the end of its ranges into free buckets, else from its home start,
+/// else into the lowest free buckets; it shrinks from the end of its last range.
+pub fn reallocate(previous: &[Segment], targets: &[(String, u32, u32)]) -> Vec<Segment> {
+    let mut owner_of: Vec<Option<u16>> = vec![None; BUCKETS as usize];
+    let index = |name: &str| targets.iter().position(|(n, _, _)| n == name);
+    // Keep the previous ranges of owners that still exist, in their order of creation.
+    let mut order: Vec<Vec<(u32, u32)>> = vec![Vec::new(); targets.len()];
+    for segment in previous {
+        if let Some(i) = index(&segment.owner) {
+            for b in segment.start..segment.end.min(BUCKETS) {
+                owner_of[b as usize] = Some(i as u16);
+            }
+            order[i].push((segment.start, segment.end.min(BUCKETS)));
+        }
+    }
+    for (i, (_, target, home)) in targets.iter().enumerate() {
+        let mut size: u32 = order[i].iter().map(|(s, e)| e - s).sum();
+        // Shrink from the end of the last ranges.
+        while size > *target {
+            let Some(last) = order[i].last_mut() else { break };
+            let cut = (size - target).min(last.1 - last.0);
+            for b in last.1 - cut..last.1 {
+                owner_of[b as usize] = None;
+            }
+            last.1 -= cut;
+            size -= cut;
+            if last.0 == last.1 {
+                order[i].pop();
+            }
+        }
+        // Grow at the ends of existing ranges.
+        for range in order[i].iter_mut() {
+            while size < *target && range.1 < BUCKETS && owner_of[range.1 as usize].is_none() {
+                owner_of[range.1 as usize] = Some(i as u16);
+                range.1 += 1;
+                size += 1;
+            }
+        }
+        // New ranges: from the home start, then the lowest free buckets.
+        let starts = std::iter::once(*home).chain(0..BUCKETS);
+        for start in starts {
+            if size >= *target {
+                break;
+            }
+            if start >= BUCKETS || owner_of[start as usize].is_some() {
+                continue;
+            }
+            let mut end = start;
+            while size < *target && end < BUCKETS && owner_of[end as usize].is_none() {
+                owner_of[end as usize] = Some(i as u16);
+                end += 1;
+                size += 1;
+            }
+            order[i].push((start, end));
+        }
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    for (i, ranges) in order.into_iter().enumerate() {
+        let mut ranges = ranges;
+        ranges.sort();
+        for (start, end) in ranges {
+            if let Some(last) = segments.last_mut()
+                && last.owner == targets[i].0
+                && last.end == start
+            {
+                last.end = end;
+                continue;
+            }
+            segments.push(Segment { owner: targets[i].0.clone(), start, end });
+        }
+    }
+    segments.sort_by_key(|s| s.start);
+    segments
+}
+
+fn owner_of(allocation: &[Segment], b: u32) -> Option<&str> {
+    allocation.iter().find(|s| s.start <= b && b < s.end).map(|s| s.owner.as_str())
+}
+
+/// The arm of `person` (`holdout` included), if they are in the experiment.
+pub fn assign<'a>(stored: &'a StoredExperiment, person: &str) -> Option<(&'a str, Policy)> {
+    let owner = owner_of(&stored.allocation, bucket(&stored.experiment.id, person))?;
+    if owner == "holdout" {
+        return Some(("holdout", Policy::Popular));
+    }
+    stored.experiment.arms.iter().find(|a| a.name == owner).map(|a| (a.name.as_str(), a.policy))
+}
+
+/// The metrics computed per person for every experiment.
+pub const METRICS: [(&str, &str); 9] = [
+    ("click_through", "Share of people who clicked"),
+    ("purchase_conversion", "Share of people who bought"),
+    ("revenue_per_person", "Revenue (purchase `value`) per person"),
+    ("dwell_seconds", "Reading time (dwell and view `dwell_ms`) per person, in seconds"),
+    ("return_7d", "Share of people back between 1 and 7 days after exposure"),
+    ("survey_mean", "Mean survey score (1–10), over the people who answered"),
+    ("opt_out_or_pause", "Guardrail: share of people who withdrew personalization consent or paused it"),
+    ("not_interested", "Guardrail: share of people who said not interested"),
+    ("erasures", "Guardrail: people erased after exposure (a count; their data is gone)"),
+];
+
+/// Whether a metric is a proportion (0/1 per person).
+fn is_proportion(metric: &str) -> bool {
+    matches!(metric, "click_through" | "purchase_conversion" | "return_7d" | "opt_out_or_pause" | "not_interested")
+}
+
+/// One person's value of every metric (index as in [`METRICS`], erasures excluded), `None` for a
+/// survey without an answer.
+fn person_values(events: &[(i64, &Event)], from_ms: i64, to_ms: i64, at_ms: i64) -> [Option<f64>; 8] {
+    let (mut click, mut bought, mut revenue, mut dwell, mut back, mut not_interested) =
+        (false, false, 0.0, 0.0, false, false);
+    let (mut survey_sum, mut survey_n) = (0.0, 0u32);
+    for (ts, event) in events {
+        if *ts < from_ms || *ts >= to_ms {
+            continue;
+        }
+        if *ts >= at_ms + DAY_MS && *ts < at_ms + 7 * DAY_MS {
+            back = true;
+        }
+        match event.kind.builtin() {
+            Some(BuiltinType::Click) => click = true,
+            Some(BuiltinType::Purchase) => {
+                bought = true;
+                revenue += event.prop_f64("value").unwrap_or(0.0);
+            }
+            Some(BuiltinType::Dwell | BuiltinType::View) => dwell += event.prop_f64("dwell_ms").unwrap_or(0.0) / 1000.0,
+            Some(BuiltinType::NotInterested) => not_interested = true,
+            Some(BuiltinType::Survey) => {
+                if let Some(score) = event.prop_f64("score") {
+                    survey_sum += score;
+                    survey_n += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let b = |v: bool| Some(if v { 1.0 } else { 0.0 });
+    [
+        b(click),
+        b(bought),
+        Some(revenue),
+        Some(dwell),
+        b(back),
+        (survey_n > 0).then(|| survey_sum / f64::from(survey_n)),
+        None,
+        b(not_interested),
+    ]
+}
+
+/// Sufficient statistics of one metric in one arm.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ArmStats {
+    /// People.
+    pub n: u64,
+    /// Sum of the per-person values.
+    pub sum: f64,
+    /// Sum of their squares.
+    pub sum_squares: f64,
+    /// Sum of the pre-exposure values (the CUPED covariate, over the window before exposure).
+    pub pre_sum: f64,
+    /// Sum of their squares.
+    pub pre_sum_squares: f64,
+    /// Sum of post × pre.
+    pub post_pre_sum_of_products: f64,
+}
+
+impl ArmStats {
+    fn add(&mut self, post: f64, pre: f64) {
+        self.n += 1;
+        self.sum += post;
+        self.sum_squares += post * post;
+        self.pre_sum += pre;
+        self.pre_sum_squares += pre * pre;
+        self.post_pre_sum_of_products += post * pre;
+    }
+
+    /// As gbstats' statistic of the post-exposure values.
+    pub fn post(&self, proportion: bool) -> Moments {
+        Moments { n: self.n as f64, sum: self.sum, sum_squares: self.sum_squares, proportion }
+    }
+
+    /// As gbstats' statistic of the pre-exposure values.
+    pub fn pre(&self, proportion: bool) -> Moments {
+        Moments { n: self.n as f64, sum: self.pre_sum, sum_squares: self.pre_sum_squares, proportion }
+    }
+}
+
+/// One metric in one arm, with its analysis against the control.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ArmResult {
-    /// The arm (`holdout` for the holdout).
+pub struct MetricArm {
+    /// The arm.
+    pub arm: String,
+    /// Sufficient statistics.
+    pub stats: ArmStats,
+    /// Mean per person.
+    pub mean: f64,
+    /// Relative lift over the control: fixed-horizon test (none for the control or when it
+    /// cannot be computed: a zero control mean, zero variance).
+    pub lift: Option<TestResult>,
+    /// The same with always-valid (sequential) intervals.
+    pub sequential: Option<TestResult>,
+    /// CUPED-adjusted lift (pre-exposure covariate), fixed horizon.
+    pub cuped: Option<TestResult>,
+}
+
+/// One metric across arms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricResult {
+    /// Its name.
     pub name: String,
-    /// Counts.
-    pub counts: ArmCounts,
-    /// Conversions per exposure.
-    pub rate: f64,
-    /// Relative lift over the control, with a 95 % confidence interval (none for the control or
-    /// without data).
-    pub lift: Option<(f64, f64, f64)>,
+    /// `proportion`, `mean` or `count`.
+    pub kind: &'static str,
+    /// Per arm, control first, holdout last.
+    pub arms: Vec<MetricArm>,
 }
 
 /// Results of an experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentResults {
-    /// Per arm, holdout last.
-    pub arms: Vec<ArmResult>,
-    /// Chi-square statistic of exposures against the configured weights.
-    pub srm_chi2: f64,
+    /// Exposed people per arm, control first, holdout last.
+    pub exposed: Vec<(String, u64)>,
+    /// Metrics.
+    pub metrics: Vec<MetricResult>,
+    /// Chi-square p-value of exposed people against the configured weights (GrowthBook's
+    /// `check_srm`).
+    pub srm_p: f64,
     /// Whether the sample ratio mismatches (p < 0.001).
     pub srm_mismatch: bool,
+    /// The attribution window (ms).
+    pub window_ms: i64,
+    /// The experiment's status.
+    pub status: Status,
 }
 
-/// Counts by arm name.
-type Counts = FxHashMap<String, ArmCounts>;
-
-/// In-memory experiment state.
-#[derive(Default)]
-pub struct Experiments {
-    by_id: Mutex<FxHashMap<String, (Experiment, Counts)>>,
-}
-
-fn bucket(experiment: &str, subject: &str) -> u64 {
-    let mut key = Vec::with_capacity(experiment.len() + subject.len() + 1);
-    key.extend_from_slice(experiment.as_bytes());
-    key.push(0);
-    key.extend_from_slice(subject.as_bytes());
-    xxhash_rust::xxh3::xxh3_64(&key) % BUCKETS
-}
-
-/// The arm of `subject` (`holdout` included), if they are in the experiment.
-pub fn assign<'a>(experiment: &'a Experiment, subject: &str) -> Option<(&'a str, Policy)> {
-    let b = bucket(&experiment.id, subject) as f64 / BUCKETS as f64;
-    if b < experiment.holdout {
-        return Some(("holdout", Policy::Popular));
+impl ExperimentResults {
+    /// A metric by name.
+    pub fn metric(&self, name: &str) -> Option<&MetricResult> {
+        self.metrics.iter().find(|m| m.name == name)
     }
-    let mut edge = experiment.holdout;
-    for arm in &experiment.arms {
-        edge += arm.weight;
-        if b < edge {
-            return Some((&arm.name, arm.policy));
-        }
-    }
-    None
 }
 
 impl Engine {
     pub(crate) fn load_experiments(&self) -> Result<()> {
-        let mut all: FxHashMap<String, (Experiment, Counts)> = self
-            .scan_json::<Experiment>(Table::Experiments, "exp\0", "experiment")?
-            .into_iter()
-            .map(|(_, e)| (e.id.clone(), (e, Counts::default())))
-            .collect();
-        // Counts are statistics, not records anyone relies on: an unreadable one starts afresh.
-        for (key, bytes) in self.scan_records(Table::Experiments, "counts\0")? {
-            if let Ok(counts) = from_json::<Counts>("experiment counts", &bytes)
-                && let Some((_, stored)) = all.get_mut(key.trim_start_matches("counts\0"))
-            {
-                *stored = counts;
-            }
+        let mut all: FxHashMap<String, StoredExperiment> = FxHashMap::default();
+        for (_, bytes) in self.scan_records(Table::Experiments, "exp\0")? {
+            let value: serde_json::Value = from_json("experiment", &bytes)?;
+            // Before allocations were stored, the record was the bare definition.
+            let stored = if value.get("experiment").is_some() {
+                from_json::<StoredExperiment>("experiment", &bytes)?
+            } else {
+                let experiment: Experiment = from_json("experiment", &bytes)?;
+                let allocation = reallocate(&[], &targets(&experiment));
+                StoredExperiment { experiment, allocation, status: Status::Running, created_ms: 0 }
+            };
+            all.insert(stored.experiment.id.clone(), stored);
         }
         *self.experiments.by_id.lock() = all;
+        if let Some(bytes) = self.store.get(Table::Experiments, "holdout")? {
+            *self.experiments.holdout.lock() = from_json("holdout", &bytes)?;
+        }
         Ok(())
     }
 
-    /// Adds or replaces an experiment (its counts are kept).
-    pub fn put_experiment(&self, experiment: Experiment, key_id: &str) -> Result<()> {
-        self.store.put(Table::Experiments, &format!("exp\0{}", experiment.id), &to_json(&experiment))?;
-        let id = experiment.id.clone();
-        let mut all = self.experiments.by_id.lock();
-        let counts = all.remove(&id).map(|(_, c)| c).unwrap_or_default();
-        all.insert(id.clone(), (experiment, counts));
-        drop(all);
-        self.audit(key_id, "experiments.put", &id)
+    /// Adds or changes an experiment. Its bucket ranges are resized, never reassigned: raising a
+    /// weight or the coverage moves nobody.
+    pub fn put_experiment(&self, experiment: Experiment, key_id: &str) -> Result<StoredExperiment> {
+        self.load_experiments()?; // another server may have changed it: resize the stored ranges
+        let previous = self.experiments.by_id.lock().get(&experiment.id).cloned();
+        let allocation = reallocate(previous.as_ref().map_or(&[][..], |p| &p.allocation[..]), &targets(&experiment));
+        let stored = StoredExperiment {
+            experiment,
+            allocation,
+            status: previous.as_ref().map_or(Status::Running, |p| p.status),
+            created_ms: previous.as_ref().map_or(self.now_ms(), |p| p.created_ms),
+        };
+        self.save_experiment(&stored)?;
+        self.audit(key_id, "experiments.put", &stored.experiment.id)?;
+        Ok(stored)
+    }
+
+    fn save_experiment(&self, stored: &StoredExperiment) -> Result<()> {
+        self.store.put(Table::Experiments, &format!("exp\0{}", stored.experiment.id), &to_json(stored))?;
+        self.experiments.by_id.lock().insert(stored.experiment.id.clone(), stored.clone());
+        Ok(())
+    }
+
+    /// Stops (no more assignment or exposure; results stay) or archives an experiment.
+    pub fn set_experiment_status(&self, id: &str, status: Status, key_id: &str) -> Result<StoredExperiment> {
+        let mut stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
+        stored.status = status;
+        self.save_experiment(&stored)?;
+        self.audit(key_id, &format!("experiments.{}", status.as_str()), id)?;
+        Ok(stored)
     }
 
     /// Every experiment, by id.
     pub fn experiments(&self) -> Vec<Experiment> {
-        let mut all: Vec<Experiment> =
-            self.experiments.by_id.lock().values().map(|(experiment, _)| experiment.clone()).collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
+        self.stored_experiments().into_iter().map(|s| s.experiment).collect()
+    }
+
+    /// Every experiment with its allocation and status, by id.
+    pub fn stored_experiments(&self) -> Vec<StoredExperiment> {
+        let mut all: Vec<StoredExperiment> = self.experiments.by_id.lock().values().cloned().collect();
+        all.sort_by(|a, b| a.experiment.id.cmp(&b.experiment.id));
         all
     }
 
     /// An experiment by id.
     pub fn experiment(&self, id: &str) -> Option<Experiment> {
-        self.experiments.by_id.lock().get(id).map(|(e, _)| e.clone())
+        self.stored_experiment(id).map(|s| s.experiment)
     }
 
-    /// The experiment running on a slot (the first by id), with the subject's arm.
-    pub(crate) fn experiment_arm(&self, slot: &str, subject: Option<&str>) -> Option<(String, String, Policy)> {
-        let subject = subject?;
+    /// An experiment with its allocation and status.
+    pub fn stored_experiment(&self, id: &str) -> Option<StoredExperiment> {
+        self.experiments.by_id.lock().get(id).cloned()
+    }
+
+    /// Sets the global holdout: a stable share of everyone kept on the non-personalized default
+    /// on every slot (and out of experiments). Growing it moves nobody out of it.
+    pub fn put_holdout(&self, share: f64, key_id: &str) -> Result<Holdout> {
+        let previous = match self.store.get(Table::Experiments, "holdout")? {
+            Some(bytes) => from_json::<Holdout>("holdout", &bytes)?,
+            None => Holdout::default(),
+        };
+        let allocation = reallocate(&previous.allocation, &[("holdout".into(), buckets_for(share), 0)]);
+        let holdout = Holdout { share, allocation };
+        self.store.put(Table::Experiments, "holdout", &to_json(&holdout))?;
+        *self.experiments.holdout.lock() = holdout.clone();
+        self.audit(key_id, "holdout.put", &format!("{share}"))?;
+        Ok(holdout)
+    }
+
+    /// The global holdout.
+    pub fn holdout(&self) -> Holdout {
+        self.experiments.holdout.lock().clone()
+    }
+
+    /// Whether a (resolved) person is in the global holdout.
+    pub fn in_global_holdout(&self, person: &str) -> bool {
+        let holdout = self.experiments.holdout.lock();
+        !holdout.allocation.is_empty() && owner_of(&holdout.allocation, bucket(GLOBAL_HOLDOUT_SALT, person)).is_some()
+    }
+
+    /// The running experiment on a slot (the first by id), with the person's arm.
+    pub(crate) fn experiment_arm(&self, slot: &str, person: Option<&str>) -> Option<(String, String, Policy)> {
+        let person = person?;
         let all = self.experiments.by_id.lock();
-        let mut on_slot: Vec<&Experiment> = all.values().map(|(e, _)| e).filter(|e| e.slot == slot).collect();
-        on_slot.sort_by(|a, b| a.id.cmp(&b.id));
-        let experiment = on_slot.first()?;
-        assign(experiment, subject).map(|(arm, policy)| (experiment.id.clone(), arm.to_owned(), policy))
+        let mut on_slot: Vec<&StoredExperiment> =
+            all.values().filter(|e| e.experiment.slot == slot && e.status == Status::Running).collect();
+        on_slot.sort_by(|a, b| a.experiment.id.cmp(&b.experiment.id));
+        let stored = on_slot.first()?;
+        assign(stored, person).map(|(arm, policy)| (stored.experiment.id.clone(), arm.to_owned(), policy))
     }
 
-    pub(crate) fn expose(&self, experiment: &str, arm: &str) {
-        if let Some((_, counts)) = self.experiments.by_id.lock().get_mut(experiment) {
-            counts.entry(arm.to_owned()).or_default().exposures += 1;
+    /// Notes a person's exposure (stored at the next flush unless one is stored already).
+    pub(crate) fn expose(&self, experiment: &str, arm: &str, person: &str, at_ms: i64) {
+        let key = (experiment.to_owned(), person.to_owned());
+        if self.experiments.stored.lock().contains(&key) {
+            return;
         }
+        self.experiments.pending.lock().entry(key).or_insert_with(|| Exposure {
+            experiment: experiment.to_owned(),
+            arm: arm.to_owned(),
+            at_ms,
+        });
     }
 
-    pub(crate) fn convert(&self, experiment: &str, arm: &str, event_type: &str) {
-        if let Some((e, counts)) = self.experiments.by_id.lock().get_mut(experiment)
-            && e.metrics.iter().any(|m| m == event_type)
+    /// Stores pending exposures (first exposure wins: one already stored is kept). Called with
+    /// the decision log's flush.
+    pub(crate) fn flush_exposures(&self) -> Result<usize> {
+        let pending: Vec<((String, String), Exposure)> =
+            std::mem::take(&mut *self.experiments.pending.lock()).into_iter().collect();
+        let mut entries = Vec::new();
+        for ((experiment, person), exposure) in pending {
+            let record_key = format!("{person}\0x\0{experiment}");
+            if self.store.get(Table::Decisions, &record_key)?.is_none() {
+                let bytes = to_json(&exposure);
+                entries.push((format!("xp\0{experiment}\0{person}"), bytes.clone(), record_key, bytes));
+            }
+            let mut stored = self.experiments.stored.lock();
+            if stored.len() > 1_000_000 {
+                stored.clear();
+            }
+            stored.insert((experiment, person));
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<(String, Vec<u8>)> = entries.iter().map(|e| (e.2.clone(), e.3.clone())).collect();
+        let index: Vec<(String, Vec<u8>)> = entries.iter().map(|e| (e.0.clone(), e.1.clone())).collect();
+        self.store.put_many(Table::Decisions, &records)?;
+        self.store.put_many(Table::Experiments, &index)?;
+        Ok(entries.len())
+    }
+
+    /// Erasure: deletes the exposure index entries naming any of `ids` and counts the erasure
+    /// against the experiment's arm (a count, no id). Returns the entries deleted.
+    pub(crate) fn forget_exposures_of(&self, ids: &[String]) -> Result<u64> {
+        let mut deleted = 0;
         {
-            counts.entry(arm.to_owned()).or_default().conversions += 1;
+            let mut pending = self.experiments.pending.lock();
+            pending.retain(|(_, person), _| !ids.contains(person));
+            self.experiments.stored.lock().retain(|(_, person)| !ids.contains(person));
         }
+        let experiments: Vec<String> = self.experiments.by_id.lock().keys().cloned().collect();
+        for experiment in experiments {
+            for id in ids {
+                let key = format!("xp\0{experiment}\0{id}");
+                if let Some(bytes) = self.store.get(Table::Experiments, &key)? {
+                    if let Ok(exposure) = from_json::<Exposure>("exposure", &bytes) {
+                        let counter = format!("erased\0{experiment}\0{}", exposure.arm);
+                        let n: u64 = match self.store.get(Table::Experiments, &counter)? {
+                            Some(b) => from_json("erasure count", &b).unwrap_or(0),
+                            None => 0,
+                        };
+                        self.store.put(Table::Experiments, &counter, &to_json(&(n + 1)))?;
+                    }
+                    self.store.delete(Table::Experiments, &key)?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
-    /// Persists the counts (called with the decision log flush).
-    pub(crate) fn flush_experiment_counts(&self) -> Result<()> {
-        let entries: Vec<(String, Vec<u8>)> = self
-            .experiments
-            .by_id
-            .lock()
-            .iter()
-            .map(|(id, (_, counts))| (format!("counts\0{id}"), to_json(counts)))
-            .collect();
-        if !entries.is_empty() {
-            self.store.put_many(Table::Experiments, &entries)?;
+    /// Retention: exposure index entries older than `cutoff_ms` (their records in
+    /// `Table::Decisions` are swept with the decisions).
+    pub(crate) fn sweep_exposures(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut expired = Vec::new();
+        for (key, bytes) in self.scan_records(Table::Experiments, "xp\0")? {
+            if from_json::<Exposure>("exposure", &bytes).is_ok_and(|e| e.at_ms < cutoff_ms) {
+                expired.push(key);
+            }
         }
-        Ok(())
+        for key in &expired {
+            self.store.delete(Table::Experiments, key)?;
+        }
+        Ok(expired.len() as u64)
     }
 
-    /// Per arm: exposures, conversions, rate, lift over the control with a 95 % interval, and a
-    /// sample-ratio-mismatch check against the configured weights.
-    pub fn experiment_results(&self, id: &str) -> Result<ExperimentResults> {
-        let all = self.experiments.by_id.lock();
-        let (experiment, counts) = all.get(id).ok_or_else(|| UserError::not_found("experiment", id))?;
+    /// The stored exposures of an experiment: (person, exposure).
+    pub fn exposures(&self, id: &str) -> Result<Vec<(String, Exposure)>> {
+        let prefix = format!("xp\0{id}\0");
+        let mut all = Vec::new();
+        for (key, bytes) in self.scan_records(Table::Experiments, &prefix)? {
+            let person = key[prefix.len()..].to_owned();
+            all.push((person, from_json::<Exposure>("exposure", &bytes)?));
+        }
+        Ok(all)
+    }
+
+    /// Per metric and arm: sufficient statistics over exposed people (each person's events in
+    /// the attribution window after their exposure; the CUPED covariate is the same metric over
+    /// the window before it), the analysis against the control, and the sample-ratio check.
+    /// Computed from the store at query time: every server of one database answers the same.
+    pub fn experiment_results(&self, id: &str, window_ms: i64) -> Result<ExperimentResults> {
+        let stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
+        self.flush_exposures()?;
+        let experiment = &stored.experiment;
         let mut names: Vec<(String, f64)> = experiment.arms.iter().map(|a| (a.name.clone(), a.weight)).collect();
         if experiment.holdout > 0.0 {
             names.push(("holdout".into(), experiment.holdout));
         }
-        let count = |name: &str| counts.get(name).copied().unwrap_or_default();
-        let rate = |c: ArmCounts| if c.exposures == 0 { 0.0 } else { c.conversions as f64 / c.exposures as f64 };
-        let control = count(&names[0].0);
-        let p0 = rate(control);
-        let arms = names
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| {
-                let c = count(name);
-                let p1 = rate(c);
-                let lift = (i > 0 && p0 > 0.0 && c.exposures > 0 && control.exposures > 0).then(|| {
-                    let se = (p1 * (1.0 - p1) / c.exposures as f64 + p0 * (1.0 - p0) / control.exposures as f64).sqrt();
-                    let diff = p1 - p0;
-                    (diff / p0, (diff - 1.96 * se) / p0, (diff + 1.96 * se) / p0)
-                });
-                ArmResult { name: name.clone(), counts: c, rate: p1, lift }
-            })
-            .collect();
-        let total: u64 = names.iter().map(|(n, _)| count(n).exposures).sum();
-        let weight_sum: f64 = names.iter().map(|(_, w)| w).sum();
-        let chi2: f64 = if total == 0 || weight_sum <= 0.0 {
-            0.0
-        } else {
-            names
-                .iter()
-                .map(|(n, w)| {
-                    let expected = total as f64 * w / weight_sum;
-                    let observed = count(n).exposures as f64;
-                    if expected > 0.0 { (observed - expected).powi(2) / expected } else { 0.0 }
-                })
-                .sum()
-        };
-        Ok(ExperimentResults {
-            arms,
-            srm_chi2: chi2,
-            srm_mismatch: chi2 > chi2_critical_0001(names.len().saturating_sub(1)),
-        })
-    }
-}
-
-/// The chi-square value exceeded with probability 0.001, by degrees of freedom (Wilson–Hilferty
-/// approximation beyond the table).
-fn chi2_critical_0001(df: usize) -> f64 {
-    const TABLE: [f64; 6] = [f64::INFINITY, 10.828, 13.816, 16.266, 18.467, 20.515];
-    match TABLE.get(df) {
-        Some(v) => *v,
-        None => {
-            let k = df as f64;
-            let z = 3.0902;
-            k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+        let k = names.len();
+        let arm_index = |name: &str| names.iter().position(|(n, _)| n == name);
+        let mut per_metric: Vec<Vec<ArmStats>> = vec![vec![ArmStats::default(); k]; METRICS.len()];
+        let mut exposed = vec![0u64; k];
+        for (person, exposure) in self.exposures(id)? {
+            let Some(arm) = arm_index(&exposure.arm) else { continue };
+            exposed[arm] += 1;
+            let events = self.events_of(&person)?;
+            let events: Vec<(i64, &Event)> = events.iter().map(|(_, e)| (e.ts_ms, e)).collect();
+            let at = exposure.at_ms;
+            let post = person_values(&events, at, at + window_ms, at);
+            let pre = person_values(&events, at - window_ms, at, at - window_ms);
+            let opted_out = {
+                let consent = self.consent_of(&person);
+                let paused = self
+                    .people
+                    .read(&person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
+                !consent.personalization || paused
+            };
+            for (m, (name, _)) in METRICS.iter().enumerate() {
+                match *name {
+                    "erasures" => {}
+                    "opt_out_or_pause" => per_metric[m][arm].add(if opted_out { 1.0 } else { 0.0 }, 0.0),
+                    "survey_mean" => {
+                        if let Some(v) = post[m] {
+                            per_metric[m][arm].add(v, pre[m].unwrap_or(0.0));
+                        }
+                    }
+                    _ => per_metric[m][arm].add(post[m].unwrap_or(0.0), pre[m].unwrap_or(0.0)),
+                }
+            }
         }
+        // Erasures: a count per arm, kept without ids.
+        let erasures_index = METRICS.iter().position(|(n, _)| *n == "erasures").unwrap_or(0);
+        for (arm, (name, _)) in names.iter().enumerate() {
+            if let Some(bytes) = self.store.get(Table::Experiments, &format!("erased\0{id}\0{name}"))? {
+                let n: u64 = from_json("erasure count", &bytes).unwrap_or(0);
+                let s = &mut per_metric[erasures_index][arm];
+                s.n = n;
+                s.sum = n as f64;
+                s.sum_squares = n as f64;
+            }
+        }
+        let mut metrics = Vec::new();
+        for (m, (name, _)) in METRICS.iter().enumerate() {
+            let proportion = is_proportion(name);
+            let kind = if *name == "erasures" {
+                "count"
+            } else if proportion {
+                "proportion"
+            } else {
+                "mean"
+            };
+            let control = per_metric[m][0];
+            let arms = names
+                .iter()
+                .enumerate()
+                .map(|(i, (arm, _))| {
+                    let s = per_metric[m][i];
+                    let analysed = i > 0 && kind != "count";
+                    let post_a = control.post(proportion);
+                    let post_b = s.post(proportion);
+                    MetricArm {
+                        arm: arm.clone(),
+                        stats: s,
+                        mean: if kind == "count" { s.sum } else { post_b.mean() },
+                        lift: analysed.then(|| stats::two_sided(&post_a.into(), &post_b.into())).flatten(),
+                        sequential: analysed
+                            .then(|| stats::sequential(&post_a.into(), &post_b.into(), stats::SEQUENTIAL_TUNING))
+                            .flatten(),
+                        cuped: analysed
+                            .then(|| {
+                                let (a, b) = stats::regression_adjusted(
+                                    (post_a, control.pre(proportion), control.post_pre_sum_of_products),
+                                    (post_b, s.pre(proportion), s.post_pre_sum_of_products),
+                                );
+                                stats::two_sided(&a, &b)
+                            })
+                            .flatten(),
+                    }
+                })
+                .collect();
+            metrics.push(MetricResult { name: (*name).to_owned(), kind, arms });
+        }
+        let weights: Vec<f64> = names.iter().map(|(_, w)| *w).collect();
+        let srm_p = stats::srm_p_value(&exposed, &weights);
+        Ok(ExperimentResults {
+            exposed: names.iter().map(|(n, _)| n.clone()).zip(exposed).collect(),
+            metrics,
+            srm_p,
+            srm_mismatch: srm_p < 0.001,
+            window_ms,
+            status: stored.status,
+        })
     }
 }
 
@@ -281,7 +785,7 @@ fn chi2_critical_0001(df: usize) -> f64 {
 mod tests {
     use super::*;
 
-    fn experiment(weights: &[f64], holdout: f64) -> Experiment {
+    fn experiment(weights: &[f64], holdout: f64, coverage: f64) -> Experiment {
         Experiment {
             id: "exp-1".into(),
             slot: "home_feed".into(),
@@ -291,33 +795,87 @@ mod tests {
                 .map(|(i, w)| Arm { name: format!("arm-{i}"), weight: *w, policy: Policy::Default })
                 .collect(),
             holdout,
-            metrics: vec!["click".into()],
+            metrics: vec![],
+            coverage,
+        }
+    }
+
+    fn stored(e: Experiment, previous: Option<&StoredExperiment>) -> StoredExperiment {
+        let allocation = reallocate(previous.map_or(&[][..], |p| &p.allocation[..]), &targets(&e));
+        StoredExperiment { experiment: e, allocation, status: Status::Running, created_ms: 0 }
+    }
+
+    /// GrowthBook's published hash version 2 vectors (`packages/sdk-js/test/cases.json`) and
+    /// Attune's own (docs/experiments.md).
+    #[test]
+    fn hash_test_vectors() {
+        for (seed, value, n) in [
+            ("seed", "a", 0.0505),
+            ("seed", "b", 0.2696),
+            ("foo", "ab", 0.2575),
+            ("foo", "def", 0.2019),
+            ("89123klj", "8952klfjas09ujkasdf", 0.124),
+            ("90850943850283058242805", "123", 0.7516),
+            ("()**(%$##$%#$#", "___)((*\":&", 0.0128),
+        ] {
+            assert_eq!(f64::from(bucket(seed, value)) / f64::from(BUCKETS), n, "{seed} {value}");
+        }
+        for (salt, person, b) in [
+            ("home-feed-personalized", "u-1", 8035),
+            ("home-feed-personalized", "u-2", 8973),
+            ("home-feed-personalized", "anon-7f3a", 6954),
+            (GLOBAL_HOLDOUT_SALT, "u-1", 6028),
+            (GLOBAL_HOLDOUT_SALT, "u-2", 9808),
+        ] {
+            assert_eq!(bucket(salt, person), b, "{salt} {person}");
         }
     }
 
     #[test]
     fn assignment_is_deterministic_and_follows_weights() {
-        let e = experiment(&[0.5, 0.45], 0.05);
-        let mut counts = FxHashMap::default();
+        let e = stored(experiment(&[0.5, 0.45], 0.05, 1.0), None);
+        let mut counts: FxHashMap<String, u32> = FxHashMap::default();
         for i in 0..20_000 {
             let id = format!("u-{i}");
             let arm = assign(&e, &id).map(|(a, _)| a.to_owned());
             assert_eq!(arm, assign(&e, &id).map(|(a, _)| a.to_owned()));
             *counts.entry(arm.unwrap_or_default()).or_insert(0) += 1;
         }
-        assert!((counts["holdout"] as f64 / 20_000.0 - 0.05).abs() < 0.01);
-        assert!((counts["arm-0"] as f64 / 20_000.0 - 0.5).abs() < 0.02);
+        assert!((f64::from(counts["holdout"]) / 20_000.0 - 0.05).abs() < 0.01, "{counts:?}");
+        assert!((f64::from(counts["arm-0"]) / 20_000.0 - 0.5).abs() < 0.02, "{counts:?}");
     }
 
+    /// Grows each arm's weight, the holdout and the coverage in turn: nobody assigned moves.
     #[test]
-    fn growing_a_weight_moves_nobody() {
-        let before = experiment(&[0.2, 0.2], 0.0);
-        let after = experiment(&[0.2, 0.5], 0.0);
-        for i in 0..5_000 {
-            let id = format!("u-{i}");
-            if let Some((arm, _)) = assign(&before, &id) {
-                assert_eq!(Some(arm), assign(&after, &id).map(|(a, _)| a));
+    fn growing_any_weight_or_the_coverage_moves_nobody() {
+        let mut current = stored(experiment(&[0.1, 0.1, 0.1], 0.02, 0.5), None);
+        let steps: [fn(&mut Experiment); 7] = [
+            |e| e.arms[0].weight = 0.2,
+            |e| e.arms[1].weight = 0.25,
+            |e| e.holdout = 0.05,
+            |e| e.arms[2].weight = 0.3,
+            |e| e.coverage = 0.8,
+            |e| e.arms[0].weight = 0.3,
+            |e| e.coverage = 1.0,
+        ];
+        let people: Vec<String> = (0..20_000).map(|i| format!("u-{i}")).collect();
+        for step in steps {
+            let mut next_def = current.experiment.clone();
+            step(&mut next_def);
+            let next = stored(next_def.clone(), Some(&current));
+            let mut sizes: FxHashMap<&str, u32> = FxHashMap::default();
+            for s in &next.allocation {
+                *sizes.entry(s.owner.as_str()).or_default() += s.end - s.start;
             }
+            for (name, target, _) in targets(&next_def) {
+                assert_eq!(sizes.get(name.as_str()).copied().unwrap_or(0), target, "{name}");
+            }
+            for person in &people {
+                if let Some((arm, _)) = assign(&current, person) {
+                    assert_eq!(Some(arm), assign(&next, person).map(|(a, _)| a), "{person} moved");
+                }
+            }
+            current = next;
         }
     }
 }

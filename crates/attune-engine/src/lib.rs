@@ -23,6 +23,7 @@ pub mod measure;
 pub mod models;
 mod people;
 pub mod privacy;
+pub mod stats;
 
 use std::sync::Arc;
 

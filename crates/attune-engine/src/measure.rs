@@ -40,6 +40,42 @@ pub struct Report {
     pub revenue: f64,
     /// Consent, opt-outs, erasures, pauses, data held past retention.
     pub ethical: PrivacyReport,
+    /// With a global holdout: per week of the period, personalized people against the holdout
+    /// on the four dimensions (empty without a holdout).
+    pub holdout_weeks: Vec<GroupWeek>,
+}
+
+/// One week of one group (`personalized` or `holdout`) on the four dimensions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupWeek {
+    /// Week start (ms): the period's start plus whole weeks.
+    pub week_start_ms: i64,
+    /// `personalized` (everyone outside the global holdout) or `holdout`.
+    pub group: &'static str,
+    /// Behavioral: people with an event that week.
+    pub active_people: u64,
+    /// Behavioral: events per active person.
+    pub events_per_person: f64,
+    /// Attitudinal: mean survey score (1–10).
+    pub survey_mean: Option<f64>,
+    /// Attitudinal: answers.
+    pub survey_count: u64,
+    /// Business: share of active people who bought.
+    pub conversion: f64,
+    /// Business: revenue per active person.
+    pub revenue_per_person: f64,
+    /// Ethical: share of active people now without personalization consent or with it paused.
+    pub opt_out_rate: f64,
+    /// Ethical: share of active people who said not interested.
+    pub not_interested_rate: f64,
+}
+
+#[derive(Default)]
+struct GroupAcc {
+    people: FxHashMap<String, (u64, bool, bool)>,
+    revenue: f64,
+    survey_sum: f64,
+    survey_count: u64,
 }
 
 /// A notification plan.
@@ -119,6 +155,8 @@ impl Engine {
         let mut people: FxHashMap<String, (u64, FxHashSet<i64>, bool)> = FxHashMap::default();
         let (mut dwell, mut completed, mut survey_sum, mut survey_count, mut revenue) = (0u64, 0u64, 0.0, 0u64, 0.0);
         let mut failure = None;
+        let with_holdout = self.holdout().share > 0.0;
+        let mut groups: FxHashMap<(i64, bool), GroupAcc> = FxHashMap::default();
         self.store.scan_events(0, &mut |row| {
             if row.ts_ms < from_ms || row.ts_ms >= to_ms {
                 return true;
@@ -131,6 +169,26 @@ impl Engine {
                 }
             };
             let person = self.resolve(event.subject.id());
+            if with_holdout {
+                let week = (event.ts_ms - from_ms).div_euclid(7 * DAY_MS);
+                let acc = groups.entry((week, self.in_global_holdout(&person))).or_default();
+                let p = acc.people.entry(person.clone()).or_default();
+                p.0 += 1;
+                match event.kind.builtin() {
+                    Some(BuiltinType::Purchase) => {
+                        p.1 = true;
+                        acc.revenue += event.prop_f64("value").unwrap_or(0.0);
+                    }
+                    Some(BuiltinType::NotInterested) => p.2 = true,
+                    Some(BuiltinType::Survey) => {
+                        if let Some(score) = event.prop_f64("score") {
+                            acc.survey_sum += score;
+                            acc.survey_count += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             let entry = people.entry(person).or_default();
             entry.0 += 1;
             entry.1.insert(event.ts_ms.div_euclid(DAY_MS));
@@ -158,6 +216,40 @@ impl Engine {
         if let Some(err) = failure {
             return Err(err);
         }
+        let mut holdout_weeks: Vec<GroupWeek> = groups
+            .into_iter()
+            .map(|((week, held), acc)| {
+                let n = acc.people.len() as f64;
+                let share = |count: usize| if n == 0.0 { 0.0 } else { count as f64 / n };
+                let opted_out = acc
+                    .people
+                    .keys()
+                    .filter(|p| {
+                        !self.consent_of(p).personalization
+                            || self
+                                .people
+                                .read(p, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|x| !x.personalization))
+                    })
+                    .count();
+                GroupWeek {
+                    week_start_ms: from_ms + week * 7 * DAY_MS,
+                    group: if held { "holdout" } else { "personalized" },
+                    active_people: acc.people.len() as u64,
+                    events_per_person: if n == 0.0 {
+                        0.0
+                    } else {
+                        acc.people.values().map(|p| p.0 as f64).sum::<f64>() / n
+                    },
+                    survey_mean: (acc.survey_count > 0).then(|| acc.survey_sum / acc.survey_count as f64),
+                    survey_count: acc.survey_count,
+                    conversion: share(acc.people.values().filter(|p| p.1).count()),
+                    revenue_per_person: if n == 0.0 { 0.0 } else { acc.revenue / n },
+                    opt_out_rate: share(opted_out),
+                    not_interested_rate: share(acc.people.values().filter(|p| p.2).count()),
+                }
+            })
+            .collect();
+        holdout_weeks.sort_by(|a, b| (a.week_start_ms, a.group).cmp(&(b.week_start_ms, b.group)));
         let active = people.len() as u64;
         let per = |n: f64| if active == 0 { 0.0 } else { n / active as f64 };
         Ok(Report {
@@ -173,6 +265,7 @@ impl Engine {
             revenue_per_person: per(revenue),
             revenue,
             ethical: self.privacy_report(self.now_ms())?,
+            holdout_weeks,
         })
     }
 

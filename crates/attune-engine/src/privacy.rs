@@ -510,8 +510,9 @@ impl Engine {
                         self.store.delete_subject_events(subject)?;
                     }
                 }
-                // Records keyed by the person or an alias.
+                // Records keyed by the person or an alias (and the exposure index naming them).
                 1 => {
+                    self.forget_exposures_of(ids)?;
                     for subject in ids {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
@@ -792,6 +793,7 @@ impl Engine {
         }
         let decision_cutoff = now_ms.saturating_sub(i64::from(self.config.decision_retention_days) * DAY_MS);
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
+        self.sweep_exposures(decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
         let deleted =

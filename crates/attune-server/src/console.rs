@@ -399,7 +399,7 @@ pub async fn get_overview(State(state): State<AppState>, headers: HeaderMap) -> 
     signed_in!(state, headers);
     let loaded = blocking(&state, |engine| {
         let (events, disk_bytes) = engine.store_stats()?;
-        let decisions = engine.recent_decisions(None, 0, 25);
+        let decisions = engine.recent_decisions(None, 0, 25)?;
         let titles = Titles::of_decisions(engine, &decisions);
         Ok((events, disk_bytes, decisions, titles))
     })
@@ -555,10 +555,8 @@ pub async fn get_person(
             explain: true,
             preview: true,
         })?;
-        let mut decisions = engine.recent_decisions(None, 0, 2000);
         let person = view.as_ref().map_or(id_for_engine.as_str(), |v| v.id.as_str()).to_owned();
-        decisions.retain(|d| d.person.as_deref() == Some(person.as_str()));
-        decisions.truncate(10);
+        let decisions = engine.decisions_of(&person, 10)?;
         let recent =
             view.as_ref().map(|v| v.recent.iter().map(|(item, _)| item).collect::<Vec<_>>()).unwrap_or_default();
         let mut titles = Titles::of_decisions(engine, &decisions);
@@ -977,11 +975,13 @@ pub async fn get_measure(State(state): State<AppState>, headers: HeaderMap) -> R
         let now_ms = engine.now_ms();
         let report = engine.report(now_ms - 30 * 86_400_000, now_ms)?;
         let experiments = engine
-            .experiments()
+            .stored_experiments()
             .into_iter()
-            .map(|experiment| {
-                let results = engine.experiment_results(&experiment.id)?;
-                Ok((experiment, results))
+            .filter(|stored| stored.status != attune_engine::experiments::Status::Archived)
+            .map(|stored| {
+                let results =
+                    engine.experiment_results(&stored.experiment.id, attune_engine::experiments::WINDOW_MS)?;
+                Ok((stored.experiment, results))
             })
             .collect::<attune_engine::Result<Vec<_>>>()?;
         Ok((report, experiments))
@@ -1028,24 +1028,25 @@ pub async fn get_measure(State(state): State<AppState>, headers: HeaderMap) -> R
                 h2 #experiments { "Experiments" }
                 @if experiments.is_empty() { p { "No experiments. Start one with " code { "PUT /v1/experiments/{id}" } "." } }
                 @for (experiment, results) in &experiments {
-                    h3 { (experiment.id) " " span.small { "on " (experiment.slot) ", counting " (experiment.metrics.join(", ")) } }
+                    h3 { (experiment.id) " " span.small { "on " (experiment.slot) " · " (results.status.as_str()) " · people exposed: "
+                        (results.exposed.iter().map(|(arm, n)| format!("{arm} {n}")).collect::<Vec<_>>().join(", ")) } }
                     @if results.srm_mismatch {
-                        p.error { "Sample ratio mismatch (χ² " (format!("{:.1}", results.srm_chi2)) "): the arms are not getting the traffic they should; do not trust the lift." }
+                        p.error { "Sample ratio mismatch (p = " (format!("{:.2e}", results.srm_p)) "): the arms are not getting the people they should; do not trust the lift." }
                     }
                     table {
-                        thead { tr { th { "Arm" } th { "Exposures" } th { "Conversions" } th { "Rate" } th { "Lift vs. control (95% interval)" } } }
+                        thead { tr { th { "Metric" } th { "Arm" } th { "People" } th { "Mean" } th { "Lift (95% interval)" } th { "Always-valid interval" } th { "CUPED lift" } th { "p" } } }
                         tbody {
-                            @for arm in &results.arms {
-                                tr {
-                                    td { (arm.name) }
-                                    td { (arm.counts.exposures) }
-                                    td { (arm.counts.conversions) }
-                                    td { (percent(arm.rate)) }
-                                    td {
-                                        @match arm.lift {
-                                            Some((lift, low, high)) => (format!("{} ({} to {})", percent(lift), percent(low), percent(high))),
-                                            None => "—",
-                                        }
+                            @for metric in &results.metrics {
+                                @for arm in &metric.arms {
+                                    tr {
+                                        td { (metric.name) }
+                                        td { (arm.arm) }
+                                        td { (arm.stats.n) }
+                                        td { (format!("{:.4}", arm.mean)) }
+                                        td { @match arm.lift { Some(t) => (format!("{} ({} to {})", percent(t.expected), percent(t.ci.0), percent(t.ci.1))), None => "—" } }
+                                        td { @match arm.sequential { Some(t) => (format!("{} to {}", percent(t.ci.0), percent(t.ci.1))), None => "—" } }
+                                        td { @match arm.cuped { Some(t) => (format!("{} ({} to {})", percent(t.expected), percent(t.ci.0), percent(t.ci.1))), None => "—" } }
+                                        td { @match arm.lift { Some(t) => (format!("{:.3}", t.p_value)), None => "—" } }
                                     }
                                 }
                             }

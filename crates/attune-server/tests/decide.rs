@@ -278,7 +278,9 @@ async fn decisions_are_reviewed_attributed_and_similar_items_work() {
     let review = server.ok("GET", "/v1/review/decisions?slot=home_feed&limit=10", None).await;
     let logged = &review["decisions"][0];
     assert_eq!(logged["decision_id"], id);
-    assert_eq!(logged["user"], "crowd-1");
+    // Editors see a keyed pseudonym, never the id.
+    assert_eq!(logged["user"], server.engine.pseudonym("crowd-1").as_str());
+    assert!(logged["user"].as_str().unwrap().starts_with("p_"));
     assert!(!logged["placements"][0]["items"][0]["reasons"].as_array().unwrap().is_empty());
 
     let similar = server.ok("GET", "/v1/items/sleep-0/similar?count=3", None).await;

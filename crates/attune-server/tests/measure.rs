@@ -128,11 +128,32 @@ async fn experiments_assign_expose_and_convert() {
     }
     assert!(arms.contains_key("control") && arms.contains_key("personalized"), "{arms:?}");
     let results = server.ok("GET", "/v1/experiments/exp-feed/results", None).await;
-    let arm = |name: &str| results["arms"].as_array().unwrap().iter().find(|a| a["arm"] == name).cloned().unwrap();
-    assert_eq!(arm("control")["exposures"], arms["control"] * 2);
-    assert_eq!(arm("personalized")["conversions"], arms["personalized"]);
-    assert_eq!(arm("control")["conversions"], 0);
-    assert!(results["srm"]["chi2"].as_f64().is_some());
+    // The unit is the person: two decisions each, one exposure each.
+    let exposed = |name: &str| {
+        results["exposed"].as_array().unwrap().iter().find(|a| a["arm"] == name).map(|a| a["people"].clone()).unwrap()
+    };
+    assert_eq!(exposed("control"), arms["control"], "{results}");
+    assert_eq!(exposed("personalized"), arms["personalized"]);
+    let ctr = results["metrics"].as_array().unwrap().iter().find(|m| m["name"] == "click_through").unwrap().clone();
+    let arm = |name: &str| ctr["arms"].as_array().unwrap().iter().find(|a| a["arm"] == name).cloned().unwrap();
+    assert_eq!(arm("personalized")["n"], arms["personalized"]);
+    assert_eq!(arm("personalized")["sum"], f64::from(arms["personalized"]));
+    assert_eq!(arm("personalized")["mean"], 1.0);
+    assert_eq!(arm("control")["sum"], 0.0);
+    assert!(results["srm"]["p_value"].as_f64().is_some());
+    // Listed, stopped (no more assignment), archived.
+    let listed = server.ok("GET", "/v1/experiments", None).await;
+    assert_eq!(listed["experiments"][0]["id"], "exp-feed");
+    assert_eq!(listed["experiments"][0]["status"], "running");
+    assert!(!listed["experiments"][0]["ranges"].as_array().unwrap().is_empty());
+    assert_eq!(server.ok("POST", "/v1/experiments/exp-feed/stop", None).await["status"], "stopped");
+    let after = server
+        .ok("POST", "/v1/decide", Some(json!({"user": "u-1", "placements": [{"slot": "home_feed", "count": 3}]})))
+        .await;
+    assert_eq!(after["experiments"].as_array().map_or(0, Vec::len), 0, "{after}");
+    assert_eq!(server.ok("POST", "/v1/experiments/exp-feed/archive", None).await["status"], "archived");
+    assert_eq!(server.call("POST", "/v1/experiments/none/stop", None).await.status, 404);
+    assert_eq!(server.call("GET", "/v1/experiments/exp-feed/results?window_days=0", None).await.status, 400);
     let bad = server
         .call(
             "PUT",
@@ -197,4 +218,74 @@ async fn send_hours_are_learned_in_a_zone_learned_from_events() {
         )
         .await;
     assert_eq!(plan, json!({"send_at": "2026-11-29T18:00:00Z", "reason": "default_hour"}));
+}
+
+#[tokio::test]
+async fn the_control_arm_and_the_global_holdout_get_the_non_personalized_default() {
+    let server = TestServer::start(None).await;
+    let items: Vec<serde_json::Value> = (0..30)
+        .map(|i| json!({"id": format!("i-{i}"), "kind": "article", "tags": [if i % 2 == 0 { "sleep" } else { "focus" }]}))
+        .collect();
+    server.ok("PUT", "/v1/items", Some(json!({ "items": items }))).await;
+    // Histories that would personalize the feed.
+    let events: Vec<serde_json::Value> = (0..40)
+        .flat_map(|u| {
+            (0..4).map(move |k| json!({"id": format!("h-{u}-{k}"), "type": "click", "user": format!("u-{u}"), "item": format!("i-{}", 2 * k + u % 2)}))
+        })
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": events }))).await;
+    server
+        .ok("PUT", "/v1/experiments/exp-clean", Some(json!({"slot": "home_feed",
+        "arms": [{"name": "control", "weight": 0.5, "policy": "popular"}, {"name": "personalized", "weight": 0.5, "policy": "default"}]})))
+        .await;
+    let decide = |user: String| {
+        let server = &server;
+        async move {
+            server
+                .ok(
+                    "POST",
+                    "/v1/decide",
+                    Some(json!({"user": user, "placements": [{"slot": "home_feed", "count": 4}], "explain": true})),
+                )
+                .await
+        }
+    };
+    let mut seen_control = false;
+    for u in 0..40 {
+        let decision = decide(format!("u-{u}")).await;
+        if decision["experiments"][0]["arm"] == "control" {
+            seen_control = true;
+            assert_eq!(decision["personalized"], false, "{decision}");
+            for item in decision["placements"][0]["items"].as_array().unwrap() {
+                assert_ne!(item["source"], "collaborative");
+                assert_ne!(item["source"], "predictive");
+            }
+        }
+    }
+    assert!(seen_control);
+    assert_eq!(server.ok("GET", "/v1/holdout", None).await["share"], 0.0);
+    assert_eq!(server.ok("PUT", "/v1/holdout", Some(json!({"share": 0.5}))).await["share"], 0.5);
+    assert_eq!(server.call("PUT", "/v1/holdout", Some(json!({"share": 0.9}))).await.status, 400);
+    let mut held = 0;
+    for u in 0..40 {
+        let decision = decide(format!("u-{u}")).await;
+        if decision["experiments"].as_array().map_or(0, Vec::len) == 0 {
+            held += 1;
+            assert_eq!(decision["personalized"], false, "{decision}");
+        }
+    }
+    assert!(held > 5 && held < 35, "{held}");
+    let events: Vec<serde_json::Value> = (0..40)
+        .map(|u| {
+            json!({"id": format!("w-{u}"), "type": "purchase", "user": format!("u-{u}"), "item": "i-1",
+            "ts": "2026-11-20T10:00:00Z", "properties": {"value": 10}})
+        })
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": events }))).await;
+    let report = server.ok("GET", "/v1/report?from=2026-11-16T00:00:00Z&to=2026-11-23T00:00:00Z", None).await;
+    let weeks = report["holdout_comparison"].as_array().unwrap();
+    assert_eq!(weeks.len(), 2, "{report}");
+    assert_eq!(weeks[0]["group"], "holdout");
+    assert_eq!(weeks[0]["active_people"].as_u64().unwrap() + weeks[1]["active_people"].as_u64().unwrap(), 40);
+    assert_eq!(weeks[1]["conversion"], 1.0);
 }

@@ -121,6 +121,67 @@ pub fn load(engine: &Engine, people: usize, days: i64, seed: u64) -> anyhow::Res
         started.elapsed().as_secs_f64()
     );
     editorial_setup(engine)?;
+    let ids: Vec<String> = simulation.people.iter().map(|p| p.id.clone()).collect();
+    simulate_experiment(engine, &ids, seed)?;
+    Ok(())
+}
+
+/// The home feed experiment's first week: every simulated person gets a decision on the home
+/// feed (their exposure), then outcomes that depend on what they saw — clicks, purchases, survey
+/// answers, a few `not_interested` and opt-outs — so the experiment and the report show real
+/// lifts with intervals.
+fn simulate_experiment(engine: &Engine, people: &[String], seed: u64) -> anyhow::Result<()> {
+    use attune_core::validate::RawEvent;
+    use attune_engine::decide::{DecideRequest, PlacementRequest};
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut events = Vec::new();
+    for (k, person) in people.iter().enumerate() {
+        let decision = engine.decide(&DecideRequest {
+            subject: Some(person.clone()),
+            placements: vec![PlacementRequest { slot: "home_feed".into(), count: 6 }],
+            ..DecideRequest::default()
+        })?;
+        let Some((_, arm)) = decision.experiments.first() else { continue };
+        let Some(item) = decision.placements.first().and_then(|p| p.items.first()) else { continue };
+        let personalized = arm == "personalized";
+        let event = |kind: &str, n: usize, properties: serde_json::Value| {
+            IngestItem::Raw(RawEvent {
+                id: Some(format!("demo-exp-{k}-{n}")),
+                kind: Some(kind.into()),
+                user: Some(person.clone()),
+                item: (kind != "survey").then(|| item.item.id.clone()),
+                properties: properties.as_object().cloned().unwrap_or_default(),
+                decision_id: Some(decision.id.clone()),
+                ..RawEvent::default()
+            })
+        };
+        if next() < if personalized { 0.34 } else { 0.26 } {
+            events.push(event("click", 0, serde_json::json!({})));
+        }
+        if next() < if personalized { 0.07 } else { 0.05 } {
+            let value = (15.0 + 60.0 * next()).round();
+            events.push(event("purchase", 1, serde_json::json!({"value": value})));
+        }
+        if next() < 0.3 {
+            let base = if personalized { 7.3 } else { 6.7 };
+            let score = (base + 2.0 * (next() - 0.5) * 3.0).round().clamp(1.0, 10.0) as i64;
+            events.push(event("survey", 2, serde_json::json!({"score": score})));
+        }
+        if next() < if personalized { 0.02 } else { 0.03 } {
+            events.push(event("not_interested", 3, serde_json::json!({})));
+        }
+    }
+    for chunk in events.chunks(5000) {
+        engine.ingest(chunk.to_vec())?;
+    }
+    engine.flush_decisions()?;
+    eprintln!("demo: {} outcomes of the home feed experiment simulated", events.len());
     Ok(())
 }
 
@@ -190,7 +251,8 @@ fn editorial_setup(engine: &Engine) -> anyhow::Result<()> {
                 Arm { name: "personalized".into(), weight: 0.45, policy: Policy::Default },
             ],
             holdout: 0.1,
-            metrics: vec!["click".into(), "purchase".into()],
+            metrics: vec!["click_through".into(), "purchase_conversion".into()],
+            coverage: 1.0,
         },
         DEMO,
     )?;

@@ -332,10 +332,20 @@ impl Engine {
     pub fn decide(&self, request: &DecideRequest) -> Result<Decision> {
         let now_ms = self.now_ms();
         let models = self.models();
-        let who = self.who(request.subject.as_deref(), now_ms);
-        // Experiment arms are engine state: looked up before the pure stages.
-        let arms: Vec<Option<(String, String, Policy)>> =
-            request.placements.iter().map(|p| self.experiment_arm(&p.slot, who.id.as_deref())).collect();
+        let mut who = self.who(request.subject.as_deref(), now_ms);
+        // Experiment arms and the global holdout are engine state: looked up before the pure
+        // stages. People in the global holdout enter no experiment.
+        let in_holdout = who.id.as_deref().is_some_and(|person| self.in_global_holdout(person));
+        let arms: Vec<Option<(String, String, Policy)>> = request
+            .placements
+            .iter()
+            .map(|p| if in_holdout { None } else { self.experiment_arm(&p.slot, who.id.as_deref()) })
+            .collect();
+        // A clean control: the holdout and a `popular` arm get, for the whole response, exactly
+        // what a person without personalization consent gets.
+        if in_holdout || arms.iter().flatten().any(|(_, _, policy)| *policy == Policy::Popular) {
+            who = who.without_personalization();
+        }
         let catalog = self.catalog.read();
         let editorial = self.editorial.read();
         let inputs = Inputs {
@@ -378,8 +388,10 @@ impl Engine {
             experiments,
         };
         if !request.preview {
-            for (experiment, arm) in &decision.experiments {
-                self.expose(experiment, arm);
+            if let Some(person) = who.id.as_deref() {
+                for (experiment, arm) in &decision.experiments {
+                    self.expose(experiment, arm, person, now_ms);
+                }
             }
             self.log_decision(who.id.as_deref(), &decision, now_ms);
         }

@@ -43,6 +43,23 @@ impl Who {
         }
     }
 
+    /// What the pipeline knows about the same person without personalization consent (the
+    /// control arm and the global holdout): the id, the stored preferences and the exclusions
+    /// (bought, dismissed) stay, as [`Engine::who`] keeps them for such a person.
+    pub fn without_personalization(self) -> Who {
+        let mut consent = self.consent;
+        consent.personalization = false;
+        Who {
+            consent,
+            personalized: false,
+            stage: JourneyStage::New,
+            recent: Vec::new(),
+            consumed: Vec::new(),
+            affinities: Vec::new(),
+            ..self
+        }
+    }
+
     /// The person's history length, which picks the ranker's engagement level.
     pub fn history_len(&self) -> usize {
         self.consumed.len().max(self.recent.len())

@@ -598,13 +598,15 @@ pub async fn review_decisions(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(Code::InvalidCount, "`limit` is 1 to 1000.").with_field("limit"));
     }
-    let decisions = state.engine.recent_decisions(query.slot.as_deref(), since_ms, limit as usize);
+    let slot = query.slot.clone();
+    let decisions =
+        blocking(&state, move |engine| engine.recent_decisions(slot.as_deref(), since_ms, limit as usize)).await?;
     Ok(Json(ReviewOut {
         decisions: decisions
             .into_iter()
             .map(|d| ReviewedDecisionOut {
                 decision_id: d.id,
-                user: d.person,
+                user: d.person.map(|p| state.engine.pseudonym(&p)),
                 at: rfc3339(d.at_ms),
                 personalized: d.personalized,
                 journey_stage: d.journey_stage,

@@ -89,6 +89,34 @@ pub struct ReportOut {
     pub business: BusinessOut,
     /// Ethical.
     pub ethical: EthicalOut,
+    /// With a global holdout (`PUT /v1/holdout`): per week, personalized people against the
+    /// holdout on the four dimensions (empty without one).
+    pub holdout_comparison: Vec<GroupWeekOut>,
+}
+
+/// One week of one group on the four dimensions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GroupWeekOut {
+    /// Week start, RFC 3339.
+    pub week: String,
+    /// `personalized` or `holdout`.
+    pub group: String,
+    /// Behavioral: people with an event that week.
+    pub active_people: u64,
+    /// Behavioral: events per active person.
+    pub events_per_person: f64,
+    /// Attitudinal: mean survey score (null without answers).
+    pub mean_survey_score: Option<f64>,
+    /// Attitudinal: answers.
+    pub survey_count: u64,
+    /// Business: share of active people who bought.
+    pub conversion: f64,
+    /// Business: revenue per active person.
+    pub revenue_per_person: f64,
+    /// Ethical: share of active people without personalization consent or with it paused.
+    pub opt_out_rate: f64,
+    /// Ethical: share of active people who said not interested.
+    pub not_interested_rate: f64,
 }
 
 fn ts(value: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
@@ -141,6 +169,22 @@ pub async fn get_report(
             personalization_paused: ethical.personalization_paused,
             data_held_past_retention: ethical.held_past_retention,
         },
+        holdout_comparison: report
+            .holdout_weeks
+            .iter()
+            .map(|w| GroupWeekOut {
+                week: rfc3339(w.week_start_ms),
+                group: w.group.into(),
+                active_people: w.active_people,
+                events_per_person: w.events_per_person,
+                mean_survey_score: w.survey_mean,
+                survey_count: w.survey_count,
+                conversion: w.conversion,
+                revenue_per_person: w.revenue_per_person,
+                opt_out_rate: w.opt_out_rate,
+                not_interested_rate: w.not_interested_rate,
+            })
+            .collect(),
     }))
 }
 
