@@ -749,10 +749,7 @@ impl Engine {
                 .map(|(name, fit_seconds)| crate::models::ModelStats {
                     name: stat_name(name),
                     fit_seconds: *fit_seconds,
-                    metrics: (name == "served")
-                        .then(|| ranker.as_ref().and_then(|r| r.report().validation))
-                        .flatten()
-                        .map(crate::models::OfflineMetrics::from),
+                    metrics: (name == "served").then(|| ranker.as_ref().and_then(|r| r.report().validation)).flatten(),
                 })
                 .collect(),
             ranker,

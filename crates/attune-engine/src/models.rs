@@ -232,7 +232,7 @@ impl Engine {
         stats.push(ModelStats {
             name: "served",
             fit_seconds: t.elapsed().as_secs_f64(),
-            metrics: ranker.as_ref().and_then(|r| r.report().validation).map(OfflineMetrics::from),
+            metrics: ranker.as_ref().and_then(|r| r.report().validation),
         });
 
         let t = Instant::now();
