@@ -15,5 +15,5 @@ if ! "$venv/bin/python" -c 'import gbstats, importlib.metadata as m; assert m.ve
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-ATTUNE_GBSTATS_OUT="$out/experiments.json" cargo test --quiet -p attune-engine --test experiments_gbstats
+ATTUNE_GBSTATS_OUT="$out/experiments.json" cargo test --quiet --workspace --test experiments_gbstats  # --workspace: the features of the test step, so nothing is rebuilt
 "$venv/bin/python" scripts/gbstats_check.py "$out/experiments.json"
