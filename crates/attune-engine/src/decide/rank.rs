@@ -148,8 +148,9 @@ pub(crate) fn rank(
     // stage — the non-personalized default, and the cold start.
     let recency_scale = 180.0 * 86_400_000.0;
     let w_ctx = if moment.tags.is_empty() { 0.0 } else { 0.15 };
-    let mut personal_top = TopK::new(POOL + if repeats_somewhere { who.consumed.len() } else { 0 });
-    let mut general_top = TopK::new(POOL + if repeats_somewhere { who.consumed.len() } else { 0 });
+    let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
+    s.personal_candidates.clear();
+    s.general_candidates.clear();
     for i in 0..n {
         let idx = ItemIdx(i as u32);
         let traits = catalog.traits(idx);
@@ -173,13 +174,13 @@ pub(crate) fn rank(
         if ctx > 0.0 && kind == Personal::None {
             s.source[i] = Source::Contextual;
         }
-        general_top.push(s.general[i], i as u32);
+        s.general_candidates.push((i as u32, s.general[i]));
         if kind != Personal::None && (kind == Personal::Ranker || s.personal[i] > 0.0) {
-            personal_top.push(s.personal[i], i as u32);
+            s.personal_candidates.push((i as u32, s.personal[i]));
         }
     }
-    let mut personal = personal_top.into_sorted();
-    let general = general_top.into_sorted();
+    let mut personal = best(&mut s.personal_candidates, pool);
+    let general = best(&mut s.general_candidates, pool);
     // The personal scores on one 0–1 scale over the pool (the ranker's are standardized sums);
     // editors' boosts then count half as much again.
     if let (Some(&best), Some(&worst)) = (personal.first(), personal.last()) {
@@ -221,51 +222,19 @@ fn stage_factor(stage: JourneyStage, traits: crate::catalog::ItemTraits) -> f32 
     }
 }
 
-/// The `k` best (score, item) pairs seen, by score then lower item index.
-pub(crate) struct TopK {
-    k: usize,
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<Scored>>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct Scored(f32, u32);
-
-impl Eq for Scored {}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// The `k` best of `candidates` (item, score), best first: higher score, then lower item index.
+/// A linear selection and a sort of the `k` kept (the candidates are reordered in place).
+pub(crate) fn best(candidates: &mut [(u32, f32)], k: usize) -> Vec<u32> {
+    let k = k.min(candidates.len());
+    if k == 0 {
+        return Vec::new();
     }
-}
-
-impl Ord for Scored {
-    /// Higher score is greater; on a tie the lower item index is greater (it ranks first).
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k - 1, attune_rank::by_score_desc);
     }
-}
-
-impl TopK {
-    pub(crate) fn new(k: usize) -> TopK {
-        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
-    }
-
-    pub(crate) fn push(&mut self, score: f32, item: u32) {
-        let scored = Scored(score, item);
-        if self.heap.len() < self.k {
-            self.heap.push(std::cmp::Reverse(scored));
-        } else if self.heap.peek().is_some_and(|min| scored > min.0) {
-            self.heap.pop();
-            self.heap.push(std::cmp::Reverse(scored));
-        }
-    }
-
-    /// Best first.
-    pub(crate) fn into_sorted(self) -> Vec<u32> {
-        let mut all: Vec<Scored> = self.heap.into_iter().map(|r| r.0).collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        all.into_iter().map(|s| s.1).collect()
-    }
+    let top = &mut candidates[..k];
+    top.sort_unstable_by(attune_rank::by_score_desc);
+    top.iter().map(|&(i, _)| i).collect()
 }
 
 #[cfg(test)]
@@ -274,17 +243,15 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The bounded heap keeps exactly what sort-and-truncate keeps, in the same order.
+        /// The selection keeps exactly what sort-and-truncate keeps, in the same order.
         #[test]
-        fn top_k_equals_sort_and_truncate(scores in prop::collection::vec(0u8..20, 0..200), k in 1usize..30) {
-            let mut top = TopK::new(k);
-            for (i, &score) in scores.iter().enumerate() {
-                top.push(f32::from(score), i as u32);
-            }
+        fn best_equals_sort_and_truncate(scores in prop::collection::vec(0u8..20, 0..200), k in 1usize..30) {
+            let mut candidates: Vec<(u32, f32)> =
+                scores.iter().enumerate().map(|(i, &score)| (i as u32, f32::from(score))).collect();
             let mut expected: Vec<u32> = (0..scores.len() as u32).collect();
             expected.sort_by(|&a, &b| scores[b as usize].cmp(&scores[a as usize]).then(a.cmp(&b)));
             expected.truncate(k);
-            prop_assert_eq!(top.into_sorted(), expected);
+            prop_assert_eq!(best(&mut candidates, k), expected);
         }
     }
 }
