@@ -247,7 +247,10 @@ pub(crate) struct Moment<'a> {
 
 impl<'a> Moment<'a> {
     fn of(inputs: &Inputs<'_>, who: &Who, context: &'a DecideContext) -> Moment<'a> {
-        let local_hour = local_hour(context, who.timezone.as_deref(), inputs.now_ms);
+        // `local_time` if sent, else now in the request's time zone, else the person's.
+        let timezone = context.timezone.as_deref().or(who.timezone.as_deref());
+        let local_hour =
+            crate::measure::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms).map(|h| h as i8);
         let (text, hour_tags) = local_hour.map(moment_tags).unwrap_or(("", &[]));
         let weather = context.weather.as_deref().filter(|_| who.consent.allows(Purpose::Contextual));
         let mut tags: Vec<TagIdx> = hour_tags.iter().filter_map(|t| inputs.catalog.lookup_tag(t)).collect();
@@ -457,19 +460,4 @@ impl Engine {
             .take(count)
             .collect())
     }
-}
-
-/// The person's local hour: `local_time` if sent, else now in their time zone (the request's,
-/// else theirs: preferences or learned from their events), else none.
-fn local_hour(context: &DecideContext, timezone: Option<&str>, now_ms: i64) -> Option<i8> {
-    if let Some(local) = &context.local_time
-        && local.parse::<jiff::Timestamp>().is_ok()
-    {
-        // An RFC 3339 time with offset: its wall clock (the digits after `T`) is the person's.
-        return local.split_once('T').and_then(|(_, time)| time.get(..2)?.parse().ok());
-    }
-    let tz = context.timezone.as_deref().or(timezone)?;
-    let tz = jiff::tz::TimeZone::get(tz).ok()?;
-    let ts = jiff::Timestamp::from_millisecond(now_ms).ok()?;
-    Some(ts.to_zoned_datetime(tz).hour())
 }
