@@ -35,7 +35,9 @@ pub struct EventIn {
     pub item: Option<String>,
     /// RFC 3339; defaults to the time of receipt.
     pub ts: Option<String>,
-    /// `web`, `email`, `app`, ...
+    /// `web`, `app`, `email`, `push`, `in_person` or `offline_purchase` (anything else: rejected
+    /// with `invalid_channel`). `in_person` and `offline_purchase` events name a known `user`.
+    /// Counted per channel in the person's profile (`GET /v1/users/{id}`: `channels`).
     pub channel: Option<String>,
     /// `device`, `timezone`, `geo`, `weather`, `local_time`, `page`, `locale` (strings). `geo` and
     /// `weather` are dropped without `contextual` consent; other keys are dropped.
@@ -585,7 +587,8 @@ pub struct ExportOut {
     pub audit: Vec<AuditOut>,
     /// Logged decisions and exposures.
     pub decisions: Vec<RecordOut>,
-    /// Notification plans.
+    /// Notification plans, and the email digests sent (a digest plan holds its `items` and
+    /// `decision_id`).
     pub notifications: Vec<RecordOut>,
 }
 

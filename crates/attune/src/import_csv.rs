@@ -86,7 +86,7 @@ pub fn import_csv(engine: &Engine, path: &Path, channel: Channel) -> anyhow::Res
     for record in reader.records() {
         let record = record.with_context(|| format!("reading {}", path.display()))?;
         let line = record.position().map_or(0, |p| p.line());
-        batch.push(row_event(engine, &headers, &record, channel, line));
+        batch.push(row_event(engine, &headers, &record, channel));
         lines.push(line);
         if batch.len() >= BATCH {
             flush(&mut batch, &mut lines, &mut totals)?;
@@ -100,13 +100,7 @@ pub fn import_csv(engine: &Engine, path: &Path, channel: Channel) -> anyhow::Res
 }
 
 /// One CSV row as an event for the engine to validate.
-fn row_event(
-    engine: &Engine,
-    headers: &[String],
-    record: &csv::StringRecord,
-    channel: Channel,
-    line: u64,
-) -> IngestItem {
+fn row_event(engine: &Engine, headers: &[String], record: &csv::StringRecord, channel: Channel) -> IngestItem {
     let cell = |name: &str| {
         headers.iter().position(|h| h == name).and_then(|i| record.get(i)).filter(|v| !v.is_empty()).map(str::to_owned)
     };
