@@ -268,7 +268,10 @@ impl Engine {
             state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
             state.excluded.clear();
         });
-        for (_, event) in &events {
+        for (seq, event) in &events {
+            // With cluster sync, an event another process appended may not be folded here yet:
+            // claim it, so the sync does not fold it a second time.
+            self.cluster.claim(*seq);
             self.fold_into(person, event, event.ts_ms, false);
         }
         Ok(())
