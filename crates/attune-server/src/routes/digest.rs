@@ -53,8 +53,8 @@ pub struct DigestOut {
     /// When to send, RFC 3339 (the person's learned hour, out of quiet hours), or null.
     pub send_at: Option<String>,
     /// `preferred_hour`, `default_hour`, `quiet_hours`, `as_requested` (as for
-    /// `POST /v1/notifications/plan`), or why there are no items: `no_consent`,
-    /// `frequency_cap`, `nothing_new`.
+    /// `POST /v1/notifications/plan`; `frequency_cap` with a `send_at`: the budget moved the send
+    /// later), or why there are no items: `no_consent`, `frequency_cap`, `nothing_new`.
     pub reason: String,
     /// The slot that was filled.
     pub slot: String,
