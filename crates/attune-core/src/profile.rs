@@ -173,6 +173,17 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Bytes the profile holds outside its own struct (its lists and time zone name), by
+    /// capacity: what a memory report adds to `size_of::<Profile>()`.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.recent.capacity() * size_of::<RecentItem>()
+            + self.affinities.capacity() * size_of::<(TagIdx, Decayed)>()
+            + (self.bought.capacity() + self.dismissed.capacity() + self.consumed.capacity()) * size_of::<ItemIdx>()
+            + self.carts.capacity() * size_of::<(ItemIdx, i64)>()
+            + self.timezone.as_ref().map_or(0, |(_, zone)| zone.capacity())
+    }
+
     /// Folds one event into the profile.
     pub fn fold(&mut self, event: &FoldEvent<'_>) {
         let ts = event.ts_ms;

@@ -111,6 +111,29 @@ impl Catalog {
         Some(Arc::clone(slot))
     }
 
+    /// Approximate bytes the catalog holds: the interned ids and tags, their maps, the traits
+    /// and tag lists, and the items themselves (strings, tags, attribute and variant JSON).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        // An `Arc<str>` allocation: two counters and the text.
+        let arc_str = |s: &Arc<str>| 16 + s.len();
+        // A hash map entry: key, value and a control byte, by capacity.
+        let ids = self.ids.capacity() * size_of::<Arc<str>>()
+            + self.ids.iter().map(arc_str).sum::<usize>()
+            + self.by_id.capacity() * (size_of::<(Arc<str>, ItemIdx)>() + 1);
+        let tags = self.tags.capacity() * size_of::<Arc<str>>()
+            + self.tags.iter().map(arc_str).sum::<usize>()
+            + self.tag_by_name.capacity() * (size_of::<(Arc<str>, TagIdx)>() + 1);
+        let per_item = self.traits.capacity() * size_of::<ItemTraits>()
+            + self.item_tags.capacity() * size_of::<Vec<TagIdx>>()
+            + self.item_tags.iter().map(|t| t.capacity() * size_of::<TagIdx>()).sum::<usize>()
+            + self.tag_offsets.capacity() * size_of::<u32>()
+            + self.tag_flat.capacity() * size_of::<TagIdx>();
+        let items = self.items.capacity() * size_of::<Option<Arc<Item>>>()
+            + self.items.iter().flatten().map(|item| 16 + size_of::<Item>() + item_heap_bytes(item)).sum::<usize>();
+        ids + tags + per_item + items
+    }
+
     /// The index of an item id, if known.
     pub fn lookup(&self, id: &str) -> Option<ItemIdx> {
         self.by_id.get(id).copied()
@@ -183,5 +206,33 @@ impl Catalog {
     /// Every catalog item with its index.
     pub fn iter(&self) -> impl Iterator<Item = (ItemIdx, &Arc<Item>)> {
         self.items.iter().enumerate().filter_map(|(i, item)| item.as_ref().map(|item| (ItemIdx(i as u32), item)))
+    }
+}
+
+/// Bytes an item holds outside its struct (approximate for the JSON maps).
+fn item_heap_bytes(item: &Item) -> usize {
+    item.id.capacity()
+        + item.kind.capacity()
+        + item.title.capacity()
+        + item.tags.iter().map(|t| std::mem::size_of::<String>() + t.capacity()).sum::<usize>()
+        + json_map_bytes(&item.attributes)
+        + json_map_bytes(&item.variants)
+}
+
+/// Approximate heap bytes of a JSON object: per entry its key, a `Value` and a map node's share.
+fn json_map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    map.iter()
+        .map(|(key, value)| 32 + key.len() + std::mem::size_of::<serde_json::Value>() + json_value_bytes(value))
+        .sum()
+}
+
+fn json_value_bytes(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.capacity(),
+        serde_json::Value::Array(values) => {
+            values.iter().map(|v| std::mem::size_of::<serde_json::Value>() + json_value_bytes(v)).sum()
+        }
+        serde_json::Value::Object(map) => json_map_bytes(map),
+        _ => 0,
     }
 }

@@ -21,6 +21,7 @@ mod ingest;
 pub mod keys;
 pub mod ledger;
 pub mod measure;
+pub mod memory;
 pub mod models;
 mod people;
 pub mod privacy;
@@ -41,6 +42,7 @@ pub use cluster::SyncReport;
 pub use error::{EngineError, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Scope};
+pub use memory::MemoryEstimate;
 pub use people::{MergeReport, PersonView};
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
 
@@ -110,8 +112,13 @@ pub struct PersonState {
 pub(crate) const N_SHARDS: usize = 32;
 
 /// People by id, sharded to keep lock contention low.
+///
+/// A map slot holds the id and a pointer, not the state: a hash map keeps up to half of its
+/// slots empty after growing, and `PersonState` (with its profile inline) is several hundred
+/// bytes, so at 1M people unboxed slots cost more memory than the people themselves
+/// (`attune bench scale`, docs/scale.md).
 pub(crate) struct People {
-    shards: Vec<RwLock<FxHashMap<String, PersonState>>>,
+    shards: Vec<RwLock<FxHashMap<Box<str>, Box<PersonState>>>>,
 }
 
 impl People {
@@ -123,12 +130,12 @@ impl People {
         (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % N_SHARDS as u64) as usize
     }
 
-    fn shard(&self, id: &str) -> &RwLock<FxHashMap<String, PersonState>> {
+    fn shard(&self, id: &str) -> &RwLock<FxHashMap<Box<str>, Box<PersonState>>> {
         &self.shards[People::shard_index(id)]
     }
 
     pub(crate) fn read<T>(&self, id: &str, f: impl FnOnce(Option<&PersonState>) -> T) -> T {
-        f(self.shard(id).read().get(id))
+        f(self.shard(id).read().get(id).map(|state| &**state))
     }
 
     pub(crate) fn update<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> T {
@@ -137,16 +144,16 @@ impl People {
         if let Some(state) = shard.get_mut(id) {
             return f(state);
         }
-        f(shard.entry(id.to_owned()).or_default())
+        f(shard.entry(Box::from(id)).or_default())
     }
 
     pub(crate) fn remove(&self, id: &str) -> Option<PersonState> {
-        self.shard(id).write().remove(id)
+        self.shard(id).write().remove(id).map(|state| *state)
     }
 
     /// Every person id in memory.
     pub(crate) fn ids(&self) -> Vec<String> {
-        self.shards.iter().flat_map(|s| s.read().keys().cloned().collect::<Vec<_>>()).collect()
+        self.shards.iter().flat_map(|s| s.read().keys().map(|id| id.to_string()).collect::<Vec<_>>()).collect()
     }
 
     pub(crate) fn len(&self) -> usize {

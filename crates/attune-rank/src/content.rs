@@ -50,6 +50,13 @@ pub struct Content {
 }
 
 impl Content {
+    /// Approximate bytes of the vectors and the term names (for memory reports).
+    pub fn approx_bytes(&self) -> usize {
+        // Each term is held twice (the id list and the lookup map), with a `String` header each.
+        let term_bytes: usize = self.terms.ids().iter().map(|t| 2 * (t.len() + 24) + 8).sum();
+        term_bytes + self.item_terms.approx_bytes() + self.term_items.approx_bytes()
+    }
+
     /// The term key for a tag, word or attribute (`kind` is `"tag"`, `"word"` or `"attr"`).
     pub fn term(kind: &str, text: &str) -> String {
         format!("{kind}:{}", text.trim().to_lowercase())

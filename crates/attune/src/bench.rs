@@ -3,6 +3,8 @@
 //! - `ingest`: durable HTTP ingest through the real server on loopback (batches of 500, several
 //!   concurrent clients), the latency of a batch, and the `attune import` path.
 //! - `train`: see `cmd_bench_train`.
+//! - `scale` and `soak`: a real `attune serve` child measured from outside; see
+//!   `cmd_bench_scale` and `cmd_bench_soak`.
 
 use std::{
     sync::{
@@ -25,6 +27,11 @@ pub enum BenchCommand {
     Train(crate::cmd_bench_train::BenchTrainArgs),
     /// Decision latency and throughput: in process and over HTTP.
     Decide(DecideArgs),
+    /// One server at 1M people, 100,000 items and 20M events: start-up, memory, training, decide
+    /// under `wrk`, measured on a real `attune serve` process.
+    Scale(crate::cmd_bench_scale::BenchScaleArgs),
+    /// Minutes of mixed load against `attune serve`: flat memory, no 5xx, no growth in open files.
+    Soak(crate::cmd_bench_soak::BenchSoakArgs),
 }
 
 /// Decide benchmark options.
@@ -93,6 +100,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Train(args) => crate::cmd_bench_train::run(args),
         BenchCommand::Decide(args) => decide(args),
+        BenchCommand::Scale(args) => crate::cmd_bench_scale::run(args),
+        BenchCommand::Soak(args) => crate::cmd_bench_soak::run(args),
     }
 }
 
@@ -222,7 +231,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const BENCH_TAGS: [&str; 24] = [
+pub(crate) const BENCH_TAGS: [&str; 24] = [
     "sleep",
     "stress_relief",
     "focus",

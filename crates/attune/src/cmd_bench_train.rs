@@ -186,13 +186,13 @@ fn generate(args: &BenchTrainArgs) -> Vec<(u32, u32, f32)> {
 }
 
 /// Sampling from a discrete distribution by binary search over its cumulative weights.
-struct Cdf {
+pub(crate) struct Cdf {
     items: Vec<u32>,
     cumulative: Vec<f64>,
 }
 
 impl Cdf {
-    fn new(items: Vec<u32>, weights: &[f64]) -> Cdf {
+    pub(crate) fn new(items: Vec<u32>, weights: &[f64]) -> Cdf {
         let mut total = 0.0;
         let cumulative = weights
             .iter()
@@ -204,7 +204,7 @@ impl Cdf {
         Cdf { items, cumulative }
     }
 
-    fn sample(&self, rng: &mut impl Rng) -> u32 {
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> u32 {
         let total = self.cumulative.last().copied().unwrap_or(0.0);
         let x = rng.random::<f64>() * total;
         let k = self.cumulative.partition_point(|&c| c <= x).min(self.items.len().saturating_sub(1));

@@ -3,6 +3,9 @@
 
 mod backup;
 mod bench;
+mod bench_server;
+mod cmd_bench_scale;
+mod cmd_bench_soak;
 mod cmd_bench_train;
 mod cmd_eval;
 mod demo;
@@ -59,7 +62,7 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into a (stopped) server's data directory, keeping its erasures.
     Restore(backup::RestoreArgs),
-    /// Benchmarks: ingest, train.
+    /// Benchmarks: ingest, decide, train, scale, soak.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }

@@ -27,15 +27,24 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics: requests by route and status, latency histograms, events, store size.
+/// Prometheus metrics: requests by route and status, latency histograms, events, store size,
+/// resident memory and the engine's estimate of its memory by part (people, catalog, models).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine.clone();
     let stats = tokio::task::spawn_blocking(move || {
-        Ok::<_, attune_engine::EngineError>((engine.store_stats()?, engine.purge_due_ms()?))
+        // The memory walk visits every person once: cheap per scrape, never per request.
+        let memory = engine.memory_estimate();
+        Ok::<_, attune_engine::EngineError>((engine.store_stats()?, engine.purge_due_ms()?, memory))
     })
     .await;
-    if let Ok(Ok(((n_events, disk_bytes), purge_due_ms))) = stats {
+    if let Ok(Ok(((n_events, disk_bytes), purge_due_ms, memory))) = stats {
+        metrics::gauge!("attune_memory_bytes", "part" => "people").set(memory.people as f64);
+        metrics::gauge!("attune_memory_bytes", "part" => "catalog").set(memory.catalog as f64);
+        metrics::gauge!("attune_memory_bytes", "part" => "models").set(memory.models as f64);
+        if let Some(resident) = resident_bytes() {
+            metrics::gauge!("process_resident_memory_bytes").set(resident as f64);
+        }
         metrics::gauge!("attune_store_events").set(n_events as f64);
         metrics::gauge!("attune_store_disk_bytes").set(disk_bytes as f64);
         // When deleted bytes still in the store's files must be purged by (0: nothing waits).
@@ -44,6 +53,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("attune_people").set(state.engine.n_people() as f64);
     metrics::gauge!("attune_catalog_items").set(state.engine.catalog().n_available() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// This process's resident memory (Linux: `/proc/self/statm`, in pages of 4 KiB).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// The OpenAPI document of this API, generated from the code.
