@@ -30,7 +30,8 @@ if ! "$venv/bin/python" -c 'import obp, importlib.metadata as m; assert m.versio
   rm -rf "$venv"
   "$python" -m venv "$venv"
   # obp 0.5.7 pins numpy 1.23.5, pandas 1.5.2, scikit-learn 1.1.3, scipy 1.9.3 and torch 1.12.
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "obp==0.5.7"
+  # Its seaborn 0.11 needs a matplotlib before 3.9 (3.9 removed `matplotlib.cm.register_cmap`).
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "obp==0.5.7" "matplotlib<3.9"
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -41,7 +41,7 @@ def main(path):
     if not records:
         sys.exit(f"{path}: no records (did `attune eval bandit --dump` run?)")
     for rec in records:
-        name = f"{rec['campaign']}/{rec['log']}"
+        name = f"{rec['campaign']}/{rec['log']} {rec['policy']}"
         n, n_actions, len_list = rec["n_rounds"], rec["n_actions"], rec["len_list"]
         action = np.asarray(rec["action"], dtype=int)
         position = np.asarray(rec["position"], dtype=int)

@@ -34,11 +34,12 @@ pub struct BanditArgs {
     #[arg(long, default_value_t = 0.3)]
     pub test_fraction: f64,
     /// LinUCB's exploration strength: the policy ranks items by `θᵀx + alpha·sqrt(xᵀA⁻¹x)`.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.2)]
     pub alpha: f64,
-    /// L2 penalty of the reward model (a logistic regression) that DR and DM use.
-    #[arg(long, default_value_t = 1.0)]
-    pub lambda: f64,
+    /// L2 penalty of the reward model (a logistic regression) that DR and DM use (default:
+    /// chosen from 0.1, 1, 10, 100, 1000 by log loss on the last 20% of the training part).
+    #[arg(long)]
+    pub lambda: Option<f64>,
     /// Print one JSON object per estimate and line instead of markdown tables.
     #[arg(long)]
     pub json: bool,
@@ -60,8 +61,10 @@ pub fn run(args: BanditArgs) -> anyhow::Result<()> {
     if !(args.alpha >= 0.0 && args.alpha.is_finite()) {
         bail!("--alpha must be a finite number >= 0, got {}", args.alpha);
     }
-    if !(args.lambda >= 0.0 && args.lambda.is_finite()) {
-        bail!("--lambda must be a finite number >= 0, got {}", args.lambda);
+    if let Some(lambda) = args.lambda
+        && !(lambda >= 0.0 && lambda.is_finite())
+    {
+        bail!("--lambda must be a finite number >= 0, got {lambda}");
     }
     let mut dump = match &args.dump {
         Some(path) => Some(std::io::BufWriter::new(
@@ -213,8 +216,9 @@ struct CampaignReport {
     cut: jiff::Timestamp,
     policy: String,
     reward_model: String,
-    /// Per log: rounds where the deterministic policy shows the logged item at the logged position.
-    matches: Vec<(&'static str, usize, usize)>,
+    /// Per log: rounds where the deterministic policy shows the logged item at the logged
+    /// position, those of them with a click, and all rounds.
+    matches: Vec<(&'static str, usize, usize, usize)>,
     lines: Vec<Line>,
     dumps: Vec<serde_json::Value>,
 }
@@ -237,7 +241,8 @@ fn evaluate_campaign(args: &BanditArgs, campaign: &str) -> anyhow::Result<Campai
     times.sort_unstable();
     let n_train_target = ((times.len() as f64) * (1.0 - args.test_fraction)).floor() as usize;
     let cut_us = times[n_train_target.min(times.len() - 1)];
-    let train: Vec<&Round> = logs.iter().flat_map(|l| l.rounds.iter().filter(|r| r.time_us < cut_us)).collect();
+    let mut train: Vec<&Round> = logs.iter().flat_map(|l| l.rounds.iter().filter(|r| r.time_us < cut_us)).collect();
+    train.sort_by_key(|r| r.time_us);
     if train.is_empty() {
         bail!("no round falls before the cut; lower --test-fraction");
     }
@@ -257,11 +262,15 @@ fn evaluate_campaign(args: &BanditArgs, campaign: &str) -> anyhow::Result<Campai
         bandit.update(round.item, &context_of(round), round.click);
     }
 
-    // The reward model for DM and DR.
+    // The reward model for DM and DR, its penalty chosen on the training part's own time split.
     let features = RewardFeatures { users: &users, items: &items, len_list };
     let train_rows: Vec<Vec<f64>> = train.iter().map(|r| features.row(r, r.item, r.position)).collect();
     let train_labels: Vec<f64> = train.iter().map(|r| r.click).collect();
-    let (reward_model, fit) = LogisticModel::fit(&train_rows, &train_labels, args.lambda)?;
+    let (lambda, validation) = match args.lambda {
+        Some(lambda) => (lambda, String::new()),
+        None => choose_lambda(&train_rows, &train_labels)?,
+    };
+    let (reward_model, fit) = LogisticModel::fit(&train_rows, &train_labels, lambda)?;
     drop(train_rows);
 
     let policy = format!("Attune LinUCB (alpha {})", args.alpha);
@@ -298,60 +307,32 @@ fn evaluate_campaign(args: &BanditArgs, campaign: &str) -> anyhow::Result<Campai
                 }
             }
         }
-        let n_matched = rounds.iter().enumerate().filter(|(i, r)| dist.cube().get(*i, r.action, r.position) > 0.0).count();
-        matches.push((*folder, n_matched, rounds.len()));
+        let matched: Vec<&LoggedRound> =
+            rounds.iter().enumerate().filter(|(i, r)| dist.cube().get(*i, r.action, r.position) > 0.0).map(|(_, r)| r).collect();
+        let matched_clicks = matched.iter().filter(|r| r.reward > 0.0).count();
+        matches.push((*folder, matched.len(), matched_clicks, rounds.len()));
         log_losses.push((*folder, log_loss(&rounds, &q_hat), constant_log_loss(&rounds, &train_labels)));
 
         let on_policy = ope::on_policy(&rounds)?;
-        let ips = ope::ips(&rounds, &dist)?;
-        // SNIPS is undefined when the policy never agrees with the log; say so instead of failing.
-        let snips = ope::snips(&rounds, &dist).ok();
-        let dm = ope::direct_method(&rounds, &dist, &q_hat)?;
-        let dr = ope::doubly_robust(&rounds, &dist, &q_hat)?;
         lines.push(Line { policy: format!("{name} (logged)"), log: folder, estimator: "on-policy", estimate: on_policy });
-        for (estimator, estimate) in [("IPS", Some(ips)), ("SNIPS", snips), ("DM", Some(dm)), ("DR", Some(dr))] {
-            if let Some(estimate) = estimate {
-                lines.push(Line { policy: policy.clone(), log: folder, estimator, estimate });
-            } else {
-                eprintln!("{campaign}/{folder}: SNIPS undefined: the policy never shows a logged item where it was logged");
-            }
-        }
-        if args.dump.is_some() {
-            let estimate_json = |e: &Option<Estimate>| {
-                e.map(|e| serde_json::json!({"value": e.value, "std_err": e.std_err, "low": e.low, "high": e.high}))
-            };
-            dumps.push(serde_json::json!({
-                "campaign": campaign,
-                "log": folder,
-                "data_path": args.dir.display().to_string(),
-                "n_rounds": rounds.len(),
-                "n_actions": n_items,
-                "len_list": len_list,
-                "action": rounds.iter().map(|r| r.action).collect::<Vec<_>>(),
-                "position": rounds.iter().map(|r| r.position).collect::<Vec<_>>(),
-                "reward": rounds.iter().map(|r| r.reward).collect::<Vec<_>>(),
-                "pscore": rounds.iter().map(|r| r.pscore).collect::<Vec<_>>(),
-                "action_dist": dist.cube().values(),
-                "estimated_rewards_by_reg_model": q_hat.values(),
-                "attune": {
-                    "on_policy": estimate_json(&Some(on_policy)),
-                    "ipw": estimate_json(&Some(ips)),
-                    "snipw": estimate_json(&snips),
-                    "dm": estimate_json(&Some(dm)),
-                    "dr": estimate_json(&Some(dr)),
-                },
-            }));
+        let context = EvalContext { campaign, folder, data_path: &args.dir, rounds: &rounds, q_hat: &q_hat, on_policy };
+        context.estimate(&policy, &dist, &mut lines, args.dump.is_some().then_some(&mut dumps))?;
+        // A check of the estimators on real data: the uniform Random policy's click rate
+        // estimated from the Bernoulli-TS log should agree with Random's own rate.
+        if *folder == "bts" {
+            let uniform = Cube::new(rounds.len(), n_items, len_list, vec![1.0 / n_items as f64; rounds.len() * n_items * len_list])?;
+            let uniform = ActionDist::new(uniform)?;
+            context.estimate("Random (uniform), estimated", &uniform, &mut lines, args.dump.is_some().then_some(&mut dumps))?;
         }
     }
     let reward_model = format!(
-        "logistic regression, {} features, lambda {}, {} Newton steps{}; eval log loss {}",
+        "logistic regression, {} features, lambda {lambda}{validation}, {} Newton steps{}; log loss on the evaluation rounds: {}",
         features.width(),
-        args.lambda,
         fit.iterations,
         if fit.converged { "" } else { " (not converged)" },
         log_losses
             .iter()
-            .map(|(log, model, constant)| format!("{log} {model:.5} (train click rate alone {constant:.5})"))
+            .map(|(log, model, constant)| format!("{log} {model:.5} (the training click rate alone: {constant:.5})"))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -367,6 +348,104 @@ fn evaluate_campaign(args: &BanditArgs, campaign: &str) -> anyhow::Result<Campai
         lines,
         dumps,
     })
+}
+
+/// The penalties [`choose_lambda`] tries.
+const LAMBDA_GRID: [f64; 5] = [0.1, 1.0, 10.0, 100.0, 1000.0];
+
+/// Picks the reward model's penalty: fits on the earlier 80% of the (time-sorted) training rows
+/// and keeps the penalty with the lowest log loss on the later 20%. Returns it and a note for
+/// the report.
+fn choose_lambda(rows: &[Vec<f64>], labels: &[f64]) -> anyhow::Result<(f64, String)> {
+    let n_fit = rows.len() * 4 / 5;
+    if n_fit == 0 || n_fit == rows.len() {
+        return Ok((1.0, " (too few rows to choose it)".to_owned()));
+    }
+    let mut best: Option<(f64, f64)> = None;
+    for lambda in LAMBDA_GRID {
+        let (model, _) = LogisticModel::fit(&rows[..n_fit], &labels[..n_fit], lambda)?;
+        let loss: f64 = rows[n_fit..]
+            .iter()
+            .zip(&labels[n_fit..])
+            .map(|(row, &y)| {
+                let p = model.predict(row).clamp(1e-15, 1.0 - 1e-15);
+                -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+            })
+            .sum::<f64>()
+            / (rows.len() - n_fit) as f64;
+        if best.is_none_or(|(_, b)| loss < b) {
+            best = Some((lambda, loss));
+        }
+    }
+    let (lambda, loss) = best.context("the grid is not empty")?;
+    Ok((lambda, format!(" (chosen from {LAMBDA_GRID:?} on the training part's last 20%: log loss {loss:.5})")))
+}
+
+/// What every estimate on one log shares.
+struct EvalContext<'a> {
+    campaign: &'a str,
+    folder: &'static str,
+    data_path: &'a Path,
+    rounds: &'a [LoggedRound],
+    q_hat: &'a Cube,
+    on_policy: Estimate,
+}
+
+impl EvalContext<'_> {
+    /// Adds IPS, SNIPS, DM and DR of the policy `dist` to `lines`, and its inputs to `dumps`.
+    fn estimate(
+        &self,
+        policy: &str,
+        dist: &ActionDist,
+        lines: &mut Vec<Line>,
+        dumps: Option<&mut Vec<serde_json::Value>>,
+    ) -> anyhow::Result<()> {
+        let ips = ope::ips(self.rounds, dist)?;
+        // SNIPS is undefined when the policy never agrees with the log; say so instead of failing.
+        let snips = ope::snips(self.rounds, dist).ok();
+        let dm = ope::direct_method(self.rounds, dist, self.q_hat)?;
+        let dr = ope::doubly_robust(self.rounds, dist, self.q_hat)?;
+        for (estimator, estimate) in [("IPS", Some(ips)), ("SNIPS", snips), ("DM", Some(dm)), ("DR", Some(dr))] {
+            if let Some(estimate) = estimate {
+                lines.push(Line { policy: policy.to_owned(), log: self.folder, estimator, estimate });
+            } else {
+                eprintln!(
+                    "{}/{}: {policy}: SNIPS undefined: the policy never shows a logged item where it was logged",
+                    self.campaign, self.folder
+                );
+            }
+        }
+        let Some(dumps) = dumps else {
+            return Ok(());
+        };
+        let estimate_json = |e: Option<Estimate>| {
+            e.map(|e| serde_json::json!({"value": e.value, "std_err": e.std_err, "low": e.low, "high": e.high}))
+        };
+        let (n_rounds, n_actions, len_list) = dist.cube().shape();
+        dumps.push(serde_json::json!({
+            "campaign": self.campaign,
+            "log": self.folder,
+            "policy": policy,
+            "data_path": self.data_path.display().to_string(),
+            "n_rounds": n_rounds,
+            "n_actions": n_actions,
+            "len_list": len_list,
+            "action": self.rounds.iter().map(|r| r.action).collect::<Vec<_>>(),
+            "position": self.rounds.iter().map(|r| r.position).collect::<Vec<_>>(),
+            "reward": self.rounds.iter().map(|r| r.reward).collect::<Vec<_>>(),
+            "pscore": self.rounds.iter().map(|r| r.pscore).collect::<Vec<_>>(),
+            "action_dist": dist.cube().values(),
+            "estimated_rewards_by_reg_model": self.q_hat.values(),
+            "attune": {
+                "on_policy": estimate_json(Some(self.on_policy)),
+                "ipw": estimate_json(Some(ips)),
+                "snipw": estimate_json(snips),
+                "dm": estimate_json(Some(dm)),
+                "dr": estimate_json(Some(dr)),
+            },
+        }));
+        Ok(())
+    }
 }
 
 /// The `k` arms with the highest scores, best first (lower index first on ties).
@@ -420,9 +499,14 @@ impl CampaignReport {
         let matched: Vec<String> = self
             .matches
             .iter()
-            .map(|(log, n, total)| format!("{log} {n} of {total}"))
+            .map(|(log, n, clicks, total)| format!("{log} {n} of {total} ({clicks} with a click)"))
             .collect();
-        println!("{}: rounds where it shows the logged item at the logged position: {}.", self.policy, matched.join(", "));
+        println!(
+            "{}: rounds where it shows the logged item at the logged position: {}. IPS and SNIPS \
+             weigh only these; with no click among them they are 0 with a degenerate interval.",
+            self.policy,
+            matched.join(", ")
+        );
         println!("Reward model (DM, DR): {}.\n", self.reward_model);
     }
 
@@ -583,7 +667,7 @@ mod tests {
             campaigns: vec!["all".into()],
             test_fraction: 0.3,
             alpha: 0.0,
-            lambda: 1.0,
+            lambda: Some(1.0),
             json: false,
             dump,
         }
@@ -597,7 +681,17 @@ mod tests {
         // 800 rounds, a cut at the 560th: the earlier 70% of both logs train.
         assert_eq!(report.n_train, 560);
         assert_eq!((report.n_items, report.len_list), (4, 2));
-        assert_eq!(report.dumps.len(), 2);
+        // The policy on both logs, and the uniform Random policy estimated from the bts log.
+        let dumped: Vec<(&str, &str)> =
+            report.dumps.iter().map(|d| (d["log"].as_str().unwrap(), d["policy"].as_str().unwrap())).collect();
+        assert_eq!(
+            dumped,
+            [
+                ("random", "Attune LinUCB (alpha 0)"),
+                ("bts", "Attune LinUCB (alpha 0)"),
+                ("bts", "Random (uniform), estimated")
+            ]
+        );
         for dump in &report.dumps {
             let n = dump["n_rounds"].as_u64().unwrap() as usize;
             let reward: Vec<f64> = serde_json::from_value(dump["reward"].clone()).unwrap();
@@ -622,6 +716,9 @@ mod tests {
             let ips_by_hand: f64 =
                 (0..n).map(|i| dist[(i * 4 + action[i]) * 2 + position[i]] / pscore[i] * reward[i]).sum::<f64>() / n as f64;
             assert!((dump["attune"]["ipw"]["value"].as_f64().unwrap() - ips_by_hand).abs() < 1e-12);
+            if dump["policy"] != "Attune LinUCB (alpha 0)" {
+                continue;
+            }
             let shows_clicked_first = (0..n).filter(|&i| reward[i] == 1.0).all(|i| dist[(i * 4 + action[i]) * 2] == 1.0);
             assert!(shows_clicked_first, "{}: the policy did not learn who clicks what", dump["log"]);
             // The reward model sees clicks where they happen.
@@ -644,6 +741,10 @@ mod tests {
                 ("bts", "IPS"),
                 ("bts", "SNIPS"),
                 ("bts", "DM"),
+                ("bts", "DR"),
+                ("bts", "IPS"),
+                ("bts", "SNIPS"),
+                ("bts", "DM"),
                 ("bts", "DR")
             ]
         );
@@ -653,7 +754,7 @@ mod tests {
         // `run` writes the dump to disk, one line per log.
         run(args(dir.path(), Some(dir.path().join("dump.jsonl")))).unwrap();
         let written = std::fs::read_to_string(dir.path().join("dump.jsonl")).unwrap();
-        assert_eq!(written.lines().count(), 2);
+        assert_eq!(written.lines().count(), 3);
     }
 
     #[test]
