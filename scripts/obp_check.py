@@ -95,11 +95,13 @@ def main(path):
             if not diff <= TOLERANCE:
                 failures.append(f"{name} {key}: Attune {ours['value']!r}, obp {value!r} (|diff| {diff:.3e} > {TOLERANCE})")
     if failures:
-        print("\nFAILED: Attune's off-policy estimates differ from obp 0.5.7:", file=sys.stderr)
+        print("\nFAILED: Attune's off-policy evaluation differs from obp 0.5.7:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
+        print(f"obp: {compared} passed, {len(failures)} failed")
         sys.exit(1)
-    print(f"\nobp 0.5.7 agrees with Attune on {compared} estimates over {len(records)} logs (|diff| <= {TOLERANCE})")
+    print(f"\nobp 0.5.7 agrees with Attune on {compared} estimates over {len(records)} policy × log pairs (|diff| <= {TOLERANCE})")
+    print(f"obp: {compared} passed, 0 failed")
 
 
 if __name__ == "__main__":
