@@ -49,7 +49,9 @@ pub enum OpeError {
     #[error("shape mismatch: {0}")]
     Shape(String),
     /// A round's action or position is outside the distribution's table.
-    #[error("round {round}: action {action} at position {position} is outside {n_actions} actions × {len_list} positions")]
+    #[error(
+        "round {round}: action {action} at position {position} is outside {n_actions} actions × {len_list} positions"
+    )]
     OutOfRange {
         /// Index of the round.
         round: usize,
@@ -71,7 +73,9 @@ pub enum OpeError {
         pscore: f64,
     },
     /// The policy's probabilities at a round and position are not a distribution over actions.
-    #[error("round {round}, position {position}: the policy's probabilities sum to {sum}, not 1 (or one is outside [0, 1])")]
+    #[error(
+        "round {round}, position {position}: the policy's probabilities sum to {sum}, not 1 (or one is outside [0, 1])"
+    )]
     NotADistribution {
         /// Index of the round.
         round: usize,
@@ -99,10 +103,7 @@ impl Cube {
     /// A table from its values in C order.
     pub fn new(n_rounds: usize, n_actions: usize, len_list: usize, values: Vec<f64>) -> Result<Cube, OpeError> {
         if values.len() != n_rounds * n_actions * len_list {
-            return Err(OpeError::Shape(format!(
-                "{} values for {n_rounds} × {n_actions} × {len_list}",
-                values.len()
-            )));
+            return Err(OpeError::Shape(format!("{} values for {n_rounds} × {n_actions} × {len_list}", values.len())));
         }
         Ok(Cube { n_rounds, n_actions, len_list, values })
     }
@@ -323,11 +324,7 @@ fn check_rounds(rounds: &[LoggedRound], cube: &Cube) -> Result<(), OpeError> {
 
 fn check_same_shape(dist: &Cube, q_hat: &Cube) -> Result<(), OpeError> {
     if dist.shape() != q_hat.shape() {
-        return Err(OpeError::Shape(format!(
-            "reward estimates {:?}, distribution {:?}",
-            q_hat.shape(),
-            dist.shape()
-        )));
+        return Err(OpeError::Shape(format!("reward estimates {:?}, distribution {:?}", q_hat.shape(), dist.shape())));
     }
     Ok(())
 }
@@ -569,7 +566,10 @@ mod tests {
             ActionDist::new(Cube::new(1, 2, 1, vec![0.5, 0.6]).unwrap()),
             Err(OpeError::NotADistribution { round: 0, position: 0, sum }) if (sum - 1.1).abs() < 1e-12
         ));
-        assert!(matches!(ActionDist::new(Cube::new(1, 2, 1, vec![1.5, -0.5]).unwrap()), Err(OpeError::NotADistribution { .. })));
+        assert!(matches!(
+            ActionDist::new(Cube::new(1, 2, 1, vec![1.5, -0.5]).unwrap()),
+            Err(OpeError::NotADistribution { .. })
+        ));
         assert!(matches!(Cube::new(2, 2, 1, vec![0.0; 3]), Err(OpeError::Shape(_))));
         assert!(matches!(ips(&rounds[..3], &dist), Err(OpeError::Shape(_))));
         assert_eq!(ips(&[], &dist), Err(OpeError::Empty("no rounds")));

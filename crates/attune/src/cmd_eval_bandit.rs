@@ -177,7 +177,11 @@ impl RewardFeatures<'_> {
     }
 
     fn width(&self) -> usize {
-        1 + self.users.width + self.n_items() + self.len_list + 2 + self.users.categories[0].len() * self.items.n_categories
+        1 + self.users.width
+            + self.n_items()
+            + self.len_list
+            + 2
+            + self.users.categories[0].len() * self.items.n_categories
     }
 
     fn row(&self, round: &Round, item: usize, position: usize) -> Vec<f64> {
@@ -307,22 +311,41 @@ fn evaluate_campaign(args: &BanditArgs, campaign: &str) -> anyhow::Result<Campai
                 }
             }
         }
-        let matched: Vec<&LoggedRound> =
-            rounds.iter().enumerate().filter(|(i, r)| dist.cube().get(*i, r.action, r.position) > 0.0).map(|(_, r)| r).collect();
+        let matched: Vec<&LoggedRound> = rounds
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| dist.cube().get(*i, r.action, r.position) > 0.0)
+            .map(|(_, r)| r)
+            .collect();
         let matched_clicks = matched.iter().filter(|r| r.reward > 0.0).count();
         matches.push((*folder, matched.len(), matched_clicks, rounds.len()));
         log_losses.push((*folder, log_loss(&rounds, &q_hat), constant_log_loss(&rounds, &train_labels)));
 
         let on_policy = ope::on_policy(&rounds)?;
-        lines.push(Line { policy: format!("{name} (logged)"), log: folder, estimator: "on-policy", estimate: on_policy });
+        lines.push(Line {
+            policy: format!("{name} (logged)"),
+            log: folder,
+            estimator: "on-policy",
+            estimate: on_policy,
+        });
         let context = EvalContext { campaign, folder, data_path: &args.dir, rounds: &rounds, q_hat: &q_hat, on_policy };
         context.estimate(&policy, &dist, &mut lines, args.dump.is_some().then_some(&mut dumps))?;
         // A check of the estimators on real data: the uniform Random policy's click rate
         // estimated from the Bernoulli-TS log should agree with Random's own rate.
         if *folder == "bts" {
-            let uniform = Cube::new(rounds.len(), n_items, len_list, vec![1.0 / n_items as f64; rounds.len() * n_items * len_list])?;
+            let uniform = Cube::new(
+                rounds.len(),
+                n_items,
+                len_list,
+                vec![1.0 / n_items as f64; rounds.len() * n_items * len_list],
+            )?;
             let uniform = ActionDist::new(uniform)?;
-            context.estimate("Random (uniform), estimated", &uniform, &mut lines, args.dump.is_some().then_some(&mut dumps))?;
+            context.estimate(
+                "Random (uniform), estimated",
+                &uniform,
+                &mut lines,
+                args.dump.is_some().then_some(&mut dumps),
+            )?;
         }
     }
     let reward_model = format!(
@@ -545,9 +568,12 @@ fn read_items(path: &Path) -> anyhow::Result<Items> {
     let mut by_id: BTreeMap<usize, (f64, String)> = BTreeMap::new();
     for (line_no, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
         let fields: Vec<&str> = line.split(',').collect();
-        let at = |col: usize| fields.get(col).copied().with_context(|| format!("{}:{}: too few fields", path.display(), line_no + 2));
+        let at = |col: usize| {
+            fields.get(col).copied().with_context(|| format!("{}:{}: too few fields", path.display(), line_no + 2))
+        };
         let id: usize = at(id_col)?.parse().with_context(|| format!("{}:{}: item_id", path.display(), line_no + 2))?;
-        let f0: f64 = at(f0_col)?.parse().with_context(|| format!("{}:{}: item_feature_0", path.display(), line_no + 2))?;
+        let f0: f64 =
+            at(f0_col)?.parse().with_context(|| format!("{}:{}: item_feature_0", path.display(), line_no + 2))?;
         by_id.insert(id, (f0, at(f1_col)?.to_owned()));
     }
     if by_id.is_empty() || by_id.keys().copied().ne(0..by_id.len()) {
@@ -579,7 +605,8 @@ fn read_log(path: &Path, n_items: usize) -> anyhow::Result<Log> {
     let position_col = column("position")?;
     let click_col = column("click")?;
     let pscore_col = column("propensity_score")?;
-    let user_cols = [column("user_feature_0")?, column("user_feature_1")?, column("user_feature_2")?, column("user_feature_3")?];
+    let user_cols =
+        [column("user_feature_0")?, column("user_feature_1")?, column("user_feature_2")?, column("user_feature_3")?];
     let affinity_cols: Vec<Option<usize>> =
         (0..n_items).map(|k| header.iter().position(|h| *h == format!("user-item_affinity_{k}"))).collect();
     let mut rounds = Vec::new();
@@ -611,7 +638,15 @@ fn read_log(path: &Path, n_items: usize) -> anyhow::Result<Log> {
                 affinity[k] = at(*col)?.parse().with_context(|| format!("{}: user-item_affinity_{k}", at_line()))?;
             }
         }
-        rounds.push(Round { time_us: time.as_microsecond(), item, position: position - 1, click, pscore, user, affinity });
+        rounds.push(Round {
+            time_us: time.as_microsecond(),
+            item,
+            position: position - 1,
+            click,
+            pscore,
+            user,
+            affinity,
+        });
     }
     if rounds.is_empty() {
         bail!("{}: no rounds", path.display());
@@ -714,16 +749,20 @@ mod tests {
             let on_policy = reward.iter().sum::<f64>() / n as f64;
             assert_eq!(dump["attune"]["on_policy"]["value"].as_f64().unwrap(), on_policy);
             let ips_by_hand: f64 =
-                (0..n).map(|i| dist[(i * 4 + action[i]) * 2 + position[i]] / pscore[i] * reward[i]).sum::<f64>() / n as f64;
+                (0..n).map(|i| dist[(i * 4 + action[i]) * 2 + position[i]] / pscore[i] * reward[i]).sum::<f64>()
+                    / n as f64;
             assert!((dump["attune"]["ipw"]["value"].as_f64().unwrap() - ips_by_hand).abs() < 1e-12);
             if dump["policy"] != "Attune LinUCB (alpha 0)" {
                 continue;
             }
-            let shows_clicked_first = (0..n).filter(|&i| reward[i] == 1.0).all(|i| dist[(i * 4 + action[i]) * 2] == 1.0);
+            let shows_clicked_first =
+                (0..n).filter(|&i| reward[i] == 1.0).all(|i| dist[(i * 4 + action[i]) * 2] == 1.0);
             assert!(shows_clicked_first, "{}: the policy did not learn who clicks what", dump["log"]);
             // The reward model sees clicks where they happen.
-            let clicked_q: Vec<f64> = (0..n).filter(|&i| reward[i] == 1.0).map(|i| q_hat[(i * 4 + action[i]) * 2 + position[i]]).collect();
-            let unclicked_q: Vec<f64> = (0..n).filter(|&i| reward[i] == 0.0).map(|i| q_hat[(i * 4 + action[i]) * 2 + position[i]]).collect();
+            let clicked_q: Vec<f64> =
+                (0..n).filter(|&i| reward[i] == 1.0).map(|i| q_hat[(i * 4 + action[i]) * 2 + position[i]]).collect();
+            let unclicked_q: Vec<f64> =
+                (0..n).filter(|&i| reward[i] == 0.0).map(|i| q_hat[(i * 4 + action[i]) * 2 + position[i]]).collect();
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             assert!(mean(&clicked_q) > 0.5 && mean(&unclicked_q) < 0.2, "{} {}", mean(&clicked_q), mean(&unclicked_q));
         }
@@ -776,6 +815,31 @@ mod tests {
         assert!(error.contains("not a folder name"), "{error}");
         let error = format!("{:#}", run(BanditArgs { test_fraction: 1.0, ..args(dir.path(), None) }).err().unwrap());
         assert!(error.contains("--test-fraction"), "{error}");
+    }
+
+    #[test]
+    fn the_command_line_reaches_eval_bandit_and_leaves_plain_eval_alone() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "attune",
+            "eval",
+            "bandit",
+            "/data/obd",
+            "--campaigns",
+            "all,men",
+            "--alpha",
+            "0",
+        ])
+        .unwrap();
+        let crate::Command::Eval(eval) = cli.command else { panic!("not eval") };
+        let Some(crate::cmd_eval::EvalCommand::Bandit(bandit)) = eval.command else { panic!("not bandit") };
+        assert_eq!(bandit.dir, PathBuf::from("/data/obd"));
+        assert_eq!(bandit.campaigns, ["all", "men"]);
+        assert_eq!((bandit.alpha, bandit.lambda, bandit.test_fraction), (0.0, None, 0.3));
+        let cli = crate::Cli::try_parse_from(["attune", "eval", "--data", "/data/ml-100k"]).unwrap();
+        let crate::Command::Eval(eval) = cli.command else { panic!("not eval") };
+        assert!(eval.command.is_none() && eval.data.is_some());
+        assert!(crate::Cli::try_parse_from(["attune", "eval", "bandit"]).is_err(), "DIR is required");
     }
 
     #[test]
