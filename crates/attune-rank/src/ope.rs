@@ -585,6 +585,62 @@ mod tests {
         assert!(matches!(snips(&rounds, &never), Err(OpeError::Empty(_))));
     }
 
+    /// Random logs over 3 actions × 2 positions and a random policy.
+    fn arbitrary_case() -> impl proptest::strategy::Strategy<Value = (Vec<LoggedRound>, ActionDist, Cube)> {
+        use proptest::prelude::*;
+        let round = (0usize..3, 0usize..2, proptest::bool::ANY, 1u32..=100)
+            .prop_map(|(action, position, click, p)| LoggedRound { action, position, reward: f64::from(u8::from(click)), pscore: f64::from(p) / 100.0 });
+        proptest::collection::vec(round, 1..30).prop_flat_map(|rounds| {
+            let n = rounds.len();
+            (Just(rounds), proptest::collection::vec(1u32..10, n * 6), proptest::collection::vec(0.0f64..1.0, n * 6))
+                .prop_map(move |(rounds, raw, q)| {
+                    // Normalize each (round, position) column of raw weights into a distribution.
+                    let mut probs = vec![0.0; n * 6];
+                    for i in 0..n {
+                        for k in 0..2 {
+                            let total: f64 = (0..3).map(|a| f64::from(raw[(i * 3 + a) * 2 + k])).sum();
+                            for a in 0..3 {
+                                probs[(i * 3 + a) * 2 + k] = f64::from(raw[(i * 3 + a) * 2 + k]) / total;
+                            }
+                        }
+                    }
+                    let dist = ActionDist::new(Cube::new(n, 3, 2, probs).expect("shape")).expect("a distribution");
+                    (rounds, dist, Cube::new(n, 3, 2, q).expect("shape"))
+                })
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn estimators_agree_with_their_definitions_on_random_inputs((rounds, dist, q_hat) in arbitrary_case()) {
+            let zero = Cube::zeros(rounds.len(), 3, 2);
+            let ips = ips(&rounds, &dist).unwrap();
+            // DR with a reward model of 0 is IPS; DM ignores the rewards.
+            proptest::prop_assert!((doubly_robust(&rounds, &dist, &zero).unwrap().value - ips.value).abs() < 1e-12);
+            let flipped: Vec<LoggedRound> = rounds.iter().map(|r| LoggedRound { reward: 1.0 - r.reward, ..*r }).collect();
+            proptest::prop_assert!(
+                (direct_method(&rounds, &dist, &q_hat).unwrap().value - direct_method(&flipped, &dist, &q_hat).unwrap().value).abs() < 1e-12
+            );
+            // DR = DM + the weighted residuals, term by term.
+            let weights = importance_weights(&rounds, &dist).unwrap();
+            let residual: f64 = rounds
+                .iter()
+                .zip(&weights)
+                .enumerate()
+                .map(|(i, (r, w))| w * (r.reward - q_hat.get(i, r.action, r.position)))
+                .sum::<f64>()
+                / rounds.len() as f64;
+            let dm = direct_method(&rounds, &dist, &q_hat).unwrap().value;
+            proptest::prop_assert!((doubly_robust(&rounds, &dist, &q_hat).unwrap().value - (dm + residual)).abs() < 1e-9);
+            // SNIPS is a weighted mean of rewards in [0, 1]; intervals contain their estimate.
+            let snips = snips(&rounds, &dist).unwrap();
+            proptest::prop_assert!((0.0..=1.0).contains(&snips.value));
+            for e in [ips, snips] {
+                proptest::prop_assert!(e.low <= e.value && e.value <= e.high && e.std_err >= 0.0);
+            }
+        }
+    }
+
     #[test]
     fn logistic_regression_recovers_known_rates() {
         // One binary feature: rate 0.2 when it is 0, 0.8 when it is 1. Unpenalized, the fit is
