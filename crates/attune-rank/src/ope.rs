@@ -588,8 +588,9 @@ mod tests {
     /// Random logs over 3 actions × 2 positions and a random policy.
     fn arbitrary_case() -> impl proptest::strategy::Strategy<Value = (Vec<LoggedRound>, ActionDist, Cube)> {
         use proptest::prelude::*;
-        let round = (0usize..3, 0usize..2, proptest::bool::ANY, 1u32..=100)
-            .prop_map(|(action, position, click, p)| LoggedRound { action, position, reward: f64::from(u8::from(click)), pscore: f64::from(p) / 100.0 });
+        let round = (0usize..3, 0usize..2, proptest::bool::ANY, 1u32..=100).prop_map(|(action, position, click, p)| {
+            LoggedRound { action, position, reward: f64::from(u8::from(click)), pscore: f64::from(p) / 100.0 }
+        });
         proptest::collection::vec(round, 1..30).prop_flat_map(|rounds| {
             let n = rounds.len();
             (Just(rounds), proptest::collection::vec(1u32..10, n * 6), proptest::collection::vec(0.0f64..1.0, n * 6))
