@@ -15,6 +15,7 @@
 //!   for request-time person vectors); [`Ease`]; [`Rp3beta`]; [`Content`] (TF-IDF, cold start);
 //!   [`Blend`] (the engine ranking: a tuned weighted blend of standardized scores).
 //! - Presentation choices: [`ThompsonBandit`] and [`LinUcb`].
+//! - [`ope`]: off-policy evaluation of a bandit policy on logged feedback (IPS, SNIPS, DR).
 //! - [`eval`]: the offline protocol of `EVAL.md` (split, metrics, tuning on validation).
 //!
 //! ```
@@ -34,6 +35,7 @@ pub mod eval;
 mod ials;
 mod interactions;
 mod knn;
+pub mod ope;
 mod popularity;
 mod ranker;
 mod rp3;

@@ -8,7 +8,11 @@ use attune_rank::eval::{self, Config, EvalError, Fold, Outcome, Row};
 
 /// Arguments of `attune eval`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
+    /// `attune eval bandit DIR` instead of the relevance protocol.
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// Dataset folder with `interactions.tsv` (`user<TAB>item<TAB>weight<TAB>unix_ts`) and
     /// optionally `items.tsv` (header `item title tags`).
     #[arg(long, value_name = "DIR")]
@@ -43,6 +47,14 @@ pub struct EvalArgs {
     /// `served` row (which this adds to `--models`).
     #[arg(long)]
     pub replay: bool,
+}
+
+/// Evaluations other than the relevance protocol.
+#[derive(Debug, clap::Subcommand)]
+pub enum EvalCommand {
+    /// Off-policy evaluation (IPS, SNIPS, DM, DR with 95% intervals) of Attune's contextual
+    /// bandit against the logged Random and Bernoulli-TS policies of the Open Bandit Dataset.
+    Bandit(crate::cmd_eval_bandit::BanditArgs),
 }
 
 /// The blend's components, in the order of `eval::DEFAULT_BLEND`.

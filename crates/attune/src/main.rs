@@ -8,6 +8,7 @@ mod cmd_bench_scale;
 mod cmd_bench_soak;
 mod cmd_bench_train;
 mod cmd_eval;
+mod cmd_eval_bandit;
 mod demo;
 mod demo_sim;
 mod demo_site;
@@ -56,7 +57,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Import events (JSON lines) or an interactions.tsv/items.tsv dataset into a data directory.
     Import(import::ImportArgs),
-    /// Offline evaluation of the models on a dataset (EVAL.md protocol).
+    /// Offline evaluation of the models on a dataset (EVAL.md protocol); `eval bandit DIR` runs
+    /// the off-policy evaluation of the presentation bandit on the Open Bandit Dataset.
     Eval(cmd_eval::EvalArgs),
     /// Ask a running server for a consistent backup of its data (embedded store).
     Backup(backup::BackupArgs),
@@ -83,7 +85,10 @@ fn main() -> anyhow::Result<()> {
             keep_freed_memory();
             import::run(args)
         }
-        Command::Eval(args) => cmd_eval::run(args),
+        Command::Eval(mut args) => match args.command.take() {
+            Some(cmd_eval::EvalCommand::Bandit(bandit)) => cmd_eval_bandit::run(bandit),
+            None => cmd_eval::run(args),
+        },
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Bench(command) => bench::run(command),
