@@ -198,8 +198,10 @@ impl Engine {
         let started = Instant::now();
         // Records first: events are folded under the consent and aliases in force now.
         self.sync_records(&mut report)?;
-        // Experiment definitions, their bucket ranges and the global holdout (a few records).
+        // Experiment definitions, their bucket ranges and the global holdout (a few records),
+        // and what the slots' variant bandits learned on every server (one record per slot).
         self.load_experiments()?;
+        self.load_variant_stats()?;
         self.sync_events(&mut report)?;
         // Last: an erased person's events folded just above go with them.
         self.sync_erasures(&mut report)?;
@@ -581,6 +583,7 @@ struct PublishedModels {
     popularity: Vec<f32>,
     trending: Vec<f32>,
     hour_prior: Vec<f32>,
+    general_scale: f32,
 }
 
 fn blob_key(version: u64, chunk: usize) -> String {
@@ -647,6 +650,7 @@ impl Engine {
             popularity: snapshot.popularity.clone(),
             trending: snapshot.trending.clone(),
             hour_prior: snapshot.hour_prior.clone(),
+            general_scale: snapshot.general_scale,
         };
         let bytes = postcard::to_stdvec(&published).expect("models always encode");
         let previous = self.published_header()?;
@@ -757,6 +761,7 @@ impl Engine {
             trending,
             content,
             hour_prior: published.hour_prior,
+            general_scale: published.general_scale,
         };
         *self.models.write() = std::sync::Arc::new(snapshot);
         tracing::info!(

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{K, Metrics, metrics};
+use crate::context::{ContextData, ContextEffects, ContextParams};
 use crate::{
     Ease, EaseParams, Ials, IalsParams, Interactions, ItemKnn, ItemKnnParams, Model, Popularity, PopularityParams,
     Query, Rp3beta, Rp3betaParams, Scorer, Transitions, TransitionsParams, recency_weights, top_k_into,
@@ -216,6 +217,8 @@ pub struct Ranker {
     n_items: usize,
     parts: Vec<Part>,
     report: RankerReport,
+    /// Learned context effects and the weights validation kept (see [`crate::context`]).
+    context: Option<ContextEffects>,
 }
 
 /// Buffers reused across scoring calls (one per worker thread); after
@@ -235,6 +238,21 @@ impl Ranker {
     /// mean of 1, so the same choices hold whatever the engine's weight scale). `log` receives
     /// one line per step.
     pub fn train(data: &Interactions, options: &RankerOptions, log: &mut dyn FnMut(String)) -> Ranker {
+        Ranker::train_with_context(data, None, options, log)
+    }
+
+    /// [`Ranker::train`], and with `context` (the interactions' contexts and the items' tags)
+    /// also the context effects ([`ContextEffects`]): counted on the validation split's training
+    /// part, each dimension given the weight (in the personal ranking, and in the general one:
+    /// popularity alone) that raises validation NDCG@10 most — each held-out person scored in the
+    /// context of their first held-out interaction — and kept only if that gain is at least
+    /// [`CONTEXT_MIN_GAIN`]; then counted again on all of the data with the weights kept.
+    pub fn train_with_context(
+        data: &Interactions,
+        context: Option<&ContextData<'_>>,
+        options: &RankerOptions,
+        log: &mut dyn FnMut(String),
+    ) -> Ranker {
         let started = Instant::now();
         let data = unit_mean(data);
         let search = options.search.unwrap_or(if data.nnz() <= 300_000 { Search::Full } else { Search::Light });
@@ -268,7 +286,9 @@ impl Ranker {
                 search: Search::None,
             };
             log("ranker: too little data to hold any out; checked-in defaults".into());
-            return Ranker { n_items: data.n_items(), parts, report };
+            // Without validation no context effect earns a weight: counted and reported, off.
+            let context = context.map(|ctx| ContextEffects::fit(&data, ctx, &ContextParams::default()));
+            return Ranker { n_items: data.n_items(), parts, report, context };
         };
         log(format!(
             "ranker: validation split {} pairs for training, {} people held out (search {search:?})",
@@ -347,6 +367,14 @@ impl Ranker {
         log(format!("ranker: blend weights chosen at {:.1} s", started.elapsed().as_secs_f64()));
         log(format!("ranker: validation NDCG@10 {:.4} over {} people", validation.ndcg, validation.n_users));
 
+        // 2b. Context effects: each dimension earns its weight on the same split, or is off.
+        let validated_context = context.map(|ctx| {
+            let mut effects = ContextEffects::fit(&holdout.train, ctx, &ContextParams::default());
+            let popularity = chosen.iter().position(|c| matches!(c.0, PartSpec::Popularity));
+            choose_context_weights(&mut effects, &holdout, &pools, &levels, popularity, ctx, log);
+            effects
+        });
+
         // 3. Refit the chosen models on everything.
         let parts: Vec<Part> = chosen
             .iter()
@@ -369,7 +397,18 @@ impl Ranker {
             fit_seconds: started.elapsed().as_secs_f64(),
             search,
         };
-        Ranker { n_items: data.n_items(), parts, report }
+        let context = context.zip(validated_context).map(|(ctx, validated)| {
+            let mut effects = ContextEffects::fit(&data, ctx, &ContextParams::default());
+            for (d, dimension) in validated.report().dimensions.iter().enumerate() {
+                effects.set_weights(
+                    d,
+                    (dimension.personal_weight, dimension.personal_ndcg),
+                    (dimension.general_weight, dimension.general_ndcg),
+                );
+            }
+            effects
+        });
+        Ranker { n_items: data.n_items(), parts, report, context }
     }
 
     /// Number of items scored.
@@ -385,6 +424,28 @@ impl Ranker {
     /// How the ranker was chosen.
     pub fn report(&self) -> &RankerReport {
         &self.report
+    }
+
+    /// The learned context effects, if training was given contexts.
+    pub fn context(&self) -> Option<&ContextEffects> {
+        self.context.as_ref()
+    }
+
+    /// [`Ranker::score_into`], then the context effects of the active `features` (ids of
+    /// [`ContextEffects::feature`]) at the weights validation kept for the personal ranking.
+    pub fn score_in_context(
+        &self,
+        query: &Query<'_>,
+        history_len: usize,
+        features: &[u32],
+        out: &mut [f32],
+        scratch: &mut RankerScratch,
+    ) {
+        self.score_into(query, history_len, out, scratch);
+        if let Some(context) = &self.context {
+            let n = context.n_items().min(out.len());
+            context.add_into(features, true, &mut out[..n]);
+        }
     }
 
     /// The blend weights for a person with `history_len` items.
@@ -480,12 +541,14 @@ impl Ranker {
             .iter()
             .map(|p| Part { spec: p.spec, model: p.model.remap_items(new_index, n_items), half_life: p.half_life })
             .collect();
-        Ranker { n_items, parts, report: self.report.clone() }
+        let context = self.context.as_ref().map(|c| c.remap_items(new_index, n_items));
+        Ranker { n_items, parts, report: self.report.clone(), context }
     }
 
     /// Approximate bytes of the served models.
     pub fn model_bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.model.approx_bytes()).sum()
+        self.parts.iter().map(|p| p.model.approx_bytes()).sum::<usize>()
+            + self.context.as_ref().map_or(0, ContextEffects::approx_bytes)
     }
 }
 
@@ -706,6 +769,11 @@ struct Pools {
 
 impl Pools {
     fn top(&self, person: usize, weights: &[f32]) -> Vec<u32> {
+        self.top_plus(person, weights, |_| 0.0)
+    }
+
+    /// [`Pools::top`] with `extra(item)` added to each pooled item's blended score.
+    fn top_plus(&self, person: usize, weights: &[f32], extra: impl Fn(u32) -> f32) -> Vec<u32> {
         let items = &self.items[person];
         let scores = &self.scores[person];
         let mut ranked: Vec<(u32, f32)> = items
@@ -713,7 +781,7 @@ impl Pools {
             .enumerate()
             .map(|(r, &i)| {
                 let row = &scores[r * self.n_parts..(r + 1) * self.n_parts];
-                (i, row.iter().zip(weights).map(|(s, w)| s * w).sum())
+                (i, row.iter().zip(weights).map(|(s, w)| s * w).sum::<f32>() + extra(i))
             })
             .collect();
         if ranked.len() > K {
@@ -728,6 +796,101 @@ impl Pools {
         let recs: Vec<Vec<u32>> = people.par_iter().map(|&p| self.top(p, weights)).collect();
         let held: Vec<Vec<Option<u32>>> = people.iter().map(|&p| self.held[p].clone()).collect();
         metrics(&recs, &held, self.n_items, K).ndcg
+    }
+}
+
+/// Context weights tried per dimension.
+const CONTEXT_WEIGHTS: [f32; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0];
+
+/// The relative gain in validation NDCG@10 a context dimension must bring to be kept (0.5%):
+/// smaller gains are within the noise of a few hundred held-out people.
+pub const CONTEXT_MIN_GAIN: f64 = 0.005;
+
+/// Chooses each context dimension's weight in the personal ranking (the chosen blend per
+/// engagement level) and in the general ranking (popularity alone, if it is a part), one
+/// dimension at a time with the ones kept before it in place (see [`Ranker::train_with_context`]).
+fn choose_context_weights(
+    effects: &mut ContextEffects,
+    holdout: &Holdout,
+    pools: &Pools,
+    levels: &[LevelReport],
+    popularity: Option<usize>,
+    ctx: &ContextData<'_>,
+    log: &mut dyn FnMut(String),
+) {
+    // Each held-out person's moment: the context of their first held-out interaction.
+    let moments: Vec<&[u32]> = holdout
+        .people
+        .iter()
+        .zip(&holdout.held)
+        .map(|(&u, held)| {
+            held.first()
+                .copied()
+                .flatten()
+                .and_then(|i| (ctx.context_of)(u, i))
+                .and_then(|c| ctx.contexts.get(c as usize))
+                .map_or(&[][..], Vec::as_slice)
+        })
+        .collect();
+    let people: Vec<usize> = (0..holdout.people.len()).collect();
+    let n_dims = effects.report().dimensions.len();
+    let general_weights: Option<Vec<f32>> = popularity.map(|k| {
+        let mut w = vec![0f32; pools.n_parts];
+        w[k] = 1.0;
+        w
+    });
+    let ndcg = |personal: bool, dim_weights: &[f32]| -> f64 {
+        let recs: Vec<Vec<u32>> = people
+            .par_iter()
+            .map(|&p| {
+                let weights: &[f32] = match (&general_weights, personal) {
+                    (Some(general), false) => general,
+                    _ => &levels[level_of(levels, holdout.history_len[p])].weights,
+                };
+                let moment = moments[p];
+                pools.top_plus(p, weights, |i| {
+                    moment.iter().map(|&f| dim_weights[effects.feature_dim(f)] * effects.z(f, i)).sum()
+                })
+            })
+            .collect();
+        metrics(&recs, &holdout.held, pools.n_items, K).ndcg
+    };
+    let mut chosen: Vec<Vec<(f32, Option<(f64, f64)>)>> = vec![vec![(0.0, None); n_dims]; 2];
+    for (r, personal) in [true, false].into_iter().enumerate() {
+        if !personal && general_weights.is_none() {
+            continue;
+        }
+        let ranking = if personal { "personal" } else { "general" };
+        let mut weights = vec![0f32; n_dims];
+        let mut best = ndcg(personal, &weights);
+        for d in 0..n_dims {
+            let without = best;
+            let mut best_tried = (0f32, f64::NEG_INFINITY);
+            for &w in &CONTEXT_WEIGHTS {
+                let mut trial = weights.clone();
+                trial[d] = w;
+                let score = ndcg(personal, &trial);
+                if score > best_tried.1 {
+                    best_tried = (w, score);
+                }
+            }
+            let name = &effects.report().dimensions[d].name;
+            let kept = best_tried.1 >= without + (CONTEXT_MIN_GAIN * without).max(1e-6);
+            if kept {
+                weights[d] = best_tried.0;
+                best = best_tried.1;
+            }
+            log(format!(
+                "  [context] {ranking} {name}: NDCG@10 {without:.4} -> {:.4} at weight {} ({})",
+                best_tried.1,
+                best_tried.0,
+                if kept { "kept" } else { "off" }
+            ));
+            chosen[r][d] = (weights[d], Some((without, best_tried.1)));
+        }
+    }
+    for d in 0..n_dims {
+        effects.set_weights(d, chosen[0][d], chosen[1][d]);
     }
 }
 

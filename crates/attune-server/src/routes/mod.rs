@@ -12,6 +12,7 @@ pub mod measure;
 pub mod models;
 pub mod privacy;
 pub mod users;
+pub mod variants;
 
 use serde_json::{Map, Value};
 
