@@ -245,8 +245,9 @@ impl Ranker {
     /// also the context effects ([`ContextEffects`]): counted on the validation split's training
     /// part, each dimension given the weight (in the personal ranking, and in the general one:
     /// popularity alone) that raises validation NDCG@10 most — each held-out person scored in the
-    /// context of their first held-out interaction — and kept only if that gain is at least
-    /// [`CONTEXT_MIN_GAIN`]; then counted again on all of the data with the weights kept.
+    /// context of their first held-out interaction — and kept only if that gain holds on
+    /// held-out people who did not choose it ([`CONTEXT_MIN_Z`]); then counted again on all of
+    /// the data with the weights kept.
     pub fn train_with_context(
         data: &Interactions,
         context: Option<&ContextData<'_>>,
@@ -802,13 +803,19 @@ impl Pools {
 /// Context weights tried per dimension.
 const CONTEXT_WEIGHTS: [f32; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0];
 
-/// The relative gain in validation NDCG@10 a context dimension must bring to be kept (0.5%):
-/// smaller gains are within the noise of a few hundred held-out people.
-pub const CONTEXT_MIN_GAIN: f64 = 0.005;
+/// How sure validation must be that a context dimension helps: the paired per-person gain in
+/// NDCG@10 on the held-out people who did not choose its weight must be this many standard
+/// errors above zero.
+pub const CONTEXT_MIN_Z: f64 = 2.0;
 
 /// Chooses each context dimension's weight in the personal ranking (the chosen blend per
 /// engagement level) and in the general ranking (popularity alone, if it is a part), one
-/// dimension at a time with the ones kept before it in place (see [`Ranker::train_with_context`]).
+/// dimension at a time with the ones kept before it in place. Each held-out person is scored in
+/// the context of their first held-out interaction. The weight is chosen on half of the
+/// held-out people (by the best mean NDCG@10) and tested on the other half: it is kept only if
+/// the paired per-person gain there is at least [`CONTEXT_MIN_Z`] standard errors above zero —
+/// otherwise the dimension is switched off (weight 0). Choosing and testing on different people
+/// keeps a lucky weight from passing as an effect.
 fn choose_context_weights(
     effects: &mut ContextEffects,
     holdout: &Holdout,
@@ -818,7 +825,6 @@ fn choose_context_weights(
     ctx: &ContextData<'_>,
     log: &mut dyn FnMut(String),
 ) {
-    // Each held-out person's moment: the context of their first held-out interaction.
     let moments: Vec<&[u32]> = holdout
         .people
         .iter()
@@ -839,8 +845,9 @@ fn choose_context_weights(
         w[k] = 1.0;
         w
     });
-    let ndcg = |personal: bool, dim_weights: &[f32]| -> f64 {
-        let recs: Vec<Vec<u32>> = people
+    // NDCG@10 of every held-out person.
+    let ndcgs = |personal: bool, dim_weights: &[f32]| -> Vec<f64> {
+        people
             .par_iter()
             .map(|&p| {
                 let weights: &[f32] = match (&general_weights, personal) {
@@ -848,13 +855,18 @@ fn choose_context_weights(
                     _ => &levels[level_of(levels, holdout.history_len[p])].weights,
                 };
                 let moment = moments[p];
-                pools.top_plus(p, weights, |i| {
+                let top = pools.top_plus(p, weights, |i| {
                     moment.iter().map(|&f| dim_weights[effects.feature_dim(f)] * effects.z(f, i)).sum()
-                })
+                });
+                ndcg_of(&top, &holdout.held[p])
             })
-            .collect();
-        metrics(&recs, &holdout.held, pools.n_items, K).ndcg
+            .collect()
     };
+    let mean = |values: &[f64], half: usize| {
+        let picked: Vec<f64> = values.iter().copied().skip(half).step_by(2).collect();
+        picked.iter().sum::<f64>() / picked.len().max(1) as f64
+    };
+    let average = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
     let mut chosen: Vec<Vec<(f32, Option<(f64, f64)>)>> = vec![vec![(0.0, None); n_dims]; 2];
     for (r, personal) in [true, false].into_iter().enumerate() {
         if !personal && general_weights.is_none() {
@@ -862,36 +874,55 @@ fn choose_context_weights(
         }
         let ranking = if personal { "personal" } else { "general" };
         let mut weights = vec![0f32; n_dims];
-        let mut best = ndcg(personal, &weights);
+        let mut current = ndcgs(personal, &weights);
         for d in 0..n_dims {
-            let without = best;
-            let mut best_tried = (0f32, f64::NEG_INFINITY);
+            // Choose on the even-indexed people.
+            let mut best: Option<(f32, Vec<f64>)> = None;
             for &w in &CONTEXT_WEIGHTS {
                 let mut trial = weights.clone();
                 trial[d] = w;
-                let score = ndcg(personal, &trial);
-                if score > best_tried.1 {
-                    best_tried = (w, score);
+                let scores = ndcgs(personal, &trial);
+                if best.as_ref().is_none_or(|(_, b)| mean(&scores, 0) > mean(b, 0)) {
+                    best = Some((w, scores));
                 }
             }
+            let Some((w, scores)) = best else { continue };
+            // Test on the odd-indexed people: the paired gain and its standard error.
+            let gains: Vec<f64> = scores.iter().zip(&current).skip(1).step_by(2).map(|(a, b)| a - b).collect();
+            let n = gains.len() as f64;
+            let gain = gains.iter().sum::<f64>() / n.max(1.0);
+            let se = if n > 1.0 {
+                (gains.iter().map(|g| (g - gain).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
+            } else {
+                f64::INFINITY
+            };
+            let kept = gain > 0.0 && gain >= CONTEXT_MIN_Z * se;
+            let figures = (average(&current), average(&scores));
             let name = &effects.report().dimensions[d].name;
-            let kept = best_tried.1 >= without + (CONTEXT_MIN_GAIN * without).max(1e-6);
-            if kept {
-                weights[d] = best_tried.0;
-                best = best_tried.1;
-            }
             log(format!(
-                "  [context] {ranking} {name}: NDCG@10 {without:.4} -> {:.4} at weight {} ({})",
-                best_tried.1,
-                best_tried.0,
+                "  [context] {ranking} {name}: NDCG@10 {:.4} -> {:.4} at weight {w}, tested gain {gain:.4} ± {se:.4} ({})",
+                figures.0,
+                figures.1,
                 if kept { "kept" } else { "off" }
             ));
-            chosen[r][d] = (weights[d], Some((without, best_tried.1)));
+            if kept {
+                weights[d] = w;
+                current = scores;
+            }
+            chosen[r][d] = (weights[d], Some(figures));
         }
     }
     for d in 0..n_dims {
         effects.set_weights(d, chosen[0][d], chosen[1][d]);
     }
+}
+
+/// NDCG@10 of one top list against one person's held-out items (as in [`metrics`]).
+fn ndcg_of(top: &[u32], held: &[Option<u32>]) -> f64 {
+    let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
+    let dcg: f64 = top.iter().take(K).enumerate().filter(|(_, i)| held.contains(&Some(**i))).map(|(r, _)| discount(r)).sum();
+    let ideal: f64 = (0..K.min(held.len())).map(discount).sum();
+    if ideal > 0.0 { dcg / ideal } else { 0.0 }
 }
 
 /// Coordinate search over blend weights (each weight over a small grid, up to four rounds),
@@ -1001,6 +1032,98 @@ mod tests {
         let evidence = r.evidence(&q, top, &scratch, 2);
         assert!(!evidence.is_empty());
         assert!(evidence.iter().all(|(h, c)| items.contains(h) && *c > 0.0));
+    }
+
+    /// 120 people in two clusters of taste *and* time: even people use items 0–9 (tag
+    /// `energy`) in the morning, odd people items 10–19 (tag `sleep`) in the evening.
+    fn timed_clusters() -> Interactions {
+        let mut t = Vec::new();
+        let mut ts = Vec::new();
+        for u in 0..120u32 {
+            let base = if u % 2 == 0 { 0 } else { 10 };
+            for k in 0..8u32 {
+                t.push((u, base + (k * 3 + u) % 10, 1.0));
+                ts.push(k as i64 * 100 + u as i64);
+            }
+        }
+        Interactions::from_triples_with_ts(120, 20, &t, &ts)
+    }
+
+    fn train_with(x: &Interactions, context_of: &(dyn Fn(u32, u32) -> Option<u32> + Sync)) -> Ranker {
+        let features = ["hour_band=morning".to_owned(), "hour_band=evening".to_owned()];
+        let item_tags: Vec<Vec<u32>> = (0..20).map(|i| vec![if i < 10 { 0 } else { 1 }]).collect();
+        let tags = ["energy".to_owned(), "sleep".to_owned()];
+        let contexts = [vec![0u32], vec![1u32]];
+        let ctx = ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of };
+        Ranker::train_with_context(x, Some(&ctx), &RankerOptions { search: Some(Search::Light), ..RankerOptions::default() }, &mut |_| {})
+    }
+
+    #[test]
+    fn a_context_that_predicts_is_kept_where_it_helps() {
+        let x = timed_clusters();
+        let r = train_with(&x, &|u, _| Some(u % 2));
+        let report = r.context().expect("context effects").report();
+        let hour = &report.dimensions[0];
+        assert_eq!(hour.name, "hour_band");
+        // Popularity alone cannot tell the clusters apart; the hour can.
+        assert!(hour.general_weight > 0.0, "{hour:?}");
+        let (without, with) = hour.general_ndcg.expect("validated");
+        assert!(with > without, "{hour:?}");
+        // In the general ranking, morning lifts the morning items.
+        let morning = r.context().unwrap().feature("hour_band=morning").unwrap();
+        assert!(r.context().unwrap().score(&[morning], 3, false) > r.context().unwrap().score(&[morning], 13, false));
+        // The served report and the personal scores carry it.
+        let items = [0u32, 1];
+        let weights = [1.0f32; 2];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: None };
+        let (mut plain, mut timed) = (vec![0.0; 20], vec![0.0; 20]);
+        r.score_into(&q, 2, &mut plain, &mut RankerScratch::default());
+        r.score_in_context(&q, 2, &[morning], &mut timed, &mut RankerScratch::default());
+        if hour.personal_weight == 0.0 {
+            assert_eq!(plain, timed, "a dimension switched off changes nothing");
+        }
+    }
+
+    #[test]
+    fn a_context_that_says_nothing_is_switched_off() {
+        // 300 people draw items from one skewed distribution (popularity is the best ranking
+        // there is); the hour of each interaction is a coin flip.
+        let uniform = |seed: u64| (xorshift_hash(seed) % 1_000_000) as f64 / 1_000_000.0;
+        let mut t = Vec::new();
+        let mut ts = Vec::new();
+        for u in 0..300u32 {
+            let mut seen = Vec::new();
+            for k in 0..40u64 {
+                let item = (40.0 * uniform(u as u64 * 1000 + k).powi(2)) as u32;
+                if !seen.contains(&item) && seen.len() < 8 {
+                    seen.push(item);
+                    t.push((u, item, 1.0));
+                    ts.push(k as i64);
+                }
+            }
+        }
+        let x = Interactions::from_triples_with_ts(300, 40, &t, &ts);
+        let features = ["hour_band=morning".to_owned(), "hour_band=evening".to_owned()];
+        let item_tags: Vec<Vec<u32>> = (0..40).map(|i| vec![i % 4]).collect();
+        let tags: Vec<String> = (0..4).map(|t| format!("tag{t}")).collect();
+        let contexts = [vec![0u32], vec![1u32]];
+        let context_of = |u: u32, i: u32| Some((xorshift_hash(u as u64 * 7919 + i as u64) % 2) as u32);
+        let ctx = ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of: &context_of };
+        let options = RankerOptions { search: Some(Search::Light), ..RankerOptions::default() };
+        let r = Ranker::train_with_context(&x, Some(&ctx), &options, &mut |_| {});
+        let hour = &r.context().expect("context effects").report().dimensions[0];
+        assert_eq!((hour.personal_weight, hour.general_weight), (0.0, 0.0), "{hour:?}");
+        assert!(hour.personal_ndcg.is_some() && hour.general_ndcg.is_some(), "validated, then switched off");
+        let items = [0u32, 1];
+        let weights = [1.0f32; 2];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: None };
+        let (mut plain, mut timed) = (vec![0.0; 40], vec![0.0; 40]);
+        r.score_into(&q, 2, &mut plain, &mut RankerScratch::default());
+        r.score_in_context(&q, 2, &[0, 1], &mut timed, &mut RankerScratch::default());
+        assert_eq!(plain, timed, "a dimension switched off changes nothing");
+        // It survives serialization (the cluster publishes the ranker).
+        let back: Ranker = postcard::from_bytes(&postcard::to_stdvec(&r).expect("encode")).expect("decode");
+        assert_eq!(back.context().unwrap().report(), r.context().unwrap().report());
     }
 
     #[test]
