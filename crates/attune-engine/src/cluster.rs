@@ -146,6 +146,11 @@ impl ClusterState {
         ClusterState { enabled, ..ClusterState::default() }
     }
 
+    /// Whether other processes share the store.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Claims an event this process appended or is about to fold: true if it is the first claim
     /// (fold it), false if a sync already folded it. Always true when cluster sync is off.
     pub(crate) fn claim(&self, seq: u64) -> bool {

@@ -53,10 +53,28 @@ pub struct LoggedPlacement {
     pub learned: Option<crate::variants::VariantContext>,
 }
 
+/// How long an event answering a decision no server has stored yet is retried (another
+/// server's decision reaches the store within its one-second flush).
+const ATTRIBUTION_RETRY_MS: i64 = 10_000;
+
+/// Events waiting for their decision to be retried, at most.
+const ATTRIBUTION_QUEUE: usize = 10_000;
+
 /// In-memory decision state.
 #[derive(Default)]
 pub struct Decisions {
     log: Mutex<DecisionLog>,
+    /// Engaged events whose decision was not found yet (cluster only), retried at each flush.
+    unattributed: Mutex<VecDeque<Unattributed>>,
+}
+
+/// An engaged event answering a decision not found when it was ingested.
+struct Unattributed {
+    at_ms: i64,
+    subject: String,
+    person: String,
+    decision_id: String,
+    item: Option<String>,
 }
 
 #[derive(Default)]
@@ -171,6 +189,7 @@ impl Engine {
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
         self.flush_exposures()?;
+        self.retry_attributions();
         self.flush_variant_stats()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
@@ -192,12 +211,15 @@ impl Engine {
             }
         }
         log.unflushed.retain(|d| d.person.as_ref().is_none_or(|p| !ids.contains(p)));
+        drop(log);
+        self.decisions.unattributed.lock().retain(|u| !ids.contains(&u.person) && !ids.contains(&u.subject));
     }
 
     /// Attributes a newly ingested event to the decision it answers: a click (or better) on a
     /// shown item rewards that slot's variant (see [`crate::variants`]). The decision is looked
     /// up in this process's log, else in the store under the person's key (another server's
-    /// decision, flushed within a second of being made, or one from before a restart).
+    /// decision, or one from before a restart). With other servers on the store, an event whose
+    /// decision is not stored yet (they flush every second) is retried for ten seconds.
     /// (Experiments measure people from the stored event log instead: see `experiments.rs`.)
     pub(crate) fn attribute(
         &self,
@@ -210,17 +232,63 @@ impl Engine {
         if !crate::models::is_engagement(kind) {
             return;
         }
-        let decision = self.logged_decision(decision_id).or_else(|| {
+        match self.find_decision(subject, person, decision_id) {
+            Some(decision) => self.reward_decision(&decision, person, item),
+            None if self.cluster.enabled() => {
+                // Another server's decision may not be stored yet: retried at the next flushes.
+                let mut queue = self.decisions.unattributed.lock();
+                if queue.len() >= ATTRIBUTION_QUEUE {
+                    queue.pop_front();
+                }
+                queue.push_back(Unattributed {
+                    at_ms: self.now_ms(),
+                    subject: subject.to_owned(),
+                    person: person.to_owned(),
+                    decision_id: decision_id.to_owned(),
+                    item: item.map(str::to_owned),
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// A decision by id: in this process's log, else in the store under the person's (or the
+    /// event subject's, or no one's) key.
+    fn find_decision(&self, subject: &str, person: &str, decision_id: &str) -> Option<LoggedDecision> {
+        self.logged_decision(decision_id).or_else(|| {
             [person, subject, "-"].iter().find_map(|owner| {
                 let bytes = self.store.get(Table::Decisions, &format!("{owner}\0{decision_id}")).ok()??;
                 serde_json::from_slice::<LoggedDecision>(&bytes).ok()
             })
-        });
+        })
+    }
+
+    fn reward_decision(&self, decision: &LoggedDecision, person: &str, item: Option<&str>) {
         // Only the person the decision was made for (or a device merged into them since) answers it.
-        if let Some(decision) = decision
-            && decision.person.as_deref().is_none_or(|owner| self.resolve(owner) == person)
-        {
-            self.reward_variant(&decision, item);
+        if decision.person.as_deref().is_none_or(|owner| self.resolve(owner) == person) {
+            self.reward_variant(decision, item);
+        }
+    }
+
+    /// Retries the events whose decision was not stored when they arrived; gives up on those
+    /// older than [`ATTRIBUTION_RETRY_MS`].
+    fn retry_attributions(&self) {
+        let waiting: Vec<Unattributed> = std::mem::take(&mut *self.decisions.unattributed.lock()).into();
+        if waiting.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let mut still = Vec::new();
+        for event in waiting {
+            match self.find_decision(&event.subject, &event.person, &event.decision_id) {
+                Some(decision) => self.reward_decision(&decision, &event.person, event.item.as_deref()),
+                None if now_ms - event.at_ms < ATTRIBUTION_RETRY_MS => still.push(event),
+                None => {}
+            }
+        }
+        let mut queue = self.decisions.unattributed.lock();
+        for event in still.into_iter().rev() {
+            queue.push_front(event);
         }
     }
 }
