@@ -323,9 +323,12 @@ impl Engine {
             context_of: &context_of,
         };
         let ranker = (data.nnz() > 0).then(|| {
-            Ranker::train_with_context(&data, Some(&context), &self.config.ranker, &mut |line| {
-                tracing::debug!(target: "attune::ranker", "{line}")
-            })
+            Ranker::train_with_context(
+                &data,
+                Some(&context),
+                &self.config.ranker,
+                &mut |line| tracing::debug!(target: "attune::ranker", "{line}"),
+            )
         });
         stats.push(ModelStats {
             name: "served",

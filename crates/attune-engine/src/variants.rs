@@ -283,7 +283,9 @@ impl VariantBandits {
                 let x = context.features();
                 self.with_slot(slot, |record| record.record_exposure(variant, context, &x));
             }
-            None => self.with_slot(slot, |record| record.arms.entry(variant.to_owned()).or_default().forced.exposures += 1),
+            None => {
+                self.with_slot(slot, |record| record.arms.entry(variant.to_owned()).or_default().forced.exposures += 1)
+            }
         }
     }
 
@@ -302,7 +304,9 @@ impl VariantBandits {
                 let x = context.features();
                 self.with_slot(slot, |record| record.record_click(variant, context, &x));
             }
-            None => self.with_slot(slot, |record| record.arms.entry(variant.to_owned()).or_default().forced.clicks += 1),
+            None => {
+                self.with_slot(slot, |record| record.arms.entry(variant.to_owned()).or_default().forced.clicks += 1)
+            }
         }
     }
 }
@@ -367,7 +371,8 @@ impl Engine {
         let mut pending = pending.into_iter();
         while let Some((slot, increments)) = pending.next() {
             let written = self.store.update(Table::Experiments, &format!("{RECORD_PREFIX}{slot}"), &mut |old| {
-                let mut record: SlotRecord = old.and_then(|bytes| serde_json::from_slice(bytes).ok()).unwrap_or_default();
+                let mut record: SlotRecord =
+                    old.and_then(|bytes| serde_json::from_slice(bytes).ok()).unwrap_or_default();
                 record.merge(&increments);
                 crate::to_json(&record)
             });

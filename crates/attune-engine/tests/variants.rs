@@ -40,11 +40,8 @@ fn setup(engine: &Engine, variants: &[&str], rules: Vec<VariantRule>) {
         })
         .collect();
     engine.upsert_items(items).expect("items");
-    let settings = SlotSettings {
-        variants: variants.iter().map(|v| (*v).to_owned()).collect(),
-        rules,
-        ..SlotSettings::default()
-    };
+    let settings =
+        SlotSettings { variants: variants.iter().map(|v| (*v).to_owned()).collect(), rules, ..SlotSettings::default() };
     engine.put_slot(SLOT, settings, "test").expect("slot");
 }
 

@@ -337,7 +337,8 @@ fn inverse_with_prior(xx: &[f64], dim: usize) -> Vec<f64> {
         inv[k * dim + k] = 1.0;
     }
     for col in 0..dim {
-        let pivot = (col..dim).max_by(|&p, &q| a[p * dim + col].abs().total_cmp(&a[q * dim + col].abs())).unwrap_or(col);
+        let pivot =
+            (col..dim).max_by(|&p, &q| a[p * dim + col].abs().total_cmp(&a[q * dim + col].abs())).unwrap_or(col);
         if pivot != col {
             for c in 0..dim {
                 a.swap(col * dim + c, pivot * dim + c);
@@ -429,7 +430,8 @@ mod tests {
     #[test]
     fn merged_increments_equal_one_process_recording_everything() {
         // Two processes record disjoint exposures; a third adds both to a stored copy.
-        let rows: Vec<([f64; 2], f64)> = (0..40).map(|k| ([1.0, (k % 3) as f64 / 2.0], ((k % 5) == 0) as u8 as f64)).collect();
+        let rows: Vec<([f64; 2], f64)> =
+            (0..40).map(|k| ([1.0, (k % 3) as f64 / 2.0], ((k % 5) == 0) as u8 as f64)).collect();
         let mut all = LinearArm::new(2);
         let (mut first, mut second) = (LinearArm::new(2), LinearArm::new(2));
         for (k, (x, r)) in rows.iter().enumerate() {

@@ -114,8 +114,11 @@ impl ContextEffects {
             let row = &mut item_scores[f * n_items..(f + 1) * n_items];
             for (i, score) in row.iter_mut().enumerate() {
                 let tags = context.item_tags.get(i).map_or(&[][..], Vec::as_slice);
-                let known: Vec<f64> =
-                    tags.iter().filter(|&&t| (t as usize) < n_tags).map(|&t| effects.effects[f * n_tags + t as usize]).collect();
+                let known: Vec<f64> = tags
+                    .iter()
+                    .filter(|&&t| (t as usize) < n_tags)
+                    .map(|&t| effects.effects[f * n_tags + t as usize])
+                    .collect();
                 if !known.is_empty() {
                     *score = (known.iter().sum::<f64>() / known.len() as f64) as f32;
                 }
@@ -136,7 +139,9 @@ impl ContextEffects {
                     .map(|(f, t, value)| (value, context.tags[t].clone(), effects.effects[f * n_tags + t] as f32))
                     .filter(|(_, _, e)| e.abs() > 0.05)
                     .collect();
-                strongest.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
+                strongest.sort_by(|a, b| {
+                    b.2.abs().total_cmp(&a.2.abs()).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1))
+                });
                 strongest.truncate(5);
                 DimensionReport {
                     name: name.clone(),
@@ -218,7 +223,12 @@ impl ContextEffects {
     }
 
     /// Sets a dimension's weights and validation figures (by index in the report).
-    pub(crate) fn set_weights(&mut self, d: usize, personal: (f32, Option<(f64, f64)>), general: (f32, Option<(f64, f64)>)) {
+    pub(crate) fn set_weights(
+        &mut self,
+        d: usize,
+        personal: (f32, Option<(f64, f64)>),
+        general: (f32, Option<(f64, f64)>),
+    ) {
         let dimension = &mut self.report.dimensions[d];
         (dimension.personal_weight, dimension.personal_ndcg) = personal;
         (dimension.general_weight, dimension.general_ndcg) = general;
@@ -350,7 +360,13 @@ mod tests {
     fn effects_follow_the_context_and_shrink_with_little_data() {
         let (x, features, item_tags, tags, contexts) = data();
         let context_of = |u: u32, _i: u32| Some(u % 2);
-        let ctx = ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of: &context_of };
+        let ctx = ContextData {
+            features: &features,
+            item_tags: &item_tags,
+            tags: &tags,
+            contexts: &contexts,
+            context_of: &context_of,
+        };
         let fitted = ContextEffects::fit(&x, &ctx, &ContextParams::default());
         assert_eq!(fitted.report().observations, 80);
         let morning = fitted.feature("hour_band=morning").expect("feature");

@@ -22,8 +22,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{K, Metrics, metrics};
 use crate::context::{ContextData, ContextEffects, ContextParams};
+use crate::eval::{K, Metrics, metrics};
 use crate::{
     Ease, EaseParams, Ials, IalsParams, Interactions, ItemKnn, ItemKnnParams, Model, Popularity, PopularityParams,
     Query, Rp3beta, Rp3betaParams, Scorer, Transitions, TransitionsParams, recency_weights, top_k_into,
@@ -920,7 +920,8 @@ fn choose_context_weights(
 /// NDCG@10 of one top list against one person's held-out items (as in [`metrics`]).
 fn ndcg_of(top: &[u32], held: &[Option<u32>]) -> f64 {
     let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
-    let dcg: f64 = top.iter().take(K).enumerate().filter(|(_, i)| held.contains(&Some(**i))).map(|(r, _)| discount(r)).sum();
+    let dcg: f64 =
+        top.iter().take(K).enumerate().filter(|(_, i)| held.contains(&Some(**i))).map(|(r, _)| discount(r)).sum();
     let ideal: f64 = (0..K.min(held.len())).map(discount).sum();
     if ideal > 0.0 { dcg / ideal } else { 0.0 }
 }
@@ -1054,8 +1055,14 @@ mod tests {
         let item_tags: Vec<Vec<u32>> = (0..20).map(|i| vec![if i < 10 { 0 } else { 1 }]).collect();
         let tags = ["energy".to_owned(), "sleep".to_owned()];
         let contexts = [vec![0u32], vec![1u32]];
-        let ctx = ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of };
-        Ranker::train_with_context(x, Some(&ctx), &RankerOptions { search: Some(Search::Light), ..RankerOptions::default() }, &mut |_| {})
+        let ctx =
+            ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of };
+        Ranker::train_with_context(
+            x,
+            Some(&ctx),
+            &RankerOptions { search: Some(Search::Light), ..RankerOptions::default() },
+            &mut |_| {},
+        )
     }
 
     #[test]
@@ -1108,7 +1115,13 @@ mod tests {
         let tags: Vec<String> = (0..4).map(|t| format!("tag{t}")).collect();
         let contexts = [vec![0u32], vec![1u32]];
         let context_of = |u: u32, i: u32| Some((xorshift_hash(u as u64 * 7919 + i as u64) % 2) as u32);
-        let ctx = ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of: &context_of };
+        let ctx = ContextData {
+            features: &features,
+            item_tags: &item_tags,
+            tags: &tags,
+            contexts: &contexts,
+            context_of: &context_of,
+        };
         let options = RankerOptions { search: Some(Search::Light), ..RankerOptions::default() };
         let r = Ranker::train_with_context(&x, Some(&ctx), &options, &mut |_| {});
         let hour = &r.context().expect("context effects").report().dimensions[0];

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 const ADMIN: &str = "variants-admin-key-0123456789abcdef";
 
 async fn seed(server: &TestServer) {
-    let items: Vec<Value> =
-        (0..4).map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}"), "tags": ["calm"]})).collect();
+    let items: Vec<Value> = (0..4)
+        .map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}"), "tags": ["calm"]}))
+        .collect();
     server.ok("PUT", "/v1/items", Some(json!({ "items": items }))).await;
     server.ok("PUT", "/v1/slots/hero", Some(json!({"variants": ["calm_list", "grid"]}))).await;
 }
@@ -28,7 +29,8 @@ async fn variants_report_exposures_clicks_and_rates_by_context() {
     let empty = server.ok("GET", "/v1/slots/hero/variants", None).await;
     assert_eq!(empty["slot"], "hero");
     assert_eq!(empty["policy"], "linucb");
-    let names: Vec<&str> = empty["variants"].as_array().unwrap().iter().map(|v| v["variant"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        empty["variants"].as_array().unwrap().iter().map(|v| v["variant"].as_str().unwrap()).collect();
     assert_eq!(names, ["calm_list", "grid"]);
     let calm = variant(&empty, "calm_list");
     assert_eq!((calm["exposures"].as_u64(), calm["clicks"].as_u64()), (Some(0), Some(0)));
@@ -54,12 +56,9 @@ async fn variants_report_exposures_clicks_and_rates_by_context() {
     let interval = v["interval"].as_array().unwrap();
     assert!(interval[0].as_f64().unwrap() > 0.0 && interval[1].as_f64().unwrap() == 1.0, "{v}");
     let cell = |dimension: &str| {
-        v["by_context"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["dimension"] == dimension)
-            .map(|c| (c["value"].as_str().unwrap().to_owned(), c["exposures"].as_u64().unwrap(), c["clicks"].as_u64().unwrap()))
+        v["by_context"].as_array().unwrap().iter().find(|c| c["dimension"] == dimension).map(|c| {
+            (c["value"].as_str().unwrap().to_owned(), c["exposures"].as_u64().unwrap(), c["clicks"].as_u64().unwrap())
+        })
     };
     assert_eq!(cell("device"), Some(("mobile".to_owned(), 1, 1)));
     assert_eq!(cell("hour_band"), Some(("morning".to_owned(), 1, 1)));

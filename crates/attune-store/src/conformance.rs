@@ -331,7 +331,9 @@ pub fn concurrent_updates_lose_nothing(harness: &mut dyn Harness) {
     for thread in threads {
         thread.join().unwrap();
     }
-    let read = |store: &dyn Store| store.get(Table::Meta, "counter").unwrap().map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    let read = |store: &dyn Store| {
+        store.get(Table::Meta, "counter").unwrap().map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
     assert_eq!(read(&*store), Some(5 + 6 * 40));
     drop(store);
     let store = harness.reopen();

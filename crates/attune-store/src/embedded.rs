@@ -801,12 +801,7 @@ impl Store for EmbeddedStore {
         Ok(self.records.get(record_key(table, key)).map_err(backend_err)?.map(|v| v.to_vec()))
     }
 
-    fn update(
-        &self,
-        table: Table,
-        key: &str,
-        apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>,
-    ) -> Result<Vec<u8>> {
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>> {
         // One process owns the directory: a lock orders the read-modify-writes of this process.
         let _one_at_a_time = self.update_lock.lock();
         let current = self.get(table, key)?;

@@ -247,12 +247,7 @@ pub trait Store: Send + Sync {
     /// servers add to). `apply` may run more than once (a retried transaction) and must be a
     /// pure function of its argument. Returns the value written. A plain [`put`](Store::put) of
     /// the same key concurrently is not ordered against it: keep such keys update-only.
-    fn update(
-        &self,
-        table: Table,
-        key: &str,
-        apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>,
-    ) -> Result<Vec<u8>>;
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>>;
 
     /// Deletes one record, durably. Returns whether it existed.
     fn delete(&self, table: Table, key: &str) -> Result<bool>;

@@ -434,12 +434,7 @@ RETURNING events.id, events.tableoid";
         }
     }
 
-    fn update(
-        &self,
-        table: Table,
-        key: &str,
-        apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>,
-    ) -> Result<Vec<u8>> {
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>> {
         self.with_conn(|conn| {
             // The row lock (`FOR UPDATE`) orders concurrent updates of the key across servers;
             // a missing row is inserted, and if another transaction inserted it first, it is

@@ -378,7 +378,8 @@ fn a_variant_choice_is_shared_and_survives_a_restart() {
     let learned = runtime.block_on(async {
         let items: Vec<Value> =
             (0..4).map(|i| json!({"id": format!("v-{i}"), "kind": "article", "title": format!("Item {i}")})).collect();
-        let (status, _) = call("PUT", &format!("{}/v1/items", a.address), ADMIN_KEY, Some(&json!({"items": items}))).await;
+        let (status, _) =
+            call("PUT", &format!("{}/v1/items", a.address), ADMIN_KEY, Some(&json!({"items": items}))).await;
         assert!(status < 300);
         let slot = json!({"variants": ["calm_list", "grid", "cards"]});
         let (status, _) = call("PUT", &format!("{}/v1/slots/hero", a.address), ADMIN_KEY, Some(&slot)).await;
@@ -398,7 +399,8 @@ fn a_variant_choice_is_shared_and_survives_a_restart() {
             if decision["placements"][0]["variant"] == "grid" {
                 let click = json!({"events": [{"id": format!("vc-{k}"), "type": "click", "anonymous_id": visitor,
                     "item": decision["placements"][0]["items"][0]["id"], "decision_id": decision["decision_id"]}]});
-                let (status, body) = call("POST", &format!("{}/v1/events", other.address), ADMIN_KEY, Some(&click)).await;
+                let (status, body) =
+                    call("POST", &format!("{}/v1/events", other.address), ADMIN_KEY, Some(&click)).await;
                 assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
                 clicks += 1;
             }

@@ -103,7 +103,13 @@ pub(crate) fn rank(
                 weights: &history.1,
                 timestamps: Some(&history.2),
             };
-            ranker.score_in_context(&query, who.history_len(), &moment.features, &mut personal[..covered], ranker_scratch);
+            ranker.score_in_context(
+                &query,
+                who.history_len(),
+                &moment.features,
+                &mut personal[..covered],
+                ranker_scratch,
+            );
             // Items newer than the models have no evidence: they rank below every scored one.
             let floor = personal[..covered].iter().copied().fold(f32::INFINITY, f32::min);
             personal[covered..].fill(if floor.is_finite() { floor } else { 0.0 });
