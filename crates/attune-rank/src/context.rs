@@ -205,6 +205,20 @@ impl ContextEffects {
         if weight == 0.0 { 0.0 } else { weight * self.item_scores[f * self.n_items + item as usize] }
     }
 
+    /// The active `features`' rows of item scores with their weights (features of dimensions
+    /// switched off left out): `score(item) = Σ weight · row[item]`, for loops over every item.
+    pub fn weighted_rows(&self, features: &[u32], personal: bool) -> Vec<(&[f32], f32)> {
+        features
+            .iter()
+            .filter_map(|&f| {
+                let dimension = &self.report.dimensions[*self.feature_dim.get(f as usize)? as usize];
+                let weight = if personal { dimension.personal_weight } else { dimension.general_weight };
+                let start = f as usize * self.n_items;
+                (weight != 0.0).then(|| (&self.item_scores[start..start + self.n_items], weight))
+            })
+            .collect()
+    }
+
     /// Adds the weighted context scores of the active `features` to `out` (one per item).
     pub fn add_into(&self, features: &[u32], personal: bool, out: &mut [f32]) {
         for &f in features {
@@ -388,6 +402,9 @@ mod tests {
         fitted.add_into(&[morning], true, &mut out);
         assert!(out[0] > out[2] && out[2] > out[1], "{out:?}");
         assert!((fitted.score(&[morning], 0, false) - out[0] / 2.0).abs() < 1e-6);
+        let rows = fitted.weighted_rows(&[morning, fitted.feature("device=mobile").unwrap()], false);
+        assert_eq!(rows.len(), 1, "the device dimension is off");
+        assert!((rows[0].0[0] * rows[0].1 - fitted.score(&[morning], 0, false)).abs() < 1e-6);
         // Renumbered items keep their scores.
         let moved = fitted.remap_items(&[2, 0, 1], 3);
         assert_eq!(moved.score(&[morning], 2, true), fitted.score(&[morning], 0, true));

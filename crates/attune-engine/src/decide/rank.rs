@@ -151,8 +151,13 @@ pub(crate) fn rank(
     let recency_scale = 180.0 * 86_400_000.0;
     // The learned context effects at the general ranking's weights, on the scale of the
     // popularity mix they were validated against (standardized popularity).
-    let context = moment.effects(inputs).filter(|effects| effects.is_on(false));
-    let context_scale = models.general_scale;
+    let context_rows: Vec<(&[f32], f32)> = moment
+        .effects(inputs)
+        .map(|effects| effects.weighted_rows(&moment.features, false))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(row, weight)| (row, weight * models.general_scale))
+        .collect();
     let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
     s.personal_candidates.clear();
     s.general_candidates.clear();
@@ -169,7 +174,7 @@ pub(crate) fn rank(
         let pop = if i < models.popularity.len() { 0.6 * models.trending[i] + 0.4 * models.popularity[i] } else { 0.0 };
         let recency_prior =
             traits.published_ms.map_or(0.0, |p| 0.05 * (-((inputs.now_ms - p).max(0) as f32) / recency_scale).exp());
-        let ctx = context.map_or(0.0, |effects| context_scale * effects.score(&moment.features, i as u32, false));
+        let ctx: f32 = context_rows.iter().map(|(row, weight)| row.get(i).map_or(0.0, |z| weight * z)).sum();
         let boost = if roles & BOOST != 0 { 1.5 } else { 1.0 };
         s.general[i] = (pop + recency_prior + ctx).max(0.0) * stage_factor(who.stage, traits) * boost;
         if kind == Personal::None && lifted(ctx, pop + recency_prior) {
