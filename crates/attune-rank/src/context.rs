@@ -356,7 +356,10 @@ mod tests {
 
     /// 40 people: morning interactions go to item 0 (tag `energy`), evening ones to item 1
     /// (tag `sleep`); item 2 (`neutral`) in both.
-    fn data() -> (Interactions, Vec<String>, Vec<Vec<u32>>, Vec<String>, Vec<Vec<u32>>) {
+    /// The matrix, features, item tags, tags and contexts.
+    type Fixture = (Interactions, Vec<String>, Vec<Vec<u32>>, Vec<String>, Vec<Vec<u32>>);
+
+    fn data() -> Fixture {
         let mut triples = Vec::new();
         for u in 0..40u32 {
             triples.push((u, if u % 2 == 0 { 0 } else { 1 }, 1.0));

@@ -867,7 +867,7 @@ fn choose_context_weights(
         picked.iter().sum::<f64>() / picked.len().max(1) as f64
     };
     let average = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let mut chosen: Vec<Vec<(f32, Option<(f64, f64)>)>> = vec![vec![(0.0, None); n_dims]; 2];
+    let mut chosen: [Vec<Choice>; 2] = [vec![(0.0, None); n_dims], vec![(0.0, None); n_dims]];
     for (r, personal) in [true, false].into_iter().enumerate() {
         if !personal && general_weights.is_none() {
             continue;
@@ -912,10 +912,13 @@ fn choose_context_weights(
             chosen[r][d] = (weights[d], Some(figures));
         }
     }
-    for d in 0..n_dims {
-        effects.set_weights(d, chosen[0][d], chosen[1][d]);
+    for (d, (personal, general)) in chosen[0].iter().zip(&chosen[1]).enumerate() {
+        effects.set_weights(d, *personal, *general);
     }
 }
+
+/// A dimension's weight in one ranking and its validation NDCG@10 without and with it.
+type Choice = (f32, Option<(f64, f64)>);
 
 /// NDCG@10 of one top list against one person's held-out items (as in [`metrics`]).
 fn ndcg_of(top: &[u32], held: &[Option<u32>]) -> f64 {
