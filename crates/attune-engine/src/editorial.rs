@@ -4,7 +4,9 @@
 //! All of it is small, read on every decision, and written rarely: the engine keeps it in memory
 //! behind one lock and writes through to the store.
 
-use attune_core::JourneyStage;
+use std::collections::BTreeMap;
+
+use attune_core::{Channel, JourneyStage};
 use attune_store::Table;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,56 @@ pub struct SlotSettings {
     /// again" or "your favourites" slot. Bought and dismissed items never come back either way.
     #[serde(default)]
     pub repeats: bool,
+    /// Settings that differ on one channel (by [`Channel`] wire name): an email digest may take
+    /// fewer items, no serendipity, or other variants than the same slot on the web.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+/// A slot's settings on one channel: each field set replaces the slot's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSettings {
+    /// See [`SlotSettings::editorial_share`].
+    pub editorial_share: Option<f32>,
+    /// See [`SlotSettings::serendipity_share`].
+    pub serendipity_share: Option<f32>,
+    /// See [`SlotSettings::max_items`].
+    pub max_items: Option<u32>,
+    /// See [`SlotSettings::variants`].
+    pub variants: Option<Vec<String>>,
+    /// See [`SlotSettings::repeats`].
+    pub repeats: Option<bool>,
+}
+
+impl SlotSettings {
+    /// The settings in effect on `channel`: the slot's, with that channel's overrides applied.
+    pub fn for_channel(&self, channel: Channel) -> SlotSettings {
+        let mut settings = self.clone();
+        if let Some(over) = self.channels.get(channel.as_str()) {
+            settings.editorial_share = over.editorial_share.unwrap_or(settings.editorial_share);
+            settings.serendipity_share = over.serendipity_share.unwrap_or(settings.serendipity_share);
+            settings.max_items = over.max_items.or(settings.max_items);
+            if let Some(variants) = &over.variants {
+                settings.variants = variants.clone();
+            }
+            settings.repeats = over.repeats.unwrap_or(settings.repeats);
+        }
+        settings
+    }
+}
+
+impl Editorial {
+    /// The settings of `slot` on `channel` (defaults for a slot never configured).
+    pub fn slot_settings(&self, slot: &str, channel: Channel) -> SlotSettings {
+        self.slots.get(slot).map(|settings| settings.for_channel(channel)).unwrap_or_default()
+    }
+
+    /// Whether `slot` allows repeats on `channel` (without copying its settings).
+    pub fn repeats(&self, slot: &str, channel: Channel) -> bool {
+        self.slots.get(slot).is_some_and(|settings| {
+            settings.channels.get(channel.as_str()).and_then(|c| c.repeats).unwrap_or(settings.repeats)
+        })
+    }
 }
 
 impl Default for SlotSettings {
@@ -43,6 +95,7 @@ impl Default for SlotSettings {
             variants: DEFAULT_VARIANTS.iter().map(|v| (*v).to_owned()).collect(),
             rules: Vec::new(),
             repeats: false,
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -60,6 +113,9 @@ pub struct Conditions {
     pub device: Option<String>,
     /// Whether the decision is personalized.
     pub personalized: Option<bool>,
+    /// Any of these channels ([`Channel`] wire names; empty: every channel).
+    #[serde(default)]
+    pub channel: Vec<String>,
 }
 
 /// What a decision is being made for, as conditions see it.
@@ -75,6 +131,8 @@ pub struct Situation<'a> {
     pub device: Option<&'a str>,
     /// Whether the decision is personalized.
     pub personalized: bool,
+    /// Where the decision is shown.
+    pub channel: Channel,
 }
 
 impl Conditions {
@@ -85,6 +143,7 @@ impl Conditions {
             && (self.goals.is_empty() || self.goals.iter().any(|g| situation.goals.contains(g)))
             && self.device.as_deref().is_none_or(|d| Some(d) == situation.device)
             && self.personalized.is_none_or(|p| p == situation.personalized)
+            && (self.channel.is_empty() || self.channel.iter().any(|c| c == situation.channel.as_str()))
     }
 }
 

@@ -28,7 +28,7 @@ mod who;
 
 use std::{cell::RefCell, sync::Arc};
 
-use attune_core::{Item, ItemIdx, JourneyStage, Purpose};
+use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
 use crate::{
     Engine, Result,
@@ -137,6 +137,8 @@ pub struct DecideContext {
     pub local_time: Option<String>,
     /// The weather (used only with contextual consent).
     pub weather: Option<String>,
+    /// Where the decision is shown (default `web`): rules and slot settings may depend on it.
+    pub channel: Channel,
 }
 
 /// One slot to fill.
@@ -162,6 +164,9 @@ pub struct DecideRequest {
     /// A preview (the console's "what would this person see"): decided like any other, but not
     /// logged, not counted as an experiment exposure and not open to attribution.
     pub preview: bool,
+    /// Item ids never to show in this decision, whatever the source (an email digest leaves out
+    /// what the person's recent digests sent).
+    pub exclude: Vec<String>,
 }
 
 /// One decided item.
@@ -205,6 +210,8 @@ pub struct Decision {
     pub placements: Vec<PlacementDecision>,
     /// Experiment assignments (experiment id, arm).
     pub experiments: Vec<(String, String)>,
+    /// Where it is shown.
+    pub channel: Channel,
 }
 
 /// How much of a feed draws on declared goals before a person has a history. Once there is a
@@ -247,6 +254,7 @@ pub(crate) struct Moment<'a> {
     /// Active features of [`attune_rank::ContextEffects`] (empty without learned effects).
     pub features: Vec<u32>,
     pub device: Option<&'a str>,
+    pub channel: Channel,
 }
 
 impl<'a> Moment<'a> {
@@ -264,7 +272,7 @@ impl<'a> Moment<'a> {
             ];
             features.extend(names.iter().flatten().filter_map(|name| effects.feature(name)));
         }
-        Moment { hour, features, device: context.device.as_deref() }
+        Moment { hour, features, device: context.device.as_deref(), channel: context.channel }
     }
 
     /// The learned context effects, if the moment has any feature they know.
@@ -347,6 +355,11 @@ impl Engine {
             who = who.without_personalization();
         }
         let catalog = self.catalog.read();
+        if !request.exclude.is_empty() {
+            who.excluded.extend(request.exclude.iter().filter_map(|id| catalog.lookup(id)));
+            who.excluded.sort_unstable();
+            who.excluded.dedup();
+        }
         let editorial = self.editorial.read();
         let inputs = Inputs {
             now_ms,
@@ -361,7 +374,7 @@ impl Engine {
             let moment = Moment::of(&inputs, &who, &request.context);
             local_hour = moment.hour;
             let pools = rank::rank(&inputs, &who, &moment, &request.placements, &mut scratch);
-            let filled = fill::fill(&inputs, &who, &pools, &request.placements, &arms, moment.device, &scratch);
+            let filled = fill::fill(&inputs, &who, &pools, &request.placements, &arms, &moment, &scratch);
             explain::explain(&inputs, &who, &moment, filled, request.explain, &scratch)
         });
         let mut experiments: Vec<(String, String)> = Vec::new();
@@ -378,13 +391,14 @@ impl Engine {
             who.engagement,
         );
         for placement in &mut placements {
-            let settings = editorial.slots.get(&placement.slot).cloned().unwrap_or_default();
+            let settings = editorial.slot_settings(&placement.slot, request.context.channel);
             let situation = Situation {
                 slot: &placement.slot,
                 journey_stage: who.stage,
                 goals: &situation_goals,
                 device: request.context.device.as_deref(),
                 personalized: who.personalized,
+                channel: request.context.channel,
             };
             let (variant, learned) = self.choose_variant(&settings, &situation, &editorial.rules, &variant_context);
             placement.variant = variant;
@@ -396,6 +410,7 @@ impl Engine {
             journey_stage: who.stage,
             placements,
             experiments,
+            channel: request.context.channel,
         };
         if !request.preview {
             if let Some(person) = who.id.as_deref() {

@@ -1,7 +1,9 @@
 //! Editorial control: slot settings, picks, personalization rules, flags, and the review of what
 //! is recommended to whom. Editors hold `catalog:write`.
 
-use attune_engine::editorial::{Conditions, Pick, Rule, RuleEffect, SlotSettings, VariantRule};
+use std::collections::BTreeMap;
+
+use attune_engine::editorial::{ChannelSettings, Conditions, Pick, Rule, RuleEffect, SlotSettings, VariantRule};
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -35,6 +37,11 @@ pub struct ConditionsIo {
     /// Whether the decision is personalized.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub personalized: Option<bool>,
+    /// Any of these channels (`web`, `app`, `email`, `push`, `in_person`, `offline_purchase`):
+    /// `{"channel": ["email"]}` applies only to decisions and digests shown in email. Empty or
+    /// absent: every channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channel: Vec<String>,
 }
 
 fn to_conditions(c: ConditionsIo, field: &str) -> Result<Conditions, ApiError> {
@@ -51,12 +58,20 @@ fn to_conditions(c: ConditionsIo, field: &str) -> Result<Conditions, ApiError> {
         check_path_id(slot, &format!("{field}.slot"))?;
     }
     check_tags(&c.goals, &format!("{field}.goals"), 20)?;
+    let mut channel: Vec<String> = Vec::with_capacity(c.channel.len());
+    for (i, name) in c.channel.iter().enumerate() {
+        let parsed = super::parse_channel(name, &format!("{field}.channel[{i}]"))?;
+        if !channel.iter().any(|c| c == parsed.as_str()) {
+            channel.push(parsed.as_str().to_owned());
+        }
+    }
     Ok(Conditions {
         slot: c.slot,
         journey_stage: c.journey_stage,
         goals: c.goals,
         device: c.device,
         personalized: c.personalized,
+        channel,
     })
 }
 
@@ -67,6 +82,7 @@ fn conditions_out(c: &Conditions) -> ConditionsIo {
         goals: c.goals.clone(),
         device: c.device.clone(),
         personalized: c.personalized,
+        channel: c.channel.clone(),
     }
 }
 
@@ -101,6 +117,32 @@ pub struct SlotIn {
     /// (default `false`: a feed of what is new to the person; `true` for a "practice again"
     /// slot). Bought and dismissed items never come back either way.
     pub repeats: Option<bool>,
+    /// Settings that differ on a channel, by channel name (`web`, `app`, `email`, `push`,
+    /// `in_person`, `offline_purchase`): each field set there replaces the slot's own when a
+    /// decision (or an email digest) is made for that channel, e.g.
+    /// `{"email": {"max_items": 3, "serendipity_share": 0, "variants": ["digest_list"]}}`.
+    pub channels: Option<BTreeMap<String, SlotChannelIo>>,
+}
+
+/// A slot's settings on one channel; unset fields keep the slot's own.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlotChannelIo {
+    /// Share of each response given to editorial picks, 0–1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub editorial_share: Option<f32>,
+    /// Share given to serendipity, 0–1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serendipity_share: Option<f32>,
+    /// At most this many items per response, 1–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u32>,
+    /// 1–3 presentation variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
+    /// Whether already consumed items may come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<bool>,
 }
 
 /// A slot's settings.
@@ -120,6 +162,8 @@ pub struct SlotOut {
     pub rules: Vec<VariantRuleIo>,
     /// Whether already consumed items may come back.
     pub repeats: bool,
+    /// Settings that differ per channel.
+    pub channels: BTreeMap<String, SlotChannelIo>,
 }
 
 /// Every configured slot.
@@ -142,7 +186,59 @@ fn slot_out(slot: &str, s: &SlotSettings) -> SlotOut {
             .map(|r| VariantRuleIo { when: conditions_out(&r.when), variant: r.variant.clone() })
             .collect(),
         repeats: s.repeats,
+        channels: s
+            .channels
+            .iter()
+            .map(|(channel, c)| {
+                (
+                    channel.clone(),
+                    SlotChannelIo {
+                        editorial_share: c.editorial_share,
+                        serendipity_share: c.serendipity_share,
+                        max_items: c.max_items,
+                        variants: c.variants.clone(),
+                        repeats: c.repeats,
+                    },
+                )
+            })
+            .collect(),
     }
+}
+
+/// Checks one channel's settings of a slot (`field` is `channels.email`).
+fn to_channel_settings(c: SlotChannelIo, field: &str, base: (f32, f32)) -> Result<ChannelSettings, ApiError> {
+    if let Some(value) = c.editorial_share {
+        share(Some(value), 0.0, &format!("{field}.editorial_share"))?;
+    }
+    if let Some(value) = c.serendipity_share {
+        share(Some(value), 0.0, &format!("{field}.serendipity_share"))?;
+    }
+    if c.editorial_share.unwrap_or(base.0) + c.serendipity_share.unwrap_or(base.1) > 1.0 {
+        return Err(ApiError::new(
+            Code::InvalidValue,
+            "`editorial_share` and `serendipity_share` add up to at most 1 on every channel.",
+        )
+        .with_field(format!("{field}.serendipity_share")));
+    }
+    if c.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
+        return Err(
+            ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field(format!("{field}.max_items"))
+        );
+    }
+    if let Some(variants) = &c.variants {
+        if !(1..=3).contains(&variants.len()) {
+            return Err(ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.")
+                .with_field(format!("{field}.variants")));
+        }
+        check_tags(variants, &format!("{field}.variants"), 3)?;
+    }
+    Ok(ChannelSettings {
+        editorial_share: c.editorial_share,
+        serendipity_share: c.serendipity_share,
+        max_items: c.max_items,
+        variants: c.variants,
+        repeats: c.repeats,
+    })
 }
 
 fn share(value: Option<f32>, default: f32, field: &str) -> Result<f32, ApiError> {
@@ -183,11 +279,27 @@ pub async fn put_slot(
         );
     }
     check_tags(&variants, "variants", 3)?;
+    let mut channels = BTreeMap::new();
+    for (name, settings) in body.channels.unwrap_or_default() {
+        let channel = super::parse_channel(&name, &format!("channels.{}", crate::error::clip(&name)))?;
+        let field = format!("channels.{}", channel.as_str());
+        channels.insert(
+            channel.as_str().to_owned(),
+            to_channel_settings(settings, &field, (editorial_share, serendipity_share))?,
+        );
+    }
     let mut rules = Vec::new();
     for (i, rule) in body.rules.unwrap_or_default().into_iter().enumerate() {
-        if !variants.contains(&rule.variant) {
-            return Err(ApiError::new(Code::InvalidValue, "A rule's variant is one of the slot's variants.")
-                .with_field(format!("rules[{i}].variant")));
+        let known = variants.contains(&rule.variant)
+            || channels
+                .values()
+                .any(|c: &ChannelSettings| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));
+        if !known {
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                "A rule's variant is one of the slot's variants (on some channel).",
+            )
+            .with_field(format!("rules[{i}].variant")));
         }
         rules.push(VariantRule { when: to_conditions(rule.when, &format!("rules[{i}].when"))?, variant: rule.variant });
     }
@@ -198,6 +310,7 @@ pub async fn put_slot(
         variants,
         rules,
         repeats: body.repeats.unwrap_or(defaults.repeats),
+        channels,
     };
     let out = slot_out(&slot, &settings);
     blocking(&state, move |engine| engine.put_slot(&slot, settings, &caller.key_id)).await?;
@@ -573,6 +686,8 @@ pub struct ReviewedDecisionOut {
     pub personalized: bool,
     /// Journey stage.
     pub journey_stage: String,
+    /// Where it was shown: `web`, `app`, `email`, `push`, `in_person`, `offline_purchase`.
+    pub channel: String,
     /// Slots.
     pub placements: Vec<ReviewedPlacementOut>,
 }
@@ -610,6 +725,7 @@ pub async fn review_decisions(
                 at: rfc3339(d.at_ms),
                 personalized: d.personalized,
                 journey_stage: d.journey_stage,
+                channel: d.channel,
                 placements: d
                     .placements
                     .into_iter()
