@@ -146,6 +146,11 @@ impl ClusterState {
         ClusterState { enabled, ..ClusterState::default() }
     }
 
+    /// Whether other processes share the store.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Claims an event this process appended or is about to fold: true if it is the first claim
     /// (fold it), false if a sync already folded it. Always true when cluster sync is off.
     pub(crate) fn claim(&self, seq: u64) -> bool {
@@ -198,8 +203,10 @@ impl Engine {
         let started = Instant::now();
         // Records first: events are folded under the consent and aliases in force now.
         self.sync_records(&mut report)?;
-        // Experiment definitions, their bucket ranges and the global holdout (a few records).
+        // Experiment definitions, their bucket ranges and the global holdout (a few records),
+        // and what the slots' variant bandits learned on every server (one record per slot).
         self.load_experiments()?;
+        self.load_variant_stats()?;
         self.sync_events(&mut report)?;
         // Last: an erased person's events folded just above go with them.
         self.sync_erasures(&mut report)?;
@@ -594,6 +601,7 @@ struct PublishedModels {
     popularity: Vec<f32>,
     trending: Vec<f32>,
     hour_prior: Vec<f32>,
+    general_scale: f32,
 }
 
 fn blob_key(version: u64, chunk: usize) -> String {
@@ -660,6 +668,7 @@ impl Engine {
             popularity: snapshot.popularity.clone(),
             trending: snapshot.trending.clone(),
             hour_prior: snapshot.hour_prior.clone(),
+            general_scale: snapshot.general_scale,
         };
         let bytes = postcard::to_stdvec(&published).expect("models always encode");
         let previous = self.published_header()?;
@@ -770,6 +779,7 @@ impl Engine {
             trending,
             content,
             hour_prior: published.hour_prior,
+            general_scale: published.general_scale,
         };
         *self.models.write() = std::sync::Arc::new(snapshot);
         tracing::info!(

@@ -1,6 +1,6 @@
 //! The decision log and what is learned from it: recent decisions for editors' review
-//! (`/v1/review/decisions`), exposures and clicks per slot variant (the Thompson sampler's
-//! evidence), and attribution of events that carry a `decision_id`.
+//! (`/v1/review/decisions`), and attribution of events that carry a `decision_id` (the reward
+//! of the slot's variant bandit, [`crate::variants`]).
 //!
 //! Decisions are logged in memory (the most recent [`LOG_CAPACITY`]) and persisted in the
 //! background by [`Engine::flush_decisions`] under `Table::Decisions` key `person \0 decision id`
@@ -54,39 +54,34 @@ pub struct LoggedPlacement {
     pub variant: String,
     /// (item id, source, reason texts).
     pub items: Vec<(String, String, Vec<String>)>,
+    /// The context the variant bandit chose the variant in; `None` when a rule forced it (a
+    /// forced variant teaches the bandit nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<crate::variants::VariantContext>,
 }
+
+/// How long an event answering a decision no server has stored yet is retried (another
+/// server's decision reaches the store within its one-second flush).
+const ATTRIBUTION_RETRY_MS: i64 = 10_000;
+
+/// Events waiting for their decision to be retried, at most.
+const ATTRIBUTION_QUEUE: usize = 10_000;
 
 /// In-memory decision state.
 #[derive(Default)]
 pub struct Decisions {
     log: Mutex<DecisionLog>,
-    /// Per slot: the variants' bandit and counts.
-    variants: Mutex<FxHashMap<String, SlotBandit>>,
+    /// Engaged events whose decision was not found yet (cluster only), retried at each flush.
+    unattributed: Mutex<VecDeque<Unattributed>>,
 }
 
-/// Exposures and clicks of one slot's variants, and the Thompson sampler over them. An exposure
-/// counts as a failure and a later click as a success, so each arm's posterior is
-/// Beta(1 + clicks, 1 + exposures): clicks per exposure, slightly pessimistic for every arm alike.
-struct SlotBandit {
-    variants: Vec<String>,
-    exposures: Vec<u64>,
-    clicks: Vec<u64>,
-    bandit: attune_rank::ThompsonBandit,
-}
-
-impl SlotBandit {
-    fn new(variants: &[String]) -> SlotBandit {
-        SlotBandit {
-            variants: variants.to_vec(),
-            exposures: vec![0; variants.len()],
-            clicks: vec![0; variants.len()],
-            bandit: attune_rank::ThompsonBandit::new(variants.len()),
-        }
-    }
-
-    fn arm(&self, variant: &str) -> Option<usize> {
-        self.variants.iter().position(|v| v == variant)
-    }
+/// An engaged event answering a decision not found when it was ingested.
+struct Unattributed {
+    at_ms: i64,
+    subject: String,
+    person: String,
+    decision_id: String,
+    item: Option<String>,
 }
 
 #[derive(Default)]
@@ -95,56 +90,6 @@ struct DecisionLog {
     by_id: FxHashMap<String, usize>,
     offset: usize,
     unflushed: VecDeque<LoggedDecision>,
-}
-
-impl Decisions {
-    /// Thompson sampling over a slot's variants.
-    pub fn choose_variant(&self, slot: &str, variants: &[String]) -> String {
-        let mut slots = self.variants.lock();
-        let bandit = slots.entry(slot.to_owned()).or_insert_with(|| SlotBandit::new(variants));
-        if bandit.variants != variants {
-            // The slot's variants changed: start their evidence afresh.
-            *bandit = SlotBandit::new(variants);
-        }
-        let arm = bandit.bandit.choose(&mut rand::rng()).unwrap_or(0);
-        variants.get(arm).cloned().unwrap_or_else(|| crate::editorial::DEFAULT_VARIANTS[0].to_owned())
-    }
-
-    fn expose(&self, slot: &str, variant: &str) {
-        let mut slots = self.variants.lock();
-        if let Some(bandit) = slots.get_mut(slot)
-            && let Some(arm) = bandit.arm(variant)
-        {
-            bandit.exposures[arm] += 1;
-            bandit.bandit.update(arm, 0.0);
-        }
-    }
-
-    fn click(&self, slot: &str, variant: &str) {
-        let mut slots = self.variants.lock();
-        if let Some(bandit) = slots.get_mut(slot)
-            && let Some(arm) = bandit.arm(variant)
-        {
-            bandit.clicks[arm] += 1;
-            bandit.bandit.update(arm, 1.0);
-        }
-    }
-
-    /// (slot, variant, exposures, clicks) for every slot seen.
-    pub fn variant_stats(&self) -> Vec<(String, String, u64, u64)> {
-        let slots = self.variants.lock();
-        let mut all: Vec<_> = slots
-            .iter()
-            .flat_map(|(slot, b)| {
-                b.variants
-                    .iter()
-                    .enumerate()
-                    .map(move |(arm, v)| (slot.clone(), v.clone(), b.exposures[arm], b.clicks[arm]))
-            })
-            .collect();
-        all.sort();
-        all
-    }
 }
 
 impl Engine {
@@ -172,14 +117,13 @@ impl Engine {
                             )
                         })
                         .collect(),
+                    learned: p.variant_context.clone(),
                 })
                 .collect(),
             experiments: decision.experiments.clone(),
             channel: decision.channel.as_str().to_owned(),
         };
-        for placement in &logged.placements {
-            self.decisions.expose(&placement.slot, &placement.variant);
-        }
+        self.record_variant_exposures(&logged.placements);
         let mut log = self.decisions.log.lock();
         let position = log.offset + log.recent.len();
         log.by_id.insert(logged.id.clone(), position);
@@ -253,6 +197,8 @@ impl Engine {
     /// the server and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
         self.flush_exposures()?;
+        self.retry_attributions();
+        self.flush_variant_stats()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
@@ -273,18 +219,84 @@ impl Engine {
             }
         }
         log.unflushed.retain(|d| d.person.as_ref().is_none_or(|p| !ids.contains(p)));
+        drop(log);
+        self.decisions.unattributed.lock().retain(|u| !ids.contains(&u.person) && !ids.contains(&u.subject));
     }
 
-    /// Attributes an event to the decision it answers: a click (or better) on a shown item counts
-    /// for that slot's variant. (Experiments measure people from the stored event log instead:
-    /// see `experiments.rs`.)
-    pub(crate) fn attribute(&self, decision_id: &str, item: Option<&str>, kind: &attune_core::EventType) {
-        let Some(decision) = self.logged_decision(decision_id) else { return };
-        if crate::models::is_engagement(kind)
-            && let Some(placement) =
-                decision.placements.iter().find(|p| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
-        {
-            self.decisions.click(&placement.slot, &placement.variant);
+    /// Attributes a newly ingested event to the decision it answers: a click (or better) on a
+    /// shown item rewards that slot's variant (see [`crate::variants`]). The decision is looked
+    /// up in this process's log, else in the store under the person's key (another server's
+    /// decision, or one from before a restart). With other servers on the store, an event whose
+    /// decision is not stored yet (they flush every second) is retried for ten seconds.
+    /// (Experiments measure people from the stored event log instead: see `experiments.rs`.)
+    pub(crate) fn attribute(
+        &self,
+        subject: &str,
+        person: &str,
+        decision_id: &str,
+        item: Option<&str>,
+        kind: &attune_core::EventType,
+    ) {
+        if !crate::models::is_engagement(kind) {
+            return;
+        }
+        match self.find_decision(subject, person, decision_id) {
+            Some(decision) => self.reward_decision(&decision, person, item),
+            None if self.cluster.enabled() => {
+                // Another server's decision may not be stored yet: retried at the next flushes.
+                let mut queue = self.decisions.unattributed.lock();
+                if queue.len() >= ATTRIBUTION_QUEUE {
+                    queue.pop_front();
+                }
+                queue.push_back(Unattributed {
+                    at_ms: self.now_ms(),
+                    subject: subject.to_owned(),
+                    person: person.to_owned(),
+                    decision_id: decision_id.to_owned(),
+                    item: item.map(str::to_owned),
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// A decision by id: in this process's log, else in the store under the person's (or the
+    /// event subject's, or no one's) key.
+    fn find_decision(&self, subject: &str, person: &str, decision_id: &str) -> Option<LoggedDecision> {
+        self.logged_decision(decision_id).or_else(|| {
+            [person, subject, "-"].iter().find_map(|owner| {
+                let bytes = self.store.get(Table::Decisions, &format!("{owner}\0{decision_id}")).ok()??;
+                serde_json::from_slice::<LoggedDecision>(&bytes).ok()
+            })
+        })
+    }
+
+    fn reward_decision(&self, decision: &LoggedDecision, person: &str, item: Option<&str>) {
+        // Only the person the decision was made for (or a device merged into them since) answers it.
+        if decision.person.as_deref().is_none_or(|owner| self.resolve(owner) == person) {
+            self.reward_variant(decision, item);
+        }
+    }
+
+    /// Retries the events whose decision was not stored when they arrived; gives up on those
+    /// older than [`ATTRIBUTION_RETRY_MS`].
+    fn retry_attributions(&self) {
+        let waiting: Vec<Unattributed> = std::mem::take(&mut *self.decisions.unattributed.lock()).into();
+        if waiting.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let mut still = Vec::new();
+        for event in waiting {
+            match self.find_decision(&event.subject, &event.person, &event.decision_id) {
+                Some(decision) => self.reward_decision(&decision, &event.person, event.item.as_deref()),
+                None if now_ms - event.at_ms < ATTRIBUTION_RETRY_MS => still.push(event),
+                None => {}
+            }
+        }
+        let mut queue = self.decisions.unattributed.lock();
+        for event in still.into_iter().rev() {
+            queue.push_front(event);
         }
     }
 }

@@ -131,11 +131,23 @@ impl Engine {
         let outcomes =
             if bulk { self.store.append_events_bulk(to_store)? } else { self.store.append_events(to_store)? };
         let mut new_events = Vec::with_capacity(outcomes.len());
+        let mut answers = Vec::new();
         for (outcome, stored) in outcomes.into_iter().zip(stored_events) {
             match outcome {
                 Appended::Duplicate => report.duplicates += 1,
                 Appended::New(seq) => {
                     report.accepted += 1;
+                    // Attributed here, where the event was stored, and nowhere else: another
+                    // server folding it through its sync does not count it again.
+                    if let Some(decision_id) = &stored.1.decision_id {
+                        answers.push((
+                            stored.1.subject.id().to_owned(),
+                            stored.0.clone(),
+                            decision_id.clone(),
+                            stored.1.item.clone(),
+                            stored.1.kind.clone(),
+                        ));
+                    }
                     // With cluster sync a concurrent sync may have seen (and folded) it already.
                     if self.cluster.claim(seq) {
                         new_events.push(stored);
@@ -144,6 +156,9 @@ impl Engine {
             }
         }
         self.apply_events(new_events, now_ms);
+        for (subject, person, decision_id, item, kind) in answers {
+            self.attribute(&subject, &person, &decision_id, item.as_deref(), &kind);
+        }
         Ok(report)
     }
 
@@ -234,9 +249,6 @@ impl Engine {
         self.fold_into(person, event, updated_ms, subject == person);
         if as_user && subject == person && !self.people.read(person, |state| state.is_some_and(|s| s.known_user)) {
             self.people.update(person, |state| state.known_user = true);
-        }
-        if let Some(decision_id) = &event.decision_id {
-            self.attribute(decision_id, event.item.as_deref(), &event.kind);
         }
     }
 

@@ -27,6 +27,7 @@ mod people;
 pub mod privacy;
 mod signals;
 pub mod stats;
+pub mod variants;
 
 use std::sync::Arc;
 
@@ -208,6 +209,8 @@ pub struct Engine {
     models_settled: std::sync::atomic::AtomicBool,
     /// People erased since the models were trained: their factors are never used again.
     decisions: decisions::Decisions,
+    /// The slots' variant bandits (see [`variants`]).
+    variants: variants::VariantBandits,
     experiments: experiments::Experiments,
     cluster: cluster::ClusterState,
 }
@@ -244,12 +247,14 @@ impl Engine {
             training: parking_lot::Mutex::new(()),
             models_settled: std::sync::atomic::AtomicBool::new(false),
             decisions: decisions::Decisions::default(),
+            variants: variants::VariantBandits::default(),
             experiments: experiments::Experiments::default(),
         };
         engine.check_format()?;
         engine.load()?;
         engine.load_editorial()?;
         engine.load_experiments()?;
+        engine.load_variant_stats()?;
         engine.open_privacy()?;
         engine.reapply_ledger()?;
         Ok(engine)

@@ -57,6 +57,10 @@ pub struct ModelSnapshot {
     /// Engaged events by the person's local hour, over everyone who consented (24 entries, or
     /// empty before training): the prior of each person's learned send hour.
     pub hour_prior: Vec<f32>,
+    /// The standard deviation of the general ranking's popularity mix over items: the scale
+    /// on which the learned context effects (validated against standardized popularity) enter
+    /// the general ranking.
+    pub general_scale: f32,
 }
 
 impl ModelSnapshot {
@@ -75,6 +79,7 @@ impl ModelSnapshot {
             trending: Vec::new(),
             content: None,
             hour_prior: Vec::new(),
+            general_scale: 0.0,
         }
     }
 
@@ -84,6 +89,73 @@ impl ModelSnapshot {
             attune_rank::Model::ItemKnn(m) => Some(m),
             _ => None,
         })
+    }
+}
+
+/// Distinct values a context dimension may have in training (the first seen; a free-form
+/// `device` or `weather` string beyond them is ignored).
+const MAX_CONTEXT_VALUES: usize = 16;
+
+/// A pair whose latest event had no context.
+const NO_CONTEXT: u32 = u32::MAX;
+
+/// The name of a context feature, `dimension=value` (the value lower-cased, at most 32
+/// characters): what training counts and decisions look up.
+pub(crate) fn context_feature(dimension: &str, value: &str) -> String {
+    let value: String = value.trim().chars().take(32).collect::<String>().to_lowercase();
+    format!("{dimension}={value}")
+}
+
+/// The contexts of the training interactions: features and distinct feature sets, interned.
+#[derive(Default)]
+struct ContextInterner {
+    features: Vec<String>,
+    feature_ids: FxHashMap<String, u32>,
+    per_dimension: FxHashMap<&'static str, usize>,
+    contexts: Vec<Vec<u32>>,
+    context_ids: FxHashMap<Vec<u32>, u32>,
+}
+
+impl ContextInterner {
+    fn feature(&mut self, dimension: &'static str, value: &str) -> Option<u32> {
+        let name = context_feature(dimension, value);
+        if let Some(&id) = self.feature_ids.get(&name) {
+            return Some(id);
+        }
+        let seen = self.per_dimension.entry(dimension).or_default();
+        if *seen >= MAX_CONTEXT_VALUES || value.trim().is_empty() {
+            return None;
+        }
+        *seen += 1;
+        let id = self.features.len() as u32;
+        self.features.push(name.clone());
+        self.feature_ids.insert(name, id);
+        Some(id)
+    }
+
+    /// The context id of an event: its local hour band and device, and its weather when the
+    /// person allows contextual use now (it was stored only with that consent, too).
+    fn context_of(&mut self, event: &Event, contextual: bool) -> Option<u32> {
+        let mut features = Vec::with_capacity(3);
+        if let Some(hour) = crate::measure::local_hour_of(event).filter(|h| *h < 24) {
+            features.extend(self.feature("hour_band", crate::variants::hour_band(hour)));
+        }
+        if let Some(device) = event.context.device.as_deref() {
+            features.extend(self.feature("device", device));
+        }
+        if contextual && let Some(weather) = event.context.weather.as_deref() {
+            features.extend(self.feature("weather", weather));
+        }
+        if features.is_empty() {
+            return None;
+        }
+        if let Some(&id) = self.context_ids.get(&features) {
+            return Some(id);
+        }
+        let id = self.contexts.len() as u32;
+        self.contexts.push(features.clone());
+        self.context_ids.insert(features, id);
+        Some(id)
     }
 }
 
@@ -158,10 +230,12 @@ impl Engine {
         let now_ms = self.now_ms();
         // Interactions: (person, item) → (weight sum, latest ts), only with personalization consent.
         let mut users: FxHashMap<String, u32> = FxHashMap::default();
-        let mut pairs: FxHashMap<(u32, u32), (f32, i64)> = FxHashMap::default();
+        // (person, item) → (weight sum, latest ts, the latest event's context or NO_CONTEXT).
+        let mut pairs: FxHashMap<(u32, u32), (f32, i64, u32)> = FxHashMap::default();
+        let mut contexts = ContextInterner::default();
         let mut n_events = 0usize;
         let mut hour_prior = vec![0f32; 24];
-        let mut consent_cache: FxHashMap<String, bool> = FxHashMap::default();
+        let mut consent_cache: FxHashMap<String, attune_core::Consent> = FxHashMap::default();
         let declared = self.declared_weights();
         let mut failure = None;
         self.store.scan_events(0, &mut |row| {
@@ -184,30 +258,36 @@ impl Engine {
                 return true;
             }
             let person = self.resolve(event.subject.id());
-            let allowed = *consent_cache
-                .entry(person.clone())
-                .or_insert_with(|| self.consent_of(&person).allows(Purpose::Personalization));
-            if !allowed {
+            let consent = *consent_cache.entry(person.clone()).or_insert_with(|| self.consent_of(&person));
+            if !consent.allows(Purpose::Personalization) {
                 return true;
             }
             let item = self.intern_item(item_id);
             let n_users = users.len() as u32;
             let user = *users.entry(person).or_insert(n_users);
-            let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN));
+            let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));
             entry.0 += weight;
-            entry.1 = entry.1.max(event.ts_ms);
+            if event.ts_ms >= entry.1 {
+                entry.1 = event.ts_ms;
+                entry.2 = contexts.context_of(&event, consent.allows(Purpose::Contextual)).unwrap_or(NO_CONTEXT);
+            }
             true
         })?;
         if let Some(err) = failure {
             return Err(err);
         }
-        let (n_items, docs) = {
+        let (n_items, docs, item_tags, tag_names) = {
             let catalog = self.catalog.read();
-            (catalog.len(), item_docs(&catalog))
+            let item_tags: Vec<Vec<u32>> = (0..catalog.len() as u32)
+                .map(|i| catalog.tags_of(attune_core::ItemIdx(i)).iter().map(|t| t.0).collect())
+                .collect();
+            let tag_names: Vec<String> =
+                (0..catalog.n_tags() as u32).map(|t| catalog.tag_name(attune_core::TagIdx(t)).to_owned()).collect();
+            (catalog.len(), item_docs(&catalog), item_tags, tag_names)
         };
         let mut triples = Vec::with_capacity(pairs.len());
         let mut timestamps = Vec::with_capacity(pairs.len());
-        for ((user, item), (weight, ts)) in &pairs {
+        for ((user, item), (weight, ts, _)) in &pairs {
             // Diminishing returns: the tenth view says less than the first.
             triples.push((*user, *item, (1.0 + weight).ln()));
             timestamps.push(ts / 1000);
@@ -230,9 +310,30 @@ impl Engine {
         scale_to_unit(&mut trending);
         timed("trending", &mut stats, t);
 
+        // The general ranking's popularity mix, whose spread scales the context effects there.
+        let general_scale = {
+            let mix: Vec<f64> = popularity.iter().zip(&trending).map(|(p, t)| f64::from(0.6 * t + 0.4 * p)).collect();
+            let n = mix.len().max(1) as f64;
+            let mean = mix.iter().sum::<f64>() / n;
+            (mix.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt() as f32
+        };
+
         let t = Instant::now();
+        let context_of = |user: u32, item: u32| pairs.get(&(user, item)).map(|p| p.2).filter(|&c| c != NO_CONTEXT);
+        let context = attune_rank::ContextData {
+            features: &contexts.features,
+            item_tags: &item_tags,
+            tags: &tag_names,
+            contexts: &contexts.contexts,
+            context_of: &context_of,
+        };
         let ranker = (data.nnz() > 0).then(|| {
-            Ranker::train(&data, &self.config.ranker, &mut |line| tracing::debug!(target: "attune::ranker", "{line}"))
+            Ranker::train_with_context(
+                &data,
+                Some(&context),
+                &self.config.ranker,
+                &mut |line| tracing::debug!(target: "attune::ranker", "{line}"),
+            )
         });
         stats.push(ModelStats {
             name: "served",
@@ -258,6 +359,7 @@ impl Engine {
             trending,
             content,
             hour_prior,
+            general_scale,
         });
         *self.models.write() = Arc::clone(&snapshot);
         if let Err(err) = self.clear_retrain_due(now_ms) {

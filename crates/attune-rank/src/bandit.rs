@@ -1,4 +1,5 @@
-//! Bandits for presentation choices: Beta-Bernoulli Thompson sampling and a small LinUCB.
+//! Bandits for presentation choices: Beta-Bernoulli Thompson sampling and a contextual LinUCB
+//! whose state is sums ([`LinearArm`]), so that several processes' increments add up.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -86,25 +87,188 @@ fn sample_normal(rng: &mut impl Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// One arm of a linear bandit: the sufficient statistics of a ridge regression of the reward on a
+/// `dim`-dimensional context — `Σ x xᵀ` and `Σ r x` over the arm's exposures, and their count —
+/// and `A⁻¹ = (I + Σ x xᵀ)⁻¹`, kept current.
+///
+/// The statistics are sums, so arms [`merge`](LinearArm::merge) by addition: increments recorded
+/// by several processes and added to one stored copy give the arm that recording them all in one
+/// process would (in any order). Serialized, an arm is its sums only; `A⁻¹` is rebuilt on
+/// deserialization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "ArmSums", into = "ArmSums")]
+pub struct LinearArm {
+    sums: ArmSums,
+    /// `(I + Σ x xᵀ)⁻¹`, row-major `dim × dim`.
+    a_inv: Vec<f64>,
+}
+
+/// The serialized form of a [`LinearArm`]: its sums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ArmSums {
+    dim: usize,
+    /// `Σ x xᵀ`, row-major `dim × dim` (without the ridge prior `I`).
+    xx: Vec<f64>,
+    /// `Σ r x`.
+    rx: Vec<f64>,
+    /// Exposures recorded.
+    n: f64,
+}
+
+/// Arms are equal when their sums are (`A⁻¹` follows from them, up to rounding).
+impl PartialEq for LinearArm {
+    fn eq(&self, other: &LinearArm) -> bool {
+        self.sums == other.sums
+    }
+}
+
+impl From<ArmSums> for LinearArm {
+    fn from(mut sums: ArmSums) -> LinearArm {
+        // A record from elsewhere may be malformed: its wrong-sized parts start afresh.
+        let dim = sums.dim;
+        if sums.xx.len() != dim * dim || sums.rx.len() != dim {
+            sums = ArmSums { dim, xx: vec![0.0; dim * dim], rx: vec![0.0; dim], n: 0.0 };
+        }
+        let a_inv = inverse_with_prior(&sums.xx, dim);
+        LinearArm { sums, a_inv }
+    }
+}
+
+impl From<LinearArm> for ArmSums {
+    fn from(arm: LinearArm) -> ArmSums {
+        arm.sums
+    }
+}
+
+impl LinearArm {
+    /// An arm that has seen nothing (the ridge prior: mean 0, width `|x|`).
+    pub fn new(dim: usize) -> LinearArm {
+        let mut a_inv = vec![0.0; dim * dim];
+        for k in 0..dim {
+            a_inv[k * dim + k] = 1.0;
+        }
+        LinearArm { sums: ArmSums { dim, xx: vec![0.0; dim * dim], rx: vec![0.0; dim], n: 0.0 }, a_inv }
+    }
+
+    /// The context dimension.
+    pub fn dim(&self) -> usize {
+        self.sums.dim
+    }
+
+    /// Exposures recorded.
+    pub fn exposures(&self) -> f64 {
+        self.sums.n
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.sums.n == 0.0 && self.sums.rx.iter().all(|&v| v == 0.0)
+    }
+
+    /// Records one exposure in `context` with its `reward` (`A += x xᵀ`, `b += r x`; `A⁻¹` by the
+    /// Sherman–Morrison formula, O(dim²)). Contexts of the wrong length are ignored.
+    pub fn record(&mut self, context: &[f64], reward: f64) {
+        let dim = self.dim();
+        if context.len() != dim {
+            return;
+        }
+        for r in 0..dim {
+            for c in 0..dim {
+                self.sums.xx[r * dim + c] += context[r] * context[c];
+            }
+        }
+        self.sums.n += 1.0;
+        let ax = mat_vec(&self.a_inv, context, dim);
+        let denom = 1.0 + dot(&ax, context);
+        // (A + xxᵀ)⁻¹ = A⁻¹ - (A⁻¹x)(A⁻¹x)ᵀ / (1 + xᵀA⁻¹x), with A⁻¹ symmetric.
+        for r in 0..dim {
+            for c in 0..dim {
+                self.a_inv[r * dim + c] -= ax[r] * ax[c] / denom;
+            }
+        }
+        self.add_reward(context, reward);
+    }
+
+    /// Adds a reward that arrived after its exposure was recorded (with reward 0): `b += r x`,
+    /// `A` unchanged. An exposure counted as a failure and a later click as a success make each
+    /// exposure one Bernoulli trial. Contexts of the wrong length are ignored.
+    pub fn add_reward(&mut self, context: &[f64], reward: f64) {
+        if context.len() != self.dim() {
+            return;
+        }
+        for (b, x) in self.sums.rx.iter_mut().zip(context) {
+            *b += reward * x;
+        }
+    }
+
+    /// Adds another arm's statistics to this one's (`A⁻¹` is recomputed: O(dim³)). An arm of
+    /// another dimension is ignored.
+    pub fn merge(&mut self, other: &LinearArm) {
+        if other.dim() != self.dim() {
+            return;
+        }
+        for (a, b) in self.sums.xx.iter_mut().zip(&other.sums.xx) {
+            *a += b;
+        }
+        for (a, b) in self.sums.rx.iter_mut().zip(&other.sums.rx) {
+            *a += b;
+        }
+        self.sums.n += other.sums.n;
+        self.a_inv = inverse_with_prior(&self.sums.xx, self.dim());
+    }
+
+    /// The estimated reward in `context`: `θᵀx` with `θ = A⁻¹b` (ridge regression; 0 with no data).
+    pub fn mean(&self, context: &[f64]) -> f64 {
+        if context.len() != self.dim() {
+            return 0.0;
+        }
+        dot(&mat_vec(&self.a_inv, context, self.dim()), &self.sums.rx)
+    }
+
+    /// The confidence width in `context`: `sqrt(xᵀA⁻¹x)` (shrinks as the arm sees such contexts).
+    pub fn width(&self, context: &[f64]) -> f64 {
+        if context.len() != self.dim() {
+            return 0.0;
+        }
+        dot(&mat_vec(&self.a_inv, context, self.dim()), context).max(0.0).sqrt()
+    }
+
+    /// The upper confidence bound `θᵀx + alpha · sqrt(xᵀA⁻¹x)`.
+    pub fn ucb(&self, context: &[f64], alpha: f64) -> f64 {
+        if context.len() != self.dim() {
+            return 0.0;
+        }
+        let ax = mat_vec(&self.a_inv, context, self.dim());
+        dot(&ax, &self.sums.rx) + alpha * dot(&ax, context).max(0.0).sqrt()
+    }
+}
+
 /// Disjoint LinUCB (Li et al. 2010): per arm a ridge regression of reward on a `dim`-dimensional
-/// context; choose `argmax θ_aᵀx + alpha · sqrt(xᵀ A_a⁻¹ x)`. `A_a⁻¹` is kept up to date with the
-/// Sherman–Morrison formula, so an update costs O(dim²).
+/// context ([`LinearArm`]); choose `argmax θ_aᵀx + alpha · sqrt(xᵀ A_a⁻¹ x)`, the lowest index
+/// on ties. The choice is a pure function of the statistics and the context — no randomness — so
+/// two processes holding the same statistics choose the same arm. Arms [`merge`](LinUcb::merge)
+/// by adding their sums (several processes' increments, one stored copy).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LinUcb {
     dim: usize,
     alpha: f64,
-    /// Per arm: `A⁻¹` (row-major dim×dim) and `b`.
-    arms: Vec<(Vec<f64>, Vec<f64>)>,
+    arms: Vec<LinearArm>,
 }
 
 impl LinUcb {
     /// `n_arms` arms over `dim` features, exploration strength `alpha` (about 0.1–1).
     pub fn new(n_arms: usize, dim: usize, alpha: f64) -> LinUcb {
-        let mut identity = vec![0.0; dim * dim];
-        for k in 0..dim {
-            identity[k * dim + k] = 1.0;
-        }
-        LinUcb { dim, alpha, arms: vec![(identity, vec![0.0; dim]); n_arms] }
+        LinUcb { dim, alpha, arms: vec![LinearArm::new(dim); n_arms] }
+    }
+
+    /// Number of arms.
+    pub fn n_arms(&self) -> usize {
+        self.arms.len()
+    }
+
+    /// The arms' statistics.
+    pub fn arms(&self) -> &[LinearArm] {
+        &self.arms
     }
 
     /// Upper confidence bound of each arm for `context` (length `dim`).
@@ -113,27 +277,12 @@ impl LinUcb {
     /// If `context.len() != dim`.
     pub fn ucb(&self, context: &[f64]) -> Vec<f64> {
         assert_eq!(context.len(), self.dim, "context has the wrong dimension");
-        self.arms
-            .iter()
-            .map(|(a_inv, b)| {
-                let ax = self.mat_vec(a_inv, context);
-                let mean: f64 = ax.iter().zip(b).map(|(p, q)| p * q).sum(); // θ = A⁻¹b, θᵀx = bᵀA⁻¹x
-                let var: f64 = ax.iter().zip(context).map(|(p, q)| p * q).sum();
-                mean + self.alpha * var.max(0.0).sqrt()
-            })
-            .collect()
+        self.arms.iter().map(|arm| arm.ucb(context, self.alpha)).collect()
     }
 
     /// The arm with the largest upper confidence bound (lowest index on ties); `None` with no arms.
     pub fn choose(&self, context: &[f64]) -> Option<usize> {
-        let ucb = self.ucb(context);
-        let mut best = None;
-        for (arm, &u) in ucb.iter().enumerate() {
-            if best.is_none_or(|(_, b)| u > b) {
-                best = Some((arm, u));
-            }
-        }
-        best.map(|(arm, _)| arm)
+        choose_ucb(self.arms.iter().map(Some), context, self.alpha)
     }
 
     /// Records `reward` for `arm` shown in `context`. Out-of-range arms are ignored.
@@ -142,27 +291,80 @@ impl LinUcb {
     /// If `context.len() != dim`.
     pub fn update(&mut self, arm: usize, context: &[f64], reward: f64) {
         assert_eq!(context.len(), self.dim, "context has the wrong dimension");
-        let dim = self.dim;
-        let Some((a_inv, _)) = self.arms.get(arm) else {
-            return;
-        };
-        let ax = self.mat_vec(a_inv, context);
-        let denom = 1.0 + ax.iter().zip(context).map(|(p, q)| p * q).sum::<f64>();
-        let (a_inv, b) = &mut self.arms[arm];
-        // (A + xxᵀ)⁻¹ = A⁻¹ - (A⁻¹x)(A⁻¹x)ᵀ / (1 + xᵀA⁻¹x), with A⁻¹ symmetric.
-        for r in 0..dim {
-            for c in 0..dim {
-                a_inv[r * dim + c] -= ax[r] * ax[c] / denom;
-            }
-        }
-        for (bv, x) in b.iter_mut().zip(context) {
-            *bv += reward * x;
+        if let Some(arm) = self.arms.get_mut(arm) {
+            arm.record(context, reward);
         }
     }
 
-    fn mat_vec(&self, m: &[f64], x: &[f64]) -> Vec<f64> {
-        m.chunks_exact(self.dim).map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+    /// Adds `other`'s statistics arm by arm (arms beyond `other`'s count are unchanged).
+    pub fn merge(&mut self, other: &LinUcb) {
+        for (arm, theirs) in self.arms.iter_mut().zip(&other.arms) {
+            arm.merge(theirs);
+        }
     }
+}
+
+/// The index of the arm with the largest upper confidence bound in `context` (lowest index on
+/// ties), where `None` stands for an arm that has seen nothing yet (the prior: a bound of
+/// `alpha · |x|`). `None` when there are no arms.
+pub fn choose_ucb<'a>(arms: impl Iterator<Item = Option<&'a LinearArm>>, context: &[f64], alpha: f64) -> Option<usize> {
+    let prior = alpha * dot(context, context).sqrt();
+    let mut best: Option<(usize, f64)> = None;
+    for (k, arm) in arms.enumerate() {
+        let bound = arm.map_or(prior, |arm| arm.ucb(context, alpha));
+        if best.is_none_or(|(_, b)| bound > b + 1e-12) {
+            best = Some((k, bound));
+        }
+    }
+    best.map(|(k, _)| k)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| p * q).sum()
+}
+
+fn mat_vec(m: &[f64], x: &[f64], dim: usize) -> Vec<f64> {
+    m.chunks_exact(dim).map(|row| dot(row, x)).collect()
+}
+
+/// `(I + xx)⁻¹` by Gauss–Jordan elimination with partial pivoting (`I + xx` is symmetric positive
+/// definite, so it is always invertible).
+fn inverse_with_prior(xx: &[f64], dim: usize) -> Vec<f64> {
+    let mut a = xx.to_vec();
+    let mut inv = vec![0.0; dim * dim];
+    for k in 0..dim {
+        a[k * dim + k] += 1.0;
+        inv[k * dim + k] = 1.0;
+    }
+    for col in 0..dim {
+        let pivot =
+            (col..dim).max_by(|&p, &q| a[p * dim + col].abs().total_cmp(&a[q * dim + col].abs())).unwrap_or(col);
+        if pivot != col {
+            for c in 0..dim {
+                a.swap(col * dim + c, pivot * dim + c);
+                inv.swap(col * dim + c, pivot * dim + c);
+            }
+        }
+        let p = a[col * dim + col];
+        for c in 0..dim {
+            a[col * dim + c] /= p;
+            inv[col * dim + c] /= p;
+        }
+        for r in 0..dim {
+            if r == col {
+                continue;
+            }
+            let f = a[r * dim + col];
+            if f == 0.0 {
+                continue;
+            }
+            for c in 0..dim {
+                a[r * dim + c] -= f * a[col * dim + c];
+                inv[r * dim + c] -= f * inv[col * dim + c];
+            }
+        }
+    }
+    inv
 }
 
 #[cfg(test)]
@@ -209,5 +411,61 @@ mod tests {
         }
         assert_eq!(bandit.choose(&[1.0, 0.0]), Some(0));
         assert_eq!(bandit.choose(&[0.0, 1.0]), Some(1));
+    }
+
+    #[test]
+    fn sherman_morrison_agrees_with_a_full_inversion() {
+        let mut arm = LinearArm::new(3);
+        let contexts = [[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.5, 0.2, 0.9], [1.0, 0.0, 0.0]];
+        for (k, x) in contexts.iter().enumerate() {
+            arm.record(x, (k % 2) as f64);
+        }
+        let rebuilt: LinearArm = postcard::from_bytes(&postcard::to_stdvec(&arm).expect("encode")).expect("decode");
+        for (a, b) in arm.a_inv.iter().zip(&rebuilt.a_inv) {
+            assert!((a - b).abs() < 1e-9, "{:?} vs {:?}", arm.a_inv, rebuilt.a_inv);
+        }
+        assert_eq!(arm, rebuilt);
+    }
+
+    #[test]
+    fn merged_increments_equal_one_process_recording_everything() {
+        // Two processes record disjoint exposures; a third adds both to a stored copy.
+        let rows: Vec<([f64; 2], f64)> =
+            (0..40).map(|k| ([1.0, (k % 3) as f64 / 2.0], ((k % 5) == 0) as u8 as f64)).collect();
+        let mut all = LinearArm::new(2);
+        let (mut first, mut second) = (LinearArm::new(2), LinearArm::new(2));
+        for (k, (x, r)) in rows.iter().enumerate() {
+            all.record(x, *r);
+            if k % 2 == 0 { first.record(x, *r) } else { second.record(x, *r) }
+        }
+        let mut stored = LinearArm::new(2);
+        stored.merge(&second);
+        stored.merge(&first);
+        for x in [[1.0, 0.0], [1.0, 1.0]] {
+            assert!((stored.mean(&x) - all.mean(&x)).abs() < 1e-9);
+            assert!((stored.width(&x) - all.width(&x)).abs() < 1e-9);
+        }
+        assert_eq!(stored.exposures(), 40.0);
+    }
+
+    #[test]
+    fn ucb_explores_the_unseen_arm_then_follows_rewards() {
+        let x = [1.0, 1.0];
+        // Nothing seen: the first arm (lowest index on ties).
+        assert_eq!(choose_ucb([None, None].into_iter(), &x, 0.5), Some(0));
+        let mut seen = LinearArm::new(2);
+        seen.record(&x, 0.0);
+        // The seen arm's bound shrank: the unseen one is tried.
+        assert_eq!(choose_ucb([Some(&seen), None].into_iter(), &x, 0.5), Some(1));
+        // An arm that pays in this context wins over one that does not.
+        let (mut good, mut bad) = (LinearArm::new(2), LinearArm::new(2));
+        for _ in 0..50 {
+            good.record(&x, 0.0);
+            good.add_reward(&x, 1.0);
+            bad.record(&x, 0.0);
+        }
+        assert_eq!(choose_ucb([Some(&bad), Some(&good)].into_iter(), &x, 0.5), Some(1));
+        assert!((good.mean(&x) - 1.0).abs() < 0.05, "{}", good.mean(&x));
+        assert_eq!(choose_ucb(std::iter::empty(), &x, 0.5), None);
     }
 }

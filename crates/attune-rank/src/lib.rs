@@ -29,6 +29,7 @@
 mod bandit;
 mod blend;
 mod content;
+pub mod context;
 mod cooc;
 mod ease;
 pub mod eval;
@@ -43,17 +44,18 @@ mod seq;
 mod simd;
 mod topk;
 
-pub use bandit::{LinUcb, ThompsonBandit};
+pub use bandit::{LinUcb, LinearArm, ThompsonBandit, choose_ucb};
 pub use blend::{Blend, BlendScratch, Component, Model, standardize};
 pub use content::{Content, ContentParams, ItemDoc};
+pub use context::{ContextData, ContextEffects, ContextParams, ContextReport, DimensionReport};
 pub use ease::{Ease, EaseError, EaseParams};
 pub use ials::{Ials, IalsParams};
 pub use interactions::{Csr, IdMap, Interactions};
 pub use knn::{ItemKnn, ItemKnnParams};
 pub use popularity::{Popularity, PopularityParams, Trending, TrendingParams};
 pub use ranker::{
-    HALF_LIVES, LEVELS, LevelReport, Part, PartReport, PartSpec, Ranker, RankerOptions, RankerReport, RankerScratch,
-    Search, ValidationMetrics,
+    CONTEXT_MIN_Z, HALF_LIVES, LEVELS, LevelReport, Part, PartReport, PartSpec, Ranker, RankerOptions, RankerReport,
+    RankerScratch, Search, ValidationMetrics,
 };
 pub use rp3::{Rp3beta, Rp3betaParams};
 pub use seq::{Transitions, TransitionsParams};

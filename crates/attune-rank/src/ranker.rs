@@ -22,6 +22,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::context::{ContextData, ContextEffects, ContextParams};
 use crate::eval::{K, Metrics, metrics};
 use crate::{
     Ease, EaseParams, Ials, IalsParams, Interactions, ItemKnn, ItemKnnParams, Model, Popularity, PopularityParams,
@@ -216,6 +217,8 @@ pub struct Ranker {
     n_items: usize,
     parts: Vec<Part>,
     report: RankerReport,
+    /// Learned context effects and the weights validation kept (see [`crate::context`]).
+    context: Option<ContextEffects>,
 }
 
 /// Buffers reused across scoring calls (one per worker thread); after
@@ -235,6 +238,22 @@ impl Ranker {
     /// mean of 1, so the same choices hold whatever the engine's weight scale). `log` receives
     /// one line per step.
     pub fn train(data: &Interactions, options: &RankerOptions, log: &mut dyn FnMut(String)) -> Ranker {
+        Ranker::train_with_context(data, None, options, log)
+    }
+
+    /// [`Ranker::train`], and with `context` (the interactions' contexts and the items' tags)
+    /// also the context effects ([`ContextEffects`]): counted on the validation split's training
+    /// part, each dimension given the weight (in the personal ranking, and in the general one:
+    /// popularity alone) that raises validation NDCG@10 most — each held-out person scored in the
+    /// context of their first held-out interaction — and kept only if that gain holds on
+    /// held-out people who did not choose it ([`CONTEXT_MIN_Z`]); then counted again on all of
+    /// the data with the weights kept.
+    pub fn train_with_context(
+        data: &Interactions,
+        context: Option<&ContextData<'_>>,
+        options: &RankerOptions,
+        log: &mut dyn FnMut(String),
+    ) -> Ranker {
         let started = Instant::now();
         let data = unit_mean(data);
         let search = options.search.unwrap_or(if data.nnz() <= 300_000 { Search::Full } else { Search::Light });
@@ -268,7 +287,9 @@ impl Ranker {
                 search: Search::None,
             };
             log("ranker: too little data to hold any out; checked-in defaults".into());
-            return Ranker { n_items: data.n_items(), parts, report };
+            // Without validation no context effect earns a weight: counted and reported, off.
+            let context = context.map(|ctx| ContextEffects::fit(&data, ctx, &ContextParams::default()));
+            return Ranker { n_items: data.n_items(), parts, report, context };
         };
         log(format!(
             "ranker: validation split {} pairs for training, {} people held out (search {search:?})",
@@ -347,6 +368,14 @@ impl Ranker {
         log(format!("ranker: blend weights chosen at {:.1} s", started.elapsed().as_secs_f64()));
         log(format!("ranker: validation NDCG@10 {:.4} over {} people", validation.ndcg, validation.n_users));
 
+        // 2b. Context effects: each dimension earns its weight on the same split, or is off.
+        let validated_context = context.map(|ctx| {
+            let mut effects = ContextEffects::fit(&holdout.train, ctx, &ContextParams::default());
+            let popularity = chosen.iter().position(|c| matches!(c.0, PartSpec::Popularity));
+            choose_context_weights(&mut effects, &holdout, &pools, &levels, popularity, ctx, log);
+            effects
+        });
+
         // 3. Refit the chosen models on everything.
         let parts: Vec<Part> = chosen
             .iter()
@@ -369,7 +398,18 @@ impl Ranker {
             fit_seconds: started.elapsed().as_secs_f64(),
             search,
         };
-        Ranker { n_items: data.n_items(), parts, report }
+        let context = context.zip(validated_context).map(|(ctx, validated)| {
+            let mut effects = ContextEffects::fit(&data, ctx, &ContextParams::default());
+            for (d, dimension) in validated.report().dimensions.iter().enumerate() {
+                effects.set_weights(
+                    d,
+                    (dimension.personal_weight, dimension.personal_ndcg),
+                    (dimension.general_weight, dimension.general_ndcg),
+                );
+            }
+            effects
+        });
+        Ranker { n_items: data.n_items(), parts, report, context }
     }
 
     /// Number of items scored.
@@ -385,6 +425,28 @@ impl Ranker {
     /// How the ranker was chosen.
     pub fn report(&self) -> &RankerReport {
         &self.report
+    }
+
+    /// The learned context effects, if training was given contexts.
+    pub fn context(&self) -> Option<&ContextEffects> {
+        self.context.as_ref()
+    }
+
+    /// [`Ranker::score_into`], then the context effects of the active `features` (ids of
+    /// [`ContextEffects::feature`]) at the weights validation kept for the personal ranking.
+    pub fn score_in_context(
+        &self,
+        query: &Query<'_>,
+        history_len: usize,
+        features: &[u32],
+        out: &mut [f32],
+        scratch: &mut RankerScratch,
+    ) {
+        self.score_into(query, history_len, out, scratch);
+        if let Some(context) = &self.context {
+            let n = context.n_items().min(out.len());
+            context.add_into(features, true, &mut out[..n]);
+        }
     }
 
     /// The blend weights for a person with `history_len` items.
@@ -480,12 +542,14 @@ impl Ranker {
             .iter()
             .map(|p| Part { spec: p.spec, model: p.model.remap_items(new_index, n_items), half_life: p.half_life })
             .collect();
-        Ranker { n_items, parts, report: self.report.clone() }
+        let context = self.context.as_ref().map(|c| c.remap_items(new_index, n_items));
+        Ranker { n_items, parts, report: self.report.clone(), context }
     }
 
     /// Approximate bytes of the served models.
     pub fn model_bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.model.approx_bytes()).sum()
+        self.parts.iter().map(|p| p.model.approx_bytes()).sum::<usize>()
+            + self.context.as_ref().map_or(0, ContextEffects::approx_bytes)
     }
 }
 
@@ -706,6 +770,11 @@ struct Pools {
 
 impl Pools {
     fn top(&self, person: usize, weights: &[f32]) -> Vec<u32> {
+        self.top_plus(person, weights, |_| 0.0)
+    }
+
+    /// [`Pools::top`] with `extra(item)` added to each pooled item's blended score.
+    fn top_plus(&self, person: usize, weights: &[f32], extra: impl Fn(u32) -> f32) -> Vec<u32> {
         let items = &self.items[person];
         let scores = &self.scores[person];
         let mut ranked: Vec<(u32, f32)> = items
@@ -713,7 +782,7 @@ impl Pools {
             .enumerate()
             .map(|(r, &i)| {
                 let row = &scores[r * self.n_parts..(r + 1) * self.n_parts];
-                (i, row.iter().zip(weights).map(|(s, w)| s * w).sum())
+                (i, row.iter().zip(weights).map(|(s, w)| s * w).sum::<f32>() + extra(i))
             })
             .collect();
         if ranked.len() > K {
@@ -729,6 +798,135 @@ impl Pools {
         let held: Vec<Vec<Option<u32>>> = people.iter().map(|&p| self.held[p].clone()).collect();
         metrics(&recs, &held, self.n_items, K).ndcg
     }
+}
+
+/// Context weights tried per dimension.
+const CONTEXT_WEIGHTS: [f32; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0];
+
+/// How sure validation must be that a context dimension helps: the paired per-person gain in
+/// NDCG@10 on the held-out people who did not choose its weight must be this many standard
+/// errors above zero.
+pub const CONTEXT_MIN_Z: f64 = 2.0;
+
+/// Chooses each context dimension's weight in the personal ranking (the chosen blend per
+/// engagement level) and in the general ranking (popularity alone, if it is a part), one
+/// dimension at a time with the ones kept before it in place. Each held-out person is scored in
+/// the context of their first held-out interaction. The weight is chosen on half of the
+/// held-out people (by the best mean NDCG@10) and tested on the other half: it is kept only if
+/// the paired per-person gain there is at least [`CONTEXT_MIN_Z`] standard errors above zero —
+/// otherwise the dimension is switched off (weight 0). Choosing and testing on different people
+/// keeps a lucky weight from passing as an effect.
+fn choose_context_weights(
+    effects: &mut ContextEffects,
+    holdout: &Holdout,
+    pools: &Pools,
+    levels: &[LevelReport],
+    popularity: Option<usize>,
+    ctx: &ContextData<'_>,
+    log: &mut dyn FnMut(String),
+) {
+    let moments: Vec<&[u32]> = holdout
+        .people
+        .iter()
+        .zip(&holdout.held)
+        .map(|(&u, held)| {
+            held.first()
+                .copied()
+                .flatten()
+                .and_then(|i| (ctx.context_of)(u, i))
+                .and_then(|c| ctx.contexts.get(c as usize))
+                .map_or(&[][..], Vec::as_slice)
+        })
+        .collect();
+    let people: Vec<usize> = (0..holdout.people.len()).collect();
+    let n_dims = effects.report().dimensions.len();
+    let general_weights: Option<Vec<f32>> = popularity.map(|k| {
+        let mut w = vec![0f32; pools.n_parts];
+        w[k] = 1.0;
+        w
+    });
+    // NDCG@10 of every held-out person.
+    let ndcgs = |personal: bool, dim_weights: &[f32]| -> Vec<f64> {
+        people
+            .par_iter()
+            .map(|&p| {
+                let weights: &[f32] = match (&general_weights, personal) {
+                    (Some(general), false) => general,
+                    _ => &levels[level_of(levels, holdout.history_len[p])].weights,
+                };
+                let moment = moments[p];
+                let top = pools.top_plus(p, weights, |i| {
+                    moment.iter().map(|&f| dim_weights[effects.feature_dim(f)] * effects.z(f, i)).sum()
+                });
+                ndcg_of(&top, &holdout.held[p])
+            })
+            .collect()
+    };
+    let mean = |values: &[f64], half: usize| {
+        let picked: Vec<f64> = values.iter().copied().skip(half).step_by(2).collect();
+        picked.iter().sum::<f64>() / picked.len().max(1) as f64
+    };
+    let average = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let mut chosen: [Vec<Choice>; 2] = [vec![(0.0, None); n_dims], vec![(0.0, None); n_dims]];
+    for (r, personal) in [true, false].into_iter().enumerate() {
+        if !personal && general_weights.is_none() {
+            continue;
+        }
+        let ranking = if personal { "personal" } else { "general" };
+        let mut weights = vec![0f32; n_dims];
+        let mut current = ndcgs(personal, &weights);
+        for d in 0..n_dims {
+            // Choose on the even-indexed people.
+            let mut best: Option<(f32, Vec<f64>)> = None;
+            for &w in &CONTEXT_WEIGHTS {
+                let mut trial = weights.clone();
+                trial[d] = w;
+                let scores = ndcgs(personal, &trial);
+                if best.as_ref().is_none_or(|(_, b)| mean(&scores, 0) > mean(b, 0)) {
+                    best = Some((w, scores));
+                }
+            }
+            let Some((w, scores)) = best else { continue };
+            // Test on the odd-indexed people: the paired gain and its standard error.
+            let gains: Vec<f64> = scores.iter().zip(&current).skip(1).step_by(2).map(|(a, b)| a - b).collect();
+            let n = gains.len() as f64;
+            let gain = gains.iter().sum::<f64>() / n.max(1.0);
+            let se = if n > 1.0 {
+                (gains.iter().map(|g| (g - gain).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
+            } else {
+                f64::INFINITY
+            };
+            let kept = gain > 0.0 && gain >= CONTEXT_MIN_Z * se;
+            let figures = (average(&current), average(&scores));
+            let name = &effects.report().dimensions[d].name;
+            log(format!(
+                "  [context] {ranking} {name}: NDCG@10 {:.4} -> {:.4} at weight {w}, tested gain {gain:.4} ± {se:.4} ({})",
+                figures.0,
+                figures.1,
+                if kept { "kept" } else { "off" }
+            ));
+            if kept {
+                weights[d] = w;
+                current = scores;
+            }
+            chosen[r][d] = (weights[d], Some(figures));
+        }
+    }
+    for (d, (personal, general)) in chosen[0].iter().zip(&chosen[1]).enumerate() {
+        effects.set_weights(d, *personal, *general);
+    }
+}
+
+/// A dimension's weight in one ranking and its validation NDCG@10 without and with it.
+type Choice = (f32, Option<(f64, f64)>);
+
+/// NDCG@10 of one top list against one person's held-out items (as in [`metrics`]).
+fn ndcg_of(top: &[u32], held: &[Option<u32>]) -> f64 {
+    let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
+    let dcg: f64 =
+        top.iter().take(K).enumerate().filter(|(_, i)| held.contains(&Some(**i))).map(|(r, _)| discount(r)).sum();
+    let ideal: f64 = (0..K.min(held.len())).map(discount).sum();
+    if ideal > 0.0 { dcg / ideal } else { 0.0 }
 }
 
 /// Coordinate search over blend weights (each weight over a small grid, up to four rounds),
@@ -838,6 +1036,110 @@ mod tests {
         let evidence = r.evidence(&q, top, &scratch, 2);
         assert!(!evidence.is_empty());
         assert!(evidence.iter().all(|(h, c)| items.contains(h) && *c > 0.0));
+    }
+
+    /// 120 people in two clusters of taste *and* time: even people use items 0–9 (tag
+    /// `energy`) in the morning, odd people items 10–19 (tag `sleep`) in the evening.
+    fn timed_clusters() -> Interactions {
+        let mut t = Vec::new();
+        let mut ts = Vec::new();
+        for u in 0..120u32 {
+            let base = if u % 2 == 0 { 0 } else { 10 };
+            for k in 0..8u32 {
+                t.push((u, base + (k * 3 + u) % 10, 1.0));
+                ts.push(k as i64 * 100 + u as i64);
+            }
+        }
+        Interactions::from_triples_with_ts(120, 20, &t, &ts)
+    }
+
+    fn train_with(x: &Interactions, context_of: &(dyn Fn(u32, u32) -> Option<u32> + Sync)) -> Ranker {
+        let features = ["hour_band=morning".to_owned(), "hour_band=evening".to_owned()];
+        let item_tags: Vec<Vec<u32>> = (0..20).map(|i| vec![if i < 10 { 0 } else { 1 }]).collect();
+        let tags = ["energy".to_owned(), "sleep".to_owned()];
+        let contexts = [vec![0u32], vec![1u32]];
+        let ctx =
+            ContextData { features: &features, item_tags: &item_tags, tags: &tags, contexts: &contexts, context_of };
+        Ranker::train_with_context(
+            x,
+            Some(&ctx),
+            &RankerOptions { search: Some(Search::Light), ..RankerOptions::default() },
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn a_context_that_predicts_is_kept_where_it_helps() {
+        let x = timed_clusters();
+        let r = train_with(&x, &|u, _| Some(u % 2));
+        let report = r.context().expect("context effects").report();
+        let hour = &report.dimensions[0];
+        assert_eq!(hour.name, "hour_band");
+        // Popularity alone cannot tell the clusters apart; the hour can.
+        assert!(hour.general_weight > 0.0, "{hour:?}");
+        let (without, with) = hour.general_ndcg.expect("validated");
+        assert!(with > without, "{hour:?}");
+        // In the general ranking, morning lifts the morning items.
+        let morning = r.context().unwrap().feature("hour_band=morning").unwrap();
+        assert!(r.context().unwrap().score(&[morning], 3, false) > r.context().unwrap().score(&[morning], 13, false));
+        // The served report and the personal scores carry it.
+        let items = [0u32, 1];
+        let weights = [1.0f32; 2];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: None };
+        let (mut plain, mut timed) = (vec![0.0; 20], vec![0.0; 20]);
+        r.score_into(&q, 2, &mut plain, &mut RankerScratch::default());
+        r.score_in_context(&q, 2, &[morning], &mut timed, &mut RankerScratch::default());
+        if hour.personal_weight == 0.0 {
+            assert_eq!(plain, timed, "a dimension switched off changes nothing");
+        }
+    }
+
+    #[test]
+    fn a_context_that_says_nothing_is_switched_off() {
+        // 300 people draw items from one skewed distribution (popularity is the best ranking
+        // there is); the hour of each interaction is a coin flip.
+        let uniform = |seed: u64| (xorshift_hash(seed) % 1_000_000) as f64 / 1_000_000.0;
+        let mut t = Vec::new();
+        let mut ts = Vec::new();
+        for u in 0..300u32 {
+            let mut seen = Vec::new();
+            for k in 0..40u64 {
+                let item = (40.0 * uniform(u as u64 * 1000 + k).powi(2)) as u32;
+                if !seen.contains(&item) && seen.len() < 8 {
+                    seen.push(item);
+                    t.push((u, item, 1.0));
+                    ts.push(k as i64);
+                }
+            }
+        }
+        let x = Interactions::from_triples_with_ts(300, 40, &t, &ts);
+        let features = ["hour_band=morning".to_owned(), "hour_band=evening".to_owned()];
+        let item_tags: Vec<Vec<u32>> = (0..40).map(|i| vec![i % 4]).collect();
+        let tags: Vec<String> = (0..4).map(|t| format!("tag{t}")).collect();
+        let contexts = [vec![0u32], vec![1u32]];
+        let context_of = |u: u32, i: u32| Some((xorshift_hash(u as u64 * 7919 + i as u64) % 2) as u32);
+        let ctx = ContextData {
+            features: &features,
+            item_tags: &item_tags,
+            tags: &tags,
+            contexts: &contexts,
+            context_of: &context_of,
+        };
+        let options = RankerOptions { search: Some(Search::Light), ..RankerOptions::default() };
+        let r = Ranker::train_with_context(&x, Some(&ctx), &options, &mut |_| {});
+        let hour = &r.context().expect("context effects").report().dimensions[0];
+        assert_eq!((hour.personal_weight, hour.general_weight), (0.0, 0.0), "{hour:?}");
+        assert!(hour.personal_ndcg.is_some() && hour.general_ndcg.is_some(), "validated, then switched off");
+        let items = [0u32, 1];
+        let weights = [1.0f32; 2];
+        let q = Query { user_idx: None, items: &items, weights: &weights, timestamps: None };
+        let (mut plain, mut timed) = (vec![0.0; 40], vec![0.0; 40]);
+        r.score_into(&q, 2, &mut plain, &mut RankerScratch::default());
+        r.score_in_context(&q, 2, &[0, 1], &mut timed, &mut RankerScratch::default());
+        assert_eq!(plain, timed, "a dimension switched off changes nothing");
+        // It survives serialization (the cluster publishes the ranker).
+        let back: Ranker = postcard::from_bytes(&postcard::to_stdvec(&r).expect("encode")).expect("decode");
+        assert_eq!(back.context().unwrap().report(), r.context().unwrap().report());
     }
 
     #[test]

@@ -636,7 +636,52 @@ fn preview_list(decision: &Decision) -> Markup {
 
 // ---- editorial ----
 
-/// `GET /console/editorial`: slot shares, picks (add and remove), flagged items (clear).
+/// How each slot's presentation variants perform (`GET /v1/slots/{slot}/variants`), one row
+/// per slot and variant: the bandit's exposures, clicks and estimated rate, its figures by
+/// device, and what rules forced.
+fn variants_table(engine: &attune_engine::Engine) -> Markup {
+    let rows: Vec<(String, crate::routes::variants::VariantOut)> = engine
+        .variant_slots()
+        .into_iter()
+        .flat_map(|slot| {
+            let out = crate::routes::variants::variants_out(&slot, engine.variant_performance(&slot));
+            out.variants.into_iter().map(move |v| (slot.clone(), v))
+        })
+        .collect();
+    let percent = |rate: f64| format!("{:.1}%", rate * 100.0);
+    html! {
+        section aria-labelledby="variants" {
+            h2 #variants { "Presentation variants" }
+            p.small { "Chosen per slot by a contextual bandit over device, local hour, journey stage and engagement; a click on a decision's item rewards its variant. Forced: shown by a rule, not learned from." }
+            @if rows.is_empty() { p { "No variant has been shown yet." } }
+            @else {
+                table {
+                    thead { tr { th { "Slot" } th { "Variant" } th { "Exposures" } th { "Clicks" } th { "Estimated rate (95%)" } th { "By device" } th { "Forced" } } }
+                    tbody {
+                        @for (slot, v) in &rows {
+                            tr {
+                                td { (slot) }
+                                td { (v.variant) @if !v.configured { " " span.small { "(no longer offered)" } } }
+                                td { (v.figures.exposures) }
+                                td { (v.figures.clicks) }
+                                td { (percent(v.figures.estimated_rate)) " " span.small { "(" (percent(v.figures.interval[0])) "–" (percent(v.figures.interval[1])) ")" } }
+                                td.small {
+                                    @for c in v.by_context.iter().filter(|c| c.dimension == "device") {
+                                        (c.value) ": " (c.figures.clicks) "/" (c.figures.exposures) " "
+                                    }
+                                }
+                                td { (v.forced.clicks) "/" (v.forced.exposures) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/editorial`: slot shares and how their variants perform, picks (add and
+/// remove), flagged items (clear).
 pub async fn get_editorial(State(state): State<AppState>, headers: HeaderMap, Query(done): Query<Done>) -> Response {
     signed_in!(state, headers);
     let engine = &state.engine;
@@ -672,6 +717,7 @@ pub async fn get_editorial(State(state): State<AppState>, headers: HeaderMap, Qu
                     }
                 }
             }
+            (variants_table(engine))
             section aria-labelledby="shares" {
                 h3 #shares { "Set a slot's shares" }
                 p.small { "Of each response: the editorial share is filled with picks, the serendipity share with less obvious items; together at most 100%." }

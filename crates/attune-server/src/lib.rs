@@ -203,6 +203,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/items/{id}/similar", get(decide::get_similar))
         .route("/v1/slots", get(editorial::list_slots))
         .route("/v1/slots/{slot}", put(editorial::put_slot).get(editorial::get_slot))
+        .route("/v1/slots/{slot}/variants", get(routes::variants::get_slot_variants))
         .route("/v1/editorial/picks", get(editorial::list_picks))
         .route(
             "/v1/editorial/picks/{id}",

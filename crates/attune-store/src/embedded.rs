@@ -89,6 +89,8 @@ pub struct EmbeddedStore {
     n_events: AtomicU64,
     committer: GroupCommit<Write>,
     purge_lock: Mutex<()>,
+    /// Orders [`Store::update`] calls.
+    update_lock: Mutex<()>,
     /// Bulk-load mode over a store that held no events when it opened: the hash of every event id
     /// appended since (`None` otherwise, or once it outgrew [`MAX_FRESH_IDS`]). An id whose hash
     /// is absent was never stored, so deduplication needs no lookup for it; one whose hash is
@@ -193,6 +195,7 @@ impl EmbeddedStore {
             n_events: AtomicU64::new(0),
             committer: GroupCommit::new(),
             purge_lock: Mutex::new(()),
+            update_lock: Mutex::new(()),
             fresh_ids: Mutex::new(None),
         };
         let last_seq = match store.events.last_key_value() {
@@ -796,6 +799,15 @@ impl Store for EmbeddedStore {
 
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.records.get(record_key(table, key)).map_err(backend_err)?.map(|v| v.to_vec()))
+    }
+
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>> {
+        // One process owns the directory: a lock orders the read-modify-writes of this process.
+        let _one_at_a_time = self.update_lock.lock();
+        let current = self.get(table, key)?;
+        let value = apply(current.as_deref());
+        self.put(table, key, &value)?;
+        Ok(value)
     }
 
     fn delete(&self, table: Table, key: &str) -> Result<bool> {

@@ -241,6 +241,14 @@ pub trait Store: Send + Sync {
     /// Reads one record.
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>>;
 
+    /// Replaces one record with `apply(current value)` atomically and durably: concurrent
+    /// updates of the same key — from threads of this process or from other processes sharing
+    /// the store — are serialized, so none is lost (counters and other sums that several
+    /// servers add to). `apply` may run more than once (a retried transaction) and must be a
+    /// pure function of its argument. Returns the value written. A plain [`put`](Store::put) of
+    /// the same key concurrently is not ordered against it: keep such keys update-only.
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>>;
+
     /// Deletes one record, durably. Returns whether it existed.
     fn delete(&self, table: Table, key: &str) -> Result<bool>;
 

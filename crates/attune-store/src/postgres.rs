@@ -434,6 +434,44 @@ RETURNING events.id, events.tableoid";
         }
     }
 
+    fn update(&self, table: Table, key: &str, apply: &mut dyn FnMut(Option<&[u8]>) -> Vec<u8>) -> Result<Vec<u8>> {
+        self.with_conn(|conn| {
+            // The row lock (`FOR UPDATE`) orders concurrent updates of the key across servers;
+            // a missing row is inserted, and if another transaction inserted it first, it is
+            // read (locked) again.
+            let mut tx = conn.client.transaction()?;
+            loop {
+                let current = tx.query_opt(
+                    "SELECT value FROM records WHERE tbl = $1 AND key = $2 FOR UPDATE",
+                    &[&table.name(), &key.as_bytes()],
+                )?;
+                match current {
+                    Some(row) => {
+                        let old: &[u8] = row.try_get(0)?;
+                        let value = apply(Some(old));
+                        tx.execute(
+                            "UPDATE records SET value = $3 WHERE tbl = $1 AND key = $2",
+                            &[&table.name(), &key.as_bytes(), &value],
+                        )?;
+                        tx.commit()?;
+                        return Ok(value);
+                    }
+                    None => {
+                        let value = apply(None);
+                        let inserted = tx.execute(
+                            "INSERT INTO records (tbl, key, value) VALUES ($1, $2, $3) ON CONFLICT (tbl, key) DO NOTHING",
+                            &[&table.name(), &key.as_bytes(), &value],
+                        )?;
+                        if inserted == 1 {
+                            tx.commit()?;
+                            return Ok(value);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     fn delete(&self, table: Table, key: &str) -> Result<bool> {
         let n = self.with_conn(|conn| {
             let statement = conn.prepare("DELETE FROM records WHERE tbl = $1 AND key = $2")?;

@@ -283,8 +283,12 @@ fn synthetic_engine(args: &DecideArgs, dir: &std::path::Path) -> anyhow::Result<
     eprintln!("ingesting {total} events of {} people...", args.people);
     let mut id = 0usize;
     let mut batch = Vec::with_capacity(20_000);
+    let devices = ["mobile", "desktop", "tablet"];
     for person in 0..args.people {
         let taste = rng.random_range(0..BENCH_TAGS.len());
+        // Each event carries a device and a time zone, so training learns context effects
+        // (device × tag, local hour × tag) and validation decides whether they earn a weight.
+        let device = devices[if rng.random_bool(0.7) { taste % 3 } else { rng.random_range(0..3) }];
         for _ in 0..args.events_per_person {
             // Mostly the person's taste cluster (items i ≡ taste mod 24), sometimes anything.
             let item = if rng.random_bool(0.8) {
@@ -296,7 +300,8 @@ fn synthetic_engine(args: &DecideArgs, dir: &std::path::Path) -> anyhow::Result<
             let ts = jiff::Timestamp::from_second(now_s - rng.random_range(0..30 * 86_400)).expect("in range");
             batch.push(attune_server::routes::events::parse_event_value(
                 serde_json::json!({"id": format!("e-{id}"), "type": "view", "user": format!("u-{person}"),
-                    "item": format!("i-{}", item.min(args.items - 1)), "ts": ts.to_string()}),
+                    "item": format!("i-{}", item.min(args.items - 1)), "ts": ts.to_string(),
+                    "context": {"device": device, "timezone": "Europe/Berlin"}}),
                 0,
             ));
             id += 1;
@@ -310,6 +315,14 @@ fn synthetic_engine(args: &DecideArgs, dir: &std::path::Path) -> anyhow::Result<
     let started = Instant::now();
     let snapshot = engine.train()?;
     eprintln!("trained in {:.1} s on {} interactions", started.elapsed().as_secs_f64(), snapshot.n_interactions);
+    if let Some(context) = snapshot.ranker.as_ref().and_then(|r| r.context()) {
+        for d in &context.report().dimensions {
+            eprintln!(
+                "context {}: {} values, weight personal {} general {} (validation NDCG@10 {:?} / {:?})",
+                d.name, d.values, d.personal_weight, d.general_weight, d.personal_ndcg, d.general_ndcg
+            );
+        }
+    }
     Ok(engine)
 }
 

@@ -383,3 +383,120 @@ fn a_training_request_reaches_the_trainer() {
         }
     });
 }
+
+/// The slot's presentation variant (issue 14): chosen by one contextual bandit whose state both
+/// servers add to (no increment lost) and read back within a sync period, so that holding the
+/// same state they choose the same variant; a click sent to one server on the other's decision
+/// counts once; a restarted server continues from the stored state.
+#[test]
+fn a_variant_choice_is_shared_and_survives_a_restart() {
+    let Some(url) = postgres_url() else { return };
+    let database = Database::create(&url);
+    let a = start_training_every(&database.url, "3600");
+    let b = start_training_every(&database.url, "3600");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let variants = |server: &Server| {
+        let url = format!("{}/v1/slots/hero/variants", server.address);
+        async move {
+            let (status, body) = call("GET", &url, ADMIN_KEY, None).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let exposures = |figures: &Value| -> u64 {
+        figures["variants"].as_array().map_or(0, |v| v.iter().map(|v| v["exposures"].as_u64().unwrap_or(0)).sum())
+    };
+    let decide = |server: &Server, visitor: String, device: &'static str| {
+        let url = format!("{}/v1/decide", server.address);
+        async move {
+            let request = json!({"anonymous_id": visitor, "placements": [{"slot": "hero", "count": 1}],
+                "context": {"device": device, "local_time": "2026-11-28T08:00:00+01:00"}});
+            let (status, body) = call("POST", &url, ADMIN_KEY, Some(&request)).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let learned = runtime.block_on(async {
+        let items: Vec<Value> =
+            (0..4).map(|i| json!({"id": format!("v-{i}"), "kind": "article", "title": format!("Item {i}")})).collect();
+        let (status, _) =
+            call("PUT", &format!("{}/v1/items", a.address), ADMIN_KEY, Some(&json!({"items": items}))).await;
+        assert!(status < 300);
+        let slot = json!({"variants": ["calm_list", "grid", "cards"]});
+        let (status, _) = call("PUT", &format!("{}/v1/slots/hero", a.address), ADMIN_KEY, Some(&slot)).await;
+        assert!(status < 300);
+        wait_for("B offers the slot's three variants", || async {
+            let (_, body) = call("GET", &format!("{}/v1/slots/hero", b.address), ADMIN_KEY, None).await;
+            (body["variants"].as_array().map(Vec::len) == Some(3)).then_some(())
+        })
+        .await;
+        // Both servers decide; phones click the grid; each click goes to the other server at
+        // once (before the decision is stored: the other server retries until it is).
+        let mut clicks = 0u64;
+        for k in 0..24 {
+            let (decider, other) = if k % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let visitor = format!("anon-v{k}");
+            let decision = decide(decider, visitor.clone(), "mobile").await;
+            if decision["placements"][0]["variant"] == "grid" {
+                let click = json!({"events": [{"id": format!("vc-{k}"), "type": "click", "anonymous_id": visitor,
+                    "item": decision["placements"][0]["items"][0]["id"], "decision_id": decision["decision_id"]}]});
+                let (status, body) =
+                    call("POST", &format!("{}/v1/events", other.address), ADMIN_KEY, Some(&click)).await;
+                assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+                clicks += 1;
+            }
+        }
+        assert!(clicks > 0, "the grid was shown");
+        let total_clicks = |figures: &Value| -> u64 {
+            figures["variants"].as_array().map_or(0, |v| v.iter().map(|v| v["clicks"].as_u64().unwrap_or(0)).sum())
+        };
+        // Both hold the same state: every exposure and click of both servers, once.
+        let figures = wait_for("both servers show every exposure and click", || async {
+            let (on_a, on_b) = (variants(&a).await, variants(&b).await);
+            (exposures(&on_a) == 24 && total_clicks(&on_a) == clicks && on_a == on_b).then_some(on_a)
+        })
+        .await;
+        let (grid_shown, grid_clicked) = variant_figures(&figures, "grid");
+        assert_eq!(grid_shown, grid_clicked, "every grid shown was clicked, on either server: {figures}");
+        let same = || async {
+            let (on_a, on_b) = (variants(&a).await, variants(&b).await);
+            (on_a == on_b).then_some(on_a)
+        };
+        // Holding the same state, they choose alike in every context.
+        for (k, device) in ["mobile", "desktop", "tablet", "mobile"].into_iter().enumerate() {
+            wait_for("both servers hold the same state", same).await;
+            let on_a = decide(&a, format!("anon-same-a{k}"), device).await;
+            let on_b = decide(&b, format!("anon-same-b{k}"), device).await;
+            assert_eq!(on_a["placements"][0]["variant"], on_b["placements"][0]["variant"], "{device}");
+            if device == "mobile" {
+                assert_eq!(on_a["placements"][0]["variant"], "grid", "the rewards moved the choice on phones");
+            }
+        }
+        wait_for("both servers hold every exposure", || async {
+            same().await.filter(|figures| exposures(figures) == 32)
+        })
+        .await
+    });
+    // A restarted server continues from the stored state and chooses as the other does.
+    drop(a);
+    let a = start_training_every(&database.url, "3600");
+    runtime.block_on(async {
+        let on_a = wait_for("the restarted server shows the stored figures", || async {
+            let on_a = variants(&a).await;
+            (on_a == learned).then_some(on_a)
+        })
+        .await;
+        assert_eq!(exposures(&on_a), 32);
+        let after_restart = decide(&a, "anon-restarted".to_owned(), "mobile").await;
+        let on_b = decide(&b, "anon-other".to_owned(), "mobile").await;
+        assert_eq!(after_restart["placements"][0]["variant"], on_b["placements"][0]["variant"]);
+    });
+}
+
+/// A variant's (exposures, clicks) in `GET /v1/slots/{slot}/variants`.
+fn variant_figures(figures: &Value, variant: &str) -> (u64, u64) {
+    figures["variants"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["variant"] == variant))
+        .map_or((0, 0), |v| (v["exposures"].as_u64().unwrap_or(0), v["clicks"].as_u64().unwrap_or(0)))
+}

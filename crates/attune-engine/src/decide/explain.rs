@@ -5,10 +5,11 @@ use std::sync::Arc;
 use attune_core::{ItemIdx, TagIdx};
 
 use super::fill::{Filled, FilledItem};
-use super::{
-    DecidedItem, Inputs, Moment, PlacementDecision, Reason, ReasonKind, Scratch, Source, Who, copy_variant,
-    weather_tags,
-};
+use super::{DecidedItem, Inputs, Moment, PlacementDecision, Reason, ReasonKind, Scratch, Source, Who, copy_variant};
+
+/// A personal-ranking item's context contribution (in the ranker's standardized units) from
+/// which its reasons also say that it fits the moment.
+const PERSONAL_CONTEXT_REASON: f32 = 0.5;
 
 /// History items named in a "Because you …" reason at most.
 const EVIDENCE_NAMED: usize = 2;
@@ -42,7 +43,7 @@ pub(crate) fn explain(
     } else {
         Vec::new()
     };
-    let copy = copy_variant(who.stage, !moment.tags.is_empty());
+    let copy = copy_variant(who.stage, moment.effects(inputs).is_some());
     filled
         .into_iter()
         .map(|slot| {
@@ -74,7 +75,7 @@ pub(crate) fn explain(
                     Some(DecidedItem { item, score, source, reasons, copy_variant })
                 })
                 .collect();
-            PlacementDecision { slot: slot.slot, variant: String::new(), items }
+            PlacementDecision { slot: slot.slot, variant: String::new(), variant_context: None, items }
         })
         .collect()
 }
@@ -142,17 +143,7 @@ fn reasons(
             }),
             (None, None) => {}
         },
-        Source::Contextual => {
-            let text = match moment
-                .weather
-                .filter(|w| !weather_tags(w).is_empty() && tags.iter().any(|t| moment.tags.contains(t)))
-            {
-                Some(weather) => format!("For a {} day", pretty_tag(weather)),
-                None if !moment.text.is_empty() => moment.text.to_owned(),
-                None => "Fits the moment".into(),
-            };
-            reasons.push(Reason { kind: ReasonKind::Context, item: None, tag: None, text });
-        }
+        Source::Contextual => reasons.push(context_reason(inputs, moment, idx.0, false)),
         Source::Editorial => reasons.push(Reason {
             kind: ReasonKind::EditorPick,
             item: None,
@@ -173,6 +164,14 @@ fn reasons(
     {
         reasons.push(goal_reason(*tag));
     }
+    // A model-sourced item the moment lifted says so too.
+    if matches!(source, Source::Collaborative | Source::Predictive)
+        && moment
+            .effects(inputs)
+            .is_some_and(|effects| effects.score(&moment.features, idx.0, true) >= PERSONAL_CONTEXT_REASON)
+    {
+        reasons.push(context_reason(inputs, moment, idx.0, true));
+    }
     if reasons.is_empty() {
         let trending = inputs.models.trending.get(idx.0 as usize).copied().unwrap_or(0.0);
         reasons.push(if trending >= 0.3 {
@@ -182,4 +181,39 @@ fn reasons(
         });
     }
     reasons
+}
+
+/// The reason of an item the moment lifted: in the words of the context feature that lifted it
+/// most (the personal or the general ranking's weights).
+fn context_reason(inputs: &Inputs<'_>, moment: &Moment<'_>, idx: u32, personal: bool) -> Reason {
+    let strongest = moment.effects(inputs).and_then(|effects| {
+        moment
+            .features
+            .iter()
+            .map(|&f| (effects.feature_name(f), effects.contribution(f, idx, personal)))
+            .filter(|(_, c)| *c > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(name, _)| name)
+    });
+    let (dimension, value) = strongest.and_then(|name| name.split_once('=')).unwrap_or(("", ""));
+    let text = match (dimension, value) {
+        ("hour_band", "morning") => "A good fit for your morning".to_owned(),
+        ("hour_band", "midday") => "Fits the middle of your day".to_owned(),
+        ("hour_band", "evening") => "Fits your evening".to_owned(),
+        ("hour_band", _) => "For winding down tonight".to_owned(),
+        ("device", "mobile") => "Often chosen on a phone".to_owned(),
+        ("device", "desktop") => "Often chosen at a computer".to_owned(),
+        ("device", "tablet") => "Often chosen on a tablet".to_owned(),
+        ("device", other) => format!("Often chosen on {}", pretty_tag(other)),
+        ("weather", weather) => match weather {
+            "rain" | "rainy" => "For a rainy day".to_owned(),
+            "snow" | "snowy" => "For a snowy day".to_owned(),
+            "clouds" | "cloudy" => "For a cloudy day".to_owned(),
+            "fog" | "foggy" => "For a foggy day".to_owned(),
+            "sun" | "sunny" | "clear" => "For a clear day".to_owned(),
+            other => format!("For {} weather", pretty_tag(other)),
+        },
+        _ => "Fits the moment".to_owned(),
+    };
+    Reason { kind: ReasonKind::Context, item: None, tag: None, text }
 }

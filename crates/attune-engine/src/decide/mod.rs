@@ -28,7 +28,7 @@ mod who;
 
 use std::{cell::RefCell, sync::Arc};
 
-use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose, TagIdx};
+use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
 use crate::{
     Engine, Result,
@@ -191,6 +191,8 @@ pub struct PlacementDecision {
     pub slot: String,
     /// The presentation variant.
     pub variant: String,
+    /// The context the variant bandit chose `variant` in; `None` when a rule forced it.
+    pub variant_context: Option<crate::variants::VariantContext>,
     /// The items, in order.
     pub items: Vec<DecidedItem>,
 }
@@ -243,12 +245,14 @@ pub(crate) struct Inputs<'a> {
     pub revelation: Revelation,
 }
 
-/// The moment of a decision: the local hour's and the weather's tags (weather only with
-/// contextual consent) and how a reason words them.
+/// The moment of a decision: its context features (local hour band, device, and the weather only
+/// with contextual consent) as the served ranker's learned context effects name them, and the
+/// device for rule conditions.
 pub(crate) struct Moment<'a> {
-    pub text: &'static str,
-    pub tags: Vec<TagIdx>,
-    pub weather: Option<&'a str>,
+    /// The person's local hour, if known.
+    pub hour: Option<u8>,
+    /// Active features of [`attune_rank::ContextEffects`] (empty without learned effects).
+    pub features: Vec<u32>,
     pub device: Option<&'a str>,
     pub channel: Channel,
 }
@@ -257,15 +261,23 @@ impl<'a> Moment<'a> {
     fn of(inputs: &Inputs<'_>, who: &Who, context: &'a DecideContext) -> Moment<'a> {
         // `local_time` if sent, else now in the request's time zone, else the person's.
         let timezone = context.timezone.as_deref().or(who.timezone.as_deref());
-        let local_hour =
-            crate::measure::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms).map(|h| h as i8);
-        let (text, hour_tags) = local_hour.map(moment_tags).unwrap_or(("", &[]));
+        let hour = crate::measure::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms);
         let weather = context.weather.as_deref().filter(|_| who.consent.allows(Purpose::Contextual));
-        let mut tags: Vec<TagIdx> = hour_tags.iter().filter_map(|t| inputs.catalog.lookup_tag(t)).collect();
-        if let Some(weather) = weather {
-            tags.extend(weather_tags(weather).iter().filter_map(|t| inputs.catalog.lookup_tag(t)));
+        let mut features = Vec::new();
+        if let Some(effects) = inputs.models.ranker.as_ref().and_then(|r| r.context()) {
+            let names = [
+                hour.map(|h| crate::models::context_feature("hour_band", crate::variants::hour_band(h))),
+                context.device.as_deref().map(|d| crate::models::context_feature("device", d)),
+                weather.map(|w| crate::models::context_feature("weather", w)),
+            ];
+            features.extend(names.iter().flatten().filter_map(|name| effects.feature(name)));
         }
-        Moment { text, tags, weather, device: context.device.as_deref(), channel: context.channel }
+        Moment { hour, features, device: context.device.as_deref(), channel: context.channel }
+    }
+
+    /// The learned context effects, if the moment has any feature they know.
+    pub fn effects<'m>(&self, inputs: &Inputs<'m>) -> Option<&'m attune_rank::ContextEffects> {
+        inputs.models.ranker.as_ref().and_then(|r| r.context()).filter(|_| !self.features.is_empty())
     }
 }
 
@@ -323,24 +335,6 @@ pub fn copy_variant(stage: JourneyStage, has_context: bool) -> &'static str {
     }
 }
 
-/// Tags that fit a local hour, and how a reason says so.
-fn moment_tags(hour: i8) -> (&'static str, &'static [&'static str]) {
-    match hour {
-        5..=9 => ("A good fit for your morning", &["morning", "energy", "breathing", "focus"]),
-        10..=16 => ("Fits the middle of your day", &["focus", "movement", "walking", "nature"]),
-        17..=20 => ("Fits your evening", &["evening", "stress_relief", "relaxation", "yoga"]),
-        _ => ("For winding down tonight", &["sleep", "evening", "body_scan", "relaxation"]),
-    }
-}
-
-fn weather_tags(weather: &str) -> &'static [&'static str] {
-    match weather {
-        "rain" | "rainy" | "snow" | "storm" | "cold" => &["indoor", "tea", "journaling", "reading"],
-        "sun" | "sunny" | "clear" | "warm" => &["nature", "walking", "outdoor", "movement"],
-        _ => &[],
-    }
-}
-
 impl Engine {
     /// Decides what to show. Never fails for an unknown person or an empty history.
     pub fn decide(&self, request: &DecideRequest) -> Result<Decision> {
@@ -374,9 +368,11 @@ impl Engine {
             models: &models,
             revelation: self.config.revelation,
         };
+        let mut local_hour = None;
         let mut placements = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let moment = Moment::of(&inputs, &who, &request.context);
+            local_hour = moment.hour;
             let pools = rank::rank(&inputs, &who, &moment, &request.placements, &mut scratch);
             let filled = fill::fill(&inputs, &who, &pools, &request.placements, &arms, &moment, &scratch);
             explain::explain(&inputs, &who, &moment, filled, request.explain, &scratch)
@@ -388,6 +384,12 @@ impl Engine {
             }
         }
         let situation_goals = if who.personalized { who.preferences.goals.clone() } else { Vec::new() };
+        let variant_context = crate::variants::VariantContext::new(
+            request.context.device.as_deref(),
+            local_hour,
+            who.stage,
+            who.engagement,
+        );
         for placement in &mut placements {
             let settings = editorial.slot_settings(&placement.slot, request.context.channel);
             let situation = Situation {
@@ -398,7 +400,9 @@ impl Engine {
                 personalized: who.personalized,
                 channel: request.context.channel,
             };
-            placement.variant = self.choose_variant(&settings, &situation, &editorial.rules);
+            let (variant, learned) = self.choose_variant(&settings, &situation, &editorial.rules, &variant_context);
+            placement.variant = variant;
+            placement.variant_context = learned;
         }
         let decision = Decision {
             id: self.ids.decision_id(request.preview),
@@ -419,15 +423,18 @@ impl Engine {
         Ok(decision)
     }
 
+    /// The slot's variant: the slot's own rules, then personalization rules that set a variant
+    /// (by id) — forced, returned without a context — then the slot's bandit in `context`.
     fn choose_variant(
         &self,
         settings: &SlotSettings,
         situation: &Situation<'_>,
         rules: &rustc_hash::FxHashMap<String, crate::editorial::Rule>,
-    ) -> String {
+        context: &crate::variants::VariantContext,
+    ) -> (String, Option<crate::variants::VariantContext>) {
         for rule in &settings.rules {
             if rule.when.matches(situation) && settings.variants.contains(&rule.variant) {
-                return rule.variant.clone();
+                return (rule.variant.clone(), None);
             }
         }
         let mut ids: Vec<&String> = rules.keys().collect();
@@ -438,10 +445,14 @@ impl Engine {
                 && rule.when.matches(situation)
                 && settings.variants.contains(variant)
             {
-                return variant.clone();
+                return (variant.clone(), None);
             }
         }
-        self.decisions.choose_variant(situation.slot, &settings.variants)
+        let Some(variant) = settings.variants.get(self.bandit_variant(situation.slot, &settings.variants, context))
+        else {
+            return (crate::editorial::DEFAULT_VARIANTS[0].to_owned(), None);
+        };
+        (variant.clone(), Some(context.clone()))
     }
 
     /// Items similar to `id` (the served ranker's item-kNN neighbours; content similarity for

@@ -103,7 +103,13 @@ pub(crate) fn rank(
                 weights: &history.1,
                 timestamps: Some(&history.2),
             };
-            ranker.score_into(&query, who.history_len(), &mut personal[..covered], ranker_scratch);
+            ranker.score_in_context(
+                &query,
+                who.history_len(),
+                &moment.features,
+                &mut personal[..covered],
+                ranker_scratch,
+            );
             // Items newer than the models have no evidence: they rank below every scored one.
             let floor = personal[..covered].iter().copied().fold(f32::INFINITY, f32::min);
             personal[covered..].fill(if floor.is_finite() { floor } else { 0.0 });
@@ -131,13 +137,9 @@ pub(crate) fn rank(
     }
 
     // Per-tag roles as one byte each, so the loop below tests membership by index.
-    const CTX: u8 = 1;
     const EXCLUDE: u8 = 2;
     const BOOST: u8 = 4;
     let mut tag_roles = vec![0u8; catalog.n_tags()];
-    for t in &moment.tags {
-        tag_roles[t.0 as usize] |= CTX;
-    }
     for t in less_of.iter().chain(&exclude) {
         tag_roles[t.0 as usize] |= EXCLUDE;
     }
@@ -147,7 +149,15 @@ pub(crate) fn rank(
     // The general ranking: trending and all-time popularity, new items, the moment, the journey
     // stage — the non-personalized default, and the cold start.
     let recency_scale = 180.0 * 86_400_000.0;
-    let w_ctx = if moment.tags.is_empty() { 0.0 } else { 0.15 };
+    // The learned context effects at the general ranking's weights, on the scale of the
+    // popularity mix they were validated against (standardized popularity).
+    let context_rows: Vec<(&[f32], f32)> = moment
+        .effects(inputs)
+        .map(|effects| effects.weighted_rows(&moment.features, false))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(row, weight)| (row, weight * models.general_scale))
+        .collect();
     let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
     s.personal_candidates.clear();
     s.general_candidates.clear();
@@ -164,14 +174,10 @@ pub(crate) fn rank(
         let pop = if i < models.popularity.len() { 0.6 * models.trending[i] + 0.4 * models.popularity[i] } else { 0.0 };
         let recency_prior =
             traits.published_ms.map_or(0.0, |p| 0.05 * (-((inputs.now_ms - p).max(0) as f32) / recency_scale).exp());
-        let ctx = if roles & CTX != 0 {
-            w_ctx * tags.iter().filter(|t| tag_roles[t.0 as usize] & CTX != 0).count().min(2) as f32 / 2.0
-        } else {
-            0.0
-        };
+        let ctx: f32 = context_rows.iter().map(|(row, weight)| row.get(i).map_or(0.0, |z| weight * z)).sum();
         let boost = if roles & BOOST != 0 { 1.5 } else { 1.0 };
-        s.general[i] = (pop + recency_prior + ctx) * stage_factor(who.stage, traits) * boost;
-        if ctx > 0.0 && kind == Personal::None {
+        s.general[i] = (pop + recency_prior + ctx).max(0.0) * stage_factor(who.stage, traits) * boost;
+        if kind == Personal::None && lifted(ctx, pop + recency_prior) {
             s.source[i] = Source::Contextual;
         }
         s.general_candidates.push((i as u32, s.general[i]));
@@ -207,6 +213,13 @@ pub(crate) fn rank(
         Personal::None => 0.0,
     };
     Pools { personal, general, share, goals }
+}
+
+/// Whether the moment lifted an item of the general ranking enough for the item to be said to
+/// fit it (source `contextual`, a reason of kind `context`): its context term is positive and at
+/// least a quarter of the rest of its score.
+pub(crate) fn lifted(context: f32, rest: f32) -> bool {
+    context > 0.0 && context >= 0.25 * rest.max(0.0)
 }
 
 /// How much the journey stage favours an item in the general ranking.

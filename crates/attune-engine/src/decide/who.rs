@@ -20,6 +20,8 @@ pub(crate) struct Who {
     pub consumed: Vec<ItemIdx>,
     /// The strongest tag affinities.
     pub affinities: Vec<(TagIdx, f32)>,
+    /// Engagement, 0–1 (0 without personalization).
+    pub engagement: f32,
     /// Bought and dismissed items (sorted): never shown, whatever the consent.
     pub excluded: Vec<ItemIdx>,
     /// The person's time zone: their preferences', else the one their events' context named last.
@@ -38,6 +40,7 @@ impl Who {
             recent: Vec::new(),
             consumed: Vec::new(),
             affinities: Vec::new(),
+            engagement: 0.0,
             excluded: Vec::new(),
             timezone: None,
         }
@@ -56,6 +59,7 @@ impl Who {
             recent: Vec::new(),
             consumed: Vec::new(),
             affinities: Vec::new(),
+            engagement: 0.0,
             ..self
         }
     }
@@ -88,6 +92,7 @@ impl Engine {
                 recent: used.map(|p| p.recent.clone()).unwrap_or_default(),
                 consumed: used.map(|p| p.consumed.clone()).unwrap_or_default(),
                 affinities: used.map(|p| p.top_affinities(now_ms, 8)).unwrap_or_default(),
+                engagement: used.map_or(0.0, |p| p.engagement(now_ms)),
                 timezone: preferences
                     .timezone
                     .clone()

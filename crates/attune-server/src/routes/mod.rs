@@ -13,6 +13,7 @@ pub mod measure;
 pub mod models;
 pub mod privacy;
 pub mod users;
+pub mod variants;
 
 use serde_json::{Map, Value};
 

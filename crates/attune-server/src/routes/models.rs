@@ -165,7 +165,11 @@ pub struct ModelOut {
     #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
     /// For `served`: what training chose — each part's model, parameters, recency half-life and
-    /// validation NDCG@10 alone, and the blend weights per engagement level (history length).
+    /// validation NDCG@10 alone, the blend weights per engagement level (history length), and
+    /// `context`: the learned context effects (local hour band, device, and weather from events
+    /// stored with contextual consent, each × tag) with the weight validation gave each
+    /// dimension in the personal and the general ranking (0: switched off), its validation
+    /// NDCG@10 without and with it, and its strongest effects.
     #[schema(value_type = Option<Object>)]
     pub params: Option<serde_json::Value>,
 }
@@ -219,6 +223,21 @@ fn ranker_params(ranker: &attune_rank::Ranker) -> serde_json::Value {
         "levels": report.levels.iter().map(|l| serde_json::json!({
             "min_history": l.min_history, "weights": l.weights, "validation_people": l.people,
         })).collect::<Vec<_>>(),
+        "context": ranker.context().map(|context| {
+            let report = context.report();
+            serde_json::json!({
+                "observations": report.observations,
+                "rule": "a dimension is kept where its weight, chosen on half of the validation people, raises \
+                         NDCG@10 on the other half by at least two standard errors; else off",
+                "dimensions": report.dimensions.iter().map(|d| serde_json::json!({
+                    "name": d.name, "values": d.values,
+                    "personal_weight": d.personal_weight, "general_weight": d.general_weight,
+                    "personal_validation_ndcg": d.personal_ndcg.map(|(without, with)| serde_json::json!({"without": without, "with": with})),
+                    "general_validation_ndcg": d.general_ndcg.map(|(without, with)| serde_json::json!({"without": without, "with": with})),
+                    "strongest": d.strongest.iter().map(|(value, tag, effect)| serde_json::json!({"value": value, "tag": tag, "effect": effect})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        }),
         "memory_bytes": ranker.model_bytes(),
     })
 }

@@ -192,3 +192,33 @@ pub async fn failed_cases(server: &TestServer, cases: Vec<Case>) -> Vec<String> 
     }
     failures
 }
+
+/// Signs in to the console with `secret` (an admin key) and returns the HTML of `path`.
+pub async fn console_page(base: &str, secret: &str, path: &str) -> String {
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = |headers: &reqwest::header::HeaderMap, name: &str| {
+        headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .expect("the cookie")
+    };
+    let login = browser.get(format!("{base}/console/login")).send().await.unwrap();
+    let login_cookie = cookie(login.headers(), "attune_login");
+    let html = login.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    let csrf = html[at..].split('"').next().unwrap().to_owned();
+    let reply = browser
+        .post(format!("{base}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &login_cookie)
+        .body(format!("csrf={csrf}&key={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 303, "signed in");
+    let session = cookie(reply.headers(), "attune_console");
+    browser.get(format!("{base}{path}")).header("cookie", session).send().await.unwrap().text().await.unwrap()
+}
