@@ -3,6 +3,7 @@
 //! - `ingest`: durable HTTP ingest through the real server on loopback (batches of 500, several
 //!   concurrent clients), the latency of a batch, and the `attune import` path.
 //! - `train`: see `cmd_bench_train`.
+//! - `results`: see `cmd_bench_results`.
 
 use std::{
     sync::{
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Train(crate::cmd_bench_train::BenchTrainArgs),
     /// Decision latency and throughput: in process and over HTTP.
     Decide(DecideArgs),
+    /// Experiment results for many exposed people over a large event log.
+    Results(crate::cmd_bench_results::BenchResultsArgs),
 }
 
 /// Decide benchmark options.
@@ -93,6 +96,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Train(args) => crate::cmd_bench_train::run(args),
         BenchCommand::Decide(args) => decide(args),
+        BenchCommand::Results(args) => crate::cmd_bench_results::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod backup;
 mod bench;
+mod cmd_bench_results;
 mod cmd_bench_train;
 mod cmd_eval;
 mod demo;
