@@ -80,7 +80,8 @@ pub fn run(args: BenchResultsArgs) -> anyhow::Result<()> {
         let batch: Vec<_> = (0..1_000)
             .map(|_| {
                 next_id += 1;
-                event(&mut rng, next_id, rng.random_range(0..args.people), "click", clock.now_ms() - 3_600_000)
+                let person = rng.random_range(0..args.people);
+                event(&mut rng, next_id, person, "click", clock.now_ms() - 3_600_000)
             })
             .collect();
         engine.ingest(batch)?;
@@ -188,7 +189,8 @@ fn build(engine: &Engine, clock: &ManualClock, args: &BenchResultsArgs, start_ms
     for _ in 0..n_before {
         let person = rng.random_range(0..args.people);
         let kind = ["view", "view", "click"][rng.random_range(0..3)];
-        batch.push(event(&mut rng, id, person, kind, start_ms - rng.random_range(1..7 * DAY_MS)));
+        let ts = start_ms - rng.random_range(1..7 * DAY_MS);
+        batch.push(event(&mut rng, id, person, kind, ts));
         id += 1;
         if batch.len() == 20_000 {
             engine.ingest(std::mem::take(&mut batch))?;
@@ -220,7 +222,8 @@ fn build(engine: &Engine, clock: &ManualClock, args: &BenchResultsArgs, start_ms
         } else {
             "view"
         };
-        batch.push(event(&mut rng, id, person, kind, start_ms + rng.random_range(1..7 * DAY_MS)));
+        let ts = start_ms + rng.random_range(1..7 * DAY_MS);
+        batch.push(event(&mut rng, id, person, kind, ts));
         id += 1;
         if batch.len() == 20_000 {
             engine.ingest(std::mem::take(&mut batch))?;
