@@ -942,6 +942,25 @@ impl Engine {
         Ok(f(&tally))
     }
 
+    /// Brings the analysis state of every running experiment (default window) up to date, so
+    /// that a query finds little to read: `attune serve` calls it every few seconds, and right
+    /// after start, off the request path. Returns the experiments refreshed.
+    pub fn refresh_experiment_results(&self) -> Result<usize> {
+        self.flush_exposures()?;
+        let running: Vec<String> = self
+            .experiments
+            .by_id
+            .lock()
+            .values()
+            .filter(|e| e.status == Status::Running)
+            .map(|e| e.experiment.id.clone())
+            .collect();
+        for id in &running {
+            self.with_tally(id, WINDOW_MS, |_| ())?;
+        }
+        Ok(running.len())
+    }
+
     /// Whether a person withdrew personalization consent or paused it (the opt-out guardrail).
     fn opted_out(&self, person: &str) -> bool {
         let consent = self.consent_of(person);

@@ -447,7 +447,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn peak_rss_mib() -> u64 {
+pub(crate) fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -126,6 +126,7 @@ pub fn run(args: BenchResultsArgs) -> anyhow::Result<()> {
         let max = times[times.len() - 1];
         println!("| {name} | {median:.1} ms | {max:.1} ms | ≤ 200 ms |");
     }
+    println!("| resident memory peak of the whole bench | {} MiB | |", crate::bench::peak_rss_mib());
     Ok(())
 }
 
