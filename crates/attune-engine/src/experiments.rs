@@ -178,8 +178,11 @@ pub struct Experiments {
     /// (experiment, person) known stored: no store read needed.
     stored: Mutex<FxHashSet<(String, String)>>,
     /// The analysis state per (experiment, window), brought up to date at each query.
-    tallies: Mutex<FxHashMap<(String, i64), std::sync::Arc<Mutex<Tally>>>>,
+    tallies: Mutex<FxHashMap<(String, i64), SharedTally>>,
 }
+
+/// One experiment's analysis state, locked while a query brings it up to date.
+type SharedTally = std::sync::Arc<Mutex<Tally>>;
 
 /// Analysis states kept at once (one per experiment and window asked for).
 const MAX_TALLIES: usize = 16;

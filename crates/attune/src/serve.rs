@@ -330,7 +330,7 @@ fn spawn_decision_flush(engine: Arc<Engine>) {
         let mut n_ticks = 0u64;
         loop {
             ticks.tick().await;
-            let refresh = n_ticks % RESULTS_REFRESH_TICKS == 0;
+            let refresh = n_ticks.is_multiple_of(RESULTS_REFRESH_TICKS);
             n_ticks += 1;
             let engine = Arc::clone(&engine);
             let done = tokio::task::spawn_blocking(move || {
