@@ -6,6 +6,14 @@
 //! background by [`Engine::flush_decisions`] under `Table::Decisions` key `person \0 decision id`
 //! (`- \0 …` for anonymous requests), so that export and erasure find a person's decisions by
 //! prefix. A decision is not acknowledged data: it is never fsynced on the hot path.
+//!
+//! **The review index.** Beside each decision, the flush writes index entries ordered by time:
+//! `\u{1}t\0<at_ms, 13 digits>\0<decision id>` and, per slot of the decision,
+//! `\u{1}s\0<slot>\0<at_ms>\0<decision id>`, whose value is the decision's key. The review log
+//! reads an index newest first (`Store::scan_rev`) and stops after a page, so a request costs
+//! its page, not the table. (`\u{1}` is no character of an id, so no person's prefix meets it.)
+//! Erasure deletes a person's index entries from their decisions' keys and times
+//! ([`Engine::forget_review_index`]); retention sweeps the index by its time order.
 
 use std::collections::VecDeque;
 
@@ -15,6 +23,36 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Result, decide::Decision, to_json};
+
+/// The prefix of the review index over every slot.
+const REVIEW_ALL: &str = "\u{1}t\0";
+/// The prefix of the per-slot review indexes.
+const REVIEW_SLOT: &str = "\u{1}s\0";
+/// The `Meta` record saying the review index covers the decisions stored before it existed.
+const REVIEW_INDEX_BUILT: &str = "decisions:review_index";
+
+/// Index keys of a decision: every slot's, and the one over all slots.
+fn review_keys(decision: &LoggedDecision) -> Vec<String> {
+    let time = format!("{:013}\0{}", decision.at_ms.max(0), decision.id);
+    let mut keys = vec![format!("{REVIEW_ALL}{time}")];
+    for placement in &decision.placements {
+        let key = format!("{REVIEW_SLOT}{}\0{time}", placement.slot);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// The decision's key in `Table::Decisions`.
+fn record_key(decision: &LoggedDecision) -> String {
+    format!("{}\0{}", decision.person.as_deref().unwrap_or("-"), decision.id)
+}
+
+/// The time in a review index key (after its prefix).
+fn review_time(rest: &str) -> Option<i64> {
+    rest.split('\0').next()?.parse().ok()
+}
 
 /// Decisions kept in memory for review and attribution.
 pub const LOG_CAPACITY: usize = 50_000;
@@ -150,24 +188,105 @@ impl Engine {
 
     /// Recent decisions, newest first: for a slot (if given), at or after `since_ms` — read
     /// from the store (after flushing this server's), so the log survives restarts, every server
-    /// of one database shows the same, and erasure and retention reach it.
+    /// of one database shows the same, and erasure and retention reach it. Reads the review
+    /// index newest first and stops after `limit` decisions (or at `since_ms`).
     pub fn recent_decisions(&self, slot: Option<&str>, since_ms: i64, limit: usize) -> Result<Vec<LoggedDecision>> {
         self.flush_decisions()?;
-        let mut all = Vec::new();
-        self.store.scan(Table::Decisions, "", &mut |key, bytes| {
-            // Exposures (`<person>\0x\0<experiment>`) share the table.
-            if !key.contains("\0x\0")
-                && let Ok(d) = serde_json::from_slice::<LoggedDecision>(bytes)
-                && d.at_ms >= since_ms
-                && slot.is_none_or(|s| d.placements.iter().any(|p| p.slot == s))
+        let prefix = match slot {
+            Some(slot) => format!("{REVIEW_SLOT}{slot}\0"),
+            None => REVIEW_ALL.to_owned(),
+        };
+        let mut keys: Vec<String> = Vec::new();
+        if limit > 0 {
+            self.store.scan_rev(Table::Decisions, &prefix, &mut |key, value| {
+                if review_time(&key[prefix.len()..]).is_some_and(|at| at < since_ms) {
+                    return false;
+                }
+                keys.push(String::from_utf8_lossy(value).into_owned());
+                keys.len() < limit
+            })?;
+        }
+        let mut all = Vec::with_capacity(keys.len());
+        for key in keys {
+            // An entry whose decision is gone (erased between the two reads) is skipped.
+            if let Some(bytes) = self.store.get(Table::Decisions, &key)?
+                && let Ok(decision) = serde_json::from_slice::<LoggedDecision>(&bytes)
             {
-                all.push(d);
+                all.push(decision);
+            }
+        }
+        all.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| b.id.cmp(&a.id)));
+        Ok(all)
+    }
+
+    /// Writes the review index of decisions stored before it existed (once per store: the
+    /// `decisions:review_index` record in `Meta` says it is done).
+    pub(crate) fn build_review_index(&self) -> Result<()> {
+        if self.store.get(Table::Meta, REVIEW_INDEX_BUILT)?.is_some() {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        self.store.scan(Table::Decisions, "", &mut |key, bytes| {
+            if !key.starts_with('\u{1}')
+                && !key.contains("\0x\0")
+                && let Ok(decision) = serde_json::from_slice::<LoggedDecision>(bytes)
+            {
+                for index in review_keys(&decision) {
+                    entries.push((index, key.as_bytes().to_vec()));
+                }
             }
             true
         })?;
-        all.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| b.id.cmp(&a.id)));
-        all.truncate(limit);
-        Ok(all)
+        for chunk in entries.chunks(10_000) {
+            self.store.put_many(Table::Decisions, chunk)?;
+        }
+        self.store.put(Table::Meta, REVIEW_INDEX_BUILT, b"1")?;
+        Ok(())
+    }
+
+    /// Erasure: deletes the review index entries of the decisions stored under `records` (key
+    /// and value of the person's `Table::Decisions` records; exposures are skipped).
+    pub(crate) fn forget_review_index(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
+        for (key, bytes) in records {
+            if key.contains("\0x\0") {
+                continue;
+            }
+            if let Ok(decision) = serde_json::from_slice::<LoggedDecision>(bytes) {
+                for index in review_keys(&decision) {
+                    self.store.delete(Table::Decisions, &index)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retention: deletes review index entries older than `cutoff_ms` (their decisions are swept
+    /// by time too). Reads the index in time order and stops at the cutoff; the per-slot
+    /// indexes are read slot by slot.
+    pub(crate) fn sweep_review_index(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut expired = Vec::new();
+        self.store.scan(Table::Decisions, REVIEW_ALL, &mut |key, _| {
+            let old = review_time(&key[REVIEW_ALL.len()..]).is_some_and(|at| at < cutoff_ms);
+            if old {
+                expired.push(key.to_owned());
+            }
+            old
+        })?;
+        let mut slot_expired = Vec::new();
+        self.store.scan(Table::Decisions, REVIEW_SLOT, &mut |key, _| {
+            let rest = &key[REVIEW_SLOT.len()..];
+            if let Some((_, after_slot)) = rest.split_once('\0')
+                && review_time(after_slot).is_some_and(|at| at < cutoff_ms)
+            {
+                slot_expired.push(key.to_owned());
+            }
+            true
+        })?;
+        let n = expired.len() + slot_expired.len();
+        for key in expired.iter().chain(&slot_expired) {
+            self.store.delete(Table::Decisions, key)?;
+        }
+        Ok(n as u64)
     }
 
     /// A person's stored decisions, newest first (found by key prefix).
@@ -203,10 +322,17 @@ impl Engine {
         if pending.is_empty() {
             return Ok(0);
         }
-        let entries: Vec<(String, Vec<u8>)> =
-            pending.iter().map(|d| (format!("{}\0{}", d.person.as_deref().unwrap_or("-"), d.id), to_json(d))).collect();
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(pending.len() * 3);
+        for decision in &pending {
+            let key = record_key(decision);
+            for index in review_keys(decision) {
+                entries.push((index, key.as_bytes().to_vec()));
+            }
+            entries.push((key, to_json(decision)));
+        }
+        // One atomic batch: an index entry never exists without its decision.
         self.store.put_many(Table::Decisions, &entries)?;
-        Ok(entries.len())
+        Ok(pending.len())
     }
 
     /// Drops a person's decisions from memory (erasure).

@@ -177,7 +177,18 @@ pub struct Experiments {
     pending: Mutex<FxHashMap<(String, String), Exposure>>,
     /// (experiment, person) known stored: no store read needed.
     stored: Mutex<FxHashSet<(String, String)>>,
+    /// The analysis state per (experiment, window), brought up to date at each query.
+    tallies: Mutex<FxHashMap<(String, i64), SharedTally>>,
 }
+
+/// One experiment's analysis state, locked while a query brings it up to date.
+type SharedTally = std::sync::Arc<Mutex<Tally>>;
+
+/// Analysis states kept at once (one per experiment and window asked for).
+const MAX_TALLIES: usize = 16;
+
+/// The `Meta` record that changes whenever stored events are deleted (see [`Tally`]).
+const EVENTS_DELETED_KEY: &str = "events:deleted";
 
 fn fnv1a32(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -327,34 +338,72 @@ fn is_proportion(metric: &str) -> bool {
     matches!(metric, "click_through" | "purchase_conversion" | "return_7d" | "opt_out_or_pause" | "not_interested")
 }
 
+/// One stored event as the analysis needs it: when, its place in the log, what kind, and its
+/// value (a purchase's `value`, a dwell's seconds, a survey's score).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mark {
+    ts_ms: i64,
+    seq: u64,
+    kind: MarkKind,
+    value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkKind {
+    Click,
+    Purchase,
+    Dwell,
+    NotInterested,
+    Survey,
+    Other,
+}
+
+impl Mark {
+    fn of(seq: u64, event: &Event) -> Mark {
+        let (kind, value) = match event.kind.builtin() {
+            Some(BuiltinType::Click) => (MarkKind::Click, 0.0),
+            Some(BuiltinType::Purchase) => (MarkKind::Purchase, event.prop_f64("value").unwrap_or(0.0)),
+            Some(BuiltinType::Dwell | BuiltinType::View) => {
+                (MarkKind::Dwell, event.prop_f64("dwell_ms").unwrap_or(0.0) / 1000.0)
+            }
+            Some(BuiltinType::NotInterested) => (MarkKind::NotInterested, 0.0),
+            Some(BuiltinType::Survey) => match event.prop_f64("score") {
+                Some(score) => (MarkKind::Survey, score),
+                None => (MarkKind::Other, 0.0),
+            },
+            _ => (MarkKind::Other, 0.0),
+        };
+        Mark { ts_ms: event.ts_ms, seq, kind, value }
+    }
+}
+
 /// One person's value of every metric (index as in [`METRICS`], erasures excluded), `None` for a
-/// survey without an answer.
-fn person_values(events: &[(i64, &Event)], from_ms: i64, to_ms: i64, at_ms: i64) -> [Option<f64>; 8] {
+/// survey without an answer. `marks` are the person's events in (time, sequence) order.
+fn person_values(marks: &[Mark], from_ms: i64, to_ms: i64, at_ms: i64) -> [Option<f64>; 8] {
     let (mut click, mut bought, mut revenue, mut dwell, mut back, mut not_interested) =
         (false, false, 0.0, 0.0, false, false);
     let (mut survey_sum, mut survey_n) = (0.0, 0u32);
-    for (ts, event) in events {
-        if *ts < from_ms || *ts >= to_ms {
-            continue;
+    let start = marks.partition_point(|m| m.ts_ms < from_ms);
+    for mark in &marks[start..] {
+        if mark.ts_ms >= to_ms {
+            break;
         }
-        if *ts >= at_ms + DAY_MS && *ts < at_ms + 7 * DAY_MS {
+        if mark.ts_ms >= at_ms + DAY_MS && mark.ts_ms < at_ms + 7 * DAY_MS {
             back = true;
         }
-        match event.kind.builtin() {
-            Some(BuiltinType::Click) => click = true,
-            Some(BuiltinType::Purchase) => {
+        match mark.kind {
+            MarkKind::Click => click = true,
+            MarkKind::Purchase => {
                 bought = true;
-                revenue += event.prop_f64("value").unwrap_or(0.0);
+                revenue += mark.value;
             }
-            Some(BuiltinType::Dwell | BuiltinType::View) => dwell += event.prop_f64("dwell_ms").unwrap_or(0.0) / 1000.0,
-            Some(BuiltinType::NotInterested) => not_interested = true,
-            Some(BuiltinType::Survey) => {
-                if let Some(score) = event.prop_f64("score") {
-                    survey_sum += score;
-                    survey_n += 1;
-                }
+            MarkKind::Dwell => dwell += mark.value,
+            MarkKind::NotInterested => not_interested = true,
+            MarkKind::Survey => {
+                survey_sum += mark.value;
+                survey_n += 1;
             }
-            _ => {}
+            MarkKind::Other => {}
         }
     }
     let b = |v: bool| Some(if v { 1.0 } else { 0.0 });
@@ -368,6 +417,35 @@ fn person_values(events: &[(i64, &Event)], from_ms: i64, to_ms: i64, at_ms: i64)
         None,
         b(not_interested),
     ]
+}
+
+/// The analysis state of one experiment and attribution window, brought up to date from the
+/// store at each query instead of rebuilt: the stored exposures (the index is scanned by key, and
+/// only exposures not seen before are decoded) and, per exposed person, the marks of their events
+/// (their own and their merged anonymous ids') within a window around their exposure. Events are
+/// read once: the log after `watermark` (sequence numbers follow commit order on both backends),
+/// plus the history of people exposed since the last query. A deletion of events anywhere
+/// (erasure, consent withdrawal, a forgotten item, retention) changes the store's deletion
+/// generation ([`Engine::note_events_deleted`]) and the state starts over; so the answer is always
+/// the one a fresh computation over the store gives, on every server of one database.
+#[derive(Default)]
+struct Tally {
+    /// The deletion generation this state was built under.
+    generation: Option<Vec<u8>>,
+    /// The alias count when last refreshed (a merge adds aliases whose events must be read).
+    n_aliases: usize,
+    /// Whether the log was read once (else the next refresh reads all of it).
+    built: bool,
+    /// Every event with a sequence number up to here has been seen.
+    watermark: u64,
+    /// Exposed person → (arm, exposure time).
+    exposed: FxHashMap<String, (String, i64)>,
+    /// Exposed people in key order (the order sums are taken in, so every server adds alike).
+    order: Vec<String>,
+    /// Subject (a person or one of their aliases) → exposed person.
+    subjects: FxHashMap<String, String>,
+    /// Exposed person → marks in (time, sequence) order.
+    marks: FxHashMap<String, Vec<Mark>>,
 }
 
 /// Sufficient statistics of one metric in one arm.
@@ -453,6 +531,53 @@ pub struct ExperimentResults {
     pub window_ms: i64,
     /// The experiment's status.
     pub status: Status,
+}
+
+/// One point of an experiment's cumulative lift: the analysis as it stood at `at_ms`, over the
+/// people exposed by then and their events up to then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiftPoint {
+    /// The moment (ms).
+    pub at_ms: i64,
+    /// People exposed by then, per arm (as [`ExperimentResults::exposed`]).
+    pub exposed: Vec<u64>,
+    /// Per arm, the lift over the control with its always-valid (sequential) interval: the one
+    /// that stays valid when someone looks at every point (`None` for the control, and while it
+    /// cannot be computed yet).
+    pub sequential: Vec<Option<TestResult>>,
+}
+
+/// An experiment's cumulative lift over time on one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiftTimeline {
+    /// The metric (a name of [`METRICS`]).
+    pub metric: String,
+    /// The arms, control first, holdout last.
+    pub arms: Vec<String>,
+    /// The points, oldest first.
+    pub points: Vec<LiftPoint>,
+}
+
+/// The metric an experiment's chart follows: the first of its `metrics` that names one of
+/// [`METRICS`] (or its short name: `click`, `purchase`, `revenue`, `dwell`, `return`, `survey`),
+/// else click-through.
+pub fn primary_metric(experiment: &Experiment) -> &'static str {
+    experiment
+        .metrics
+        .iter()
+        .find_map(|name| {
+            let full = match name.as_str() {
+                "click" | "clicks" => "click_through",
+                "purchase" | "purchases" | "conversion" => "purchase_conversion",
+                "revenue" => "revenue_per_person",
+                "dwell" | "completion" => "dwell_seconds",
+                "return" => "return_7d",
+                "survey" => "survey_mean",
+                other => other,
+            };
+            METRICS.iter().map(|(n, _)| *n).find(|n| *n == full && !matches!(*n, "opt_out_or_pause" | "erasures"))
+        })
+        .unwrap_or("click_through")
 }
 
 impl ExperimentResults {
@@ -672,10 +797,251 @@ impl Engine {
         Ok(all)
     }
 
+    /// Records that stored events were deleted (erasure, consent withdrawal, a forgotten item,
+    /// retention): analysis state built before it starts over. Written after the deletion, so a
+    /// reader that saw the old generation reads the new one at its next query.
+    pub(crate) fn note_events_deleted(&self) -> Result<()> {
+        self.store.put(Table::Meta, EVENTS_DELETED_KEY, ulid::Ulid::generate().to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// Brings the analysis state of `id` and `window_ms` up to date with the store (see
+    /// [`Tally`]). Cost: the exposure index's keys, the events appended since the last query,
+    /// and the histories of people exposed since then.
+    fn refresh_tally(&self, id: &str, window_ms: i64, tally: &mut Tally) -> Result<()> {
+        let generation = self.store.get(Table::Meta, EVENTS_DELETED_KEY)?;
+        if tally.generation != generation || !tally.built {
+            *tally = Tally { generation, ..Tally::default() };
+        }
+        let fresh = !tally.built;
+        // The exposures, in key order; only new ones are decoded.
+        let prefix = format!("xp\0{id}\0");
+        let mut order = Vec::with_capacity(tally.order.len() + 64);
+        let mut new_people = Vec::new();
+        let mut failure = None;
+        self.store.scan(Table::Experiments, &prefix, &mut |key, bytes| {
+            let person = &key[prefix.len()..];
+            if !tally.exposed.contains_key(person) {
+                match from_json::<Exposure>("exposure", bytes) {
+                    Ok(exposure) => {
+                        tally.exposed.insert(person.to_owned(), (exposure.arm, exposure.at_ms));
+                        new_people.push(person.to_owned());
+                    }
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
+                    }
+                }
+            }
+            order.push(person.to_owned());
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if order.len() != tally.exposed.len() {
+            // Exposures swept by retention (or erased) since the last query.
+            let present: FxHashSet<&str> = order.iter().map(String::as_str).collect();
+            tally.exposed.retain(|person, _| present.contains(person.as_str()));
+            tally.marks.retain(|person, _| present.contains(person.as_str()));
+            tally.subjects.retain(|_, person| present.contains(person.as_str()));
+        }
+        tally.order = order;
+        // Subjects whose history must be read: newly exposed people, and anonymous ids merged
+        // into an exposed person since the last query.
+        let mut new_subjects: Vec<(String, String)> = Vec::new();
+        for person in new_people {
+            if !tally.subjects.contains_key(&person) {
+                new_subjects.push((person.clone(), person));
+            }
+        }
+        let aliases = self.aliases.read();
+        if !new_subjects.is_empty() || aliases.len() != tally.n_aliases {
+            for (alias, person) in aliases.iter() {
+                if tally.exposed.contains_key(person) && !tally.subjects.contains_key(alias) {
+                    new_subjects.push((alias.clone(), person.clone()));
+                }
+            }
+        }
+        tally.n_aliases = aliases.len();
+        drop(aliases);
+        let mut touched: FxHashSet<String> = FxHashSet::default();
+        for (subject, person) in new_subjects {
+            if !fresh {
+                // Their events up to the watermark; later ones come with the log below.
+                let (watermark, at) = (tally.watermark, tally.exposed[&person].1);
+                let mut marks = Vec::new();
+                self.store.subject_events(&subject, &mut |row| {
+                    if row.seq <= watermark && row.ts_ms >= at - window_ms && row.ts_ms < at + window_ms {
+                        match Engine::decode_event(&row.payload) {
+                            Ok(event) => marks.push(Mark::of(row.seq, &event)),
+                            Err(err) => {
+                                failure = Some(err);
+                                return false;
+                            }
+                        }
+                    }
+                    true
+                })?;
+                if let Some(err) = failure.take() {
+                    return Err(err);
+                }
+                tally.marks.entry(person.clone()).or_default().extend(marks);
+                touched.insert(person.clone());
+            }
+            tally.subjects.insert(subject, person);
+        }
+        // The log since the watermark (all of it when fresh). Only events of exposed people
+        // within the window around their exposure are decoded.
+        let mut watermark = tally.watermark;
+        self.store.scan_events(tally.watermark, &mut |row| {
+            watermark = watermark.max(row.seq);
+            let Some(person) = tally.subjects.get(&row.subject) else { return true };
+            let at = tally.exposed.get(person).map_or(i64::MIN, |e| e.1);
+            if row.ts_ms < at.saturating_sub(window_ms) || row.ts_ms >= at.saturating_add(window_ms) {
+                return true;
+            }
+            match Engine::decode_event(&row.payload) {
+                Ok(event) => {
+                    tally.marks.entry(person.clone()).or_default().push(Mark::of(row.seq, &event));
+                    if !touched.contains(person) {
+                        touched.insert(person.clone());
+                    }
+                    true
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    false
+                }
+            }
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        tally.watermark = watermark;
+        tally.built = true;
+        for person in touched {
+            if let Some(marks) = tally.marks.get_mut(&person) {
+                marks.sort_by_key(|m| (m.ts_ms, m.seq));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` over the up-to-date analysis state of an experiment (one query at a time per
+    /// experiment and window).
+    fn with_tally<T>(&self, id: &str, window_ms: i64, f: impl FnOnce(&Tally) -> T) -> Result<T> {
+        let tally = {
+            let mut tallies = self.experiments.tallies.lock();
+            tallies.retain(|(experiment, _), _| self.experiments.by_id.lock().contains_key(experiment));
+            if tallies.len() >= MAX_TALLIES {
+                // Many windows asked for: keep memory bounded, rebuild on demand.
+                tallies.clear();
+            }
+            tallies.entry((id.to_owned(), window_ms)).or_default().clone()
+        };
+        let mut tally = tally.lock();
+        self.refresh_tally(id, window_ms, &mut tally)?;
+        Ok(f(&tally))
+    }
+
+    /// Brings the analysis state of every running experiment (default window) up to date, so
+    /// that a query finds little to read: `attune serve` calls it every few seconds, and right
+    /// after start, off the request path. Returns the experiments refreshed.
+    pub fn refresh_experiment_results(&self) -> Result<usize> {
+        self.flush_exposures()?;
+        let running: Vec<String> = self
+            .experiments
+            .by_id
+            .lock()
+            .values()
+            .filter(|e| e.status == Status::Running)
+            .map(|e| e.experiment.id.clone())
+            .collect();
+        for id in &running {
+            self.with_tally(id, WINDOW_MS, |_| ())?;
+        }
+        Ok(running.len())
+    }
+
+    /// Whether a person withdrew personalization consent or paused it (the opt-out guardrail).
+    fn opted_out(&self, person: &str) -> bool {
+        let consent = self.consent_of(person);
+        let paused =
+            self.people.read(person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
+        !consent.personalization || paused
+    }
+
+    /// The cumulative lift of an experiment's [`primary_metric`] at up to `n_points` moments
+    /// evenly spaced from its first exposure to now, with always-valid intervals (the chart on
+    /// the console). Each person counts from their exposure, with their events up to the moment.
+    pub fn experiment_timeline(&self, id: &str, window_ms: i64, n_points: usize) -> Result<LiftTimeline> {
+        let stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
+        self.flush_exposures()?;
+        let experiment = &stored.experiment;
+        let metric = primary_metric(experiment);
+        let m = METRICS.iter().position(|(n, _)| *n == metric).unwrap_or(0);
+        let proportion = is_proportion(metric);
+        let mut arms: Vec<String> = experiment.arms.iter().map(|a| a.name.clone()).collect();
+        if experiment.holdout > 0.0 {
+            arms.push("holdout".into());
+        }
+        let now_ms = self.now_ms();
+        let points = self.with_tally(id, window_ms, |tally| {
+            let Some(first) = tally.exposed.values().map(|(_, at)| *at).min() else { return Vec::new() };
+            let span = (now_ms - first).max(1);
+            let n_points = n_points.clamp(1, 100) as i64;
+            let people: Vec<(usize, i64, &[Mark])> = tally
+                .order
+                .iter()
+                .filter_map(|person| {
+                    let (arm, at) = tally.exposed.get(person)?;
+                    let arm = arms.iter().position(|a| a == arm)?;
+                    Some((arm, *at, tally.marks.get(person).map_or(&[][..], Vec::as_slice)))
+                })
+                .collect();
+            (1..=n_points)
+                .map(|j| {
+                    let at_ms = first + span * j / n_points;
+                    let mut moments = vec![Moments { n: 0.0, sum: 0.0, sum_squares: 0.0, proportion }; arms.len()];
+                    let mut exposed = vec![0u64; arms.len()];
+                    for (arm, at, marks) in &people {
+                        if *at > at_ms {
+                            continue;
+                        }
+                        exposed[*arm] += 1;
+                        let value = person_values(marks, *at, (at + window_ms).min(at_ms + 1), *at)[m];
+                        let value = match (value, metric) {
+                            (Some(v), _) => v,
+                            (None, "survey_mean") => continue,
+                            (None, _) => 0.0,
+                        };
+                        let s = &mut moments[*arm];
+                        s.n += 1.0;
+                        s.sum += value;
+                        s.sum_squares += value * value;
+                    }
+                    let sequential = (0..arms.len())
+                        .map(|i| {
+                            (i > 0)
+                                .then(|| {
+                                    stats::sequential(&moments[0].into(), &moments[i].into(), stats::SEQUENTIAL_TUNING)
+                                })
+                                .flatten()
+                        })
+                        .collect();
+                    LiftPoint { at_ms, exposed, sequential }
+                })
+                .collect()
+        })?;
+        Ok(LiftTimeline { metric: metric.to_owned(), arms, points })
+    }
+
     /// Per metric and arm: sufficient statistics over exposed people (each person's events in
     /// the attribution window after their exposure; the CUPED covariate is the same metric over
     /// the window before it), the analysis against the control, and the sample-ratio check.
-    /// Computed from the store at query time: every server of one database answers the same.
+    /// Computed from the store at query time (see [`Tally`] for how the work stays proportional
+    /// to what changed): every server of one database answers the same.
     pub fn experiment_results(&self, id: &str, window_ms: i64) -> Result<ExperimentResults> {
         let stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
         self.flush_exposures()?;
@@ -685,37 +1051,33 @@ impl Engine {
             names.push(("holdout".into(), experiment.holdout));
         }
         let k = names.len();
-        let arm_index = |name: &str| names.iter().position(|(n, _)| n == name);
-        let mut per_metric: Vec<Vec<ArmStats>> = vec![vec![ArmStats::default(); k]; METRICS.len()];
-        let mut exposed = vec![0u64; k];
-        for (person, exposure) in self.exposures(id)? {
-            let Some(arm) = arm_index(&exposure.arm) else { continue };
-            exposed[arm] += 1;
-            let events = self.events_of(&person)?;
-            let events: Vec<(i64, &Event)> = events.iter().map(|(_, e)| (e.ts_ms, e)).collect();
-            let at = exposure.at_ms;
-            let post = person_values(&events, at, at + window_ms, at);
-            let pre = person_values(&events, at - window_ms, at, at - window_ms);
-            let opted_out = {
-                let consent = self.consent_of(&person);
-                let paused = self
-                    .people
-                    .read(&person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
-                !consent.personalization || paused
-            };
-            for (m, (name, _)) in METRICS.iter().enumerate() {
-                match *name {
-                    "erasures" => {}
-                    "opt_out_or_pause" => per_metric[m][arm].add(if opted_out { 1.0 } else { 0.0 }, 0.0),
-                    "survey_mean" => {
-                        if let Some(v) = post[m] {
-                            per_metric[m][arm].add(v, pre[m].unwrap_or(0.0));
+        let (per_metric, exposed) = self.with_tally(id, window_ms, |tally| {
+            let mut per_metric: Vec<Vec<ArmStats>> = vec![vec![ArmStats::default(); k]; METRICS.len()];
+            let mut exposed = vec![0u64; k];
+            for person in &tally.order {
+                let Some((arm_name, at)) = tally.exposed.get(person) else { continue };
+                let Some(arm) = names.iter().position(|(n, _)| n == arm_name) else { continue };
+                exposed[arm] += 1;
+                let marks = tally.marks.get(person).map_or(&[][..], Vec::as_slice);
+                let post = person_values(marks, *at, at + window_ms, *at);
+                let pre = person_values(marks, at - window_ms, *at, at - window_ms);
+                let opted_out = self.opted_out(person);
+                for (m, (name, _)) in METRICS.iter().enumerate() {
+                    match *name {
+                        "erasures" => {}
+                        "opt_out_or_pause" => per_metric[m][arm].add(if opted_out { 1.0 } else { 0.0 }, 0.0),
+                        "survey_mean" => {
+                            if let Some(v) = post[m] {
+                                per_metric[m][arm].add(v, pre[m].unwrap_or(0.0));
+                            }
                         }
+                        _ => per_metric[m][arm].add(post[m].unwrap_or(0.0), pre[m].unwrap_or(0.0)),
                     }
-                    _ => per_metric[m][arm].add(post[m].unwrap_or(0.0), pre[m].unwrap_or(0.0)),
                 }
             }
-        }
+            (per_metric, exposed)
+        })?;
+        let mut per_metric = per_metric;
         // Erasures: a count per arm, kept without ids.
         let erasures_index = METRICS.iter().position(|(n, _)| *n == "erasures").unwrap_or(0);
         for (arm, (name, _)) in names.iter().enumerate() {

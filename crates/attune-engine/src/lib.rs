@@ -251,6 +251,7 @@ impl Engine {
             experiments: experiments::Experiments::default(),
         };
         engine.check_format()?;
+        engine.build_review_index()?;
         engine.load()?;
         engine.load_editorial()?;
         engine.load_experiments()?;

@@ -43,14 +43,18 @@ pub struct Report {
     /// With a global holdout: per week of the period, personalized people against the holdout
     /// on the four dimensions (empty without a holdout).
     pub holdout_weeks: Vec<GroupWeek>,
+    /// Per week of the period, the four dimensions: the same as `holdout_weeks` with a global
+    /// holdout, else one group, `everyone` (the console's weekly trend).
+    pub weeks: Vec<GroupWeek>,
 }
 
-/// One week of one group (`personalized` or `holdout`) on the four dimensions.
+/// One week of one group (`personalized`, `holdout` or `everyone`) on the four dimensions.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GroupWeek {
     /// Week start (ms): the period's start plus whole weeks.
     pub week_start_ms: i64,
-    /// `personalized` (everyone outside the global holdout) or `holdout`.
+    /// `personalized` (everyone outside the global holdout) or `holdout`; `everyone` without a
+    /// global holdout.
     pub group: &'static str,
     /// Behavioral: people with an event that week.
     pub active_people: u64,
@@ -187,9 +191,9 @@ impl Engine {
                 }
             };
             let person = self.resolve(event.subject.id());
-            if with_holdout {
+            {
                 let week = (event.ts_ms - from_ms).div_euclid(7 * DAY_MS);
-                let acc = groups.entry((week, self.in_global_holdout(&person))).or_default();
+                let acc = groups.entry((week, with_holdout && self.in_global_holdout(&person))).or_default();
                 let p = acc.people.entry(person.clone()).or_default();
                 p.0 += 1;
                 match event.kind.builtin() {
@@ -234,7 +238,7 @@ impl Engine {
         if let Some(err) = failure {
             return Err(err);
         }
-        let mut holdout_weeks: Vec<GroupWeek> = groups
+        let mut weeks: Vec<GroupWeek> = groups
             .into_iter()
             .map(|((week, held), acc)| {
                 let n = acc.people.len() as f64;
@@ -251,7 +255,11 @@ impl Engine {
                     .count();
                 GroupWeek {
                     week_start_ms: from_ms + week * 7 * DAY_MS,
-                    group: if held { "holdout" } else { "personalized" },
+                    group: match (with_holdout, held) {
+                        (false, _) => "everyone",
+                        (true, true) => "holdout",
+                        (true, false) => "personalized",
+                    },
                     active_people: acc.people.len() as u64,
                     events_per_person: if n == 0.0 {
                         0.0
@@ -267,7 +275,8 @@ impl Engine {
                 }
             })
             .collect();
-        holdout_weeks.sort_by(|a, b| (a.week_start_ms, a.group).cmp(&(b.week_start_ms, b.group)));
+        weeks.sort_by(|a, b| (a.week_start_ms, a.group).cmp(&(b.week_start_ms, b.group)));
+        let holdout_weeks = if with_holdout { weeks.clone() } else { Vec::new() };
         let active = people.len() as u64;
         let per = |n: f64| if active == 0 { 0.0 } else { n / active as f64 };
         Ok(Report {
@@ -284,6 +293,7 @@ impl Engine {
             revenue,
             ethical: self.privacy_report(self.now_ms())?,
             holdout_weeks,
+            weeks,
         })
     }
 

@@ -367,6 +367,9 @@ impl Engine {
             .map(|(seq, _)| seq)
             .collect();
         let events = self.store.delete_events(&seqs)?;
+        if events > 0 {
+            self.note_events_deleted()?;
+        }
         let now_ms = self.now_ms();
         self.store.put(Table::Forgotten, &format!("{person}\0{item}"), &to_json(&ForgottenRecord { at_ms: now_ms }))?;
         {
@@ -510,6 +513,7 @@ impl Engine {
                     for subject in ids {
                         self.store.delete_subject_events(subject)?;
                     }
+                    self.note_events_deleted()?;
                 }
                 // Records keyed by the person or an alias (and the exposure index naming them).
                 1 => {
@@ -518,7 +522,12 @@ impl Engine {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
                         for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
-                            for (key, _) in self.scan_records(table, &format!("{subject}\0"))? {
+                            let records = self.scan_records(table, &format!("{subject}\0"))?;
+                            if table == Table::Decisions {
+                                // The review index first: its entries are found from the records.
+                                self.forget_review_index(&records)?;
+                            }
+                            for (key, _) in records {
                                 self.store.delete(table, &key)?;
                             }
                         }
@@ -569,6 +578,7 @@ impl Engine {
                         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
+                    self.note_events_deleted()?;
                     self.forget_model_traces(ids);
                     for hook in self.privacy.hooks.read().iter() {
                         hook(ids);
@@ -724,6 +734,7 @@ impl Engine {
             // from the counts.
             self.add_aggregates(to_aggregate)?;
             self.store.delete_events(&delete_seqs)?;
+            self.note_events_deleted()?;
             self.refresh_person(person)?;
         }
         if !rewrite.append.is_empty() {
@@ -776,6 +787,9 @@ impl Engine {
             })?;
         }
         report.events_deleted = self.store.delete_expired_events(now_ms)?;
+        if report.events_deleted > 0 {
+            self.note_events_deleted()?;
+        }
         let people: BTreeSet<String> = subjects.iter().map(|subject| self.resolve(subject)).collect();
         for person in &people {
             if self.people.read(person, |state| state.is_some()) {
@@ -794,6 +808,7 @@ impl Engine {
         }
         let decision_cutoff = now_ms.saturating_sub(i64::from(self.config.decision_retention_days) * DAY_MS);
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
+        self.sweep_review_index(decision_cutoff)?;
         self.sweep_exposures(decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;

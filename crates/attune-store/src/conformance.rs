@@ -33,6 +33,7 @@ pub const CASES: &[Case] = &[
     ("bulk_appends_keep_the_contract", bulk_appends_keep_the_contract),
     ("payloads_are_replaced_in_place", payloads_are_replaced_in_place),
     ("concurrent_updates_lose_nothing", concurrent_updates_lose_nothing),
+    ("reverse_scans_page_newest_first", reverse_scans_page_newest_first),
 ];
 
 /// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
@@ -239,6 +240,44 @@ pub fn records_crud_and_prefix_scan(harness: &mut dyn Harness) {
     assert!(!store.delete(Table::Consent, "u-1").unwrap());
     assert_eq!(store.get(Table::Consent, "u-1").unwrap(), None);
     assert_eq!(store.get(Table::Preferences, "u-1").unwrap().as_deref(), Some(&b"p"[..]));
+}
+
+/// `scan_rev` visits a prefix in descending key order, across pages (more keys than one page of
+/// the PostgreSQL backend), stays inside its prefix and table, and stops when told.
+pub fn reverse_scans_page_newest_first(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let entries: Vec<(String, Vec<u8>)> = (0..2_500).map(|i| (format!("t\0{i:06}"), vec![(i % 251) as u8])).collect();
+    store.put_many(Table::Decisions, &entries).unwrap();
+    store
+        .put_many(Table::Decisions, &[("t".into(), vec![]), ("t\x01".into(), vec![]), ("s\0x".into(), vec![])])
+        .unwrap();
+    store.put(Table::Flags, "t\0999999", b"other table").unwrap();
+    let mut seen = Vec::new();
+    store
+        .scan_rev(Table::Decisions, "t\0", &mut |key, value| {
+            seen.push((key.to_owned(), value.to_vec()));
+            true
+        })
+        .unwrap();
+    let expected: Vec<(String, Vec<u8>)> = entries.iter().rev().cloned().collect();
+    assert_eq!(seen.len(), expected.len());
+    assert!(seen == expected, "descending, every key once, nothing outside the prefix");
+    let mut first = Vec::new();
+    store
+        .scan_rev(Table::Decisions, "t\0", &mut |key, _| {
+            first.push(key.to_owned());
+            first.len() < 3
+        })
+        .unwrap();
+    assert_eq!(first, ["t\x002499", "t\x002498", "t\x002497"]);
+    let mut all = 0;
+    store
+        .scan_rev(Table::Decisions, "", &mut |_, _| {
+            all += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(all, 2_503, "an empty prefix is the whole table, and only it");
 }
 
 /// Random puts and deletes, with restarts, always agree with a `BTreeMap`.

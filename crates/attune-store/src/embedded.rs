@@ -833,6 +833,20 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    fn scan_rev(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()> {
+        let full_prefix = record_key(table, prefix);
+        let skip = table.name().len() + 1;
+        for guard in self.records.prefix(&full_prefix).rev() {
+            let (key, value) = guard.into_inner().map_err(backend_err)?;
+            let key = std::str::from_utf8(&key[skip..])
+                .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+            if !visit(key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn disk_bytes(&self) -> u64 {
         fn walk(path: &Path) -> u64 {
             let Ok(entries) = std::fs::read_dir(path) else { return 0 };

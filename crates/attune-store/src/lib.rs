@@ -255,6 +255,11 @@ pub trait Store: Send + Sync {
     /// Visits the records of `table` whose key starts with `prefix`, in key order.
     fn scan(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()>;
 
+    /// Visits the records of `table` whose key starts with `prefix`, in *descending* key order:
+    /// the newest first when the keys carry a time (the review log reads its time index so,
+    /// and stops after a page instead of reading the table).
+    fn scan_rev(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()>;
+
     /// Bytes the store uses on disk (approximate).
     fn disk_bytes(&self) -> u64;
 

@@ -518,6 +518,43 @@ RETURNING events.id, events.tableoid";
         }
     }
 
+    fn scan_rev(&self, table: Table, prefix: &str, visit: &mut dyn FnMut(&str, &[u8]) -> Continue) -> Result<()> {
+        // `key >= prefix AND key < upper`, newest first; each next page ends below the last key
+        // seen (every key under the prefix sorts at or above the prefix itself).
+        let lower = prefix.as_bytes().to_vec();
+        let mut upper = prefix_successor(prefix.as_bytes());
+        loop {
+            let rows = self.with_conn(|conn| match &upper {
+                Some(upper) => {
+                    let statement = conn.prepare(
+                        "SELECT key, value FROM records WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4",
+                    )?;
+                    conn.client.query(&statement, &[&table.name(), &lower, upper, &RECORD_PAGE])
+                }
+                None => {
+                    let statement = conn.prepare(
+                        "SELECT key, value FROM records WHERE tbl = $1 AND key >= $2 ORDER BY key DESC LIMIT $3",
+                    )?;
+                    conn.client.query(&statement, &[&table.name(), &lower, &RECORD_PAGE])
+                }
+            })?;
+            let n_rows = rows.len() as i64;
+            for row in &rows {
+                let key: &[u8] = row.try_get(0).map_err(|err| corrupt("record key", err))?;
+                let value: &[u8] = row.try_get(1).map_err(|err| corrupt("record value", err))?;
+                let key_str = std::str::from_utf8(key)
+                    .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+                if !visit(key_str, value) {
+                    return Ok(());
+                }
+                upper = Some(key.to_vec());
+            }
+            if n_rows < RECORD_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     fn purge(&self) -> Result<()> {
         // Claim the pending partitions first: a delete that commits after this re-adds its
         // partition for the next purge, instead of being forgotten by this one.

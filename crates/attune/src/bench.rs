@@ -5,6 +5,7 @@
 //! - `train`: see `cmd_bench_train`.
 //! - `scale` and `soak`: a real `attune serve` child measured from outside; see
 //!   `cmd_bench_scale` and `cmd_bench_soak`.
+//! - `results`: see `cmd_bench_results`.
 
 use std::{
     sync::{
@@ -32,6 +33,8 @@ pub enum BenchCommand {
     Scale(crate::cmd_bench_scale::BenchScaleArgs),
     /// Minutes of mixed load against `attune serve`: flat memory, no 5xx, no growth in open files.
     Soak(crate::cmd_bench_soak::BenchSoakArgs),
+    /// Experiment results for many exposed people over a large event log.
+    Results(crate::cmd_bench_results::BenchResultsArgs),
 }
 
 /// Decide benchmark options.
@@ -102,6 +105,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Decide(args) => decide(args),
         BenchCommand::Scale(args) => crate::cmd_bench_scale::run(args),
         BenchCommand::Soak(args) => crate::cmd_bench_soak::run(args),
+        BenchCommand::Results(args) => crate::cmd_bench_results::run(args),
     }
 }
 
@@ -466,7 +470,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn peak_rss_mib() -> u64 {
+pub(crate) fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

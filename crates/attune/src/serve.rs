@@ -321,19 +321,35 @@ pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
     spawn_decision_flush(engine);
 }
 
-/// Persists logged decisions every second, off the async runtime.
+/// Persists logged decisions every second, off the async runtime; and every
+/// [`RESULTS_REFRESH_TICKS`] seconds (first right at start) brings running experiments' results
+/// up to date, so that `GET /v1/experiments/{id}/results` reads only what arrived since.
 fn spawn_decision_flush(engine: Arc<Engine>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut n_ticks = 0u64;
         loop {
             ticks.tick().await;
+            let refresh = n_ticks.is_multiple_of(RESULTS_REFRESH_TICKS);
+            n_ticks += 1;
             let engine = Arc::clone(&engine);
-            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || engine.flush_decisions()).await {
-                tracing::warn!(error = %err, "persisting the decision log failed; retrying");
+            let done = tokio::task::spawn_blocking(move || {
+                engine.flush_decisions()?;
+                if refresh {
+                    engine.refresh_experiment_results()?;
+                }
+                Ok::<(), attune_engine::EngineError>(())
+            })
+            .await;
+            if let Ok(Err(err)) = done {
+                tracing::warn!(error = %err, "persisting the decision log or refreshing results failed; retrying");
             }
         }
     });
 }
+
+/// Seconds between two background refreshes of experiment results.
+const RESULTS_REFRESH_TICKS: u64 = 10;
 
 /// Cluster duties of one server on a shared PostgreSQL store, each on a thread of its own (they
 /// block on the database): sync every `sync_every`; every few seconds try to become the trainer

@@ -1,7 +1,9 @@
 //! The editors' console in a real headless browser (Debian's Chromium driven by ChromeDriver over
 //! the W3C WebDriver protocol, `tests/support/webdriver.rs`): sign in with a key, read what a
 //! person would be shown, pin an editorial pick with the form and see it in that person's feed,
-//! remove it, and confirm a rule that was due for review. Each step is checked in the page and, where it changes something,
+//! remove it, confirm a rule that was due for review, see pseudonyms in the decision log, and read
+//! the measurement page's charts (an experiment's cumulative lift with its always-valid interval,
+//! the weekly trend). Each step is checked in the page and, where it changes something,
 //! through the API as well.
 //!
 //! Needs `chromium` and `chromedriver` (`scripts/ci-packages.sh` installs them). Without them the
@@ -143,11 +145,85 @@ async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
         .expect("json");
     assert_eq!(due["rules"].as_array().map(Vec::len), Some(0), "{due}");
 
-    // The measurement page renders the four dimensions.
+    // An experiment with real decisions and clicks: 60 visitors decided on its slot, a third of
+    // each arm clicks.
+    let experiment = json!({"slot": "home_feed", "metrics": ["click"], "arms": [
+        {"name": "control", "weight": 0.5, "policy": "popular"}, {"name": "personalized", "weight": 0.5, "policy": "default"}]});
+    assert!(
+        call(reqwest::Method::PUT, "/v1/experiments/exp-console", experiment)
+            .await
+            .expect("experiment")
+            .status()
+            .is_success()
+    );
+    let mut clicks = Vec::new();
+    for i in 0..60 {
+        let user = format!("visitor-raw-{i}");
+        let request = json!({"user": user, "placements": [{"slot": "home_feed", "count": 3}]});
+        let decided: Value =
+            call(reqwest::Method::POST, "/v1/decide", request).await.expect("decide").json().await.expect("json");
+        if i % 3 == 0 {
+            let item = decided["placements"][0]["items"][0]["id"].clone();
+            clicks.push(json!({"id": format!("click-{i}"), "type": "click", "user": user, "item": item}));
+        }
+        if i % 10 == 0 {
+            clicks.push(json!({"id": format!("survey-{i}"), "type": "survey", "user": user, "properties": {"score": 6 + i % 4}}));
+        }
+    }
+    assert!(
+        call(reqwest::Method::POST, "/v1/events", json!({"events": clicks}))
+            .await
+            .expect("clicks")
+            .status()
+            .is_success()
+    );
+
+    // The overview's decision log names people by keyed pseudonym only.
+    browser.goto(&format!("{base}/console")).await;
+    let overview = browser.wait_for("Latest decisions").await;
+    assert!(overview.contains("p_"), "pseudonyms shown: {overview}");
+    assert!(!overview.contains("visitor-raw"), "no raw user id on the overview: {overview}");
+
+    // The measurement page renders the four dimensions, their weekly trend and the experiment's
+    // cumulative lift with its always-valid interval, as SVG drawn by the server.
     browser.goto(&format!("{base}/console/measure")).await;
     let measure = browser.wait_for("in four dimensions").await;
     for dimension in ["Behavioral", "Attitudinal", "Business", "Ethical"] {
         assert!(measure.contains(dimension), "{measure}");
+    }
+    assert!(measure.contains("exp-console"), "{measure}");
+    let charts = browser
+        .run(
+            "return Array.from(document.querySelectorAll('figure.chart svg')).map(svg => ({ \
+               title: svg.querySelector('title').textContent, \
+               points: svg.querySelectorAll('circle').length, \
+               bands: svg.querySelectorAll('polygon.band').length, \
+               zero: svg.querySelectorAll('line.zero').length, \
+               width: svg.getBoundingClientRect().width, \
+               html: svg.outerHTML }));",
+        )
+        .await;
+    let charts = charts.as_array().cloned().unwrap_or_default();
+    let titles: Vec<&str> = charts.iter().filter_map(|c| c["title"].as_str()).collect();
+    for expected in
+        ["Behavioral: events per active person", "Attitudinal", "Business: conversion", "Ethical: opted out"]
+    {
+        assert!(titles.iter().any(|t| t.starts_with(expected)), "{titles:?}");
+    }
+    let lift = charts
+        .iter()
+        .find(|c| c["title"] == "Cumulative lift on click_through over control")
+        .unwrap_or_else(|| panic!("a lift chart: {titles:?}"));
+    assert!(lift["points"].as_u64().unwrap_or(0) >= 2, "the lift over time: {lift}");
+    assert_eq!(lift["bands"], 1, "the always-valid interval as a band: {lift}");
+    assert_eq!(lift["zero"], 1, "the no-difference line: {lift}");
+    let behavioral = charts.iter().find(|c| c["title"].as_str().is_some_and(|t| t.starts_with("Behavioral"))).unwrap();
+    assert!(behavioral["points"].as_u64().unwrap_or(0) >= 1, "this week's point: {behavioral}");
+    for chart in &charts {
+        assert!(chart["width"].as_f64().unwrap_or(0.0) > 100.0, "drawn at a readable size: {chart}");
+        let html = chart["html"].as_str().unwrap_or_default();
+        let infinite = ["inf\"", "inf,", "inf "].iter().any(|needle| html.contains(needle));
+        assert!(!html.contains("NaN") && !infinite, "only finite coordinates: {html}");
     }
 
     browser.close().await;

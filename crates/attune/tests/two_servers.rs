@@ -500,3 +500,95 @@ fn variant_figures(figures: &Value, variant: &str) -> (u64, u64) {
         .and_then(|v| v.iter().find(|v| v["variant"] == variant))
         .map_or((0, 0), |v| (v["exposures"].as_u64().unwrap_or(0), v["clicks"].as_u64().unwrap_or(0)))
 }
+
+/// Two servers of one database report identical experiment results: people exposed on either,
+/// outcomes sent to either, and an erasure on one of them; and the same review log, under
+/// pseudonyms. Each server keeps its own analysis state up to date from the shared store, so
+/// this is the check that neither answers from what it saw itself.
+#[test]
+fn two_servers_report_identical_experiment_results() {
+    let Some(url) = postgres_url() else { return };
+    let database = Database::create(&url);
+    let a = start_training_every(&database.url, "3600");
+    let b = start_training_every(&database.url, "3600");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let items: Vec<Value> = (0..12)
+            .map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}"), "tags": ["calm"]}))
+            .collect();
+        let (status, body) =
+            call("PUT", &format!("{}/v1/items", a.address), ADMIN_KEY, Some(&json!({"items": items}))).await;
+        assert!(status < 300, "{status} {body}");
+        let experiment = json!({"slot": "home_feed", "metrics": ["click", "purchase"], "arms": [
+            {"name": "control", "weight": 0.5, "policy": "popular"},
+            {"name": "personalized", "weight": 0.5, "policy": "default"}]});
+        let (status, body) =
+            call("PUT", &format!("{}/v1/experiments/exp-two", a.address), ADMIN_KEY, Some(&experiment)).await;
+        assert!(status < 300, "{status} {body}");
+        wait_for("B knows the experiment", || async {
+            let (status, _) = call("GET", &format!("{}/v1/experiments/exp-two", b.address), ADMIN_KEY, None).await;
+            (status == 200).then_some(())
+        })
+        .await;
+        wait_for("B's items", || async {
+            let (status, _) = call("GET", &format!("{}/v1/items/i-11", b.address), ADMIN_KEY, None).await;
+            (status == 200).then_some(())
+        })
+        .await;
+        // Half the people are decided on A, half on B; outcomes go to the other server.
+        for p in 0..60 {
+            let (decider, other) = if p % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let user = format!("u-{p}");
+            let request = json!({"user": user, "placements": [{"slot": "home_feed", "count": 3}]});
+            let (status, decided) = call("POST", &format!("{}/v1/decide", decider.address), ADMIN_KEY, Some(&request)).await;
+            assert_eq!(status, 200, "{decided}");
+            let mut events = vec![json!({"id": format!("v-{p}"), "type": "view", "user": user, "item": "i-1"})];
+            if p % 3 == 0 {
+                events.push(json!({"id": format!("c-{p}"), "type": "click", "user": user, "item": "i-2"}));
+            }
+            if p % 5 == 0 {
+                events.push(json!({"id": format!("b-{p}"), "type": "purchase", "user": user, "item": "i-3", "properties": {"value": 10 + p}}));
+            }
+            let (status, body) =
+                call("POST", &format!("{}/v1/events", other.address), ADMIN_KEY, Some(&json!({"events": events}))).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let results = |server: &Server| {
+            let url = format!("{}/v1/experiments/exp-two/results", server.address);
+            async move {
+                let (status, body) = call("GET", &url, ADMIN_KEY, None).await;
+                assert_eq!(status, 200, "{body}");
+                body
+            }
+        };
+        let exposed = |body: &Value| -> u64 {
+            body["exposed"].as_array().map_or(0, |arms| arms.iter().map(|a| a["people"].as_u64().unwrap_or(0)).sum())
+        };
+        let both = wait_for("both servers report the 60 people, identically", || async {
+            let (on_a, on_b) = (results(&a).await, results(&b).await);
+            (exposed(&on_a) == 60 && on_a == on_b).then_some(on_a)
+        })
+        .await;
+        let clicks = both["metrics"].as_array().unwrap().iter().find(|m| m["name"] == "click_through").cloned().unwrap();
+        assert!(clicks.to_string().contains("\"sum\":"), "sufficient statistics: {clicks}");
+
+        // An erasure on B: both drop the person, and still agree.
+        let (status, body) = call("DELETE", &format!("{}/v1/users/u-4", b.address), ADMIN_KEY, None).await;
+        assert!(status < 300, "{status} {body}");
+        wait_for("both servers report 59 people after the erasure, identically", || async {
+            let (on_a, on_b) = (results(&a).await, results(&b).await);
+            (exposed(&on_a) == 59 && on_a == on_b).then_some(())
+        })
+        .await;
+
+        // The review log: the same on both, newest first, people under pseudonyms only.
+        let review = wait_for("both servers show the same review log", || async {
+            let url = |s: &Server| format!("{}/v1/review/decisions?slot=home_feed&limit=100", s.address);
+            let (_, on_a) = call("GET", &url(&a), ADMIN_KEY, None).await;
+            let (_, on_b) = call("GET", &url(&b), ADMIN_KEY, None).await;
+            (on_a["decisions"].as_array().map(Vec::len) == Some(59) && on_a == on_b).then_some(on_a)
+        })
+        .await;
+        assert!(!review.to_string().contains("\"u-"), "pseudonymous: {review}");
+    });
+}
