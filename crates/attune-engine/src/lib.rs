@@ -23,6 +23,7 @@ pub mod measure;
 pub mod models;
 mod people;
 pub mod privacy;
+pub mod scheduler;
 pub mod stats;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Scope};
 pub use people::{MergeReport, PersonView};
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
+pub use scheduler::{Job, JobStatus, Scheduler, SchedulerConfig};
 
 use crate::error::corrupt;
 

@@ -259,6 +259,14 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Tries to become the one process that trains the models on this store: `Some` while this
+    /// process holds the training lock (dropping it releases the lock), `None` if another process
+    /// holds it. Never waits. A store only one process can open (the embedded one) always grants
+    /// it; a shared one (PostgreSQL) grants it to one session at a time.
+    fn try_training_lock(&self) -> Result<Option<Box<dyn TrainingLock>>> {
+        Ok(Some(Box::new(SoleProcess)))
+    }
+
     /// Writes a consistent point-in-time copy of everything stored into `dest`, a new directory
     /// that opens as a data directory of this backend, without stopping writes. Backends with
     /// their own backup tools (PostgreSQL: `pg_dump`, base backups) refuse.
@@ -268,5 +276,22 @@ pub trait Store: Send + Sync {
             "the {} store is backed up with its own tools (see docs/operations.md)",
             self.backend()
         )))
+    }
+}
+
+/// Proof that this process holds a store's training lock (see [`Store::try_training_lock`]);
+/// dropping it releases the lock.
+pub trait TrainingLock: Send {
+    /// Whether the lock is still held (a shared store loses it when its connection dies): ask
+    /// before publishing what was trained under it.
+    fn is_held(&mut self) -> bool;
+}
+
+/// The training lock of a store only this process opens: always held.
+struct SoleProcess;
+
+impl TrainingLock for SoleProcess {
+    fn is_held(&mut self) -> bool {
+        true
     }
 }

@@ -174,6 +174,12 @@ impl TrainingLockGuard {
     }
 }
 
+impl crate::TrainingLock for TrainingLockGuard {
+    fn is_held(&mut self) -> bool {
+        TrainingLockGuard::is_held(self)
+    }
+}
+
 impl Drop for TrainingLockGuard {
     fn drop(&mut self) {
         // Closing the connection releases the lock anyway; unlocking first releases it at once
@@ -293,6 +299,10 @@ const EVENT_COLUMNS: &str = "seq, id, subject, ts_ms, expires_ms, payload";
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn try_training_lock(&self) -> Result<Option<Box<dyn crate::TrainingLock>>> {
+        Ok(PostgresStore::try_training_lock(self)?.map(|guard| Box::new(guard) as Box<dyn crate::TrainingLock>))
     }
 
     fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
