@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use catalog::Catalog;
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UlidIds};
 pub use cluster::SyncReport;
-pub use error::{EngineError, Result, UserError};
+pub use error::{EngineError, Invalid, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Scope};
 pub use people::{MergeReport, PersonView};
@@ -435,7 +435,7 @@ impl Engine {
     pub fn put_schema(&self, name: &str, schema: Schema) -> Result<()> {
         if attune_core::BuiltinType::parse(name).is_some() {
             return Err(UserError::Invalid {
-                code: "builtin_type",
+                kind: error::Invalid::BuiltinType,
                 field: None,
                 message: format!("`{name}` is a built-in event type; its schema is fixed."),
             }
