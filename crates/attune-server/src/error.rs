@@ -181,6 +181,12 @@ impl From<attune_engine::EngineError> for ApiError {
     }
 }
 
+impl From<attune_engine::UserError> for ApiError {
+    fn from(err: attune_engine::UserError) -> ApiError {
+        ApiError::from(attune_engine::EngineError::User(err))
+    }
+}
+
 /// Result with [`ApiError`].
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -6,13 +6,13 @@ use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check_tags, rfc3339};
+use super::rfc3339;
 use crate::{
     AppState,
     auth::{Auth, CatalogWrite},
     blocking,
     error::{ApiError, ApiResult, Code, ErrorBody},
-    extract::{ApiJson, ApiQuery, IdPath, check_path_id},
+    extract::{ApiJson, ApiQuery, IdPath},
     wire::StatusOut,
 };
 
@@ -37,27 +37,15 @@ pub struct ConditionsIo {
     pub personalized: Option<bool>,
 }
 
-fn to_conditions(c: ConditionsIo, field: &str) -> Result<Conditions, ApiError> {
-    if let Some(stage) = &c.journey_stage
-        && attune_core::JourneyStage::parse(stage).is_none()
-    {
-        return Err(ApiError::new(
-            Code::InvalidValue,
-            "`journey_stage` is new, exploring, researching, ready_to_buy or customer.",
-        )
-        .with_field(format!("{field}.journey_stage")));
-    }
-    if let Some(slot) = &c.slot {
-        check_path_id(slot, &format!("{field}.slot"))?;
-    }
-    check_tags(&c.goals, &format!("{field}.goals"), 20)?;
-    Ok(Conditions {
+/// The engine checks the conditions (`Conditions::check`, through the constructors).
+fn to_conditions(c: ConditionsIo) -> Conditions {
+    Conditions {
         slot: c.slot,
         journey_stage: c.journey_stage,
         goals: c.goals,
         device: c.device,
         personalized: c.personalized,
-    })
+    }
 }
 
 fn conditions_out(c: &Conditions) -> ConditionsIo {
@@ -145,15 +133,6 @@ fn slot_out(slot: &str, s: &SlotSettings) -> SlotOut {
     }
 }
 
-fn share(value: Option<f32>, default: f32, field: &str) -> Result<f32, ApiError> {
-    let value = value.unwrap_or(default);
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::new(Code::InvalidValue, format!("`{field}` is between 0 and 1.")).with_field(field))
-    }
-}
-
 /// Set a slot's settings.
 #[utoipa::path(put, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path, description = "The slot (slots need no declaration)")), request_body = SlotIn,
     responses((status = 200, description = "The slot's settings as stored.", body = SlotOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
@@ -163,42 +142,22 @@ pub async fn put_slot(
     IdPath(slot): IdPath,
     ApiJson(body): ApiJson<SlotIn>,
 ) -> ApiResult<Json<SlotOut>> {
+    // One set of rules and limits for the API, the console and the demo: the engine's.
     let defaults = SlotSettings::default();
-    let editorial_share = share(body.editorial_share, defaults.editorial_share, "editorial_share")?;
-    let serendipity_share = share(body.serendipity_share, defaults.serendipity_share, "serendipity_share")?;
-    if editorial_share + serendipity_share > 1.0 {
-        return Err(ApiError::new(
-            Code::InvalidValue,
-            "`editorial_share` and `serendipity_share` add up to at most 1.",
-        )
-        .with_field("serendipity_share"));
-    }
-    if body.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
-        return Err(ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field("max_items"));
-    }
-    let variants = body.variants.unwrap_or(defaults.variants);
-    if !(1..=3).contains(&variants.len()) {
-        return Err(
-            ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.").with_field("variants")
-        );
-    }
-    check_tags(&variants, "variants", 3)?;
-    let mut rules = Vec::new();
-    for (i, rule) in body.rules.unwrap_or_default().into_iter().enumerate() {
-        if !variants.contains(&rule.variant) {
-            return Err(ApiError::new(Code::InvalidValue, "A rule's variant is one of the slot's variants.")
-                .with_field(format!("rules[{i}].variant")));
-        }
-        rules.push(VariantRule { when: to_conditions(rule.when, &format!("rules[{i}].when"))?, variant: rule.variant });
-    }
-    let settings = SlotSettings {
-        editorial_share,
-        serendipity_share,
-        max_items: body.max_items,
-        variants,
+    let rules = body
+        .rules
+        .unwrap_or_default()
+        .into_iter()
+        .map(|rule| VariantRule { when: to_conditions(rule.when), variant: rule.variant })
+        .collect();
+    let settings = SlotSettings::new(
+        body.editorial_share.unwrap_or(defaults.editorial_share),
+        body.serendipity_share.unwrap_or(defaults.serendipity_share),
+        body.max_items,
+        body.variants.unwrap_or(defaults.variants),
         rules,
-        repeats: body.repeats.unwrap_or(defaults.repeats),
-    };
+        body.repeats.unwrap_or(defaults.repeats),
+    )?;
     let out = slot_out(&slot, &settings);
     blocking(&state, move |engine| engine.put_slot(&slot, settings, &caller.key_id)).await?;
     Ok(Json(out))
@@ -301,32 +260,9 @@ pub async fn put_pick(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<PickIn>,
 ) -> ApiResult<Json<PickOut>> {
-    check_path_id(&body.item, "item")?;
-    if state.engine.item(&body.item).is_none() {
-        return Err(ApiError::not_found("item", &body.item));
-    }
-    for (i, slot) in body.slots.iter().enumerate() {
-        check_path_id(slot, &format!("slots[{i}]"))?;
-    }
     let from_ms = optional_ts(body.from.as_deref(), "from")?;
     let until_ms = optional_ts(body.until.as_deref(), "until")?;
-    if let (Some(from), Some(until)) = (from_ms, until_ms)
-        && until <= from
-    {
-        return Err(ApiError::new(Code::InvalidValue, "`until` is after `from`.").with_field("until"));
-    }
-    if body.note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(ApiError::new(Code::InvalidValue, "`note` is at most 1000 characters.").with_field("note"));
-    }
-    let pick = Pick {
-        id,
-        item: body.item,
-        audience: to_conditions(body.audience, "audience")?,
-        slots: body.slots,
-        from_ms,
-        until_ms,
-        note: body.note,
-    };
+    let pick = Pick::new(id, body.item, to_conditions(body.audience), body.slots, from_ms, until_ms, body.note)?;
     let out = pick_out(&pick);
     blocking(&state, move |engine| engine.put_pick(pick, &caller.key_id)).await?;
     Ok(Json(out))
@@ -445,30 +381,13 @@ pub async fn put_rule(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<RuleIn>,
 ) -> ApiResult<Json<RuleOut>> {
-    if body.review_by.parse::<jiff::civil::Date>().is_err() {
-        return Err(
-            ApiError::new(Code::InvalidTimestamp, "`review_by` is a date such as 2027-03-01.").with_field("review_by")
-        );
-    }
-    let owner = body.owner.trim().to_owned();
-    if owner.is_empty() || owner.chars().count() > 128 {
-        return Err(ApiError::new(Code::InvalidValue, "`owner` is 1–128 characters.").with_field("owner"));
-    }
-    check_tags(&body.then.boost_tags, "then.boost_tags", 50)?;
-    check_tags(&body.then.exclude_tags, "then.exclude_tags", 50)?;
     let now_ms = state.engine.now_ms();
-    let rule = Rule {
-        id,
-        when: to_conditions(body.when, "when")?,
-        then: RuleEffect {
-            boost_tags: body.then.boost_tags,
-            exclude_tags: body.then.exclude_tags,
-            variant: body.then.variant,
-        },
-        owner,
-        review_by: body.review_by,
-        updated_ms: now_ms,
+    let then = RuleEffect {
+        boost_tags: body.then.boost_tags,
+        exclude_tags: body.then.exclude_tags,
+        variant: body.then.variant,
     };
+    let rule = Rule::new(id, to_conditions(body.when), then, &body.owner, body.review_by, now_ms)?;
     let out = rule_out(&rule, now_ms);
     blocking(&state, move |engine| engine.put_rule(rule, &caller.key_id)).await?;
     Ok(Json(out))
@@ -672,10 +591,6 @@ pub async fn post_flag(
     Auth(caller, _): Auth<CatalogWrite>,
     ApiJson(body): ApiJson<FlagIn>,
 ) -> ApiResult<Json<FlagOut>> {
-    check_path_id(&body.item, "item")?;
-    if body.note.chars().count() > 1000 {
-        return Err(ApiError::new(Code::InvalidValue, "`note` is at most 1000 characters.").with_field("note"));
-    }
     let flag = blocking(&state, move |engine| engine.flag_item(&body.item, &body.note, &caller.key_id)).await?;
     Ok(Json(flag_out(flag)))
 }
