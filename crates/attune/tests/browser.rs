@@ -1,199 +1,27 @@
-//! The demo site in a real headless browser (Debian's Chromium driven by ChromeDriver over the
-//! W3C WebDriver protocol; the harness is `tests/console.rs`'s): a new visitor sees the
+//! The demo site in real headless browsers, Debian's Chromium and Firefox ESR (driven by ChromeDriver
+//! and geckodriver over the W3C WebDriver protocol; the harness is `tests/support/webdriver.rs`): a new visitor sees the
 //! server-rendered fallback, accepts the consent banner, reads two sleep articles, returns home
 //! and sees sleep items with their reasons in the slots; a click is attributed to its decision;
 //! the `/me` page shows the history; a visitor who declines sends and stores nothing; a page on
 //! another origin gets no CORS answer. Every wait is on a condition in the page or on the server.
 //!
-//! Needs `chromium` and `chromedriver` (`scripts/ci-packages.sh` installs them). Without them the
-//! test says so and passes, except under CI (`CI` set), where it fails.
+//! Needs `chromium` and `chromedriver`, `firefox-esr` and `geckodriver` (`scripts/ci-packages.sh`
+//! installs them). Without them a test says so and passes, except under CI (`CI` set), where it fails.
 
 #[allow(dead_code)]
 mod support;
 
 use std::{
     io::{BufRead, BufReader},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
-use std::os::unix::process::CommandExt;
+use support::webdriver::{Driver, Engine};
 
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "browser-test-admin-key-0123456789";
-
-/// The W3C name of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// A WebDriver session: a handful of the protocol's commands, over HTTP+JSON.
-struct Browser {
-    http: reqwest::Client,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(driver: &str) -> Browser {
-        let http = reqwest::Client::new();
-        let profile = tempfile::tempdir().expect("profile dir");
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
-            }
-        }}});
-        let answer: Value = http
-            .post(format!("{driver}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .expect("new session")
-            .json()
-            .await
-            .expect("json");
-        let session =
-            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
-        Browser { http, session: format!("{driver}/session/{session}"), _profile: profile }
-    }
-
-    /// Runs a command; `Err` with the driver's answer when it reports an error.
-    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
-        let request = self.http.request(method, format!("{}{path}", self.session));
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        let answer: Value = request.send().await.expect("webdriver").json().await.expect("json");
-        if answer["value"].get("error").is_some() { Err(answer) } else { Ok(answer["value"].clone()) }
-    }
-
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.try_command(method, path, body).await.unwrap_or_else(|answer| panic!("webdriver {path}: {answer}"))
-    }
-
-    async fn goto(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
-    }
-
-    /// The page's visible text (empty while a page is loading).
-    async fn text(&self) -> String {
-        let script = json!({"script": "return document.body ? document.body.innerText : '';", "args": []});
-        match self.try_command(reqwest::Method::POST, "/execute/sync", Some(script)).await {
-            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
-            Err(_) => String::new(),
-        }
-    }
-
-    /// Waits (up to 10 s) until the page's text holds `needle`, as a person would wait for a
-    /// form's answer to load, and returns the text; panics with the text otherwise.
-    async fn wait_for(&self, needle: &str) -> String {
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = self.text().await;
-            if text.contains(needle) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the page never showed {needle:?}; it shows:\n{text}");
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found =
-            self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
-    }
-
-    async fn close(self) {
-        let _ = self.http.delete(&self.session).send().await;
-    }
-}
-
-/// ChromeDriver, started as the leader of a process group of its own: killed with that group, so
-/// the browser it started goes too.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // `--` first: procps' kill would read `-<pgid>` as an option.
-        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Starts ChromeDriver on a free port and waits until it answers.
-async fn start_driver() -> Option<(Driver, String)> {
-    if !std::path::Path::new("/usr/bin/chromium").exists()
-        || Command::new("chromedriver").arg("--version").output().is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: install chromium and chromium-driver (scripts/ci-packages.sh)"
-        );
-        eprintln!("SKIPPED: no chromium/chromedriver here (scripts/ci-packages.sh installs them)");
-        return None;
-    }
-    let port = free_port();
-    let child = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if let Ok(answer) = reqwest::get(format!("{url}/status")).await
-            && answer.status().is_success()
-        {
-            return Some((child, url));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not answer on {url}");
-}
-
-impl Browser {
-    /// Runs a script in the page and returns its value (`Null` while a page is loading).
-    async fn run(&self, script: &str) -> Value {
-        let body = json!({"script": script, "args": []});
-        self.try_command(reqwest::Method::POST, "/execute/sync", Some(body)).await.unwrap_or(Value::Null)
-    }
-
-    /// Runs an asynchronous script (it calls `arguments[0]` with its answer).
-    async fn run_async(&self, script: &str) -> Value {
-        let body = json!({"script": script, "args": []});
-        self.command(reqwest::Method::POST, "/execute/async", Some(body)).await
-    }
-
-    /// Waits (up to 20 s) until `script` returns something truthy, and returns it.
-    async fn wait_until(&self, what: &str, script: &str) -> Value {
-        for _ in 0..200 {
-            let value = self.run(script).await;
-            if !matches!(value, Value::Null | Value::Bool(false)) && value != json!("") && value != json!(0) {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the page never showed {what}; it shows:\n{}", self.text().await);
-    }
-}
 
 /// Polls `check` (up to 20 s) until it answers `Some`.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
@@ -271,14 +99,24 @@ const SLOT_ITEMS: &str = "return [...document.querySelectorAll('[data-attune-slo
     why: e.querySelector('[data-attune-field=why]').textContent, me: e.querySelector('[data-attune-me]').href}));";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_visitor_sees_the_demo_site_personalize_in_the_browser() {
-    let Some((_driver, driver_url)) = start_driver().await else { return };
+async fn a_visitor_sees_the_demo_site_personalize_in_chromium() {
+    visitor_sees_the_demo_site_personalize(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_sees_the_demo_site_personalize_in_firefox() {
+    visitor_sees_the_demo_site_personalize(Engine::Firefox).await;
+}
+
+/// The whole visit, in the given browser (`attune.js` must work in current Chromium and Firefox).
+async fn visitor_sees_the_demo_site_personalize(engine: Engine) {
+    let Some(driver) = Driver::start(engine).await else { return };
     let data = tempfile::tempdir().expect("tempdir");
     let (_demo, base) = start_demo(data.path());
     let api = Api { http: reqwest::Client::new(), base: base.clone() };
 
     // A new visitor: the server-rendered fallback, the banner, nothing stored yet.
-    let browser = Browser::start(&driver_url).await;
+    let browser = driver.browser().await;
     browser.goto(&format!("{base}/demo/")).await;
     browser.wait_until("the consent banner", "return !document.getElementById('banner').hidden;").await;
     let fallback =
@@ -338,6 +176,23 @@ async fn a_visitor_sees_the_demo_site_personalize_in_the_browser() {
         "a reason names what was read: {shown:?}"
     );
 
+    // From the page's own console, the site's browser key can neither read a profile nor claim a
+    // known person without the identity token the site's backend signs.
+    let key = browser.run("return document.body.innerHTML.match(/atk_[0-9a-f]+/)[0];").await;
+    let key = key.as_str().expect("the site's key").to_owned();
+    let probe = |method: &str, path: &str, body: &str| {
+        format!(
+            "var done = arguments[0]; fetch('{base}{path}', {{method: '{method}', headers: {{'Authorization': \
+             'Bearer {key}', 'Content-Type': 'application/json'}}{body}}}).then(function (r) {{ return r.json()\
+             .then(function (j) {{ done([r.status, j.error && j.error.code]); }}); }}, function (e) {{ done(String(e)); }});"
+        )
+    };
+    let read = browser.run_async(&probe("GET", &format!("/v1/users/{visitor}"), "")).await;
+    assert_eq!(read[0], json!(403), "a browser key reads no profile: {read}");
+    let claim = format!(", body: JSON.stringify({{anonymous_id: '{visitor}', user: 'u-someone-else'}})");
+    let identify = browser.run_async(&probe("POST", "/v1/identify", &claim)).await;
+    assert_eq!(identify, json!([403, "user_token_required"]), "identify needs the site's signed token");
+
     // A click is attributed to its decision.
     let clicked = shown.iter().find(|item| item["id"] != json!(FIRST) && item["id"] != json!(SECOND)).expect("an item");
     let (item, decision) =
@@ -368,7 +223,7 @@ async fn a_visitor_sees_the_demo_site_personalize_in_the_browser() {
     // Another visitor declines: nothing is stored in the browser, nothing reaches the server.
     let people = api.metric("attune_people").await;
     let consents = api.consent_changes().await;
-    let other = Browser::start(&driver_url).await;
+    let other = driver.browser().await;
     other.goto(&format!("{base}/demo/")).await;
     other.wait_until("the consent banner", "return !document.getElementById('banner').hidden;").await;
     other.click("#consent-decline").await;
@@ -420,10 +275,10 @@ async fn a_visitor_sees_the_demo_site_personalize_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark; prints its numbers"]
 async fn slot_paint_benchmark() {
-    let Some((_driver, driver_url)) = start_driver().await else { return };
+    let Some(driver) = Driver::start(Engine::Chromium).await else { return };
     let data = tempfile::tempdir().expect("tempdir");
     let (_demo, base) = start_demo(data.path());
-    let browser = Browser::start(&driver_url).await;
+    let browser = driver.browser().await;
     browser.goto(&format!("{base}/demo/")).await;
     browser.wait_until("the consent banner", "return !document.getElementById('banner').hidden;").await;
     browser.click("#consent-accept").await;

@@ -1,7 +1,7 @@
 //! The editors' console in a real headless browser (Debian's Chromium driven by ChromeDriver over
-//! the W3C WebDriver protocol): sign in with a key, read what a person would be shown, pin an
-//! editorial pick with the form and see it in that person's feed, remove it, and confirm a rule
-//! that was due for review. Each step is checked in the page and, where it changes something,
+//! the W3C WebDriver protocol, `tests/support/webdriver.rs`): sign in with a key, read what a
+//! person would be shown, pin an editorial pick with the form and see it in that person's feed,
+//! remove it, and confirm a rule that was due for review. Each step is checked in the page and, where it changes something,
 //! through the API as well.
 //!
 //! Needs `chromium` and `chromedriver` (`scripts/ci-packages.sh` installs them). Without them the
@@ -9,175 +9,15 @@
 
 mod support;
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-
-use std::os::unix::process::CommandExt;
+use support::webdriver::{Driver, Engine};
 
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "console-test-admin-key-0123456789";
 
-/// The W3C name of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// A WebDriver session: a handful of the protocol's commands, over HTTP+JSON.
-struct Browser {
-    http: reqwest::Client,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(driver: &str) -> Browser {
-        let http = reqwest::Client::new();
-        let profile = tempfile::tempdir().expect("profile dir");
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
-            }
-        }}});
-        let answer: Value = http
-            .post(format!("{driver}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .expect("new session")
-            .json()
-            .await
-            .expect("json");
-        let session =
-            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
-        Browser { http, session: format!("{driver}/session/{session}"), _profile: profile }
-    }
-
-    /// Runs a command; `Err` with the driver's answer when it reports an error.
-    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
-        let request = self.http.request(method, format!("{}{path}", self.session));
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        let answer: Value = request.send().await.expect("webdriver").json().await.expect("json");
-        if answer["value"].get("error").is_some() { Err(answer) } else { Ok(answer["value"].clone()) }
-    }
-
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.try_command(method, path, body).await.unwrap_or_else(|answer| panic!("webdriver {path}: {answer}"))
-    }
-
-    async fn goto(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
-    }
-
-    async fn url(&self) -> String {
-        self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
-    }
-
-    /// The page's visible text (empty while a page is loading).
-    async fn text(&self) -> String {
-        let script = json!({"script": "return document.body ? document.body.innerText : '';", "args": []});
-        match self.try_command(reqwest::Method::POST, "/execute/sync", Some(script)).await {
-            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
-            Err(_) => String::new(),
-        }
-    }
-
-    /// Waits (up to 10 s) until the page's text holds `needle`, as a person would wait for a
-    /// form's answer to load, and returns the text; panics with the text otherwise.
-    async fn wait_for(&self, needle: &str) -> String {
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = self.text().await;
-            if text.contains(needle) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the page never showed {needle:?}; it shows:\n{text}");
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found =
-            self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
-    }
-
-    async fn close(self) {
-        let _ = self.http.delete(&self.session).send().await;
-    }
-}
-
-/// ChromeDriver, started as the leader of a process group of its own: killed with that group, so
-/// the browser it started goes too.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // `--` first: procps' kill would read `-<pgid>` as an option.
-        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Starts ChromeDriver on a free port and waits until it answers.
-async fn start_driver() -> Option<(Driver, String)> {
-    if !std::path::Path::new("/usr/bin/chromium").exists()
-        || Command::new("chromedriver").arg("--version").output().is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the browser test: install chromium and chromium-driver (scripts/ci-packages.sh)"
-        );
-        eprintln!("SKIPPED: no chromium/chromedriver here (scripts/ci-packages.sh installs them)");
-        return None;
-    }
-    let port = free_port();
-    let child = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if let Ok(answer) = reqwest::get(format!("{url}/status")).await
-            && answer.status().is_success()
-        {
-            return Some((child, url));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not answer on {url}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
-    let Some((_driver, driver_url)) = start_driver().await else { return };
+    let Some(driver) = Driver::start(Engine::Chromium).await else { return };
     let data = tempfile::tempdir().expect("tempdir");
     let (server, base) = support::spawn_serve(
         support::attune(&["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -207,7 +47,7 @@ async fn an_editor_pins_a_pick_and_reviews_a_rule_in_the_browser() {
     let rule = json!({"when": {}, "then": {"boost_tags": ["sleep"]}, "owner": "editor@example.org", "review_by": "2026-01-01"});
     assert!(call(reqwest::Method::PUT, "/v1/rules/sleep-first", rule).await.expect("rule").status().is_success());
 
-    let browser = Browser::start(&driver_url).await;
+    let browser = driver.browser().await;
 
     // Signing in: the console sends a browser without the cookie to the sign-in form.
     browser.goto(&format!("{base}/console")).await;

@@ -1,4 +1,6 @@
-//! Running the `attune` binary as a child process in tests.
+//! Running the `attune` binary as a child process in tests, and driving a real browser.
+
+pub mod webdriver;
 
 use std::{
     io::{BufRead, BufReader},
