@@ -238,6 +238,11 @@ pub trait Store: Send + Sync {
     /// Writes many records of one table atomically and durably.
     fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()>;
 
+    /// Adds `n` to each named counter of `table` (a counter is a record holding a little-endian
+    /// `u64`; an absent one is 0), atomically and durably: concurrent calls lose no count, also
+    /// from several processes sharing the store. A key may repeat (its counts add up).
+    fn add_counters(&self, table: Table, counts: &[(String, u64)]) -> Result<()>;
+
     /// Reads one record.
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>>;
 
@@ -294,4 +299,22 @@ impl TrainingLock for SoleProcess {
     fn is_held(&mut self) -> bool {
         true
     }
+}
+
+/// The value of a counter record ([`Store::add_counters`]).
+pub fn counter_value(bytes: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { what: "counter", detail: format!("{} bytes", bytes.len()) })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The counts of `counts` summed per key, in key order (the order a backend locks them in).
+pub(crate) fn merged_counts(counts: &[(String, u64)]) -> std::collections::BTreeMap<&str, u64> {
+    let mut merged = std::collections::BTreeMap::new();
+    for (key, n) in counts {
+        let total: &mut u64 = merged.entry(key.as_str()).or_default();
+        *total = total.saturating_add(*n);
+    }
+    merged
 }

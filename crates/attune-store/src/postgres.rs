@@ -433,6 +433,48 @@ RETURNING events.id, events.tableoid";
         .map(drop)
     }
 
+    fn add_counters(&self, table: Table, counts: &[(String, u64)]) -> Result<()> {
+        let merged = crate::merged_counts(counts);
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = merged.keys().map(|key| key.as_bytes()).collect();
+        let zero = 0u64.to_le_bytes().to_vec();
+        // One transaction: create missing counters, lock every row in key order (two servers
+        // adding to the same counters wait for each other instead of deadlocking), add, write.
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            tx.execute(
+                "INSERT INTO records (tbl, key, value) SELECT $1::text, k, $3 FROM unnest($2::bytea[]) AS k ORDER BY k \
+                 ON CONFLICT (tbl, key) DO NOTHING",
+                &[&table.name(), &keys, &zero],
+            )?;
+            let rows = tx.query(
+                "SELECT key, value FROM records WHERE tbl = $1 AND key = ANY($2) ORDER BY key FOR UPDATE",
+                &[&table.name(), &keys],
+            )?;
+            let mut new_keys: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+            let mut new_values: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key: Vec<u8> = row.try_get(0)?;
+                let value: Vec<u8> = row.try_get(1)?;
+                let n = std::str::from_utf8(&key).ok().and_then(|key| merged.get(key)).copied().unwrap_or(0);
+                // A record that is not a counter is left alone (and reported below).
+                let Ok(before) = crate::counter_value(&value) else { return Ok(Err(value.len())) };
+                new_keys.push(key);
+                new_values.push(before.saturating_add(n).to_le_bytes().to_vec());
+            }
+            tx.execute(
+                "UPDATE records AS r SET value = v.value FROM unnest($2::bytea[], $3::bytea[]) AS v(key, value) \
+                 WHERE r.tbl = $1 AND r.key = v.key",
+                &[&table.name(), &new_keys, &new_values],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })?
+        .map_err(|n_bytes| StoreError::Corrupt { what: "counter", detail: format!("{n_bytes} bytes") })
+    }
+
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
         let row = self.with_conn(|conn| {
             let statement = conn.prepare("SELECT value FROM records WHERE tbl = $1 AND key = $2")?;
