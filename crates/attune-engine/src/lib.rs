@@ -1,5 +1,6 @@
 //! attune-engine: everything Attune does, without HTTP — ingest, identity, profiles, catalog,
-//! keys and audit, and (as they grow) the decide pipeline, training and privacy operations.
+//! keys and audit, the decide pipeline, training and privacy operations, and the [`Scheduler`]
+//! that owns every background job.
 //!
 //! Uses storage only through `Arc<dyn Store>` and never knows the backend. Every method is
 //! blocking (it may wait for an fsync); the server calls it off the async runtime. Time comes from
