@@ -103,6 +103,7 @@ impl BuiltinType {
             purpose: Purpose::Personalization,
             properties: props.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            signal: None,
         }
     }
 }
@@ -221,7 +222,8 @@ pub struct Event {
     pub item: Option<String>,
     /// When it happened (milliseconds since the Unix epoch).
     pub ts_ms: i64,
-    /// `web`, `email`, `app`, ...
+    /// The [`crate::Channel`]'s wire name (`web`, `email`, `in_person`, ...); validation admits
+    /// only those. Stored as text, so events stored before channels were checked still decode.
     pub channel: Option<String>,
     /// The context, already minimized by consent.
     pub context: Context,
@@ -235,6 +237,11 @@ impl Event {
     /// A property by name.
     pub fn prop(&self, name: &str) -> Option<&PropValue> {
         self.properties.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The event's channel (`web` when it names none or one from before channels were checked).
+    pub fn channel(&self) -> crate::Channel {
+        self.channel.as_deref().and_then(crate::Channel::parse).unwrap_or_default()
     }
 
     /// A numeric property by name.

@@ -97,6 +97,8 @@ mod tests {
             score: None,
             timezone: None,
             local_hour: None,
+            channel: crate::Channel::Web,
+            signal: None,
         });
     }
 

@@ -10,6 +10,7 @@
 //! (what an event does to a person's profile).
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod consent;
 pub mod event;
 pub mod id;
@@ -20,11 +21,12 @@ pub mod profile;
 pub mod schema;
 pub mod validate;
 
+pub use channel::Channel;
 pub use consent::{Consent, Purpose};
 pub use event::{BuiltinType, Context, Event, EventType, PropValue, Subject};
 pub use id::{IdError, check_id};
 pub use item::Item;
 pub use journey::JourneyStage;
 pub use preferences::{Preferences, QuietHours};
-pub use profile::{FoldEvent, ItemIdx, Profile, TagIdx};
-pub use schema::{PropType, Schema};
+pub use profile::{FoldEvent, FoldSignal, ItemIdx, Profile, TagIdx};
+pub use schema::{JourneySignal, PropType, Schema, Signal, SignalTags};

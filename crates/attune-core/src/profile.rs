@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BuiltinType, EventType};
+use crate::{BuiltinType, Channel, EventType, JourneySignal};
 
 /// A dense item index (the engine interns item ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -101,6 +101,22 @@ pub struct FoldEvent<'a> {
     /// The person's local hour when it happened (0–23), when the event's context said (its
     /// time zone or local time); the engine computes it.
     pub local_hour: Option<u8>,
+    /// Where it happened.
+    pub channel: Channel,
+    /// For a declared type whose schema declares a signal: what it means, resolved.
+    pub signal: Option<FoldSignal<'a>>,
+}
+
+/// A declared event's [`crate::Signal`], resolved by the engine for one event: the tags it
+/// speaks for (interned), its strength and its journey step.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldSignal<'a> {
+    /// Positive for liking, negative for aversion (built-in scale: a view is 1).
+    pub strength: f32,
+    /// The tags (fixed, from a property, the item's), interned.
+    pub tags: &'a [TagIdx],
+    /// A step towards a journey stage.
+    pub journey: Option<JourneySignal>,
 }
 
 /// A person's profile, folded from their events.
@@ -151,6 +167,9 @@ pub struct Profile {
     pub active_hours: [f32; 24],
     /// Email and notification opens by local hour: when sends are read.
     pub open_hours: [f32; 24],
+    /// Events per channel, indexed by [`Channel::index`]: where the person engages.
+    #[serde(default)]
+    pub channels: [u32; 6],
 }
 
 impl Profile {
@@ -169,6 +188,7 @@ impl Profile {
             self.last_seen_ms = self.last_seen_ms.max(ts);
         }
         self.n_events += 1;
+        self.channels[event.channel.index()] += 1;
         if let Some(zone) = event.timezone {
             // The latest wins; a tie in time by name, so any fold order gives the same zone.
             let newer = self.timezone.as_ref().is_none_or(|(t, z)| (ts, zone) > (*t, z.as_str()));
@@ -178,8 +198,7 @@ impl Profile {
         }
 
         let Some(builtin) = event.kind.builtin() else {
-            // Declared types count as activity but carry no item semantics Attune knows.
-            self.activity.add(0.5, ts, ACTIVITY_HALF_LIFE_MS);
+            self.fold_declared(event);
             return;
         };
         let (strength, activity) = signal_weights(builtin, event);
@@ -233,7 +252,47 @@ impl Profile {
         if deep {
             self.deep_reads.add(1.0, ts, ACTIVITY_HALF_LIFE_MS);
         }
-        for &tag in event.tags {
+        self.add_affinities(event.tags, strength, ts);
+        if strength > 0.0 {
+            self.touch_recent(item, ts, strength);
+        }
+    }
+
+    /// A declared type: activity, and with a declared signal its tags, item and journey step.
+    /// Without a signal it counts as activity and nothing more.
+    fn fold_declared(&mut self, event: &FoldEvent<'_>) {
+        let ts = event.ts_ms;
+        let Some(signal) = event.signal.filter(|s| s.strength.is_finite() && s.strength != 0.0) else {
+            self.activity.add(0.5, ts, ACTIVITY_HALF_LIFE_MS);
+            return;
+        };
+        let strength = signal.strength;
+        self.activity.add(strength.max(0.5), ts, ACTIVITY_HALF_LIFE_MS);
+        if strength > 0.0
+            && let Some(hour) = event.local_hour.filter(|h| *h < 24)
+        {
+            self.active_hours[hour as usize] += 1.0;
+        }
+        match signal.journey {
+            Some(JourneySignal::Researching) => self.deep_reads.add(1.0, ts, ACTIVITY_HALF_LIFE_MS),
+            Some(JourneySignal::ReadyToBuy) => self.intent.add(1.5, ts, INTENT_HALF_LIFE_MS),
+            Some(JourneySignal::Customer) => {
+                self.n_purchases += 1;
+                self.last_purchase_ms = Some(self.last_purchase_ms.map_or(ts, |t| t.max(ts)));
+            }
+            None => {}
+        }
+        self.add_affinities(signal.tags, strength, ts);
+        if strength > 0.0
+            && let Some(item) = event.item
+        {
+            insert_sorted(&mut self.consumed, item);
+            self.touch_recent(item, ts, strength);
+        }
+    }
+
+    fn add_affinities(&mut self, tags: &[TagIdx], strength: f32, ts: i64) {
+        for &tag in tags {
             match self.affinities.iter_mut().find(|(t, _)| *t == tag) {
                 Some((_, decayed)) => decayed.add(strength, ts, AFFINITY_HALF_LIFE_MS),
                 None => {
@@ -249,9 +308,6 @@ impl Profile {
                 b.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs().total_cmp(&a.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs())
             });
             self.affinities.truncate(MAX_AFFINITIES);
-        }
-        if strength > 0.0 {
-            self.touch_recent(item, ts, strength);
         }
     }
 
@@ -357,6 +413,8 @@ mod tests {
                 score: None,
                 timezone: None,
                 local_hour: None,
+                channel: Channel::Web,
+                signal: None,
             });
         }
         profile
@@ -389,6 +447,72 @@ mod tests {
         let many = fold_all(&many);
         assert!(few.engagement(0) < many.engagement(40_000));
         assert!(many.engagement(40_000) <= 1.0);
+    }
+
+    #[test]
+    fn declared_signals_shape_affinities_items_and_journey() {
+        let quiz = EventType::Declared("quiz_answer".into());
+        let meditation = EventType::Declared("meditation_done".into());
+        let mut profile = Profile::default();
+        let fold = |profile: &mut Profile,
+                    kind: &EventType,
+                    item: Option<u32>,
+                    tags: &[TagIdx],
+                    strength: f32,
+                    journey: Option<JourneySignal>,
+                    ts: i64| {
+            profile.fold(&FoldEvent {
+                kind,
+                item: item.map(ItemIdx),
+                tags: &[],
+                purchasable: false,
+                ts_ms: ts,
+                dwell_ms: None,
+                scroll_depth: None,
+                value: None,
+                rating: None,
+                score: None,
+                timezone: None,
+                local_hour: Some(7),
+                channel: Channel::App,
+                signal: Some(FoldSignal { strength, tags, journey }),
+            });
+        };
+        fold(&mut profile, &quiz, None, &[TagIdx(4)], 2.0, None, 0);
+        fold(&mut profile, &meditation, Some(9), &[TagIdx(5)], 1.5, Some(JourneySignal::Researching), 10);
+        fold(&mut profile, &meditation, Some(8), &[TagIdx(5)], 1.5, Some(JourneySignal::Researching), 20);
+        fold(&mut profile, &quiz, None, &[TagIdx(6)], -1.0, None, 30);
+        let top = profile.top_affinities(30, 8);
+        assert_eq!(top.first().map(|(t, _)| *t), Some(TagIdx(5)), "{top:?}");
+        assert!(top.iter().any(|(t, _)| *t == TagIdx(4)));
+        assert!(!top.iter().any(|(t, _)| *t == TagIdx(6)), "a negative signal is no liking");
+        assert_eq!(profile.consumed, vec![ItemIdx(8), ItemIdx(9)]);
+        assert_eq!(profile.recent.len(), 2);
+        assert_eq!(profile.channels[Channel::App.index()], 4);
+        assert_eq!(crate::JourneyStage::detect(Some(&profile), 30), crate::JourneyStage::Researching);
+        // Without a signal a declared event is activity only.
+        let mut plain = Profile::default();
+        plain.fold(&FoldEvent { signal: None, ..sample_fold(&quiz) });
+        assert!(plain.affinities.is_empty() && plain.recent.is_empty());
+    }
+
+    fn sample_fold(kind: &EventType) -> FoldEvent<'_> {
+        FoldEvent {
+            kind,
+            item: Some(ItemIdx(1)),
+            tags: &[TagIdx(1)],
+            purchasable: false,
+            ts_ms: 0,
+            dwell_ms: None,
+            scroll_depth: None,
+            value: None,
+            rating: None,
+            score: None,
+            timezone: None,
+            local_hour: None,
+            channel: Channel::Web,
+            signal: None,
+        }
     }
 
     fn arb_event() -> impl Strategy<Value = (BuiltinType, u32, i64)> {

@@ -64,6 +64,8 @@ pub enum RejectCode {
     UnknownField,
     /// A field has the wrong JSON type (or the event is not an object).
     InvalidType,
+    /// `channel` is not one of the channels Attune knows.
+    InvalidChannel,
 }
 
 impl RejectCode {
@@ -79,6 +81,7 @@ impl RejectCode {
             RejectCode::InvalidContext => "invalid_context",
             RejectCode::UnknownField => "unknown_field",
             RejectCode::InvalidType => "invalid_type",
+            RejectCode::InvalidChannel => "invalid_channel",
         }
     }
 }
@@ -181,7 +184,28 @@ pub fn validate_event(
     if ts_ms < 0 {
         return Err(reject(RejectCode::InvalidTimestamp, "ts", "`ts` lies before 1970."));
     }
-    let channel = checked_id(raw.channel, "channel")?;
+    let channel = match raw.channel {
+        None => None,
+        Some(name) => match crate::Channel::parse(&name) {
+            Some(crate::Channel::InPerson | crate::Channel::OfflinePurchase)
+                if matches!(subject, Subject::Anonymous(_)) =>
+            {
+                return Err(reject(
+                    RejectCode::InvalidSubject,
+                    "anonymous_id",
+                    "In-person and offline events name a known person: send `user`, not `anonymous_id`.",
+                ));
+            }
+            Some(channel) => Some(channel.as_str().to_owned()),
+            None => {
+                return Err(reject(
+                    RejectCode::InvalidChannel,
+                    "channel",
+                    format!("`channel` is one of {}.", crate::Channel::names()),
+                ));
+            }
+        },
+    };
     let decision_id = checked_id(raw.decision_id, "decision_id")?;
 
     let mut dropped = Vec::new();
@@ -454,6 +478,15 @@ mod tests {
             code(json!({"id": "e", "type": "view", "user": "u", "item": "i", "context": {"device": 3}})),
             "invalid_context"
         );
+        let channel = check(json!({"id": "e", "type": "view", "user": "u", "item": "i", "channel": "fax"}));
+        assert_eq!(channel.as_ref().unwrap_err().code.as_str(), "invalid_channel");
+        assert_eq!(channel.unwrap_err().field.as_deref(), Some("channel"));
+        let in_person = check(json!({"id": "e", "type": "purchase", "user": "u", "item": "i", "channel": "in_person"}));
+        assert_eq!(in_person.unwrap().event.channel(), crate::Channel::InPerson);
+        assert_eq!(
+            code(json!({"id": "e", "type": "view", "anonymous_id": "a", "item": "i", "channel": "offline_purchase"})),
+            "invalid_subject"
+        );
     }
 
     #[test]
@@ -462,6 +495,7 @@ mod tests {
             purpose: crate::Purpose::Personalization,
             properties: vec![("minutes".into(), PropType::Number)],
             retention_days: 30,
+            signal: None,
         };
         let declared = |name: &str| (name == "meditation_done").then(|| schema.clone());
         let validated = validate_event(

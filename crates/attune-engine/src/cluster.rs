@@ -325,17 +325,30 @@ impl Engine {
         for (name, bytes) in changes.changed {
             parsed.push((name, from_json::<Schema>("schema", &bytes)?));
         }
-        let mut schemas = self.schemas.write();
         let mut n = 0;
-        for (name, schema) in parsed {
-            if schemas.get(&name) != Some(&schema) {
-                schemas.insert(name, schema);
-                n += 1;
+        let mut signal_changed = Vec::new();
+        {
+            let mut schemas = self.schemas.write();
+            for (name, schema) in parsed {
+                if schemas.get(&name) != Some(&schema) {
+                    if schemas.get(&name).and_then(|s| s.signal.as_ref()) != schema.signal.as_ref() {
+                        signal_changed.push(name.clone());
+                    }
+                    schemas.insert(name, schema);
+                    n += 1;
+                }
+            }
+            for name in changes.removed {
+                if let Some(schema) = schemas.remove(&name) {
+                    n += 1;
+                    if schema.signal.is_some() {
+                        signal_changed.push(name);
+                    }
+                }
             }
         }
-        for name in changes.removed {
-            n += usize::from(schemas.remove(&name).is_some());
-        }
+        // Another server changed what a declared type means: refold as it did.
+        self.refold_declared(&signal_changed)?;
         Ok(n)
     }
 

@@ -36,6 +36,13 @@ pub struct LoggedDecision {
     pub placements: Vec<LoggedPlacement>,
     /// Experiment assignments.
     pub experiments: Vec<(String, String)>,
+    /// Where it was shown (`web`, `email`, ...; decisions logged before channels: `web`).
+    #[serde(default = "web")]
+    pub channel: String,
+}
+
+fn web() -> String {
+    attune_core::Channel::Web.as_str().to_owned()
 }
 
 /// One slot of a logged decision.
@@ -168,6 +175,7 @@ impl Engine {
                 })
                 .collect(),
             experiments: decision.experiments.clone(),
+            channel: decision.channel.as_str().to_owned(),
         };
         for placement in &logged.placements {
             self.decisions.expose(&placement.slot, &placement.variant);

@@ -4,7 +4,9 @@
 //! All of it is small, read on every decision, and written rarely: the engine keeps it in memory
 //! behind one lock and writes through to the store.
 
-use attune_core::JourneyStage;
+use std::collections::BTreeMap;
+
+use attune_core::{Channel, JourneyStage};
 use attune_store::Table;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -96,6 +98,56 @@ pub struct SlotSettings {
     /// again" or "your favourites" slot. Bought and dismissed items never come back either way.
     #[serde(default)]
     pub repeats: bool,
+    /// Settings that differ on one channel (by [`Channel`] wire name): an email digest may take
+    /// fewer items, no serendipity, or other variants than the same slot on the web.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+/// A slot's settings on one channel: each field set replaces the slot's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSettings {
+    /// See [`SlotSettings::editorial_share`].
+    pub editorial_share: Option<f32>,
+    /// See [`SlotSettings::serendipity_share`].
+    pub serendipity_share: Option<f32>,
+    /// See [`SlotSettings::max_items`].
+    pub max_items: Option<u32>,
+    /// See [`SlotSettings::variants`].
+    pub variants: Option<Vec<String>>,
+    /// See [`SlotSettings::repeats`].
+    pub repeats: Option<bool>,
+}
+
+impl SlotSettings {
+    /// The settings in effect on `channel`: the slot's, with that channel's overrides applied.
+    pub fn for_channel(&self, channel: Channel) -> SlotSettings {
+        let mut settings = self.clone();
+        if let Some(over) = self.channels.get(channel.as_str()) {
+            settings.editorial_share = over.editorial_share.unwrap_or(settings.editorial_share);
+            settings.serendipity_share = over.serendipity_share.unwrap_or(settings.serendipity_share);
+            settings.max_items = over.max_items.or(settings.max_items);
+            if let Some(variants) = &over.variants {
+                settings.variants = variants.clone();
+            }
+            settings.repeats = over.repeats.unwrap_or(settings.repeats);
+        }
+        settings
+    }
+}
+
+impl Editorial {
+    /// The settings of `slot` on `channel` (defaults for a slot never configured).
+    pub fn slot_settings(&self, slot: &str, channel: Channel) -> SlotSettings {
+        self.slots.get(slot).map(|settings| settings.for_channel(channel)).unwrap_or_default()
+    }
+
+    /// Whether `slot` allows repeats on `channel` (without copying its settings).
+    pub fn repeats(&self, slot: &str, channel: Channel) -> bool {
+        self.slots.get(slot).is_some_and(|settings| {
+            settings.channels.get(channel.as_str()).and_then(|c| c.repeats).unwrap_or(settings.repeats)
+        })
+    }
 }
 
 impl Default for SlotSettings {
@@ -107,6 +159,7 @@ impl Default for SlotSettings {
             variants: DEFAULT_VARIANTS.iter().map(|v| (*v).to_owned()).collect(),
             rules: Vec::new(),
             repeats: false,
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -121,8 +174,10 @@ impl SlotSettings {
         variants: Vec<String>,
         rules: Vec<VariantRule>,
         repeats: bool,
+        channels: BTreeMap<String, ChannelSettings>,
     ) -> Checked<SlotSettings> {
-        let settings = SlotSettings { editorial_share, serendipity_share, max_items, variants, rules, repeats };
+        let settings =
+            SlotSettings { editorial_share, serendipity_share, max_items, variants, rules, repeats, channels };
         settings.check()?;
         Ok(settings)
     }
@@ -154,11 +209,13 @@ impl SlotSettings {
         }
         check_tags(&self.variants, "variants", limits::MAX_VARIANTS)?;
         for (i, rule) in self.rules.iter().enumerate() {
-            if !self.variants.contains(&rule.variant) {
+            let known = self.variants.contains(&rule.variant)
+                || self.channels.values().any(|c| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));
+            if !known {
                 return Err(UserError::invalid(
                     Invalid::Value,
                     format!("rules[{i}].variant"),
-                    "A rule's variant is one of the slot's variants.",
+                    "A rule's variant is one of the slot's variants (on some channel).",
                 ));
             }
             rule.when.check(&format!("rules[{i}].when"))?;
@@ -180,6 +237,9 @@ pub struct Conditions {
     pub device: Option<String>,
     /// Whether the decision is personalized.
     pub personalized: Option<bool>,
+    /// Any of these channels ([`Channel`] wire names; empty: every channel).
+    #[serde(default)]
+    pub channel: Vec<String>,
 }
 
 /// What a decision is being made for, as conditions see it.
@@ -195,6 +255,8 @@ pub struct Situation<'a> {
     pub device: Option<&'a str>,
     /// Whether the decision is personalized.
     pub personalized: bool,
+    /// Where the decision is shown.
+    pub channel: Channel,
 }
 
 impl Conditions {
@@ -223,6 +285,7 @@ impl Conditions {
             && (self.goals.is_empty() || self.goals.iter().any(|g| situation.goals.contains(g)))
             && self.device.as_deref().is_none_or(|d| Some(d) == situation.device)
             && self.personalized.is_none_or(|p| p == situation.personalized)
+            && (self.channel.is_empty() || self.channel.iter().any(|c| c == situation.channel.as_str()))
     }
 }
 
@@ -546,7 +609,7 @@ mod tests {
     }
 
     fn slot(editorial: f32, serendipity: f32, max_items: Option<u32>, names: &[&str]) -> Checked<SlotSettings> {
-        SlotSettings::new(editorial, serendipity, max_items, variants(names), Vec::new(), false)
+        SlotSettings::new(editorial, serendipity, max_items, variants(names), Vec::new(), false, BTreeMap::new())
     }
 
     #[test]
@@ -566,7 +629,8 @@ mod tests {
             when: Conditions { journey_stage: stage.map(str::to_owned), ..Conditions::default() },
             variant: variant.to_owned(),
         };
-        let with_rules = |rules| SlotSettings::new(0.2, 0.1, None, variants(&["a", "b"]), rules, false);
+        let with_rules =
+            |rules| SlotSettings::new(0.2, 0.1, None, variants(&["a", "b"]), rules, false, BTreeMap::new());
         assert!(with_rules(vec![rule("b", Some("customer"))]).is_ok());
         assert_eq!(
             refusal(with_rules(vec![rule("a", None), rule("z", None)])),

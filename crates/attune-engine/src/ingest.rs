@@ -238,6 +238,7 @@ impl Engine {
     /// among the person's events if `count`.
     pub(crate) fn fold_into(&self, person: &str, event: &Event, updated_ms: i64, count: bool) {
         let item = event.item.as_deref().map(|id| self.intern_item(id));
+        let signal = self.resolve_signal(event, item);
         let catalog = self.catalog.read();
         let tags = item.map_or(&[][..], |idx| catalog.tags_of(idx));
         let purchasable = item.and_then(|idx| catalog.item(idx)).is_some_and(|item| item.is_purchasable());
@@ -254,6 +255,12 @@ impl Engine {
             score: event.prop_f64("score"),
             timezone: event.context.timezone.as_deref().filter(|z| jiff::tz::TimeZone::get(z).is_ok()),
             local_hour: crate::measure::local_hour_of(event),
+            channel: event.channel(),
+            signal: signal.as_ref().map(|signal| attune_core::FoldSignal {
+                strength: signal.strength,
+                tags: &signal.tags,
+                journey: signal.journey,
+            }),
         };
         let excludes = matches!(
             event.kind.builtin(),

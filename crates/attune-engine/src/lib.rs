@@ -14,6 +14,7 @@ pub mod clock;
 pub mod cluster;
 pub mod decide;
 pub mod decisions;
+pub mod digest;
 pub mod editorial;
 pub mod error;
 pub mod experiments;
@@ -25,6 +26,7 @@ pub mod models;
 mod people;
 pub mod privacy;
 pub mod scheduler;
+mod signals;
 pub mod stats;
 
 use std::sync::Arc;
@@ -441,7 +443,17 @@ impl Engine {
             .into());
         }
         self.store.put(Table::Schemas, name, &to_json(&schema))?;
-        self.schemas.write().insert(name.to_owned(), schema);
+        let signal_changed = {
+            let mut schemas = self.schemas.write();
+            let before = schemas.get(name).and_then(|s| s.signal.clone());
+            let changed = before != schema.signal;
+            schemas.insert(name.to_owned(), schema);
+            changed
+        };
+        if signal_changed {
+            // What the type means changed: the profiles its stored events shaped are refolded.
+            self.refold_declared(&[name.to_owned()])?;
+        }
         Ok(())
     }
 

@@ -93,6 +93,13 @@ pub struct NotificationPlan {
     pub reason: String,
     /// When the plan was made (ms).
     pub at_ms: i64,
+    /// For an email digest (`POST /v1/digest`): the items it sent. The plans of one person are
+    /// their digest log: later digests leave these items out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    /// For an email digest: the decision that chose its items (clicks attribute to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
 }
 
 /// The person's local hour when `event` happened, if its context says: `local_time` (RFC 3339
@@ -146,6 +153,11 @@ pub fn learned_hour(
 pub const MIN_HOUR_EVIDENCE: f32 = 5.0;
 /// The population histogram's weight, in events, when a person's hour is estimated.
 pub const HOUR_PRIOR_WEIGHT: f32 = 8.0;
+
+/// A plan's reason when the person's consent forbids the channel.
+pub const NO_CONSENT: &str = "no_consent";
+/// A plan's reason when the shared frequency budget allows no send.
+pub const FREQUENCY_CAP: &str = "frequency_cap";
 
 /// Sends allowed per person in any rolling 7 days, across every channel.
 pub const WEEKLY_BUDGET: usize = 3;
@@ -278,6 +290,13 @@ impl Engine {
     /// Plans one notification: consent for the channel, quiet hours in the person's time zone,
     /// and one frequency budget across channels. A plan with a send time reserves one send.
     pub fn plan_notification(&self, id: &str, channel: &str, not_before_ms: i64) -> Result<NotificationPlan> {
+        let plan = self.next_send(id, channel, not_before_ms)?;
+        self.store_plan(&self.resolve(id), plan)
+    }
+
+    /// What [`Engine::plan_notification`] would answer, without reserving anything: the digest
+    /// reserves its send only once it has items to send.
+    pub(crate) fn next_send(&self, id: &str, channel: &str, not_before_ms: i64) -> Result<NotificationPlan> {
         let person = self.resolve(id);
         let now_ms = self.now_ms();
         let plan = |send_at_ms: Option<i64>, reason: &str| NotificationPlan {
@@ -286,6 +305,8 @@ impl Engine {
             send_at_ms,
             reason: reason.to_owned(),
             at_ms: now_ms,
+            items: Vec::new(),
+            decision_id: None,
         };
         let consent = self.consent_of(&person);
         let purpose = match channel {
@@ -294,7 +315,7 @@ impl Engine {
             _ => None,
         };
         if purpose.is_some_and(|p| !consent.allows(p)) {
-            return Ok(plan(None, "no_consent"));
+            return Ok(plan(None, NO_CONSENT));
         }
         // The person's zone: their preferences, else learned from their events' context.
         let (preferences, learned_zone, hours) = self.people.read(&person, |s| {
@@ -356,11 +377,11 @@ impl Engine {
                 continue;
             }
             if in_week >= WEEKLY_BUDGET {
-                return self.store_plan(&person, plan(None, "frequency_cap"));
+                return Ok(plan(None, FREQUENCY_CAP));
             }
             if learned.is_some() {
                 // The learned hour lies outside the night and the person's quiet hours.
-                return self.store_plan(&person, plan(Some(candidate), reason));
+                return Ok(plan(Some(candidate), reason));
             }
             // Quiet hours, and the calm default: nothing between 21:00 and 08:00 local unless the
             // person set other quiet hours.
@@ -390,12 +411,12 @@ impl Engine {
                 }
                 continue;
             }
-            return self.store_plan(&person, plan(Some(candidate), reason));
+            return Ok(plan(Some(candidate), reason));
         }
-        self.store_plan(&person, plan(None, "frequency_cap"))
+        Ok(plan(None, FREQUENCY_CAP))
     }
 
-    fn store_plan(&self, person: &str, plan: NotificationPlan) -> Result<NotificationPlan> {
+    pub(crate) fn store_plan(&self, person: &str, plan: NotificationPlan) -> Result<NotificationPlan> {
         if plan.send_at_ms.is_some() {
             self.store.put(Table::Notifications, &format!("{person}\0{}", plan.id), &to_json(&plan))?;
         }

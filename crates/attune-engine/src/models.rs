@@ -88,8 +88,12 @@ impl ModelSnapshot {
 }
 
 /// How much an event says about liking its item (0: nothing; not used for training).
-pub fn training_weight(event: &Event) -> f32 {
-    let Some(builtin) = event.kind.builtin() else { return 0.0 };
+/// `declared` holds the positive signal strength of declared types (see `signals.rs`): such an
+/// event with an item is an interaction of that weight.
+pub fn training_weight(event: &Event, declared: &FxHashMap<String, f32>) -> f32 {
+    let Some(builtin) = event.kind.builtin() else {
+        return declared.get(event.kind.as_str()).copied().unwrap_or(0.0);
+    };
     match builtin {
         BuiltinType::View => 1.0,
         BuiltinType::Click => 1.5,
@@ -158,6 +162,7 @@ impl Engine {
         let mut n_events = 0usize;
         let mut hour_prior = vec![0f32; 24];
         let mut consent_cache: FxHashMap<String, bool> = FxHashMap::default();
+        let declared = self.declared_weights();
         let mut failure = None;
         self.store.scan_events(0, &mut |row| {
             let event: Event = match postcard::from_bytes(&row.payload) {
@@ -168,7 +173,7 @@ impl Engine {
                 }
             };
             n_events += 1;
-            let weight = training_weight(&event);
+            let weight = training_weight(&event, &declared);
             if weight > 0.0
                 && let Some(hour) = crate::measure::local_hour_of(&event).filter(|h| *h < 24)
             {

@@ -30,6 +30,8 @@ pub struct PersonView {
     pub aliases: Vec<String>,
     /// Events stored under the person's own id and its aliases.
     pub n_events: u64,
+    /// Folded events per channel (channels without any left out), from the profile.
+    pub channels: Vec<(attune_core::Channel, u32)>,
     /// Last change, ms since the epoch.
     pub updated_ms: i64,
 }
@@ -76,6 +78,15 @@ impl Engine {
                 recent,
                 aliases: aliases.clone(),
                 n_events: state.n_events + n_alias_events,
+                channels: profile
+                    .map(|p| {
+                        attune_core::Channel::ALL
+                            .into_iter()
+                            .map(|c| (c, p.channels[c.index()]))
+                            .filter(|(_, n)| *n > 0)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 updated_ms: state.updated_ms,
             })
         })
@@ -255,7 +266,10 @@ impl Engine {
             state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
             state.excluded.clear();
         });
-        for (_, event) in &events {
+        for (seq, event) in &events {
+            // With cluster sync, an event another process appended may not be folded here yet:
+            // claim it, so the sync does not fold it a second time.
+            self.cluster.claim(*seq);
             self.fold_into(person, event, event.ts_ms, false);
         }
         Ok(())

@@ -145,6 +145,7 @@ fn check(world: World) -> Result<(), TestCaseError> {
                 .collect(),
             explain: true,
             preview: false,
+            exclude: Vec::new(),
         };
         let decision = engine.decide(&request).expect("decide");
         prop_assert_eq!(decision.placements.len(), world.counts.len());

@@ -507,7 +507,7 @@ fn decision_log(decisions: &[LoggedDecision], titles: &Titles, now_ms: i64) -> M
                                     }
                                     br; span.small { (decision.journey_stage) @if !decision.personalized { ", not personalized" } }
                                 }
-                                td { (placement.slot) br; span.small { (placement.variant) } }
+                                td { (placement.slot) br; span.small { (placement.variant) " · " (decision.channel) } }
                                 td {
                                     ol {
                                         @for (item, source, reasons) in &placement.items {
@@ -554,6 +554,7 @@ pub async fn get_person(
             placements: vec![PlacementRequest { slot: slot_for_engine, count: 8 }],
             explain: true,
             preview: true,
+            exclude: Vec::new(),
         })?;
         let person = view.as_ref().map_or(id_for_engine.as_str(), |v| v.id.as_str()).to_owned();
         let decisions = engine.decisions_of(&person, 10)?;
@@ -847,6 +848,7 @@ pub async fn post_shares(State(state): State<AppState>, headers: HeaderMap, Form
         current.variants,
         current.rules,
         current.repeats,
+        current.channels,
     ) {
         Ok(settings) => settings,
         Err(error) => return form_error(&error.to_string()),
@@ -940,6 +942,9 @@ fn conditions_text(when: &Conditions) -> String {
     }
     if let Some(personalized) = when.personalized {
         parts.push(if personalized { "personalized".into() } else { "not personalized".into() });
+    }
+    if !when.channel.is_empty() {
+        parts.push(format!("channel {}", when.channel.join("/")));
     }
     if parts.is_empty() { "always".into() } else { parts.join(", ") }
 }

@@ -52,6 +52,7 @@ error_codes! {
     UnknownEventType => "unknown_event_type", BAD_REQUEST, "The event type is neither built in nor declared.";
     InvalidProperty => "invalid_property", BAD_REQUEST, "An event property has the wrong type or value.";
     InvalidContext => "invalid_context", BAD_REQUEST, "A context field has the wrong type or value.";
+    InvalidChannel => "invalid_channel", BAD_REQUEST, "`channel` is not one of `web`, `app`, `email`, `push`, `in_person`, `offline_purchase`.";
     InvalidValue => "invalid_value", BAD_REQUEST, "A field's value is not allowed.";
     InvalidCount => "invalid_count", BAD_REQUEST, "A count or limit is out of range.";
     InvalidScope => "invalid_scope", BAD_REQUEST, "A key scope is not one the API defines.";

@@ -207,6 +207,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/experiments/{id}/archive", post(experiments::archive_experiment))
         .route("/v1/holdout", put(experiments::put_holdout).get(experiments::get_holdout))
         .route("/v1/notifications/plan", post(measure::post_plan))
+        .route("/v1/digest", post(routes::digest::post_digest))
         .route("/v1/items/{id}/similar", get(decide::get_similar))
         .route("/v1/slots", get(editorial::list_slots))
         .route("/v1/slots/{slot}", put(editorial::put_slot).get(editorial::get_slot))

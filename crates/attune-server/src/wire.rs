@@ -35,7 +35,9 @@ pub struct EventIn {
     pub item: Option<String>,
     /// RFC 3339; defaults to the time of receipt.
     pub ts: Option<String>,
-    /// `web`, `email`, `app`, ...
+    /// `web`, `app`, `email`, `push`, `in_person` or `offline_purchase` (anything else: rejected
+    /// with `invalid_channel`). `in_person` and `offline_purchase` events name a known `user`.
+    /// Counted per channel in the person's profile (`GET /v1/users/{id}`: `channels`).
     pub channel: Option<String>,
     /// `device`, `timezone`, `geo`, `weather`, `local_time`, `page`, `locale` (strings). `geo` and
     /// `weather` are dropped without `contextual` consent; other keys are dropped.
@@ -165,6 +167,37 @@ pub struct SchemaIn {
     pub properties: Map<String, Value>,
     /// 1–3650 days (default 90).
     pub retention_days: Option<u32>,
+    /// What events of this type mean for personalization (needs purpose `personalization`).
+    /// Without one they count as activity only.
+    pub signal: Option<SignalIo>,
+}
+
+/// A declared type's meaning for personalization: events of the type then shape tag
+/// affinities, the journey stage and (with an `item` and a positive strength) the trained
+/// models, as built-in events do. Example, a quiz answer naming goals:
+/// `{"tags_from_property": "answer", "strength": 2}`; a completed meditation:
+/// `{"tags": ["meditation"], "item_tags": true, "strength": 1.5, "journey": "researching"}`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalIo {
+    /// Fixed tags the event speaks for (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A declared `string` property whose value names tags, comma-separated (`"sleep, focus"`;
+    /// matched to catalog tags as written or lower-cased with spaces as `_`; other values are
+    /// ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags_from_property: Option<String>,
+    /// Whether the tags of the event's item count too.
+    #[serde(default)]
+    pub item_tags: bool,
+    /// How strongly, −5 to 5, not 0 (default 1; a view is 1, a click 1.5, a purchase 5, "not
+    /// interested" −3). Negative: the person turns away from the tags.
+    pub strength: Option<f32>,
+    /// A step towards a journey stage: `researching` (like a deep read), `ready_to_buy` (like
+    /// buying intent) or `customer` (like a purchase).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journey: Option<String>,
 }
 
 /// A declared schema as returned.
@@ -180,6 +213,9 @@ pub struct SchemaOut {
     pub properties: Map<String, Value>,
     /// Retention.
     pub retention_days: u32,
+    /// What events of the type mean for personalization, if declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalIo>,
 }
 
 /// Every declared schema.
@@ -333,6 +369,11 @@ pub struct UserOut {
     pub aliases: Vec<String>,
     /// Stored events of the person and their aliases.
     pub events: u64,
+    /// Folded events per channel where the person engaged (`web`, `app`, `email`, `push`,
+    /// `in_person`, `offline_purchase`; channels without events are left out). Empty without
+    /// personalization consent.
+    #[schema(value_type = Object)]
+    pub channels: Map<String, Value>,
     /// RFC 3339.
     pub updated_at: String,
 }
@@ -546,7 +587,8 @@ pub struct ExportOut {
     pub audit: Vec<AuditOut>,
     /// Logged decisions and exposures.
     pub decisions: Vec<RecordOut>,
-    /// Notification plans.
+    /// Notification plans, and the email digests sent (a digest plan holds its `items` and
+    /// `decision_id`).
     pub notifications: Vec<RecordOut>,
 }
 

@@ -80,6 +80,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     // The decision engine (issue 5).
     ("post", "/v1/decide", Scopes(DECIDE)),
     ("post", "/v1/notifications/plan", Scopes(DECIDE)),
+    ("post", "/v1/digest", Scopes(DECIDE)),
     ("get", "/v1/report", Scopes(ADMIN_ONLY)),
     ("put", "/v1/experiments/{id}", Scopes(ADMIN_ONLY)),
     ("get", "/v1/experiments/{id}", Scopes(ADMIN_ONLY)),

@@ -320,6 +320,7 @@ fn decide(args: DecideArgs) -> anyhow::Result<()> {
         placements: vec![attune_engine::decide::PlacementRequest { slot: "home_feed".into(), count: args.count }],
         explain: true,
         preview: false,
+        exclude: Vec::new(),
     };
     let mut in_process = hdrhistogram::Histogram::<u64>::new(3).expect("valid");
     for _ in 0..args.in_process {

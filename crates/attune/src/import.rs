@@ -1,5 +1,6 @@
 //! `attune import`: bulk-load events into a data directory without HTTP — JSON lines in the
-//! `POST /v1/events` event shape, or the `interactions.tsv` / `items.tsv` files of EVAL.md. Events
+//! `POST /v1/events` event shape, the `interactions.tsv` / `items.tsv` files of EVAL.md, or a CSV
+//! of in-person and offline events (`--channel in_person FILE.csv`, see `import_csv.rs`). Events
 //! go through the same validation, consent rules and durable store as the HTTP path, in large
 //! batches (one fsync each) parsed on all cores.
 
@@ -27,6 +28,11 @@ pub struct ImportArgs {
     /// Events per durable batch (larger batches: fewer table files and faster, more memory).
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
+    /// The channel of the events (`web`, `app`, `email`, `push`, `in_person`,
+    /// `offline_purchase`): required for a `.csv` file (where a `channel` column may override it
+    /// per row); for JSON lines it fills events that name none.
+    #[arg(long)]
+    pub channel: Option<String>,
 }
 
 /// Totals of an import.
@@ -45,9 +51,23 @@ pub struct ImportTotals {
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let channel = match args.channel.as_deref() {
+        Some(name) => Some(
+            attune_core::Channel::parse(name)
+                .with_context(|| format!("--channel {name}: a channel is one of {}", attune_core::Channel::names()))?,
+        ),
+        None => None,
+    };
+    let csv = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if csv && channel.is_none() {
+        bail!("a CSV import names its channel: --channel in_person (or offline_purchase, web, app, email, push)");
+    }
     let engine = crate::serve::open_engine_for_bulk_load(&args.data)?;
     let started = Instant::now();
-    let totals = import_path(&engine, &args.file, args.batch, true)?;
+    let totals = match channel {
+        Some(channel) if csv => crate::import_csv::import_csv(&engine, &args.file, channel)?,
+        _ => import_path_on(&engine, &args.file, args.batch, true, channel)?,
+    };
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "imported {} events ({} duplicates, {} rejected) and {} items in {:.2} s: {:.0} events/s",
@@ -63,6 +83,17 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 
 /// Imports a file or dataset directory into `engine`.
 pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -> anyhow::Result<ImportTotals> {
+    import_path_on(engine, path, batch, progress, None)
+}
+
+/// [`import_path`]; JSON-lines events that name no channel get `channel`.
+fn import_path_on(
+    engine: &Engine,
+    path: &Path,
+    batch: usize,
+    progress: bool,
+    channel: Option<attune_core::Channel>,
+) -> anyhow::Result<ImportTotals> {
     let mut totals = ImportTotals::default();
     let (events_file, items_file) = if path.is_dir() {
         let items = path.join("items.tsv");
@@ -125,7 +156,13 @@ pub fn import_path(engine: &Engine, path: &Path, batch: usize, progress: bool) -
                     .enumerate()
                     .map(|(index, &(start, end, line_no))| {
                         let line = &text[start..end];
-                        if tsv { parse_tsv_line(line, line_no) } else { parse_json_line(line, index) }
+                        let mut item = if tsv { parse_tsv_line(line, line_no) } else { parse_json_line(line, index) };
+                        if let (IngestItem::Raw(raw), Some(channel)) = (&mut item, channel)
+                            && raw.channel.is_none()
+                        {
+                            raw.channel = Some(channel.as_str().to_owned());
+                        }
+                        item
                     })
                     .collect();
                 target = (target * 2).min(batch);

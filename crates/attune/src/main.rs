@@ -9,6 +9,7 @@ mod demo;
 mod demo_sim;
 mod demo_site;
 mod import;
+mod import_csv;
 mod replay;
 mod serve;
 

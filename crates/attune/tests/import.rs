@@ -96,3 +96,118 @@ async fn bulk_import_is_served_whole() {
         .unwrap_or_else(|| panic!("attune_store_events in {metrics}"));
     assert_eq!(stored.trim(), n.to_string());
 }
+
+/// `attune import --channel in_person FILE.csv`: retreat attendance (a declared type with a
+/// signal) and shop purchases under known user ids, with the same validation as over HTTP; a
+/// second import stores nothing twice; the events shape the person's profile.
+#[test]
+fn imports_in_person_csv() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    {
+        // Declare the retreat type before importing, as an operator would over HTTP.
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let store = attune_store::EmbeddedStore::open(&data).expect("store");
+        let engine = attune_engine::Engine::open(
+            Arc::new(store),
+            Arc::new(attune_engine::SystemClock),
+            attune_engine::EngineConfig::default(),
+        )
+        .expect("engine");
+        engine
+            .put_schema(
+                "retreat_attended",
+                attune_core::Schema {
+                    purpose: attune_core::Purpose::Personalization,
+                    properties: vec![
+                        ("location".into(), attune_core::PropType::String),
+                        ("nights".into(), attune_core::PropType::Integer),
+                    ],
+                    retention_days: 365,
+                    signal: Some(attune_core::Signal {
+                        tags: attune_core::SignalTags {
+                            fixed: vec!["retreat".into()],
+                            from_property: None,
+                            item: true,
+                        },
+                        strength: 3.0,
+                        journey: Some(attune_core::JourneySignal::Customer),
+                    }),
+                },
+            )
+            .expect("schema");
+        engine
+            .upsert_items(vec![attune_core::Item {
+                id: "ret-autumn".into(),
+                kind: "retreat".into(),
+                title: "Autumn silence".into(),
+                tags: vec!["silence".into(), "nature".into()],
+                attributes: serde_json::Map::new(),
+                available: true,
+                published_at: None,
+                variants: serde_json::Map::new(),
+            }])
+            .expect("items");
+    }
+    let csv = dir.path().join("retreat.csv");
+    std::fs::write(
+        &csv,
+        "user,type,item,ts,location,nights,value,currency,context.timezone\n\
+         u-1,retreat_attended,ret-autumn,2026-10-12T09:00:00Z,\"Lisbon, Portugal\",3,,,Europe/Lisbon\n\
+         u-2,retreat_attended,ret-autumn,1760259600,Porto,two,,,\n\
+         u-1,purchase,tea-1,2026-10-13T16:30:00Z,,,12.5,EUR,\n\
+         ,purchase,tea-1,2026-10-13T16:31:00Z,,,4,EUR,\n\
+         u-3,teleport,,2026-10-13T16:32:00Z,,,,,\n",
+    )
+    .expect("write");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_attune"))
+            .arg("import")
+            .arg(&csv)
+            .arg("--data")
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run attune import")
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success(), "a CSV import names its channel");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--channel"));
+    let unknown = run(&["--channel", "carrier_pigeon"]);
+    assert!(!unknown.status.success());
+
+    let first = run(&["--channel", "in_person"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stdout.starts_with("imported 2 events (0 duplicates, 3 rejected)"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("line 3: rejected (invalid_property `properties.nights`)"), "{stderr}");
+    assert!(stderr.contains("line 5: rejected (missing_field `user`)"), "{stderr}");
+    assert!(stderr.contains("line 6: rejected (unknown_event_type `type`)"), "{stderr}");
+    let again = run(&["--channel", "in_person"]);
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.starts_with("imported 0 events (2 duplicates, 3 rejected)"), "{again}");
+
+    let store = attune_store::EmbeddedStore::open(&data).expect("store");
+    let engine = attune_engine::Engine::open(
+        Arc::new(store),
+        Arc::new(attune_engine::SystemClock),
+        attune_engine::EngineConfig::default(),
+    )
+    .expect("engine");
+    let export = engine.export_person("u-1").expect("export");
+    assert_eq!(export.events.len(), 2);
+    let retreat = &export.events[0];
+    assert_eq!(retreat.channel.as_deref(), Some("in_person"));
+    assert_eq!(retreat.prop("location").and_then(|v| v.as_str()), Some("Lisbon, Portugal"));
+    assert_eq!(retreat.prop("nights").and_then(|v| v.as_f64()), Some(3.0));
+    assert_eq!(retreat.context.timezone.as_deref(), Some("Europe/Lisbon"));
+    assert_eq!(export.events[1].prop_f64("value"), Some(12.5));
+    let view = engine.person("u-1").expect("person");
+    assert_eq!(view.journey_stage, attune_core::JourneyStage::Customer);
+    let tags: Vec<&str> = view.affinities.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(tags.contains(&"retreat") && tags.contains(&"silence"), "{tags:?}");
+    assert_eq!(view.channels, vec![(attune_core::Channel::InPerson, 2)]);
+}

@@ -271,6 +271,47 @@ fn two_servers_share_one_database() {
         })
         .await;
 
+        // The digest log is in the database: a digest on B never repeats what A's sent.
+        let (status, body) = call(
+            "PUT",
+            &format!("{}/v1/users/u-7/consent", a.address),
+            ADMIN_KEY,
+            Some(&json!({"personalization": true, "analytics": true, "email": true})),
+        )
+        .await;
+        assert!(status < 300, "{status} {body}");
+        let digest_ids = |body: &Value| -> Vec<String> {
+            body["items"].as_array().into_iter().flatten().map(|i| i["id"].as_str().unwrap_or("").to_owned()).collect()
+        };
+        let request = json!({"user": "u-7", "count": 3});
+        let (status, on_a) = call("POST", &format!("{}/v1/digest", a.address), ADMIN_KEY, Some(&request)).await;
+        assert_eq!((status, digest_ids(&on_a).len()), (200, 3), "{on_a}");
+        let on_b = wait_for("B sends u-7 a digest (once it has the email consent)", || async {
+            let (status, body) = call("POST", &format!("{}/v1/digest", b.address), ADMIN_KEY, Some(&request)).await;
+            assert_eq!(status, 200, "{body}");
+            (body["reason"] != "no_consent").then_some(body)
+        })
+        .await;
+        assert_eq!(on_b["previously_sent"], 3, "{on_b}");
+        let (from_a, from_b) = (digest_ids(&on_a), digest_ids(&on_b));
+        assert!(!from_b.is_empty() && from_b.iter().all(|id| !from_a.contains(id)), "{from_a:?} then {from_b:?}");
+
+        // A signal declared on A: B folds (or refolds) the events of that type as A does.
+        let schema = json!({"purpose": "personalization", "properties": {"answer": "string"},
+            "signal": {"tags_from_property": "answer", "strength": 5}});
+        let (status, body) = call("PUT", &format!("{}/v1/schemas/quiz_answer", a.address), ADMIN_KEY, Some(&schema)).await;
+        assert!(status < 300, "{status} {body}");
+        let quiz = json!({"events": [{"id": "quiz-u9", "type": "quiz_answer", "user": "u-9", "channel": "app",
+            "properties": {"answer": "sleep"}}]});
+        let (status, body) = call("POST", &format!("{}/v1/events", a.address), ADMIN_KEY, Some(&quiz)).await;
+        assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)), "{body}");
+        wait_for("B shows u-9's quiz answer, folded once, as a liking of sleep", || async {
+            let (_, body) = call("GET", &format!("{}/v1/users/u-9", b.address), ADMIN_KEY, None).await;
+            let sleep = body["affinities"].as_array().is_some_and(|a| a.iter().any(|a| a["tag"] == "sleep"));
+            (body["channels"]["app"] == 1 && sleep).then_some(())
+        })
+        .await;
+
         // Exactly one trains: wait until both serve the same non-zero version, then a newer one.
         let first = wait_for("both servers use the same trained models", || async {
             let (va, vb) = (model_version(&a).await, model_version(&b).await);

@@ -4,7 +4,7 @@ use attune_core::{ItemIdx, TagIdx};
 use rustc_hash::FxHashSet;
 
 use super::rank::Pools;
-use super::{Inputs, MMR_LAMBDA, PlacementRequest, Scratch, Source, Who};
+use super::{Inputs, MMR_LAMBDA, Moment, PlacementRequest, Scratch, Source, Who};
 use crate::editorial::Situation;
 use crate::experiments::Policy;
 
@@ -41,7 +41,7 @@ pub(crate) fn fill(
     pools: &Pools,
     placements: &[PlacementRequest],
     arms: &[Option<(String, String, Policy)>],
-    device: Option<&str>,
+    moment: &Moment<'_>,
     s: &Scratch,
 ) -> Vec<Filled> {
     let catalog = inputs.catalog;
@@ -52,13 +52,14 @@ pub(crate) fn fill(
     let mut used: FxHashSet<u32> = FxHashSet::default();
     let mut out = Vec::with_capacity(placements.len());
     for (placement, arm) in placements.iter().zip(arms) {
-        let settings = editorial.slots.get(&placement.slot).cloned().unwrap_or_default();
+        let settings = editorial.slot_settings(&placement.slot, moment.channel);
         let situation = Situation {
             slot: &placement.slot,
             journey_stage: who.stage,
             goals: &situation_goals,
-            device,
+            device: moment.device,
             personalized: who.personalized,
+            channel: moment.channel,
         };
         let consumed = |i: u32| who.consumed.binary_search(&ItemIdx(i)).is_ok();
         let open = |i: u32, used: &FxHashSet<u32>| {

@@ -28,7 +28,7 @@ mod who;
 
 use std::{cell::RefCell, sync::Arc};
 
-use attune_core::{Item, ItemIdx, JourneyStage, Purpose, TagIdx};
+use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose, TagIdx};
 
 use crate::{
     Engine, Result,
@@ -137,6 +137,8 @@ pub struct DecideContext {
     pub local_time: Option<String>,
     /// The weather (used only with contextual consent).
     pub weather: Option<String>,
+    /// Where the decision is shown (default `web`): rules and slot settings may depend on it.
+    pub channel: Channel,
 }
 
 /// One slot to fill.
@@ -162,6 +164,9 @@ pub struct DecideRequest {
     /// A preview (the console's "what would this person see"): decided like any other, but not
     /// logged, not counted as an experiment exposure and not open to attribution.
     pub preview: bool,
+    /// Item ids never to show in this decision, whatever the source (an email digest leaves out
+    /// what the person's recent digests sent).
+    pub exclude: Vec<String>,
 }
 
 /// One decided item.
@@ -203,6 +208,8 @@ pub struct Decision {
     pub placements: Vec<PlacementDecision>,
     /// Experiment assignments (experiment id, arm).
     pub experiments: Vec<(String, String)>,
+    /// Where it is shown.
+    pub channel: Channel,
 }
 
 /// How much of a feed draws on declared goals before a person has a history. Once there is a
@@ -243,6 +250,7 @@ pub(crate) struct Moment<'a> {
     pub tags: Vec<TagIdx>,
     pub weather: Option<&'a str>,
     pub device: Option<&'a str>,
+    pub channel: Channel,
 }
 
 impl<'a> Moment<'a> {
@@ -257,7 +265,7 @@ impl<'a> Moment<'a> {
         if let Some(weather) = weather {
             tags.extend(weather_tags(weather).iter().filter_map(|t| inputs.catalog.lookup_tag(t)));
         }
-        Moment { text, tags, weather, device: context.device.as_deref() }
+        Moment { text, tags, weather, device: context.device.as_deref(), channel: context.channel }
     }
 }
 
@@ -353,6 +361,11 @@ impl Engine {
             who = who.without_personalization();
         }
         let catalog = self.catalog.read();
+        if !request.exclude.is_empty() {
+            who.excluded.extend(request.exclude.iter().filter_map(|id| catalog.lookup(id)));
+            who.excluded.sort_unstable();
+            who.excluded.dedup();
+        }
         let editorial = self.editorial.read();
         let inputs = Inputs {
             now_ms,
@@ -365,7 +378,7 @@ impl Engine {
             let mut scratch = scratch.borrow_mut();
             let moment = Moment::of(&inputs, &who, &request.context);
             let pools = rank::rank(&inputs, &who, &moment, &request.placements, &mut scratch);
-            let filled = fill::fill(&inputs, &who, &pools, &request.placements, &arms, moment.device, &scratch);
+            let filled = fill::fill(&inputs, &who, &pools, &request.placements, &arms, &moment, &scratch);
             explain::explain(&inputs, &who, &moment, filled, request.explain, &scratch)
         });
         let mut experiments: Vec<(String, String)> = Vec::new();
@@ -376,13 +389,14 @@ impl Engine {
         }
         let situation_goals = if who.personalized { who.preferences.goals.clone() } else { Vec::new() };
         for placement in &mut placements {
-            let settings = editorial.slots.get(&placement.slot).cloned().unwrap_or_default();
+            let settings = editorial.slot_settings(&placement.slot, request.context.channel);
             let situation = Situation {
                 slot: &placement.slot,
                 journey_stage: who.stage,
                 goals: &situation_goals,
                 device: request.context.device.as_deref(),
                 personalized: who.personalized,
+                channel: request.context.channel,
             };
             placement.variant = self.choose_variant(&settings, &situation, &editorial.rules);
         }
@@ -392,6 +406,7 @@ impl Engine {
             journey_stage: who.stage,
             placements,
             experiments,
+            channel: request.context.channel,
         };
         if !request.preview {
             if let Some(person) = who.id.as_deref() {

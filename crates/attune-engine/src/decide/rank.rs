@@ -56,6 +56,7 @@ pub(crate) fn rank(
         goals: &situation_goals,
         device: moment.device,
         personalized: who.personalized,
+        channel: moment.channel,
     };
     let mut boost: Vec<TagIdx> = Vec::new();
     let mut exclude: Vec<TagIdx> = Vec::new();
@@ -74,8 +75,7 @@ pub(crate) fn rank(
             s.allowed[idx.0 as usize] = false;
         }
     }
-    let repeats_somewhere =
-        placements.iter().any(|p| editorial.slots.get(&p.slot).is_some_and(|settings| settings.repeats));
+    let repeats_somewhere = placements.iter().any(|p| editorial.repeats(&p.slot, moment.channel));
     let never = who.excluded.iter().chain(if repeats_somewhere { &[][..] } else { &who.consumed[..] });
     for idx in never {
         if let Some(allowed) = s.allowed.get_mut(idx.0 as usize) {

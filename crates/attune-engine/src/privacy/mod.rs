@@ -163,7 +163,8 @@ pub struct PersonExport {
     pub audit: Vec<AuditEntry>,
     /// Decisions and exposures (`Table::Decisions`), key and raw value.
     pub decisions: Vec<(String, Vec<u8>)>,
-    /// Notification plans (`Table::Notifications`), key and raw value.
+    /// Notification plans and email digests (the digest log: `items`, `decision_id`)
+    /// (`Table::Notifications`), key and raw value.
     pub notifications: Vec<(String, Vec<u8>)>,
 }
 

@@ -166,7 +166,65 @@ fn schema_out(name: &str, schema: &Schema) -> SchemaOut {
             .map(|(n, t)| (n.clone(), Value::String(t.as_str().to_owned())))
             .collect::<Map<_, _>>(),
         retention_days: schema.retention_days,
+        signal: schema.signal.as_ref().map(|signal| crate::wire::SignalIo {
+            tags: signal.tags.fixed.clone(),
+            tags_from_property: signal.tags.from_property.clone(),
+            item_tags: signal.tags.item,
+            strength: Some(signal.strength),
+            journey: signal.journey.map(|j| j.as_str().to_owned()),
+        }),
     }
+}
+
+/// Checks a declared signal against its schema and converts it.
+fn to_signal(
+    signal: crate::wire::SignalIo,
+    purpose: Purpose,
+    properties: &[(String, PropType)],
+) -> Result<attune_core::Signal, ApiError> {
+    let invalid = |message: &str, field: &str| ApiError::new(Code::InvalidSchema, message).with_field(field);
+    if purpose != Purpose::Personalization {
+        return Err(invalid(
+            "A type with a `signal` shapes profiles: its `purpose` must be personalization.",
+            "purpose",
+        ));
+    }
+    super::check_tags(&signal.tags, "signal.tags", 20).map_err(|err| ApiError { code: Code::InvalidSchema, ..err })?;
+    if let Some(property) = &signal.tags_from_property
+        && !properties.iter().any(|(name, t)| name == property && *t == PropType::String)
+    {
+        return Err(invalid(
+            "`signal.tags_from_property` names a declared property of type string.",
+            "signal.tags_from_property",
+        ));
+    }
+    let strength = signal.strength.unwrap_or(1.0);
+    let max = attune_core::schema::MAX_SIGNAL_STRENGTH;
+    if !strength.is_finite() || strength == 0.0 || strength.abs() > max {
+        return Err(invalid("`signal.strength` is between -5 and 5, and not 0.", "signal.strength"));
+    }
+    let journey =
+        match signal.journey.as_deref() {
+            None => None,
+            Some(name) => Some(attune_core::JourneySignal::parse(name).ok_or_else(|| {
+                invalid("`signal.journey` is researching, ready_to_buy or customer.", "signal.journey")
+            })?),
+        };
+    if signal.tags.is_empty() && signal.tags_from_property.is_none() && !signal.item_tags && journey.is_none() {
+        return Err(invalid(
+            "A signal names tags (`tags`, `tags_from_property`, `item_tags`) or a `journey`.",
+            "signal",
+        ));
+    }
+    Ok(attune_core::Signal {
+        tags: attune_core::SignalTags {
+            fixed: signal.tags,
+            from_property: signal.tags_from_property,
+            item: signal.item_tags,
+        },
+        strength,
+        journey,
+    })
 }
 
 /// Declare an event type: its purpose, allowed properties and retention.
@@ -204,7 +262,8 @@ pub async fn put_schema(
     if !(1..=attune_core::schema::MAX_RETENTION_DAYS).contains(&retention_days) {
         return Err(ApiError::new(Code::InvalidSchema, "`retention_days` is 1–3650.").with_field("retention_days"));
     }
-    let schema = Schema { purpose, properties, retention_days };
+    let signal = body.signal.map(|signal| to_signal(signal, purpose, &properties)).transpose()?;
+    let schema = Schema { purpose, properties, retention_days, signal };
     let out = schema_out(&name, &schema);
     blocking(&state, move |engine| {
         engine.put_schema(&name, schema)?;

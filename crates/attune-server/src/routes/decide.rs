@@ -33,6 +33,10 @@ pub struct DecideIn {
     pub placements: Vec<PlacementIn>,
     /// Explain every item (at least one reason each).
     pub explain: Option<bool>,
+    /// Where the answer is shown: `web` (default), `app`, `email`, `push`, `in_person` or
+    /// `offline_purchase`. Rules (`when.channel`) and slot settings (`channels`) may depend on it,
+    /// and the decision log shows it. Anything else is a 400 `invalid_channel`.
+    pub channel: Option<String>,
     /// With a browser key and `user`: the identity token the site's back end signed for that user.
     pub user_token: Option<String>,
 }
@@ -151,6 +155,10 @@ pub struct ExperimentArmOut {
 }
 
 fn to_request(body: DecideIn) -> Result<DecideRequest, ApiError> {
+    let channel = match &body.channel {
+        Some(name) => super::parse_channel(name, "channel")?,
+        None => attune_core::Channel::Web,
+    };
     let subject = match (body.user, body.anonymous_id) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(Code::InvalidSubject, "Send at most one of `user` and `anonymous_id`.")
@@ -179,7 +187,19 @@ fn to_request(body: DecideIn) -> Result<DecideRequest, ApiError> {
         }
         placements.push(PlacementRequest { slot: placement.slot, count: placement.count as usize });
     }
-    let context = body.context.unwrap_or_default();
+    let context = to_context(body.context.unwrap_or_default(), channel)?;
+    Ok(DecideRequest {
+        subject,
+        context,
+        placements,
+        explain: body.explain.unwrap_or(false),
+        preview: false,
+        exclude: Vec::new(),
+    })
+}
+
+/// Checks a decision's context (and the digest's) and converts it.
+pub(crate) fn to_context(context: DecideContextIn, channel: attune_core::Channel) -> Result<DecideContext, ApiError> {
     if let Some(tz) = &context.timezone
         && jiff::tz::TimeZone::get(tz).is_err()
     {
@@ -207,17 +227,12 @@ fn to_request(body: DecideIn) -> Result<DecideRequest, ApiError> {
                 .with_field(format!("context.{name}")));
         }
     }
-    Ok(DecideRequest {
-        subject,
-        context: DecideContext {
-            device: context.device,
-            timezone: context.timezone,
-            local_time: context.local_time,
-            weather: context.weather,
-        },
-        placements,
-        explain: body.explain.unwrap_or(false),
-        preview: false,
+    Ok(DecideContext {
+        device: context.device,
+        timezone: context.timezone,
+        local_time: context.local_time,
+        weather: context.weather,
+        channel,
     })
 }
 

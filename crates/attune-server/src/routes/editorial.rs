@@ -1,12 +1,14 @@
 //! Editorial control: slot settings, picks, personalization rules, flags, and the review of what
 //! is recommended to whom. Editors hold `catalog:write`.
 
-use attune_engine::editorial::{Conditions, Pick, Rule, RuleEffect, SlotSettings, VariantRule};
+use std::collections::BTreeMap;
+
+use attune_engine::editorial::{ChannelSettings, Conditions, Pick, Rule, RuleEffect, SlotSettings, VariantRule};
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::rfc3339;
+use super::{check_tags, rfc3339};
 use crate::{
     AppState,
     auth::{Auth, CatalogWrite},
@@ -35,17 +37,31 @@ pub struct ConditionsIo {
     /// Whether the decision is personalized.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub personalized: Option<bool>,
+    /// Any of these channels (`web`, `app`, `email`, `push`, `in_person`, `offline_purchase`):
+    /// `{"channel": ["email"]}` applies only to decisions and digests shown in email. Empty or
+    /// absent: every channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channel: Vec<String>,
 }
 
-/// The engine checks the conditions (`Conditions::check`, through the constructors).
-fn to_conditions(c: ConditionsIo) -> Conditions {
-    Conditions {
+/// Channel names are parsed here (wire names); the engine checks the rest of the conditions
+/// (`Conditions::check`, through the constructors and every `put_*`).
+fn to_conditions(c: ConditionsIo, field: &str) -> Result<Conditions, ApiError> {
+    let mut channel: Vec<String> = Vec::with_capacity(c.channel.len());
+    for (i, name) in c.channel.iter().enumerate() {
+        let parsed = super::parse_channel(name, &format!("{field}.channel[{i}]"))?;
+        if !channel.iter().any(|c| c == parsed.as_str()) {
+            channel.push(parsed.as_str().to_owned());
+        }
+    }
+    Ok(Conditions {
         slot: c.slot,
         journey_stage: c.journey_stage,
         goals: c.goals,
         device: c.device,
         personalized: c.personalized,
-    }
+        channel,
+    })
 }
 
 fn conditions_out(c: &Conditions) -> ConditionsIo {
@@ -55,6 +71,7 @@ fn conditions_out(c: &Conditions) -> ConditionsIo {
         goals: c.goals.clone(),
         device: c.device.clone(),
         personalized: c.personalized,
+        channel: c.channel.clone(),
     }
 }
 
@@ -89,6 +106,32 @@ pub struct SlotIn {
     /// (default `false`: a feed of what is new to the person; `true` for a "practice again"
     /// slot). Bought and dismissed items never come back either way.
     pub repeats: Option<bool>,
+    /// Settings that differ on a channel, by channel name (`web`, `app`, `email`, `push`,
+    /// `in_person`, `offline_purchase`): each field set there replaces the slot's own when a
+    /// decision (or an email digest) is made for that channel, e.g.
+    /// `{"email": {"max_items": 3, "serendipity_share": 0, "variants": ["digest_list"]}}`.
+    pub channels: Option<BTreeMap<String, SlotChannelIo>>,
+}
+
+/// A slot's settings on one channel; unset fields keep the slot's own.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlotChannelIo {
+    /// Share of each response given to editorial picks, 0–1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub editorial_share: Option<f32>,
+    /// Share given to serendipity, 0–1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serendipity_share: Option<f32>,
+    /// At most this many items per response, 1–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u32>,
+    /// 1–3 presentation variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
+    /// Whether already consumed items may come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<bool>,
 }
 
 /// A slot's settings.
@@ -108,6 +151,8 @@ pub struct SlotOut {
     pub rules: Vec<VariantRuleIo>,
     /// Whether already consumed items may come back.
     pub repeats: bool,
+    /// Settings that differ per channel.
+    pub channels: BTreeMap<String, SlotChannelIo>,
 }
 
 /// Every configured slot.
@@ -130,6 +175,67 @@ fn slot_out(slot: &str, s: &SlotSettings) -> SlotOut {
             .map(|r| VariantRuleIo { when: conditions_out(&r.when), variant: r.variant.clone() })
             .collect(),
         repeats: s.repeats,
+        channels: s
+            .channels
+            .iter()
+            .map(|(channel, c)| {
+                (
+                    channel.clone(),
+                    SlotChannelIo {
+                        editorial_share: c.editorial_share,
+                        serendipity_share: c.serendipity_share,
+                        max_items: c.max_items,
+                        variants: c.variants.clone(),
+                        repeats: c.repeats,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Checks one channel's settings of a slot (`field` is `channels.email`).
+fn to_channel_settings(c: SlotChannelIo, field: &str, base: (f32, f32)) -> Result<ChannelSettings, ApiError> {
+    if let Some(value) = c.editorial_share {
+        share(Some(value), 0.0, &format!("{field}.editorial_share"))?;
+    }
+    if let Some(value) = c.serendipity_share {
+        share(Some(value), 0.0, &format!("{field}.serendipity_share"))?;
+    }
+    if c.editorial_share.unwrap_or(base.0) + c.serendipity_share.unwrap_or(base.1) > 1.0 {
+        return Err(ApiError::new(
+            Code::InvalidValue,
+            "`editorial_share` and `serendipity_share` add up to at most 1 on every channel.",
+        )
+        .with_field(format!("{field}.serendipity_share")));
+    }
+    if c.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
+        return Err(
+            ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field(format!("{field}.max_items"))
+        );
+    }
+    if let Some(variants) = &c.variants {
+        if !(1..=3).contains(&variants.len()) {
+            return Err(ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.")
+                .with_field(format!("{field}.variants")));
+        }
+        check_tags(variants, &format!("{field}.variants"), 3)?;
+    }
+    Ok(ChannelSettings {
+        editorial_share: c.editorial_share,
+        serendipity_share: c.serendipity_share,
+        max_items: c.max_items,
+        variants: c.variants,
+        repeats: c.repeats,
+    })
+}
+
+fn share(value: Option<f32>, default: f32, field: &str) -> Result<f32, ApiError> {
+    let value = value.unwrap_or(default);
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::new(Code::InvalidValue, format!("`{field}` is between 0 and 1.")).with_field(field))
     }
 }
 
@@ -144,20 +250,58 @@ pub async fn put_slot(
 ) -> ApiResult<Json<SlotOut>> {
     // One set of rules and limits for the API, the console and the demo: the engine's.
     let defaults = SlotSettings::default();
-    let rules = body
-        .rules
-        .unwrap_or_default()
-        .into_iter()
-        .map(|rule| VariantRule { when: to_conditions(rule.when), variant: rule.variant })
-        .collect();
-    let settings = SlotSettings::new(
-        body.editorial_share.unwrap_or(defaults.editorial_share),
-        body.serendipity_share.unwrap_or(defaults.serendipity_share),
-        body.max_items,
-        body.variants.unwrap_or(defaults.variants),
+    let editorial_share = share(body.editorial_share, defaults.editorial_share, "editorial_share")?;
+    let serendipity_share = share(body.serendipity_share, defaults.serendipity_share, "serendipity_share")?;
+    if editorial_share + serendipity_share > 1.0 {
+        return Err(ApiError::new(
+            Code::InvalidValue,
+            "`editorial_share` and `serendipity_share` add up to at most 1.",
+        )
+        .with_field("serendipity_share"));
+    }
+    if body.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
+        return Err(ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field("max_items"));
+    }
+    let variants = body.variants.unwrap_or(defaults.variants);
+    if !(1..=3).contains(&variants.len()) {
+        return Err(
+            ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.").with_field("variants")
+        );
+    }
+    check_tags(&variants, "variants", 3)?;
+    let mut channels = BTreeMap::new();
+    for (name, settings) in body.channels.unwrap_or_default() {
+        let channel = super::parse_channel(&name, &format!("channels.{}", crate::error::clip(&name)))?;
+        let field = format!("channels.{}", channel.as_str());
+        channels.insert(
+            channel.as_str().to_owned(),
+            to_channel_settings(settings, &field, (editorial_share, serendipity_share))?,
+        );
+    }
+    let mut rules = Vec::new();
+    for (i, rule) in body.rules.unwrap_or_default().into_iter().enumerate() {
+        let known = variants.contains(&rule.variant)
+            || channels
+                .values()
+                .any(|c: &ChannelSettings| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));
+        if !known {
+            return Err(ApiError::new(
+                Code::InvalidValue,
+                "A rule's variant is one of the slot's variants (on some channel).",
+            )
+            .with_field(format!("rules[{i}].variant")));
+        }
+        rules.push(VariantRule { when: to_conditions(rule.when, &format!("rules[{i}].when"))?, variant: rule.variant });
+    }
+    let settings = SlotSettings {
+        editorial_share,
+        serendipity_share,
+        max_items: body.max_items,
+        variants,
         rules,
-        body.repeats.unwrap_or(defaults.repeats),
-    )?;
+        repeats: body.repeats.unwrap_or(defaults.repeats),
+        channels,
+    };
     let out = slot_out(&slot, &settings);
     blocking(&state, move |engine| engine.put_slot(&slot, settings, &caller.key_id)).await?;
     Ok(Json(out))
@@ -262,7 +406,8 @@ pub async fn put_pick(
 ) -> ApiResult<Json<PickOut>> {
     let from_ms = optional_ts(body.from.as_deref(), "from")?;
     let until_ms = optional_ts(body.until.as_deref(), "until")?;
-    let pick = Pick::new(id, body.item, to_conditions(body.audience), body.slots, from_ms, until_ms, body.note)?;
+    let pick =
+        Pick::new(id, body.item, to_conditions(body.audience, "audience")?, body.slots, from_ms, until_ms, body.note)?;
     let out = pick_out(&pick);
     blocking(&state, move |engine| engine.put_pick(pick, &caller.key_id)).await?;
     Ok(Json(out))
@@ -387,7 +532,7 @@ pub async fn put_rule(
         exclude_tags: body.then.exclude_tags,
         variant: body.then.variant,
     };
-    let rule = Rule::new(id, to_conditions(body.when), then, &body.owner, body.review_by, now_ms)?;
+    let rule = Rule::new(id, to_conditions(body.when, "when")?, then, &body.owner, body.review_by, now_ms)?;
     let out = rule_out(&rule, now_ms);
     blocking(&state, move |engine| engine.put_rule(rule, &caller.key_id)).await?;
     Ok(Json(out))
@@ -492,6 +637,8 @@ pub struct ReviewedDecisionOut {
     pub personalized: bool,
     /// Journey stage.
     pub journey_stage: String,
+    /// Where it was shown: `web`, `app`, `email`, `push`, `in_person`, `offline_purchase`.
+    pub channel: String,
     /// Slots.
     pub placements: Vec<ReviewedPlacementOut>,
 }
@@ -529,6 +676,7 @@ pub async fn review_decisions(
                 at: rfc3339(d.at_ms),
                 personalized: d.personalized,
                 journey_stage: d.journey_stage,
+                channel: d.channel,
                 placements: d
                     .placements
                     .into_iter()

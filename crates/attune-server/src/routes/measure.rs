@@ -194,7 +194,8 @@ pub async fn get_report(
 pub struct PlanIn {
     /// The person.
     pub user: String,
-    /// `email`, `push`, or another channel (email and push need that consent).
+    /// `email`, `push`, `app`, `web`, `in_person` or `offline_purchase` (email and push need that
+    /// consent); anything else is a 400 `invalid_channel`.
     pub channel: String,
     /// RFC 3339: not earlier than this (default: now).
     pub not_before: Option<String>,
@@ -222,7 +223,7 @@ pub async fn post_plan(
     ApiJson(body): ApiJson<PlanIn>,
 ) -> ApiResult<Json<PlanOut>> {
     check_path_id(&body.user, "user")?;
-    check_path_id(&body.channel, "channel")?;
+    super::parse_channel(&body.channel, "channel")?;
     let not_before = ts(body.not_before.as_deref(), "not_before")?.unwrap_or(i64::MIN);
     let plan = blocking(&state, move |engine| engine.plan_notification(&body.user, &body.channel, not_before)).await?;
     Ok(Json(PlanOut { send_at: plan.send_at_ms.map(rfc3339), reason: plan.reason }))

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod backup;
 pub mod catalog;
 pub mod decide;
+pub mod digest;
 pub mod editorial;
 pub mod events;
 pub mod experiments;
@@ -30,6 +31,14 @@ pub(crate) fn check_tags(tags: &[String], field: &str, max: usize) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Parses a channel's wire name (`web`, `app`, `email`, `push`, `in_person`, `offline_purchase`).
+pub(crate) fn parse_channel(name: &str, field: &str) -> Result<attune_core::Channel, ApiError> {
+    attune_core::Channel::parse(name).ok_or_else(|| {
+        ApiError::new(Code::InvalidChannel, format!("`{field}` is one of {}.", attune_core::Channel::names()))
+            .with_field(field)
+    })
 }
 
 /// Checks a free-form object's size: JSON text of at most `max_bytes`.

@@ -55,6 +55,11 @@ pub(crate) fn user_out(view: PersonView) -> UserOut {
         recent_activity: view.recent.into_iter().map(|(item, at)| RecentOut { item, at: rfc3339(at) }).collect(),
         aliases: view.aliases,
         events: view.n_events,
+        channels: view
+            .channels
+            .iter()
+            .map(|(channel, n)| (channel.as_str().to_owned(), serde_json::json!(n)))
+            .collect(),
         updated_at: rfc3339(view.updated_ms),
     }
 }
