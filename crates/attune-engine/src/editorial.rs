@@ -11,10 +11,74 @@ use attune_store::Table;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Result, UserError, to_json};
+use crate::{Engine, Invalid, Result, UserError, to_json};
 
 /// The presentation variants a slot chooses among when none are configured.
 pub const DEFAULT_VARIANTS: [&str; 2] = ["calm_list", "grid"];
+
+/// The limits editorial settings are held to, whoever writes them (the API, the console, the
+/// demo): the constructors ([`SlotSettings::new`], [`Pick::new`], [`Rule::new`]) check them, and
+/// so does every `put_*`, whatever built its argument.
+pub mod limits {
+    /// A slot's `max_items` is 1 to this.
+    pub const MAX_ITEMS: u32 = 100;
+    /// A slot has 1 to this many presentation variants.
+    pub const MAX_VARIANTS: usize = 3;
+    /// Conditions name at most this many goals.
+    pub const MAX_GOALS: usize = 20;
+    /// A rule boosts (and excludes) at most this many tags.
+    pub const MAX_RULE_TAGS: usize = 50;
+    /// A tag, goal or variant is 1 to this many characters.
+    pub const MAX_TAG_CHARS: usize = 64;
+    /// A pick's or a flag's note is at most this many characters.
+    pub const MAX_NOTE_CHARS: usize = 1000;
+    /// A rule's owner is 1 to this many characters.
+    pub const MAX_OWNER_CHARS: usize = 128;
+}
+
+type Checked<T> = std::result::Result<T, UserError>;
+
+/// Tags (goals, variants): at most `max`, each 1–64 printable characters.
+fn check_tags(tags: &[String], field: &str, max: usize) -> Checked<()> {
+    if tags.len() > max {
+        return Err(UserError::invalid(Invalid::Value, field, format!("`{field}` holds at most {max} tags.")));
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        let n_chars = tag.chars().count();
+        if n_chars == 0 || n_chars > limits::MAX_TAG_CHARS || tag.chars().any(char::is_control) {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                format!("{field}[{i}]"),
+                format!("A tag is 1–{} printable characters.", limits::MAX_TAG_CHARS),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An id (item, slot): 1–128 printable characters.
+fn check_id(id: &str, field: &str) -> Checked<()> {
+    attune_core::check_id(id).map_err(|err| UserError::invalid(Invalid::Id, field, format!("The {field} {err}.")))
+}
+
+fn check_share(value: f32, field: &str) -> Checked<()> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(UserError::invalid(Invalid::Value, field, format!("`{field}` is between 0 and 1.")))
+    }
+}
+
+fn check_note(note: &str, field: &str) -> Checked<()> {
+    if note.chars().count() > limits::MAX_NOTE_CHARS {
+        return Err(UserError::invalid(
+            Invalid::Value,
+            field,
+            format!("`{field}` is at most {} characters.", limits::MAX_NOTE_CHARS),
+        ));
+    }
+    Ok(())
+}
 
 /// Settings of one page slot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +164,66 @@ impl Default for SlotSettings {
     }
 }
 
+impl SlotSettings {
+    /// Checked settings: shares 0–1 adding up to at most 1, `max_items` 1–100, 1–3 variants,
+    /// and rules that pick one of them under valid conditions. The error names the field.
+    pub fn new(
+        editorial_share: f32,
+        serendipity_share: f32,
+        max_items: Option<u32>,
+        variants: Vec<String>,
+        rules: Vec<VariantRule>,
+        repeats: bool,
+        channels: BTreeMap<String, ChannelSettings>,
+    ) -> Checked<SlotSettings> {
+        let settings =
+            SlotSettings { editorial_share, serendipity_share, max_items, variants, rules, repeats, channels };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules of [`SlotSettings::new`].
+    pub fn check(&self) -> Checked<()> {
+        check_share(self.editorial_share, "editorial_share")?;
+        check_share(self.serendipity_share, "serendipity_share")?;
+        if self.editorial_share + self.serendipity_share > 1.0 {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                "serendipity_share",
+                "`editorial_share` and `serendipity_share` add up to at most 1.",
+            ));
+        }
+        if self.max_items.is_some_and(|m| !(1..=limits::MAX_ITEMS).contains(&m)) {
+            return Err(UserError::invalid(
+                Invalid::Count,
+                "max_items",
+                format!("`max_items` is 1 to {}.", limits::MAX_ITEMS),
+            ));
+        }
+        if !(1..=limits::MAX_VARIANTS).contains(&self.variants.len()) {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                "variants",
+                format!("A slot has 1 to {} presentation variants.", limits::MAX_VARIANTS),
+            ));
+        }
+        check_tags(&self.variants, "variants", limits::MAX_VARIANTS)?;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let known = self.variants.contains(&rule.variant)
+                || self.channels.values().any(|c| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));
+            if !known {
+                return Err(UserError::invalid(
+                    Invalid::Value,
+                    format!("rules[{i}].variant"),
+                    "A rule's variant is one of the slot's variants (on some channel).",
+                ));
+            }
+            rule.when.check(&format!("rules[{i}].when"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Conditions on the person and the moment; every set field must match.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
@@ -136,6 +260,24 @@ pub struct Situation<'a> {
 }
 
 impl Conditions {
+    /// Checks the conditions (`field` names them in the error): a known journey stage, a valid
+    /// slot id, at most 20 goals of 1–64 characters.
+    pub fn check(&self, field: &str) -> Checked<()> {
+        if let Some(stage) = &self.journey_stage
+            && JourneyStage::parse(stage).is_none()
+        {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                format!("{field}.journey_stage"),
+                "`journey_stage` is new, exploring, researching, ready_to_buy or customer.",
+            ));
+        }
+        if let Some(slot) = &self.slot {
+            check_id(slot, &format!("{field}.slot"))?;
+        }
+        check_tags(&self.goals, &format!("{field}.goals"), limits::MAX_GOALS)
+    }
+
     /// Whether the situation satisfies every set condition.
     pub fn matches(&self, situation: &Situation<'_>) -> bool {
         self.slot.as_deref().is_none_or(|s| s == situation.slot)
@@ -176,6 +318,40 @@ pub struct Pick {
 }
 
 impl Pick {
+    /// A checked pick: valid item and slot ids, `until` after `from`, a note of at most 1,000
+    /// characters, valid audience conditions. (That the item exists is checked when it is put.)
+    pub fn new(
+        id: String,
+        item: String,
+        audience: Conditions,
+        slots: Vec<String>,
+        from_ms: Option<i64>,
+        until_ms: Option<i64>,
+        note: Option<String>,
+    ) -> Checked<Pick> {
+        let pick = Pick { id, item, audience, slots, from_ms, until_ms, note };
+        pick.check()?;
+        Ok(pick)
+    }
+
+    /// Checks the rules of [`Pick::new`].
+    pub fn check(&self) -> Checked<()> {
+        check_id(&self.id, "id")?;
+        check_id(&self.item, "item")?;
+        for (i, slot) in self.slots.iter().enumerate() {
+            check_id(slot, &format!("slots[{i}]"))?;
+        }
+        if let (Some(from), Some(until)) = (self.from_ms, self.until_ms)
+            && until <= from
+        {
+            return Err(UserError::invalid(Invalid::Value, "until", "`until` is after `from`."));
+        }
+        if let Some(note) = &self.note {
+            check_note(note, "note")?;
+        }
+        self.audience.check("audience")
+    }
+
     /// Whether the pick applies to a situation at `now_ms`.
     pub fn applies(&self, situation: &Situation<'_>, now_ms: i64) -> bool {
         self.from_ms.is_none_or(|from| now_ms >= from)
@@ -214,6 +390,44 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A checked rule: a review date (`YYYY-MM-DD`), an owner of 1–128 characters (trimmed),
+    /// at most 50 boosted and 50 excluded tags, valid conditions.
+    pub fn new(
+        id: String,
+        when: Conditions,
+        then: RuleEffect,
+        owner: &str,
+        review_by: String,
+        updated_ms: i64,
+    ) -> Checked<Rule> {
+        let rule = Rule { id, when, then, owner: owner.trim().to_owned(), review_by, updated_ms };
+        rule.check()?;
+        Ok(rule)
+    }
+
+    /// Checks the rules of [`Rule::new`].
+    pub fn check(&self) -> Checked<()> {
+        check_id(&self.id, "id")?;
+        if self.review_by.parse::<jiff::civil::Date>().is_err() {
+            return Err(UserError::invalid(
+                Invalid::Timestamp,
+                "review_by",
+                "`review_by` is a date such as 2027-03-01.",
+            ));
+        }
+        let n_chars = self.owner.chars().count();
+        if self.owner.trim() != self.owner || n_chars == 0 || n_chars > limits::MAX_OWNER_CHARS {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                "owner",
+                format!("`owner` is 1–{} characters.", limits::MAX_OWNER_CHARS),
+            ));
+        }
+        check_tags(&self.then.boost_tags, "then.boost_tags", limits::MAX_RULE_TAGS)?;
+        check_tags(&self.then.exclude_tags, "then.exclude_tags", limits::MAX_RULE_TAGS)?;
+        self.when.check("when")
+    }
+
     /// Whether the rule is due for review at `now_ms` (its date has passed).
     pub fn due(&self, now_ms: i64) -> bool {
         let today =
@@ -272,15 +486,21 @@ impl Engine {
         all
     }
 
-    /// Sets a slot's settings.
+    /// Sets a slot's settings (checked: [`SlotSettings::check`]).
     pub fn put_slot(&self, slot: &str, settings: SlotSettings, key_id: &str) -> Result<()> {
+        check_id(slot, "slot")?;
+        settings.check()?;
         self.store.put(Table::Slots, slot, &to_json(&settings))?;
         self.editorial.write().slots.insert(slot.to_owned(), settings);
         self.audit(key_id, "slots.put", slot)
     }
 
-    /// Adds or replaces a pick.
+    /// Adds or replaces a pick (checked: [`Pick::check`]; the item must exist).
     pub fn put_pick(&self, pick: Pick, key_id: &str) -> Result<()> {
+        pick.check()?;
+        if self.item(&pick.item).is_none() {
+            return Err(UserError::not_found("item", &pick.item).into());
+        }
         self.store.put(Table::Picks, &pick.id, &to_json(&pick))?;
         let id = pick.id.clone();
         self.editorial.write().picks.insert(id.clone(), pick);
@@ -308,8 +528,9 @@ impl Engine {
         self.audit(key_id, "picks.delete", id)
     }
 
-    /// Adds or replaces a rule.
+    /// Adds or replaces a rule (checked: [`Rule::check`]).
     pub fn put_rule(&self, rule: Rule, key_id: &str) -> Result<()> {
+        rule.check()?;
         self.store.put(Table::Rules, &rule.id, &to_json(&rule))?;
         let id = rule.id.clone();
         self.editorial.write().rules.insert(id.clone(), rule);
@@ -341,6 +562,8 @@ impl Engine {
 
     /// Flags an item: it is held back from recommendations until cleared.
     pub fn flag_item(&self, item: &str, note: &str, key_id: &str) -> Result<Flag> {
+        check_id(item, "item")?;
+        check_note(note, "note")?;
         if self.item(item).is_none() {
             return Err(UserError::not_found("item", item).into());
         }
@@ -366,5 +589,116 @@ impl Engine {
         let mut all: Vec<_> = self.editorial.read().flags.values().cloned().collect();
         all.sort_by(|a, b| a.item.cmp(&b.item));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kind and field of a refusal.
+    fn refusal<T: std::fmt::Debug>(result: Checked<T>) -> (Invalid, String) {
+        match result {
+            Err(UserError::Invalid { kind, field, .. }) => (kind, field.unwrap_or_default()),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn variants(names: &[&str]) -> Vec<String> {
+        names.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    fn slot(editorial: f32, serendipity: f32, max_items: Option<u32>, names: &[&str]) -> Checked<SlotSettings> {
+        SlotSettings::new(editorial, serendipity, max_items, variants(names), Vec::new(), false, BTreeMap::new())
+    }
+
+    #[test]
+    fn slot_settings_hold_to_the_limits() {
+        assert!(slot(0.2, 0.1, Some(10), &["calm_list", "grid"]).is_ok());
+        assert!(slot(0.5, 0.5, Some(limits::MAX_ITEMS), &["a", "b", "c"]).is_ok(), "the limits themselves pass");
+        assert_eq!(refusal(slot(1.5, 0.0, None, &["a"])), (Invalid::Value, "editorial_share".into()));
+        assert_eq!(refusal(slot(0.2, -0.1, None, &["a"])), (Invalid::Value, "serendipity_share".into()));
+        assert_eq!(refusal(slot(f32::NAN, 0.0, None, &["a"])), (Invalid::Value, "editorial_share".into()));
+        assert_eq!(refusal(slot(0.6, 0.5, None, &["a"])), (Invalid::Value, "serendipity_share".into()));
+        assert_eq!(refusal(slot(0.2, 0.1, Some(0), &["a"])), (Invalid::Count, "max_items".into()));
+        assert_eq!(refusal(slot(0.2, 0.1, Some(101), &["a"])), (Invalid::Count, "max_items".into()));
+        assert_eq!(refusal(slot(0.2, 0.1, None, &[])), (Invalid::Value, "variants".into()));
+        assert_eq!(refusal(slot(0.2, 0.1, None, &["a", "b", "c", "d"])), (Invalid::Value, "variants".into()));
+        assert_eq!(refusal(slot(0.2, 0.1, None, &["a", ""])), (Invalid::Value, "variants[1]".into()));
+        let rule = |variant: &str, stage: Option<&str>| VariantRule {
+            when: Conditions { journey_stage: stage.map(str::to_owned), ..Conditions::default() },
+            variant: variant.to_owned(),
+        };
+        let with_rules =
+            |rules| SlotSettings::new(0.2, 0.1, None, variants(&["a", "b"]), rules, false, BTreeMap::new());
+        assert!(with_rules(vec![rule("b", Some("customer"))]).is_ok());
+        assert_eq!(
+            refusal(with_rules(vec![rule("a", None), rule("z", None)])),
+            (Invalid::Value, "rules[1].variant".into())
+        );
+        assert_eq!(
+            refusal(with_rules(vec![rule("a", Some("sleepy"))])),
+            (Invalid::Value, "rules[0].when.journey_stage".into())
+        );
+    }
+
+    fn pick(item: &str, slots: &[&str], from_ms: Option<i64>, until_ms: Option<i64>, note: usize) -> Checked<Pick> {
+        let note = (note > 0).then(|| "n".repeat(note));
+        Pick::new("p-1".into(), item.into(), Conditions::default(), variants(slots), from_ms, until_ms, note)
+    }
+
+    #[test]
+    fn picks_hold_to_the_limits() {
+        assert!(pick("art-1", &["home"], Some(1), Some(2), limits::MAX_NOTE_CHARS).is_ok());
+        assert_eq!(refusal(pick("", &[], None, None, 0)), (Invalid::Id, "item".into()));
+        assert_eq!(refusal(pick("art-1", &["ok", "bad\nslot"], None, None, 0)), (Invalid::Id, "slots[1]".into()));
+        assert_eq!(refusal(pick("art-1", &[], Some(2), Some(2), 0)), (Invalid::Value, "until".into()));
+        assert_eq!(
+            refusal(pick("art-1", &[], None, None, limits::MAX_NOTE_CHARS + 1)),
+            (Invalid::Value, "note".into())
+        );
+        let goals =
+            Conditions { goals: (0..=limits::MAX_GOALS).map(|i| format!("g{i}")).collect(), ..Conditions::default() };
+        let crowded = Pick::new("p".into(), "art-1".into(), goals, Vec::new(), None, None, None);
+        assert_eq!(refusal(crowded), (Invalid::Value, "audience.goals".into()));
+    }
+
+    #[test]
+    fn rules_hold_to_the_limits() {
+        let effect = |n_tags: usize| RuleEffect {
+            boost_tags: (0..n_tags).map(|i| format!("t{i}")).collect(),
+            ..RuleEffect::default()
+        };
+        let rule = |owner: &str, review_by: &str, n_tags: usize| {
+            Rule::new("r-1".into(), Conditions::default(), effect(n_tags), owner, review_by.into(), 0)
+        };
+        let ok = rule("  ana  ", "2027-03-01", limits::MAX_RULE_TAGS).unwrap();
+        assert_eq!(ok.owner, "ana", "the owner is trimmed");
+        assert_eq!(refusal(rule("ana", "next spring", 0)), (Invalid::Timestamp, "review_by".into()));
+        assert_eq!(refusal(rule("   ", "2027-03-01", 0)), (Invalid::Value, "owner".into()));
+        assert_eq!(refusal(rule(&"o".repeat(129), "2027-03-01", 0)), (Invalid::Value, "owner".into()));
+        assert_eq!(
+            refusal(rule("ana", "2027-03-01", limits::MAX_RULE_TAGS + 1)),
+            (Invalid::Value, "then.boost_tags".into())
+        );
+    }
+
+    #[test]
+    fn the_engine_refuses_what_the_constructors_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(attune_store::EmbeddedStore::open(dir.path()).unwrap());
+        let clock = std::sync::Arc::new(crate::ManualClock::new(1_760_000_000_000));
+        let engine = Engine::open(store, clock, crate::EngineConfig::default()).unwrap();
+        // Built past the constructor: put_slot checks it all the same, and stores nothing.
+        let settings = SlotSettings { editorial_share: 0.9, serendipity_share: 0.9, ..SlotSettings::default() };
+        assert!(matches!(engine.put_slot("home", settings, "test"), Err(crate::EngineError::User(_))));
+        assert!(engine.slots().is_empty());
+        let unknown = pick("art-unknown", &[], None, None, 0).unwrap();
+        assert!(matches!(
+            engine.put_pick(unknown, "test"),
+            Err(crate::EngineError::User(UserError::NotFound { what: "item", .. }))
+        ));
+        let long_note = "n".repeat(limits::MAX_NOTE_CHARS + 1);
+        assert!(matches!(engine.flag_item("art-unknown", &long_note, "test"), Err(crate::EngineError::User(_))));
     }
 }

@@ -13,7 +13,9 @@ pub enum EngineError {
     Internal(#[from] StoreError),
 }
 
-/// The caller's fault, with a stable code.
+/// The caller's fault. Each variant (and each [`Invalid`] kind) is one code of the API's error
+/// table; the server maps them with an exhaustive `match`, so a new one cannot slip through as
+/// another code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {
     /// No such thing.
@@ -27,11 +29,14 @@ pub enum UserError {
     /// The request contradicts stored state.
     #[error("{0}")]
     Conflict(String),
+    /// `identify` named a known person as the anonymous id (only an admin may force that merge).
+    #[error("{0}")]
+    IdentityConflict(String),
     /// The request is invalid.
     #[error("{message}")]
     Invalid {
-        /// A stable snake_case code.
-        code: &'static str,
+        /// What is wrong, as a stable code.
+        kind: Invalid,
         /// The field at fault, if one is.
         field: Option<String>,
         /// A sentence a person understands.
@@ -39,10 +44,27 @@ pub enum UserError {
     },
 }
 
+/// What is wrong with an invalid request (each kind is one code of the API's error table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// An id is empty, too long or not printable (`invalid_id`).
+    Id,
+    /// An identify call links an id to itself (`invalid_identify`).
+    Identify,
+    /// A time is out of range (`invalid_timestamp`).
+    Timestamp,
+    /// A built-in event type cannot be redeclared (`builtin_type`).
+    BuiltinType,
+    /// A value is not allowed (`invalid_value`).
+    Value,
+    /// A count or limit is out of range (`invalid_count`).
+    Count,
+}
+
 impl UserError {
     /// An invalid-field error.
-    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> UserError {
-        UserError::Invalid { code, field: Some(field.into()), message: message.into() }
+    pub fn invalid(kind: Invalid, field: impl Into<String>, message: impl Into<String>) -> UserError {
+        UserError::Invalid { kind, field: Some(field.into()), message: message.into() }
     }
 
     /// A not-found error.

@@ -220,17 +220,11 @@ impl Engine {
         });
     }
 
+    /// Adds to the daily counts of events kept only as aggregates. The store adds atomically,
+    /// so servers sharing it lose none of each other's counts.
     pub(crate) fn add_aggregates(&self, counts: FxHashMap<String, u64>) -> Result<()> {
-        let _guard = self.aggregates.lock();
-        let mut entries = Vec::with_capacity(counts.len());
-        for (key, n) in counts {
-            let before = match self.store.get(Table::Aggregates, &key)? {
-                Some(bytes) => u64::from_le_bytes(bytes.try_into().map_err(|_| corrupt("aggregate", "length"))?),
-                None => 0,
-            };
-            entries.push((key, (before + n).to_le_bytes().to_vec()));
-        }
-        self.store.put_many(Table::Aggregates, &entries)?;
+        let counts: Vec<(String, u64)> = counts.into_iter().collect();
+        self.store.add_counters(Table::Aggregates, &counts)?;
         Ok(())
     }
 

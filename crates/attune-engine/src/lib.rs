@@ -1,5 +1,6 @@
 //! attune-engine: everything Attune does, without HTTP — ingest, identity, profiles, catalog,
-//! keys and audit, and (as they grow) the decide pipeline, training and privacy operations.
+//! keys and audit, the decide pipeline, training and privacy operations, and the [`Scheduler`]
+//! that owns every background job.
 //!
 //! Uses storage only through `Arc<dyn Store>` and never knows the backend. Every method is
 //! blocking (it may wait for an fsync); the server calls it off the async runtime. Time comes from
@@ -25,6 +26,7 @@ pub mod memory;
 pub mod models;
 mod people;
 pub mod privacy;
+pub mod scheduler;
 mod signals;
 pub mod stats;
 pub mod variants;
@@ -40,12 +42,13 @@ use serde::{Deserialize, Serialize};
 pub use catalog::Catalog;
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UlidIds};
 pub use cluster::SyncReport;
-pub use error::{EngineError, Result, UserError};
+pub use error::{EngineError, Invalid, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Scope};
 pub use memory::MemoryEstimate;
 pub use people::{MergeReport, PersonView};
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
+pub use scheduler::{Job, JobStatus, Scheduler, SchedulerConfig};
 
 use crate::error::corrupt;
 
@@ -198,7 +201,6 @@ pub struct Engine {
     schemas: RwLock<FxHashMap<String, Schema>>,
     aliases: RwLock<FxHashMap<String, String>>,
     keys: RwLock<FxHashMap<String, ApiKey>>,
-    aggregates: parking_lot::Mutex<()>,
     privacy: privacy::PrivacyState,
     editorial: RwLock<editorial::Editorial>,
     models: RwLock<Arc<models::ModelSnapshot>>,
@@ -240,7 +242,6 @@ impl Engine {
             schemas: RwLock::new(FxHashMap::default()),
             aliases: RwLock::new(FxHashMap::default()),
             keys: RwLock::new(FxHashMap::default()),
-            aggregates: parking_lot::Mutex::new(()),
             privacy: privacy::PrivacyState::default(),
             editorial: RwLock::new(editorial::Editorial::default()),
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
@@ -448,7 +449,7 @@ impl Engine {
     pub fn put_schema(&self, name: &str, schema: Schema) -> Result<()> {
         if attune_core::BuiltinType::parse(name).is_some() {
             return Err(UserError::Invalid {
-                code: "builtin_type",
+                kind: error::Invalid::BuiltinType,
                 field: None,
                 message: format!("`{name}` is a built-in event type; its schema is fixed."),
             }

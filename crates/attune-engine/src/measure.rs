@@ -348,7 +348,9 @@ impl Engine {
         let earliest = not_before_ms.max(now_ms);
         let local_of = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)
-                .map_err(|_| UserError::invalid("invalid_timestamp", "not_before", "`not_before` is out of range."))
+                .map_err(|_| {
+                    UserError::invalid(crate::error::Invalid::Timestamp, "not_before", "`not_before` is out of range.")
+                })
                 .map(|t| t.to_zoned_datetime(tz.clone()))
         };
         let at_local = |date: jiff::civil::Date, hour: i8, fallback: i64| {

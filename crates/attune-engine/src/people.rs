@@ -3,7 +3,7 @@
 use attune_core::{Consent, Event, JourneyStage, Preferences, Profile, Purpose, check_id};
 use attune_store::Table;
 
-use crate::{Engine, Result, UserError, from_json, to_json};
+use crate::{Engine, Invalid, Result, UserError, from_json, to_json};
 
 /// What Attune knows and infers about a person (`GET /v1/users/{id}`).
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +103,7 @@ impl Engine {
     /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
     /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
     pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
-        check_id(id).map_err(|err| UserError::invalid("invalid_id", "id", format!("The user id {err}.")))?;
+        check_id(id).map_err(|err| UserError::invalid(Invalid::Id, "id", format!("The user id {err}.")))?;
         let person = self.resolve(id);
         let before = self.consent_of(&person);
         self.store.put(Table::Consent, &person, &to_json(&consent))?;
@@ -126,7 +126,7 @@ impl Engine {
 
     /// Sets explicit preferences.
     pub fn put_preferences(&self, id: &str, preferences: Preferences, key_id: &str) -> Result<()> {
-        check_id(id).map_err(|err| UserError::invalid("invalid_id", "id", format!("The user id {err}.")))?;
+        check_id(id).map_err(|err| UserError::invalid(Invalid::Id, "id", format!("The user id {err}.")))?;
         let person = self.resolve(id);
         self.store.put(Table::Preferences, &person, &to_json(&preferences))?;
         let now_ms = self.now_ms();
@@ -157,7 +157,7 @@ impl Engine {
     /// too. A merge stays undoable ([`Engine::unmerge`]).
     pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
         if anonymous_id == user {
-            return Err(UserError::invalid("invalid_identify", "user", "`anonymous_id` and `user` must differ.").into());
+            return Err(UserError::invalid(Invalid::Identify, "user", "`anonymous_id` and `user` must differ.").into());
         }
         let target = self.resolve(user);
         if target == anonymous_id {
@@ -180,13 +180,11 @@ impl Engine {
             return Ok(MergeReport { merged_events: 0 });
         }
         if !force && self.is_known_person(anonymous_id) {
-            return Err(UserError::Invalid {
-                code: "identity_conflict",
-                field: Some("anonymous_id".into()),
-                message: "`anonymous_id` names a known person (events as a user, consent, preferences or merged ids); \
-                          one person is never merged into another unless an admin sends `\"force\": true`."
+            return Err(UserError::IdentityConflict(
+                "`anonymous_id` names a known person (events as a user, consent, preferences or merged ids); \
+                 one person is never merged into another unless an admin sends `\"force\": true`."
                     .into(),
-            }
+            )
             .into());
         }
         // Anonymous ids merged into this anonymous id move along with it.

@@ -36,10 +36,6 @@ macro_rules! error_codes {
                 match self { $(Code::$variant => $doc,)* }
             }
 
-            /// Parses a wire code (engine and core errors carry their code as a string).
-            pub fn parse(code: &str) -> Option<Code> {
-                match code { $($code => Some(Code::$variant),)* _ => None }
-            }
         }
     };
 }
@@ -162,15 +158,33 @@ impl IntoResponse for ApiError {
 
 impl From<attune_engine::EngineError> for ApiError {
     fn from(err: attune_engine::EngineError) -> ApiError {
-        use attune_engine::{EngineError, UserError};
+        use attune_engine::{EngineError, Invalid, UserError};
+        // Exhaustive: a new engine error or kind does not compile until it has a code here.
         match err {
             EngineError::User(UserError::NotFound { what, id }) => ApiError::not_found(what, &id),
             EngineError::User(UserError::Conflict(message)) => ApiError::new(Code::Conflict, message),
-            EngineError::User(UserError::Invalid { code, field, message }) => {
-                ApiError { code: Code::parse(code).unwrap_or(Code::InvalidValue), message, field, retry_after: None }
+            EngineError::User(UserError::IdentityConflict(message)) => {
+                ApiError::new(Code::IdentityConflict, message).with_field("anonymous_id")
+            }
+            EngineError::User(UserError::Invalid { kind, field, message }) => {
+                let code = match kind {
+                    Invalid::Id => Code::InvalidId,
+                    Invalid::Identify => Code::InvalidIdentify,
+                    Invalid::Timestamp => Code::InvalidTimestamp,
+                    Invalid::BuiltinType => Code::BuiltinType,
+                    Invalid::Value => Code::InvalidValue,
+                    Invalid::Count => Code::InvalidCount,
+                };
+                ApiError { code, message, field, retry_after: None }
             }
             EngineError::Internal(err) => ApiError::internal(err),
         }
+    }
+}
+
+impl From<attune_engine::UserError> for ApiError {
+    fn from(err: attune_engine::UserError) -> ApiError {
+        ApiError::from(attune_engine::EngineError::User(err))
     }
 }
 
@@ -182,13 +196,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_unique_snake_case_and_round_trip() {
+    fn codes_are_unique_snake_case_with_an_error_status() {
         let mut seen = std::collections::BTreeSet::new();
         for &code in Code::ALL {
             assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
             assert!(code.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-            assert_eq!(Code::parse(code.as_str()), Some(code));
             assert!(code.status().is_client_error() || code.status().is_server_error());
         }
+    }
+
+    #[test]
+    fn engine_errors_map_to_their_codes() {
+        use attune_engine::{EngineError, Invalid, UserError};
+        let invalid = |kind| ApiError::from(EngineError::User(UserError::invalid(kind, "f", "m")));
+        for (kind, code) in [
+            (Invalid::Id, "invalid_id"),
+            (Invalid::Identify, "invalid_identify"),
+            (Invalid::Timestamp, "invalid_timestamp"),
+            (Invalid::BuiltinType, "builtin_type"),
+            (Invalid::Value, "invalid_value"),
+            (Invalid::Count, "invalid_count"),
+        ] {
+            let error = invalid(kind);
+            assert_eq!((error.code.as_str(), error.field.as_deref()), (code, Some("f")));
+            assert_eq!(error.code.status(), StatusCode::BAD_REQUEST);
+        }
+        let conflict = ApiError::from(EngineError::User(UserError::IdentityConflict("m".into())));
+        assert_eq!((conflict.code, conflict.code.status()), (Code::IdentityConflict, StatusCode::CONFLICT));
+        let missing = ApiError::from(EngineError::User(UserError::not_found("item", "x")));
+        assert_eq!(missing.code, Code::NotFound);
+        let internal = ApiError::from(EngineError::Internal(attune_store::StoreError::Backend("down".into())));
+        assert_eq!((internal.code, internal.message.contains("down")), (Code::Internal, false));
     }
 }

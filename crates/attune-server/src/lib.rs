@@ -21,7 +21,7 @@ pub mod wire;
 
 use std::{sync::Arc, sync::OnceLock, time::Instant};
 
-use attune_engine::{Engine, EngineError};
+use attune_engine::{Engine, EngineError, Scheduler, SchedulerConfig};
 use axum::{
     Router,
     extract::{MatchedPath, Request},
@@ -53,8 +53,10 @@ pub struct AppState {
     pub sessions: Arc<console::Sessions>,
     /// Prometheus exporter.
     pub metrics: PrometheusHandle,
-    /// Training jobs started over the API.
-    pub jobs: Arc<routes::models::Jobs>,
+    /// The engine's background jobs: `POST /v1/models/train` queues a training there and
+    /// `GET /v1/models/jobs/{job}` reads it. [`AppState::new`] makes one that runs queued jobs
+    /// only; `attune serve` starts the full one ([`AppState::with_scheduler`]).
+    pub scheduler: Arc<Scheduler>,
     /// Where `POST /v1/admin/backup` may write (`None`: backups are off).
     pub backup_dir: Option<Arc<std::path::PathBuf>>,
 }
@@ -77,7 +79,6 @@ impl AppState {
         };
         let admin_rate = rate_per_second * ADMIN_RATE_FACTOR;
         AppState {
-            engine,
             auth,
             limiter: Arc::new(limits::RateLimiter::new(rate_per_second, (rate_per_second * 2.0).max(10.0))),
             admin_limiter: Arc::new(limits::RateLimiter::new(admin_rate, (admin_rate * 2.0).max(10.0))),
@@ -85,9 +86,16 @@ impl AppState {
             failures: Arc::new(limits::FailureThrottle::new(DEFAULT_AUTH_FAILURES, AUTH_FAILURE_WINDOW)),
             sessions: Arc::new(console::Sessions::default()),
             metrics: metrics_handle(),
-            jobs: Arc::new(routes::models::Jobs::default()),
+            scheduler: Arc::new(Scheduler::start(Arc::clone(&engine), SchedulerConfig::on_demand())),
             backup_dir: None,
+            engine,
         }
+    }
+
+    /// Uses `scheduler` (over the same engine) for training jobs.
+    pub fn with_scheduler(mut self, scheduler: Arc<Scheduler>) -> AppState {
+        self.scheduler = scheduler;
+        self
     }
 
     /// Browser keys at `per_second` (and `burst`) per key and client address.

@@ -318,6 +318,112 @@ fn request_cases() -> Vec<Case> {
         case("unknown route", "GET", "/v1/nothing", Value::Null, 404, "not_found"),
         case("wrong method", "DELETE", "/v1/events", Value::Null, 405, "method_not_allowed"),
         case("undo unknown merge", "DELETE", "/v1/identify/a-none", Value::Null, 404, "not_found"),
+        // Editorial settings: the engine's constructors hold the rules and limits.
+        field(
+            case(
+                "slot share above one",
+                "PUT",
+                "/v1/slots/home",
+                json!({"editorial_share": 1.5}),
+                400,
+                "invalid_value",
+            ),
+            "editorial_share",
+        ),
+        field(
+            case(
+                "slot shares add up past one",
+                "PUT",
+                "/v1/slots/home",
+                json!({"editorial_share": 0.6, "serendipity_share": 0.5}),
+                400,
+                "invalid_value",
+            ),
+            "serendipity_share",
+        ),
+        field(
+            case("slot max items", "PUT", "/v1/slots/home", json!({"max_items": 0}), 400, "invalid_count"),
+            "max_items",
+        ),
+        field(
+            case(
+                "slot four variants",
+                "PUT",
+                "/v1/slots/home",
+                json!({"variants": ["a", "b", "c", "d"]}),
+                400,
+                "invalid_value",
+            ),
+            "variants",
+        ),
+        field(
+            case(
+                "slot rule variant",
+                "PUT",
+                "/v1/slots/home",
+                json!({"variants": ["a"], "rules": [{"variant": "z"}]}),
+                400,
+                "invalid_value",
+            ),
+            "rules[0].variant",
+        ),
+        field(case("pick empty item", "PUT", "/v1/editorial/picks/p1", json!({"item": ""}), 400, "invalid_id"), "item"),
+        case("pick unknown item", "PUT", "/v1/editorial/picks/p1", json!({"item": "i-none"}), 404, "not_found"),
+        field(
+            case(
+                "pick stage",
+                "PUT",
+                "/v1/editorial/picks/p1",
+                json!({"item": "i-none", "audience": {"journey_stage": "asleep"}}),
+                400,
+                "invalid_value",
+            ),
+            "audience.journey_stage",
+        ),
+        field(
+            case(
+                "pick long note",
+                "PUT",
+                "/v1/editorial/picks/p1",
+                json!({"item": "i-none", "note": "n".repeat(1001)}),
+                400,
+                "invalid_value",
+            ),
+            "note",
+        ),
+        field(
+            case(
+                "rule review date",
+                "PUT",
+                "/v1/rules/r1",
+                json!({"then": {}, "owner": "ana", "review_by": "soon"}),
+                400,
+                "invalid_timestamp",
+            ),
+            "review_by",
+        ),
+        field(
+            case(
+                "rule blank owner",
+                "PUT",
+                "/v1/rules/r1",
+                json!({"then": {}, "owner": " ", "review_by": "2027-03-01"}),
+                400,
+                "invalid_value",
+            ),
+            "owner",
+        ),
+        field(
+            case(
+                "flag long note",
+                "POST",
+                "/v1/review/flags",
+                json!({"item": "i-none", "note": "n".repeat(1001)}),
+                400,
+                "invalid_value",
+            ),
+            "note",
+        ),
     ]
 }
 

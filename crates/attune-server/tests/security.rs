@@ -580,13 +580,13 @@ async fn rate_limits_cover_the_admin_key_the_console_and_me() {
 }
 
 fn rate_limited(state: AppState, per_second: f64) -> AppState {
-    let AppState { engine, auth, metrics, jobs, failures, sessions, browser_limiter, backup_dir, .. } = state;
+    let AppState { engine, auth, metrics, scheduler, failures, sessions, browser_limiter, backup_dir, .. } = state;
     let admin_rate = per_second * attune_server::ADMIN_RATE_FACTOR;
     AppState {
         engine,
         auth,
         metrics,
-        jobs,
+        scheduler,
         failures,
         sessions,
         browser_limiter,

@@ -34,6 +34,7 @@ pub const CASES: &[Case] = &[
     ("payloads_are_replaced_in_place", payloads_are_replaced_in_place),
     ("concurrent_updates_lose_nothing", concurrent_updates_lose_nothing),
     ("reverse_scans_page_newest_first", reverse_scans_page_newest_first),
+    ("counters_add_up_concurrently", counters_add_up_concurrently),
 ];
 
 /// Generates one `#[test]` per conformance case; `$make` is an expression producing a [`Harness`].
@@ -488,4 +489,38 @@ pub fn payloads_are_replaced_in_place(harness: &mut dyn Harness) {
     let store = harness.reopen();
     check(&*store);
     assert_eq!(store.replace_payloads(&[]).unwrap(), 0);
+}
+
+/// `add_counters` adds (repeated keys add up, absent counters start at 0), survives a restart,
+/// and loses no count when threads add to the same counters at once.
+pub fn counters_add_up_concurrently(harness: &mut dyn Harness) {
+    let store = harness.store();
+    let value = |store: &dyn Store, key: &str| {
+        store.get(Table::Aggregates, key).unwrap().map(|bytes| crate::counter_value(&bytes).unwrap())
+    };
+    store.add_counters(Table::Aggregates, &[]).unwrap();
+    store.add_counters(Table::Aggregates, &[("a".into(), 2), ("b".into(), 1), ("a".into(), 3)]).unwrap();
+    assert_eq!((value(&*store, "a"), value(&*store, "b"), value(&*store, "c")), (Some(5), Some(1), None));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    // Keys in both orders, so that a backend locking rows must not deadlock.
+                    let counts = if (t + i) % 2 == 0 {
+                        vec![("a".to_owned(), 1), ("z".to_owned(), 2)]
+                    } else {
+                        vec![("z".to_owned(), 2), ("a".to_owned(), 1)]
+                    };
+                    store.add_counters(Table::Aggregates, &counts).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    drop(store);
+    let store = harness.reopen();
+    assert_eq!((value(&*store, "a"), value(&*store, "z")), (Some(5 + 200), Some(400)));
 }

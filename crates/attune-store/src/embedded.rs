@@ -91,6 +91,8 @@ pub struct EmbeddedStore {
     purge_lock: Mutex<()>,
     /// Orders [`Store::update`] calls.
     update_lock: Mutex<()>,
+    /// Serializes counter updates (read, add, write): only this process opens the directory.
+    counters: Mutex<()>,
     /// Bulk-load mode over a store that held no events when it opened: the hash of every event id
     /// appended since (`None` otherwise, or once it outgrew [`MAX_FRESH_IDS`]). An id whose hash
     /// is absent was never stored, so deduplication needs no lookup for it; one whose hash is
@@ -196,6 +198,7 @@ impl EmbeddedStore {
             committer: GroupCommit::new(),
             purge_lock: Mutex::new(()),
             update_lock: Mutex::new(()),
+            counters: Mutex::new(()),
             fresh_ids: Mutex::new(None),
         };
         let last_seq = match store.events.last_key_value() {
@@ -795,6 +798,19 @@ impl Store for EmbeddedStore {
     fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()> {
         let ops = entries.iter().map(|(key, value)| (record_key(table, key), Some(value.clone()))).collect();
         self.write(Write::Records(ops)).map(drop)
+    }
+
+    fn add_counters(&self, table: Table, counts: &[(String, u64)]) -> Result<()> {
+        let _one_at_a_time = self.counters.lock();
+        let mut entries = Vec::with_capacity(counts.len());
+        for (key, n) in crate::merged_counts(counts) {
+            let before = match self.get(table, key)? {
+                Some(bytes) => crate::counter_value(&bytes)?,
+                None => 0,
+            };
+            entries.push((key.to_owned(), before.saturating_add(n).to_le_bytes().to_vec()));
+        }
+        self.put_many(table, &entries)
     }
 
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {

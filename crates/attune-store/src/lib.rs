@@ -238,6 +238,11 @@ pub trait Store: Send + Sync {
     /// Writes many records of one table atomically and durably.
     fn put_many(&self, table: Table, entries: &[(String, Vec<u8>)]) -> Result<()>;
 
+    /// Adds `n` to each named counter of `table` (a counter is a record holding a little-endian
+    /// `u64`; an absent one is 0), atomically and durably: concurrent calls lose no count, also
+    /// from several processes sharing the store. A key may repeat (its counts add up).
+    fn add_counters(&self, table: Table, counts: &[(String, u64)]) -> Result<()>;
+
     /// Reads one record.
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>>;
 
@@ -272,6 +277,14 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Tries to become the one process that trains the models on this store: `Some` while this
+    /// process holds the training lock (dropping it releases the lock), `None` if another process
+    /// holds it. Never waits. A store only one process can open (the embedded one) always grants
+    /// it; a shared one (PostgreSQL) grants it to one session at a time.
+    fn try_training_lock(&self) -> Result<Option<Box<dyn TrainingLock>>> {
+        Ok(Some(Box::new(SoleProcess)))
+    }
+
     /// Writes a consistent point-in-time copy of everything stored into `dest`, a new directory
     /// that opens as a data directory of this backend, without stopping writes. Backends with
     /// their own backup tools (PostgreSQL: `pg_dump`, base backups) refuse.
@@ -282,4 +295,39 @@ pub trait Store: Send + Sync {
             self.backend()
         )))
     }
+}
+
+/// Proof that this process holds a store's training lock (see [`Store::try_training_lock`]);
+/// dropping it releases the lock.
+pub trait TrainingLock: Send {
+    /// Whether the lock is still held (a shared store loses it when its connection dies): ask
+    /// before publishing what was trained under it.
+    fn is_held(&mut self) -> bool;
+}
+
+/// The training lock of a store only this process opens: always held.
+struct SoleProcess;
+
+impl TrainingLock for SoleProcess {
+    fn is_held(&mut self) -> bool {
+        true
+    }
+}
+
+/// The value of a counter record ([`Store::add_counters`]).
+pub fn counter_value(bytes: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { what: "counter", detail: format!("{} bytes", bytes.len()) })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The counts of `counts` summed per key, in key order (the order a backend locks them in).
+pub(crate) fn merged_counts(counts: &[(String, u64)]) -> std::collections::BTreeMap<&str, u64> {
+    let mut merged = std::collections::BTreeMap::new();
+    for (key, n) in counts {
+        let total: &mut u64 = merged.entry(key.as_str()).or_default();
+        *total = total.saturating_add(*n);
+    }
+    merged
 }

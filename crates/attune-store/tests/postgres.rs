@@ -280,6 +280,40 @@ fn training_lock_is_exclusive() {
     assert!(!held.is_held());
 }
 
+/// Two servers on one database add to the same counters at once (the engine's daily aggregates,
+/// `add_aggregates`): every count arrives.
+#[test]
+fn two_servers_lose_no_count() {
+    let Some(schema) = TestSchema::create() else {
+        return;
+    };
+    let servers: Vec<Arc<PostgresStore>> = (0..2).map(|_| Arc::new(schema.connect())).collect();
+    let threads: Vec<_> = servers
+        .iter()
+        .flat_map(|server| (0..3).map(move |t| (Arc::clone(server), t)))
+        .map(|(server, t)| {
+            std::thread::spawn(move || {
+                for i in 0..100u64 {
+                    let mut counts =
+                        vec![("2026-12-01\0view".to_owned(), 1), (format!("2026-12-0{}\0click", 1 + i % 3), 2)];
+                    if t % 2 == 1 {
+                        counts.reverse();
+                    }
+                    server.add_counters(Table::Aggregates, &counts).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let value =
+        |key: &str| attune_store::counter_value(&servers[0].get(Table::Aggregates, key).unwrap().unwrap()).unwrap();
+    assert_eq!(value("2026-12-01\0view"), 2 * 3 * 100);
+    let clicks: u64 = (1..=3).map(|day| value(&format!("2026-12-0{day}\0click"))).sum();
+    assert_eq!(clicks, 2 * 3 * 100 * 2);
+}
+
 /// Monthly partitions appear on demand; times outside the window go to the default partition;
 /// retention drops fully expired months whole, and a server whose list of partitions went stale
 /// still appends into a dropped month.

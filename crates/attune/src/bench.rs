@@ -146,15 +146,17 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let engine = match &args.store {
-        Some(url) => {
-            let (engine, _) = crate::serve::open_engine_postgres(url, attune_engine::EngineConfig::default())?;
-            crate::serve::spawn_sync_thread(Arc::clone(&engine), std::time::Duration::from_secs(1));
-            engine
-        }
+        Some(url) => crate::serve::open_engine_postgres(url, attune_engine::EngineConfig::default())?.0,
         None => crate::serve::open_engine(&dir.path().join("http"))?,
     };
     let backend = engine.store().backend();
-    let state = AppState::new(Arc::clone(&engine), None, 0.0);
+    // Syncs with the other servers on a shared store, as `attune serve` does (a no-op otherwise).
+    let schedule = attune_engine::SchedulerConfig {
+        sync_every: Some(std::time::Duration::from_secs(1)),
+        ..attune_engine::SchedulerConfig::on_demand()
+    };
+    let scheduler = Arc::new(attune_engine::Scheduler::start(Arc::clone(&engine), schedule));
+    let state = AppState::new(Arc::clone(&engine), None, 0.0).with_scheduler(scheduler);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (http_rate, histogram, accepted) = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

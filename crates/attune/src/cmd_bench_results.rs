@@ -137,6 +137,7 @@ fn decide(engine: &Engine, person: &str) -> anyhow::Result<Vec<(String, String)>
         placements: vec![PlacementRequest { slot: "home_feed".into(), count: 3 }],
         explain: false,
         preview: false,
+        exclude: Vec::new(),
     })?;
     Ok(decision.experiments)
 }

@@ -275,12 +275,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.no_serve {
         return Ok(());
     }
-    let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), 0.0);
+    let schedule = attune_engine::SchedulerConfig::serving(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(1),
+    );
+    let scheduler = Arc::new(attune_engine::Scheduler::start(Arc::clone(&engine), schedule));
+    let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), 0.0).with_scheduler(Arc::clone(&scheduler));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        crate::serve::spawn_retention_sweep(Arc::clone(&engine));
-        crate::serve::spawn_purge(Arc::clone(&engine));
-        crate::serve::spawn_model_tasks(Arc::clone(&engine), std::time::Duration::from_secs(3600));
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
         let site_key = crate::demo_site::browser_key(&engine, address, admin_key.is_none())?;
@@ -311,6 +313,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("Press Ctrl-C to stop; the data stays in {}.", args.data.display());
         let app = attune_server::app(state).merge(site);
         let limits = attune_server::server::ServerLimits::default();
-        attune_server::server::serve(listener, app, limits, crate::serve::shutdown_signal()).await.context("serving")
+        let served =
+            attune_server::server::serve(listener, app, limits, crate::serve::shutdown_signal()).await.context("serving");
+        // Stops the jobs and persists the decision log once more.
+        tokio::task::spawn_blocking(move || scheduler.shutdown()).await.context("stopping the scheduler")?;
+        served
     })
 }

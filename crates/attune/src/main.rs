@@ -4,9 +4,9 @@
 mod backup;
 mod bench;
 mod bench_server;
+mod cmd_bench_results;
 mod cmd_bench_scale;
 mod cmd_bench_soak;
-mod cmd_bench_results;
 mod cmd_bench_train;
 mod cmd_eval;
 mod cmd_eval_bandit;

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, bail};
-use attune_engine::{Engine, EngineConfig, SystemClock};
+use attune_engine::{Engine, EngineConfig, Scheduler, SchedulerConfig, SystemClock};
 use attune_server::AppState;
 use attune_store::{EmbeddedOptions, EmbeddedStore};
 
@@ -242,210 +242,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// How often the retention sweep runs (also once right at start, for what expired while the
-/// server was down).
-pub const RETENTION_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// How often a due purge is looked for (see attune-engine `privacy`: bytes deleted by forgetting,
-/// consent withdrawal or retention leave the store's files by `PURGE_DEADLINE_MS` plus this).
-pub const PURGE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs `Engine::purge_if_due` every [`PURGE_CHECK_EVERY`], off the async runtime (`/metrics`
-/// reports when the next purge is due: `attune_purge_due_timestamp_seconds`).
-pub fn spawn_purge(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(PURGE_CHECK_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let engine = Arc::clone(&engine);
-            match tokio::task::spawn_blocking(move || engine.purge_if_due(engine.now_ms())).await {
-                Ok(Ok(purged)) => {
-                    if purged {
-                        tracing::info!("purged deleted bytes from the store");
-                    }
-                }
-                Ok(Err(err)) => tracing::error!(error = %err, "purging failed; retrying in a minute"),
-                Err(err) => tracing::error!(error = %err, "purging panicked"),
-            }
-        }
-    })
-}
-
-/// Runs `Engine::sweep_retention` now and every [`RETENTION_SWEEP_EVERY`], off the async runtime.
-pub fn spawn_retention_sweep(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(RETENTION_SWEEP_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            every.tick().await;
-            let engine = Arc::clone(&engine);
-            match tokio::task::spawn_blocking(move || engine.sweep_retention(engine.now_ms())).await {
-                Ok(Ok(report)) => tracing::info!(?report, "retention sweep"),
-                Ok(Err(err)) => tracing::error!(error = %err, "retention sweep failed; retrying next hour"),
-                Err(err) => tracing::error!(error = %err, "retention sweep panicked"),
-            }
-        }
-    })
-}
-
-/// Trains the models now, then every `every`, and sooner when the privacy layer forces a
-/// retraining (after an erasure or a forgotten item: within 15 minutes, checked every 30 s); a
-/// failed training keeps the previous models. Also persists logged decisions every second.
-pub fn spawn_model_tasks(engine: Arc<Engine>, every: std::time::Duration) {
-    let trainer = Arc::clone(&engine);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The last attempt (a failed training waits for the next period too).
-        let mut attempted_ms = 0i64;
-        loop {
-            ticks.tick().await;
-            let forced = trainer.retrain_due_ms().ok().flatten().is_some();
-            // Scheduled from the models in use as well, so models trained just before (the
-            // demo) or through the API are not trained again at once.
-            let since_ms = trainer.models().trained_at_ms.max(attempted_ms);
-            let scheduled = since_ms == 0 || trainer.now_ms() - since_ms >= every.as_millis() as i64;
-            if !(forced || scheduled) {
-                continue;
-            }
-            attempted_ms = trainer.now_ms();
-            let engine = Arc::clone(&trainer);
-            match tokio::task::spawn_blocking(move || engine.train()).await {
-                Ok(Ok(snapshot)) => tracing::info!(version = snapshot.version, forced, "models swapped in"),
-                Ok(Err(err)) => tracing::error!(error = %err, "training failed; the previous models stay in use"),
-                Err(err) => tracing::error!(error = %err, "training panicked; the previous models stay in use"),
-            }
-        }
-    });
-    spawn_decision_flush(engine);
-}
-
-/// Persists logged decisions every second, off the async runtime; and every
-/// [`RESULTS_REFRESH_TICKS`] seconds (first right at start) brings running experiments' results
-/// up to date, so that `GET /v1/experiments/{id}/results` reads only what arrived since.
-fn spawn_decision_flush(engine: Arc<Engine>) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
-        let mut n_ticks = 0u64;
-        loop {
-            ticks.tick().await;
-            let refresh = n_ticks.is_multiple_of(RESULTS_REFRESH_TICKS);
-            n_ticks += 1;
-            let engine = Arc::clone(&engine);
-            let done = tokio::task::spawn_blocking(move || {
-                engine.flush_decisions()?;
-                if refresh {
-                    engine.refresh_experiment_results()?;
-                }
-                Ok::<(), attune_engine::EngineError>(())
-            })
-            .await;
-            if let Ok(Err(err)) = done {
-                tracing::warn!(error = %err, "persisting the decision log or refreshing results failed; retrying");
-            }
-        }
-    });
-}
-
-/// Seconds between two background refreshes of experiment results.
-const RESULTS_REFRESH_TICKS: u64 = 10;
-
-/// Cluster duties of one server on a shared PostgreSQL store, each on a thread of its own (they
-/// block on the database): sync every `sync_every`; every few seconds try to become the trainer
-/// (`try_training_lock`). The trainer loads the newest published models (so versions keep
-/// increasing), trains at start, every `train_every` and when the privacy layer forces it, and
-/// publishes what it trained while it still holds the lock. The others load each newly published
-/// version. Replaces [`spawn_model_tasks`]'s training loop; decisions are still flushed by it.
-pub fn spawn_cluster_tasks(
-    engine: Arc<Engine>,
-    store: Arc<attune_store::PostgresStore>,
-    sync_every: std::time::Duration,
-    train_every: std::time::Duration,
-) {
-    spawn_sync_thread(Arc::clone(&engine), sync_every);
-    std::thread::Builder::new()
-        .name("attune-models".into())
-        .spawn(move || {
-            let poll = train_every.min(std::time::Duration::from_secs(5));
-            let mut guard: Option<attune_store::postgres::TrainingLockGuard> = None;
-            let mut last_trained: Option<std::time::Instant> = None;
-            loop {
-                if guard.as_mut().is_some_and(|g| !g.is_held()) {
-                    tracing::warn!("lost the training lock (its connection died)");
-                    guard = None;
-                    engine.set_trainer(false);
-                }
-                if guard.is_none() {
-                    match store.try_training_lock() {
-                        Ok(Some(acquired)) => {
-                            tracing::info!("this server now trains the models");
-                            guard = Some(acquired);
-                            engine.set_trainer(true);
-                            last_trained = None;
-                        }
-                        Ok(None) => {}
-                        Err(err) => tracing::warn!(error = %err, "trying the training lock failed"),
-                    }
-                }
-                match guard.as_mut() {
-                    None => {
-                        if let Err(err) = engine.load_published_models() {
-                            tracing::warn!(error = %err, "loading the published models failed; retrying");
-                        }
-                    }
-                    Some(held) => {
-                        let forced = engine.retrain_due_ms().ok().flatten().is_some();
-                        if forced || last_trained.is_none_or(|at| at.elapsed() >= train_every) {
-                            if last_trained.is_none()
-                                && let Err(err) = engine.load_published_models()
-                            {
-                                tracing::warn!(error = %err, "loading the published models before training failed");
-                            }
-                            last_trained = Some(std::time::Instant::now());
-                            match engine.train() {
-                                Ok(_) if held.is_held() => match engine.publish_models() {
-                                    Ok(version) => tracing::info!(version, forced, "models trained and published"),
-                                    Err(err) => tracing::error!(error = %err, "publishing the models failed"),
-                                },
-                                Ok(snapshot) => {
-                                    tracing::warn!(
-                                        version = snapshot.version,
-                                        "lost the training lock: not publishing"
-                                    );
-                                    guard = None;
-                                    engine.set_trainer(false);
-                                }
-                                Err(err) => tracing::error!(error = %err, "training failed; the previous models stay"),
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(poll);
-            }
-        })
-        .expect("spawning the model thread");
-}
-
-/// Runs [`Engine::sync_from_store`] every `every` on a thread of its own, for ever.
-pub fn spawn_sync_thread(engine: Arc<Engine>, every: std::time::Duration) {
-    std::thread::Builder::new()
-        .name("attune-sync".into())
-        .spawn(move || {
-            loop {
-                match engine.sync_from_store() {
-                    Ok(report) if report.events_folded > 0 || !report.changed.is_empty() || report.erased > 0 => {
-                        tracing::debug!(?report, "synced with the store");
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "syncing with the store failed; retrying"),
-                }
-                std::thread::sleep(every);
-            }
-        })
-        .expect("spawning the sync thread");
-}
-
 /// The connection limits and timeouts the arguments ask for.
 pub fn server_limits(args: &ServeArgs) -> anyhow::Result<attune_server::server::ServerLimits> {
     if args.header_timeout == 0 || args.body_timeout == 0 || args.idle_timeout == 0 || args.max_connections == 0 {
@@ -466,7 +262,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--sync-every takes a positive number of seconds");
     }
     let limits = server_limits(&args)?;
-    let (engine, shared_store) = open_engine_for(&args)?;
+    let (engine, _shared_store) = open_engine_for(&args)?;
     let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), args.rate_limit)
         .with_auth_failures(args.auth_failures, attune_server::AUTH_FAILURE_WINDOW);
     let state = match &args.backup_dir {
@@ -477,28 +273,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => state,
     };
+    // Every background job (training, the trainer election, sync, the flush, the sweeps) is
+    // the engine scheduler's.
+    let schedule = SchedulerConfig::serving(
+        std::time::Duration::from_secs(args.train_every),
+        std::time::Duration::from_secs_f64(args.sync_every),
+    );
+    let scheduler = Arc::new(Scheduler::start(Arc::clone(&engine), schedule));
+    let state = state.with_scheduler(Arc::clone(&scheduler));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        spawn_retention_sweep(Arc::clone(&engine));
-        spawn_purge(Arc::clone(&engine));
-        let train_every = std::time::Duration::from_secs(args.train_every);
-        match shared_store {
-            Some(store) => {
-                let sync_every = std::time::Duration::from_secs_f64(args.sync_every);
-                spawn_cluster_tasks(Arc::clone(&engine), store, sync_every, train_every);
-                spawn_decision_flush(Arc::clone(&engine));
-            }
-            None => spawn_model_tasks(Arc::clone(&engine), train_every),
-        }
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, data = %args.data.display(), "attune is serving");
         println!("attune listening on http://{address}");
         let served = serve_with(listener, state, limits, shutdown_signal()).await;
-        if let Err(err) = engine.flush_decisions() {
-            tracing::warn!(error = %err, "persisting the decision log at shutdown failed");
-        }
+        // Stops the jobs and persists the decision log once more.
+        tokio::task::spawn_blocking(move || scheduler.shutdown()).await.context("stopping the scheduler")?;
         served
     })
 }

@@ -1,7 +1,7 @@
 //! `GET /console/editorial`: slot shares, picks (pin and remove) and flagged items (clear), with
 //! the forms that change them.
 
-use attune_engine::editorial::{Conditions, Pick};
+use attune_engine::editorial::{Conditions, Pick, SlotSettings};
 use axum::{
     Form,
     extract::{Query, State},
@@ -212,14 +212,13 @@ pub async fn post_pick(State(state): State<AppState>, editor: SignedIn, Form(for
     }
     let now_ms = state.engine.now_ms();
     let note = form.note.trim();
-    let pick = Pick {
-        id,
-        item,
-        audience: Conditions { goals, ..Conditions::default() },
-        slots,
-        from_ms: None,
-        until_ms: days.map(|days| now_ms + days * 86_400_000),
-        note: (!note.is_empty()).then(|| note.chars().take(500).collect()),
+    // The engine's rules and limits, as for the API.
+    let audience = Conditions { goals, ..Conditions::default() };
+    let until_ms = days.map(|days| now_ms + days * 86_400_000);
+    let note = (!note.is_empty()).then(|| note.to_owned());
+    let pick = match Pick::new(id, item, audience, slots, None, until_ms, note) {
+        Ok(pick) => pick,
+        Err(error) => return form_error(&error.to_string()),
     };
     match blocking(&state, move |engine| engine.put_pick(pick, &key_id)).await {
         Ok(()) => Redirect::to("/console/editorial?done=pinned").into_response(),
@@ -248,12 +247,20 @@ pub async fn post_shares(State(state): State<AppState>, editor: SignedIn, Form(f
     let (Some(editorial), Some(serendipity)) = (percent(&form.editorial), percent(&form.serendipity)) else {
         return form_error("Shares are percentages from 0 to 100.");
     };
-    if editorial + serendipity > 100.0 {
-        return form_error("The two shares add up to at most 100%.");
-    }
-    let mut settings = state.engine.slot(&slot);
-    settings.editorial_share = editorial / 100.0;
-    settings.serendipity_share = serendipity / 100.0;
+    let current = state.engine.slot(&slot);
+    // The engine's rules and limits, as for the API.
+    let settings = match SlotSettings::new(
+        editorial / 100.0,
+        serendipity / 100.0,
+        current.max_items,
+        current.variants,
+        current.rules,
+        current.repeats,
+        current.channels,
+    ) {
+        Ok(settings) => settings,
+        Err(error) => return form_error(&error.to_string()),
+    };
     match blocking(&state, move |engine| engine.put_slot(&slot, settings, &key_id)).await {
         Ok(()) => Redirect::to("/console/editorial?done=shares").into_response(),
         Err(error) => failure(error),

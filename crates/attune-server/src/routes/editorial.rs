@@ -14,7 +14,7 @@ use crate::{
     auth::{Auth, CatalogWrite},
     blocking,
     error::{ApiError, ApiResult, Code, ErrorBody},
-    extract::{ApiJson, ApiQuery, IdPath, check_path_id},
+    extract::{ApiJson, ApiQuery, IdPath},
     wire::StatusOut,
 };
 
@@ -44,20 +44,9 @@ pub struct ConditionsIo {
     pub channel: Vec<String>,
 }
 
+/// Channel names are parsed here (wire names); the engine checks the rest of the conditions
+/// (`Conditions::check`, through the constructors and every `put_*`).
 fn to_conditions(c: ConditionsIo, field: &str) -> Result<Conditions, ApiError> {
-    if let Some(stage) = &c.journey_stage
-        && attune_core::JourneyStage::parse(stage).is_none()
-    {
-        return Err(ApiError::new(
-            Code::InvalidValue,
-            "`journey_stage` is new, exploring, researching, ready_to_buy or customer.",
-        )
-        .with_field(format!("{field}.journey_stage")));
-    }
-    if let Some(slot) = &c.slot {
-        check_path_id(slot, &format!("{field}.slot"))?;
-    }
-    check_tags(&c.goals, &format!("{field}.goals"), 20)?;
     let mut channel: Vec<String> = Vec::with_capacity(c.channel.len());
     for (i, name) in c.channel.iter().enumerate() {
         let parsed = super::parse_channel(name, &format!("{field}.channel[{i}]"))?;
@@ -259,6 +248,7 @@ pub async fn put_slot(
     IdPath(slot): IdPath,
     ApiJson(body): ApiJson<SlotIn>,
 ) -> ApiResult<Json<SlotOut>> {
+    // One set of rules and limits for the API, the console and the demo: the engine's.
     let defaults = SlotSettings::default();
     let editorial_share = share(body.editorial_share, defaults.editorial_share, "editorial_share")?;
     let serendipity_share = share(body.serendipity_share, defaults.serendipity_share, "serendipity_share")?;
@@ -414,32 +404,10 @@ pub async fn put_pick(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<PickIn>,
 ) -> ApiResult<Json<PickOut>> {
-    check_path_id(&body.item, "item")?;
-    if state.engine.item(&body.item).is_none() {
-        return Err(ApiError::not_found("item", &body.item));
-    }
-    for (i, slot) in body.slots.iter().enumerate() {
-        check_path_id(slot, &format!("slots[{i}]"))?;
-    }
     let from_ms = optional_ts(body.from.as_deref(), "from")?;
     let until_ms = optional_ts(body.until.as_deref(), "until")?;
-    if let (Some(from), Some(until)) = (from_ms, until_ms)
-        && until <= from
-    {
-        return Err(ApiError::new(Code::InvalidValue, "`until` is after `from`.").with_field("until"));
-    }
-    if body.note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(ApiError::new(Code::InvalidValue, "`note` is at most 1000 characters.").with_field("note"));
-    }
-    let pick = Pick {
-        id,
-        item: body.item,
-        audience: to_conditions(body.audience, "audience")?,
-        slots: body.slots,
-        from_ms,
-        until_ms,
-        note: body.note,
-    };
+    let pick =
+        Pick::new(id, body.item, to_conditions(body.audience, "audience")?, body.slots, from_ms, until_ms, body.note)?;
     let out = pick_out(&pick);
     blocking(&state, move |engine| engine.put_pick(pick, &caller.key_id)).await?;
     Ok(Json(out))
@@ -558,30 +526,13 @@ pub async fn put_rule(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<RuleIn>,
 ) -> ApiResult<Json<RuleOut>> {
-    if body.review_by.parse::<jiff::civil::Date>().is_err() {
-        return Err(
-            ApiError::new(Code::InvalidTimestamp, "`review_by` is a date such as 2027-03-01.").with_field("review_by")
-        );
-    }
-    let owner = body.owner.trim().to_owned();
-    if owner.is_empty() || owner.chars().count() > 128 {
-        return Err(ApiError::new(Code::InvalidValue, "`owner` is 1–128 characters.").with_field("owner"));
-    }
-    check_tags(&body.then.boost_tags, "then.boost_tags", 50)?;
-    check_tags(&body.then.exclude_tags, "then.exclude_tags", 50)?;
     let now_ms = state.engine.now_ms();
-    let rule = Rule {
-        id,
-        when: to_conditions(body.when, "when")?,
-        then: RuleEffect {
-            boost_tags: body.then.boost_tags,
-            exclude_tags: body.then.exclude_tags,
-            variant: body.then.variant,
-        },
-        owner,
-        review_by: body.review_by,
-        updated_ms: now_ms,
+    let then = RuleEffect {
+        boost_tags: body.then.boost_tags,
+        exclude_tags: body.then.exclude_tags,
+        variant: body.then.variant,
     };
+    let rule = Rule::new(id, to_conditions(body.when, "when")?, then, &body.owner, body.review_by, now_ms)?;
     let out = rule_out(&rule, now_ms);
     blocking(&state, move |engine| engine.put_rule(rule, &caller.key_id)).await?;
     Ok(Json(out))
@@ -788,10 +739,6 @@ pub async fn post_flag(
     Auth(caller, _): Auth<CatalogWrite>,
     ApiJson(body): ApiJson<FlagIn>,
 ) -> ApiResult<Json<FlagOut>> {
-    check_path_id(&body.item, "item")?;
-    if body.note.chars().count() > 1000 {
-        return Err(ApiError::new(Code::InvalidValue, "`note` is at most 1000 characters.").with_field("note"));
-    }
     let flag = blocking(&state, move |engine| engine.flag_item(&body.item, &body.note, &caller.key_id)).await?;
     Ok(Json(flag_out(flag)))
 }

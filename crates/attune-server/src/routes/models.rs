@@ -29,26 +29,9 @@ pub struct JobOut {
     pub error: Option<String>,
 }
 
-/// Training jobs by id (the most recent 100).
-#[derive(Default)]
-pub struct Jobs {
-    jobs: parking_lot::Mutex<Vec<JobOut>>,
-}
-
-impl Jobs {
-    fn set(&self, job: JobOut) {
-        let mut jobs = self.jobs.lock();
-        match jobs.iter_mut().find(|j| j.job == job.job) {
-            Some(slot) => *slot = job,
-            None => jobs.push(job),
-        }
-        if jobs.len() > 100 {
-            jobs.remove(0);
-        }
-    }
-
-    fn get(&self, id: &str) -> Option<JobOut> {
-        self.jobs.lock().iter().find(|j| j.job == id).cloned()
+impl From<attune_engine::Job> for JobOut {
+    fn from(job: attune_engine::Job) -> JobOut {
+        JobOut { job: job.id, status: job.status.as_str().to_owned(), version: job.version, error: job.error }
     }
 }
 
@@ -70,64 +53,27 @@ pub async fn post_train(
     Auth(caller, _): Auth<Admin>,
     ApiQuery(query): ApiQuery<TrainQuery>,
 ) -> ApiResult<Json<JobOut>> {
-    let job = format!("job-{}", ulid::Ulid::generate());
-    let running = JobOut { job: job.clone(), status: "running".into(), version: None, error: None };
-    state.jobs.set(running.clone());
-    let engine = Arc::clone(&state.engine);
-    let jobs = Arc::clone(&state.jobs);
-    let task = tokio::task::spawn_blocking(move || {
-        let _ = engine.audit(&caller.key_id, "models.train", &job);
-        if !engine.is_trainer() {
-            // Several servers share the store and another one trains: ask it, and take the
-            // models it publishes.
-            let done = train_elsewhere(&engine, job);
-            jobs.set(done.clone());
-            return done;
+    // The scheduler trains; this route only queues the job and reads it.
+    let scheduler = Arc::clone(&state.scheduler);
+    let job = tokio::task::spawn_blocking(move || -> Result<attune_engine::Job, attune_engine::EngineError> {
+        let job = scheduler.queue_training(&caller.key_id)?;
+        if query.wait.unwrap_or(false) {
+            // A job always ends: the trainer answers it after training, a server that does not
+            // train within `TRAINED_ELSEWHERE_WITHIN`, a stopping scheduler at once.
+            return Ok(scheduler.wait_for(&job.id, WAIT_AT_MOST).unwrap_or(job));
         }
-        // On a shared store the trainer also publishes, for the other servers.
-        let trained = engine.train().and_then(|snapshot| {
-            if engine.config().cluster { engine.publish_models().map(|_| snapshot) } else { Ok(snapshot) }
-        });
-        let done = match trained {
-            Ok(snapshot) => JobOut { job, status: "succeeded".into(), version: Some(snapshot.version), error: None },
-            Err(err) => {
-                tracing::error!(error = %err, "training failed; the previous models stay in use");
-                JobOut { job, status: "failed".into(), version: None, error: Some(err.to_string()) }
-            }
-        };
-        jobs.set(done.clone());
-        done
-    });
-    if query.wait.unwrap_or(false) {
-        return task.await.map(Json).map_err(ApiError::internal);
-    }
-    Ok(Json(running))
+        Ok(job)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)?;
+    Ok(Json(job.into()))
 }
 
-/// How long a server that does not train waits for the trainer's models.
-const TRAINED_ELSEWHERE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Asks the server holding the training lock to train, then waits until what it publishes is in
-/// use here.
-fn train_elsewhere(engine: &attune_engine::Engine, job: String) -> JobOut {
-    let failed =
-        |error: String| JobOut { job: job.clone(), status: "failed".into(), version: None, error: Some(error) };
-    let before = engine.models().version;
-    if let Err(err) = engine.request_training() {
-        return failed(err.to_string());
-    }
-    let started = std::time::Instant::now();
-    while started.elapsed() < TRAINED_ELSEWHERE_WITHIN {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        // The model thread loads each newly published version (it polls every few seconds):
-        // watch the version in use rather than load the same models a second time here.
-        let version = engine.models().version;
-        if version > before {
-            return JobOut { job, status: "succeeded".into(), version: Some(version), error: None };
-        }
-    }
-    failed("the server holding the training lock published no newer models within 15 minutes".into())
-}
+/// How long `?wait=true` waits at most (past the scheduler's own deadline for a job another
+/// server trains).
+const WAIT_AT_MOST: std::time::Duration =
+    attune_engine::scheduler::TRAINED_ELSEWHERE_WITHIN.saturating_add(std::time::Duration::from_secs(60));
 
 /// A training job's status.
 #[utoipa::path(get, path = "/v1/models/jobs/{job}", tag = "models", params(("job" = String, Path, description = "The job's id, from `POST /v1/models/train`")),
@@ -137,7 +83,7 @@ pub async fn get_job(
     _auth: Auth<Admin>,
     IdPath(job): IdPath,
 ) -> ApiResult<Json<JobOut>> {
-    state.jobs.get(&job).map(Json).ok_or_else(|| ApiError::not_found("job", &job))
+    state.scheduler.job(&job).map(|job| Json(job.into())).ok_or_else(|| ApiError::not_found("job", &job))
 }
 
 /// One model.

@@ -69,6 +69,15 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{Appended, Continue, NewEvent, Result, Store, StoreError, StoredEvent, Table, group_commit::GroupCommit};
 
+mod append;
+mod partitions;
+mod pool;
+mod schema;
+
+use partitions::*;
+use pool::*;
+use schema::*;
+
 /// How many connections one [`PostgresStore`] opens at most.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
@@ -174,6 +183,12 @@ impl TrainingLockGuard {
     }
 }
 
+impl crate::TrainingLock for TrainingLockGuard {
+    fn is_held(&mut self) -> bool {
+        TrainingLockGuard::is_held(self)
+    }
+}
+
 impl Drop for TrainingLockGuard {
     fn drop(&mut self) {
         // Closing the connection releases the lock anyway; unlocking first releases it at once
@@ -217,61 +232,6 @@ const INSERT_CHUNK: usize = 10_000;
 /// How often an append is retried after a deadlock, a serialization failure or a dropped partition.
 const MAX_APPEND_ATTEMPTS: usize = 5;
 
-/// Migrations, in order: (version, description, SQL). Never edit one that has shipped; add another.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events partitioned by month, event ids, counter, records",
-    r#"
-CREATE TABLE attune_event_counter (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    next_seq bigint NOT NULL,
-    n_events bigint NOT NULL
-);
-INSERT INTO attune_event_counter (next_seq, n_events) VALUES (1, 0);
-
-CREATE TABLE events (
-    seq bigint NOT NULL,
-    id text NOT NULL,
-    subject text NOT NULL,
-    ts_ms bigint NOT NULL,
-    expires_ms bigint NOT NULL,
-    payload bytea NOT NULL,
-    PRIMARY KEY (seq, ts_ms)
-) PARTITION BY RANGE (ts_ms);
-CREATE INDEX events_subject_seq ON events (subject, seq);
-CREATE INDEX events_expires ON events (expires_ms);
-CREATE TABLE events_default PARTITION OF events DEFAULT;
--- 0 = 1970-01-01, 7258118400000 = 2200-01-01 (UTC): the monthly window. The check lets PostgreSQL
--- create a monthly partition without scanning this one, and refuses a row whose partition is missing.
-ALTER TABLE events_default ADD CONSTRAINT events_default_outside_monthly_window
-    CHECK (ts_ms < 0 OR ts_ms >= 7258118400000);
-
-CREATE TABLE event_ids (
-    id text PRIMARY KEY,
-    seq bigint NOT NULL
-);
-
-CREATE TABLE records (
-    tbl text NOT NULL,
-    key bytea NOT NULL,
-    value bytea NOT NULL,
-    PRIMARY KEY (tbl, key)
-);
-
--- Event partitions that hold deleted rows which `purge` has not rewritten yet.
-CREATE TABLE attune_purge_pending (
-    relname text PRIMARY KEY
-);
-"#,
-)];
-
-const LIST_PARTITIONS_SQL: &str = "\
-SELECT child.relname::text FROM pg_inherits
-JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-WHERE parent.relname = 'events'
-  AND parent.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())";
-
 const INSERT_EVENTS_SQL: &str = "\
 WITH new_ids AS (
     INSERT INTO event_ids (id, seq)
@@ -293,6 +253,10 @@ const EVENT_COLUMNS: &str = "seq, id, subject, ts_ms, expires_ms, payload";
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn try_training_lock(&self) -> Result<Option<Box<dyn crate::TrainingLock>>> {
+        Ok(PostgresStore::try_training_lock(self)?.map(|guard| Box::new(guard) as Box<dyn crate::TrainingLock>))
     }
 
     fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
@@ -421,6 +385,48 @@ RETURNING events.id, events.tableoid";
             conn.client.execute(&statement, &[&table.name(), &keys, &values])
         })
         .map(drop)
+    }
+
+    fn add_counters(&self, table: Table, counts: &[(String, u64)]) -> Result<()> {
+        let merged = crate::merged_counts(counts);
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = merged.keys().map(|key| key.as_bytes()).collect();
+        let zero = 0u64.to_le_bytes().to_vec();
+        // One transaction: create missing counters, lock every row in key order (two servers
+        // adding to the same counters wait for each other instead of deadlocking), add, write.
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            tx.execute(
+                "INSERT INTO records (tbl, key, value) SELECT $1::text, k, $3 FROM unnest($2::bytea[]) AS k ORDER BY k \
+                 ON CONFLICT (tbl, key) DO NOTHING",
+                &[&table.name(), &keys, &zero],
+            )?;
+            let rows = tx.query(
+                "SELECT key, value FROM records WHERE tbl = $1 AND key = ANY($2) ORDER BY key FOR UPDATE",
+                &[&table.name(), &keys],
+            )?;
+            let mut new_keys: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+            let mut new_values: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key: Vec<u8> = row.try_get(0)?;
+                let value: Vec<u8> = row.try_get(1)?;
+                let n = std::str::from_utf8(&key).ok().and_then(|key| merged.get(key)).copied().unwrap_or(0);
+                // A record that is not a counter is left alone (and reported below).
+                let Ok(before) = crate::counter_value(&value) else { return Ok(Err(value.len())) };
+                new_keys.push(key);
+                new_values.push(before.saturating_add(n).to_le_bytes().to_vec());
+            }
+            tx.execute(
+                "UPDATE records AS r SET value = v.value FROM unnest($2::bytea[], $3::bytea[]) AS v(key, value) \
+                 WHERE r.tbl = $1 AND r.key = v.key",
+                &[&table.name(), &new_keys, &new_values],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })?
+        .map_err(|n_bytes| StoreError::Corrupt { what: "counter", detail: format!("{n_bytes} bytes") })
     }
 
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>> {
@@ -598,295 +604,6 @@ RETURNING events.id, events.tableoid";
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Appends: group commit, partitions, the insert transaction.
-
-impl PostgresStore {
-    /// Queues an append and waits for its result. The first waiter that finds no append in flight
-    /// leads: it writes the queued appends (its own among them, or in a later round) in one
-    /// transaction, then wakes the others.
-    fn append_grouped(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        // A group takes queued appends up to MAX_GROUP_EVENTS (a bigger one goes alone).
-        let group_len = |waiting: &VecDeque<(u64, Vec<NewEvent>)>| {
-            let mut n_events = 0;
-            waiting
-                .iter()
-                .take_while(|(_, events)| {
-                    n_events += events.len();
-                    n_events <= MAX_GROUP_EVENTS
-                })
-                .count()
-        };
-        self.committer.submit(events, group_len, |group| self.commit_group(group))
-    }
-
-    /// Writes one group in one transaction. If that fails and the group holds several appends,
-    /// each is retried alone, so that one caller's bad batch does not fail the others.
-    fn commit_group(&self, group: Vec<(u64, Vec<NewEvent>)>) -> Vec<(u64, Result<Vec<Appended>>)> {
-        let all: Vec<&NewEvent> = group.iter().flat_map(|(_, events)| events.iter()).collect();
-        match self.append_batch(&all) {
-            Ok(appended) => {
-                let mut rest = appended.into_iter();
-                group.iter().map(|(ticket, events)| (*ticket, Ok(rest.by_ref().take(events.len()).collect()))).collect()
-            }
-            Err(err) if group.len() == 1 => vec![(group[0].0, Err(err))],
-            Err(err) => {
-                tracing::warn!("a group of {} appends failed ({err}); retrying each alone", group.len());
-                group
-                    .iter()
-                    .map(|(ticket, events)| (*ticket, self.append_batch(&events.iter().collect::<Vec<_>>())))
-                    .collect()
-            }
-        }
-    }
-
-    /// Appends events in one transaction, retrying after a deadlock, a serialization failure or a
-    /// partition that another server dropped.
-    fn append_batch(&self, events: &[&NewEvent]) -> Result<Vec<Appended>> {
-        let mut appended = vec![Appended::Duplicate; events.len()];
-        // The first event with an id wins; later ones in the same batch are duplicates.
-        let mut seen: FxHashSet<&str> = FxHashSet::default();
-        let candidates: Vec<usize> = (0..events.len()).filter(|&idx| seen.insert(events[idx].id.as_str())).collect();
-        let months: BTreeSet<i64> =
-            candidates.iter().filter_map(|&idx| monthly_partition_of(events[idx].ts_ms)).collect();
-        let ids: Vec<&str> = candidates.iter().map(|&idx| events[idx].id.as_str()).collect();
-        let subjects: Vec<&str> = candidates.iter().map(|&idx| events[idx].subject.as_str()).collect();
-        let ts: Vec<i64> = candidates.iter().map(|&idx| events[idx].ts_ms).collect();
-        let expires: Vec<i64> = candidates.iter().map(|&idx| events[idx].expires_ms).collect();
-        let payloads: Vec<&[u8]> = candidates.iter().map(|&idx| events[idx].payload.as_slice()).collect();
-        let n_candidates = candidates.len() as i64;
-
-        let mut attempt = 0;
-        let (base, new_seqs) = loop {
-            attempt += 1;
-            self.ensure_partitions(&months)?;
-            let result = self.with_conn_raw(|conn| {
-                let lock = conn.prepare(LOCK_COUNTER_SQL)?;
-                let insert = conn.prepare(INSERT_EVENTS_SQL)?;
-                let bump = conn.prepare("UPDATE attune_event_counter SET next_seq = $1, n_events = n_events + $2")?;
-                let mut tx = conn.client.transaction()?;
-                let base: i64 = tx.query_one(&lock, &[])?.try_get(0)?;
-                let seqs: Vec<i64> = (base..base + n_candidates).collect();
-                // Statements of at most INSERT_CHUNK events keep each message and array small;
-                // they share the transaction, so the call stays atomic.
-                let mut new_seqs = Vec::with_capacity(ids.len());
-                for start in (0..ids.len()).step_by(INSERT_CHUNK) {
-                    let chunk = start..(start + INSERT_CHUNK).min(ids.len());
-                    let params: [&(dyn ::postgres::types::ToSql + Sync); 6] = [
-                        &&ids[chunk.clone()],
-                        &&seqs[chunk.clone()],
-                        &&subjects[chunk.clone()],
-                        &&ts[chunk.clone()],
-                        &&expires[chunk.clone()],
-                        &&payloads[chunk],
-                    ];
-                    for row in tx.query(&insert, &params)? {
-                        new_seqs.push(row.try_get::<_, i64>(0)?);
-                    }
-                }
-                tx.execute(&bump, &[&(base + n_candidates), &(new_seqs.len() as i64)])?;
-                tx.commit()?;
-                Ok((base, new_seqs))
-            });
-            match result {
-                Ok(done) => break done,
-                Err(Failure::Db(err)) if attempt < MAX_APPEND_ATTEMPTS && is_retryable_append(&err) => {
-                    if err.code() == Some(&SqlState::CHECK_VIOLATION) {
-                        // A partition this process believed in was dropped (retention on another
-                        // server): forget it, so that `ensure_partitions` creates it again.
-                        let mut known = self.partitions.lock();
-                        for month in &months {
-                            known.remove(month);
-                        }
-                    }
-                    tracing::debug!("append retried after: {err}");
-                }
-                Err(failure) => return Err(failure.into()),
-            }
-        };
-        for seq in new_seqs {
-            let candidate_idx = usize::try_from(seq - base).expect("a returned seq is one this append reserved");
-            appended[candidates[candidate_idx]] = Appended::New(seq as u64);
-        }
-        Ok(appended)
-    }
-
-    /// Creates the monthly partitions that `months` need and this process does not know to exist.
-    fn ensure_partitions(&self, months: &BTreeSet<i64>) -> Result<()> {
-        let missing: Vec<i64> = {
-            let known = self.partitions.lock();
-            months.iter().copied().filter(|month| !known.contains(month)).collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        self.with_conn(|conn| {
-            let mut tx = conn.client.transaction()?;
-            // Two servers creating the same partition at once would collide in the catalog.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&LOCK_PARTITIONS])?;
-            for &month in &missing {
-                let name = partition_name(month);
-                let exists = tx
-                    .query_opt(
-                        "SELECT 1 FROM pg_class WHERE relname = $1 \
-                         AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())",
-                        &[&name],
-                    )?
-                    .is_some();
-                if !exists {
-                    let (from, to) = (month_start_ms(month), month_start_ms(month + 1));
-                    tx.batch_execute(&format!(
-                        "CREATE TABLE {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
-                    ))?;
-                    tracing::info!("created event partition {name}");
-                }
-            }
-            tx.commit()
-        })?;
-        self.partitions.lock().extend(missing);
-        Ok(())
-    }
-
-    /// Runs a `DELETE FROM events ... RETURNING id, tableoid` with one parameter, deletes the ids
-    /// too, keeps the count and notes the partitions for [`Store::purge`]; all in one transaction
-    /// that holds the counter lock.
-    /// Visits the events `sql` selects, [`EVENT_PAGE`] at a time in sequence order: its parameters
-    /// are `leading`, then the sequence number to continue after, then the page size.
-    fn page_events(
-        &self,
-        sql: &str,
-        leading: &[&(dyn ::postgres::types::ToSql + Sync)],
-        mut after: i64,
-        visit: &mut dyn FnMut(StoredEvent) -> Continue,
-    ) -> Result<()> {
-        loop {
-            let rows = self.with_conn(|conn| {
-                let statement = conn.prepare(sql)?;
-                let mut params = leading.to_vec();
-                params.extend([&after as &(dyn ::postgres::types::ToSql + Sync), &EVENT_PAGE]);
-                conn.client.query(&statement, &params)
-            })?;
-            let n_rows = rows.len() as i64;
-            for row in rows {
-                let event = decode_event(&row)?;
-                after = event.seq as i64;
-                if !visit(event) {
-                    return Ok(());
-                }
-            }
-            if n_rows < EVENT_PAGE {
-                return Ok(());
-            }
-        }
-    }
-
-    fn delete_events_where(&self, sql: &str, param: &(dyn ::postgres::types::ToSql + Sync)) -> Result<u64> {
-        self.delete_events_where_params(sql, &[param])
-    }
-
-    fn delete_events_where_params(&self, sql: &str, params: &[&(dyn ::postgres::types::ToSql + Sync)]) -> Result<u64> {
-        let sql = format!(
-            "WITH gone AS ({sql}), \
-             gone_ids AS (DELETE FROM event_ids WHERE id IN (SELECT id FROM gone)), \
-             dirty AS (INSERT INTO attune_purge_pending (relname) \
-                 SELECT DISTINCT tableoid::regclass::text FROM gone ON CONFLICT DO NOTHING) \
-             SELECT count(*) FROM gone"
-        );
-        self.with_conn(|conn| {
-            let lock = conn.prepare(LOCK_COUNTER_SQL)?;
-            let delete = conn.prepare(&sql)?;
-            let subtract = conn.prepare(SUBTRACT_EVENTS_SQL)?;
-            let mut tx = conn.client.transaction()?;
-            tx.query_one(&lock, &[])?;
-            let n: i64 = tx.query_one(&delete, params)?.try_get(0)?;
-            if n > 0 {
-                tx.execute(&subtract, &[&n])?;
-            }
-            tx.commit()?;
-            Ok(n.max(0) as u64)
-        })
-    }
-
-    /// Drops every monthly partition whose events have all expired by `now_ms` (and empty ones
-    /// whose month is over). Returns how many events went with them.
-    fn drop_expired_partitions(&self, now_ms: i64) -> Result<u64> {
-        let names: Vec<String> = self.with_conn(|conn| {
-            let rows = conn.client.query(LIST_PARTITIONS_SQL, &[])?;
-            Ok(rows.iter().filter_map(|row| row.try_get::<_, String>(0).ok()).collect())
-        })?;
-        let mut deleted = 0;
-        for name in names {
-            let Some(month) = month_of_partition(&name) else {
-                continue;
-            };
-            let droppable = |conn: &mut Conn| -> std::result::Result<bool, ::postgres::Error> {
-                let row = conn.client.query_one(&format!("SELECT max(expires_ms) FROM {name}"), &[])?;
-                Ok(match row.try_get::<_, Option<i64>>(0)? {
-                    Some(max_expires) => max_expires <= now_ms,
-                    None => month_start_ms(month + 1) <= now_ms,
-                })
-            };
-            // A cheap look first (the expiry index answers max), then again under the locks.
-            match self.with_conn_raw(&droppable) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                // Another server's retention dropped it since we listed it.
-                Err(failure) if failure.is_undefined_table() => continue,
-                Err(failure) => return Err(failure.into()),
-            }
-            let dropped = self.with_conn_raw(|conn| {
-                let lock = conn.prepare(LOCK_COUNTER_SQL)?;
-                let subtract = conn.prepare(SUBTRACT_EVENTS_SQL)?;
-                conn.client.batch_execute("BEGIN")?;
-                let result = (|| {
-                    conn.client.query_one(&lock, &[])?;
-                    conn.client.batch_execute(&format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"))?;
-                    if !droppable(conn)? {
-                        return Ok(None);
-                    }
-                    let n: i64 = conn
-                        .client
-                        .query_one(
-                            &format!(
-                                "WITH gone AS (DELETE FROM event_ids USING {name} p WHERE event_ids.id = p.id RETURNING 1) \
-                                 SELECT count(*) FROM gone"
-                            ),
-                            &[],
-                        )?
-                        .try_get(0)?;
-                    conn.client.batch_execute(&format!("DROP TABLE {name}"))?;
-                    if n > 0 {
-                        conn.client.execute(&subtract, &[&n])?;
-                    }
-                    Ok(Some(n))
-                })();
-                match result {
-                    Ok(outcome) => {
-                        conn.client.batch_execute("COMMIT")?;
-                        Ok(outcome)
-                    }
-                    Err(err) => {
-                        // The connection may be gone; the pool drops it then.
-                        let _ = conn.client.batch_execute("ROLLBACK");
-                        Err(err)
-                    }
-                }
-            });
-            let dropped = match dropped {
-                Ok(dropped) => dropped,
-                Err(failure) if failure.is_undefined_table() => None,
-                Err(failure) => return Err(failure.into()),
-            };
-            if let Some(n) = dropped {
-                self.partitions.lock().remove(&month);
-                tracing::info!("retention dropped event partition {name} ({n} events)");
-                deleted += n.max(0) as u64;
-            }
-        }
-        Ok(deleted)
-    }
-}
-
 impl PostgresStore {
     /// `VACUUM FULL` of the given event partitions, `event_ids` and `records` (whose overwritten and
     /// deleted values are dead tuples too), then a `CHECKPOINT` if the role may run one.
@@ -964,129 +681,6 @@ UNION ALL
 SELECT 'prepared transaction ' || gid FROM pg_prepared_xacts, horizon
 WHERE database = current_database() AND age(transaction) > horizon.age";
 
-fn is_retryable_append(err: &::postgres::Error) -> bool {
-    matches!(
-        err.code(),
-        Some(code) if *code == SqlState::CHECK_VIOLATION
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Migrations.
-
-fn migrate(client: &mut Client) -> std::result::Result<(), Failure> {
-    let schema: Option<String> = client.query_one("SELECT current_schema()", &[])?.try_get(0)?;
-    let Some(schema) = schema else {
-        return Err(Failure::Other(
-            "no schema of the connection's search_path exists: create it, or fix search_path".to_owned(),
-        ));
-    };
-    let mut tx = client.transaction()?;
-    // Two servers starting at once: the second waits here, then finds the work done.
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", &[&LOCK_MIGRATE])?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS attune_schema_version (
-             version integer PRIMARY KEY,
-             description text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )?;
-    let current: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM attune_schema_version", &[])?.try_get(0)?;
-    if current > SCHEMA_VERSION {
-        return Err(Failure::Other(format!(
-            "the database schema {schema:?} is at version {current}, newer than this build's {SCHEMA_VERSION}: \
-             upgrade attune"
-        )));
-    }
-    for &(version, description, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > current) {
-        tx.batch_execute(sql)?;
-        tx.execute(
-            "INSERT INTO attune_schema_version (version, description) VALUES ($1, $2)",
-            &[&version, &description],
-        )?;
-        tracing::info!("PostgreSQL schema {schema:?} migrated to version {version}: {description}");
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// A read-only store's check: the primary has migrated the schema to exactly this build's version.
-fn check_version(client: &mut Client) -> std::result::Result<(), Failure> {
-    let version: Option<i32> = match client.query_one("SELECT max(version) FROM attune_schema_version", &[]) {
-        Ok(row) => row.try_get(0)?,
-        Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
-        Err(err) => return Err(err.into()),
-    };
-    match version {
-        Some(SCHEMA_VERSION) => Ok(()),
-        Some(version) => Err(Failure::Other(format!(
-            "the replica's schema is at version {version}, this build needs {SCHEMA_VERSION}: \
-             start a server of this build against the primary first (it migrates), and wait for the replica"
-        ))),
-        None => Err(Failure::Other(
-            "no Attune schema on the replica: start a server against the primary first (it migrates)".to_owned(),
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Months and partition names.
-
-/// The monthly partition that holds `ts_ms`, or `None` for `events_default`.
-fn monthly_partition_of(ts_ms: i64) -> Option<i64> {
-    let (year, month, _) = civil_from_days(ts_ms.div_euclid(86_400_000));
-    let month_idx = (year - 1970) * 12 + (month - 1);
-    (FIRST_MONTH..END_MONTH).contains(&month_idx).then_some(month_idx)
-}
-
-/// The first millisecond of month `month_idx` (0 = January 1970), UTC.
-fn month_start_ms(month_idx: i64) -> i64 {
-    let year = 1970 + month_idx.div_euclid(12);
-    let month = month_idx.rem_euclid(12) + 1;
-    days_from_civil(year, month, 1) * 86_400_000
-}
-
-fn partition_name(month_idx: i64) -> String {
-    format!("events_y{:04}m{:02}", 1970 + month_idx.div_euclid(12), month_idx.rem_euclid(12) + 1)
-}
-
-fn month_of_partition(name: &str) -> Option<i64> {
-    let rest = name.strip_prefix("events_y")?;
-    let (year, month) = rest.split_once('m')?;
-    let (year, month): (i64, i64) = (year.parse().ok()?, month.parse().ok()?);
-    if !(1..=12).contains(&month) {
-        return None;
-    }
-    let month_idx = (year - 1970) * 12 + month - 1;
-    (partition_name(month_idx) == name).then_some(month_idx)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Rows, keys, errors.
 
@@ -1125,166 +719,6 @@ fn backend_err(err: impl std::fmt::Display) -> StoreError {
 
 fn corrupt(what: &'static str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { what, detail: err.to_string() }
-}
-
-/// An operation's failure before it becomes a [`StoreError`]: the database's error is kept so
-/// that callers can look at its SQLSTATE.
-enum Failure {
-    Db(::postgres::Error),
-    Other(String),
-}
-
-impl Failure {
-    /// The table is not there (another server dropped a partition).
-    fn is_undefined_table(&self) -> bool {
-        matches!(self, Failure::Db(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE))
-    }
-}
-
-impl From<::postgres::Error> for Failure {
-    fn from(err: ::postgres::Error) -> Failure {
-        Failure::Db(err)
-    }
-}
-
-impl From<Failure> for StoreError {
-    fn from(failure: Failure) -> StoreError {
-        match failure {
-            Failure::Db(err) => match err.as_db_error() {
-                // The server's message is more useful than "db error".
-                Some(db) => StoreError::Backend(format!("PostgreSQL: {}: {}", db.code().code(), db.message())),
-                None => StoreError::Backend(format!("PostgreSQL: {err}")),
-            },
-            Failure::Other(message) => StoreError::Backend(message),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The connection pool.
-
-/// A pooled connection with its prepared statements.
-struct Conn {
-    client: Client,
-    statements: FxHashMap<String, Statement>,
-}
-
-impl Conn {
-    /// Prepares `sql` once per connection.
-    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, ::postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-}
-
-/// At most `max` connections, opened when needed; a closed one is dropped when it comes back.
-struct Pool {
-    config: Config,
-    max: usize,
-    state: Mutex<PoolState>,
-    returned: Condvar,
-}
-
-struct PoolState {
-    idle: Vec<Conn>,
-    n_open: usize,
-}
-
-/// How long a caller waits for a free connection before failing.
-const POOL_WAIT: Duration = Duration::from_secs(30);
-
-impl Pool {
-    fn new(config: Config, max: usize) -> Pool {
-        Pool { config, max, state: Mutex::new(PoolState { idle: Vec::new(), n_open: 0 }), returned: Condvar::new() }
-    }
-
-    /// A connection outside the pool, set up as pooled ones are.
-    fn connect_new(&self) -> std::result::Result<Client, ::postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
-        // Durability is the store's promise: a server default of `off` must not break it.
-        // (`local`, `remote_write`, `remote_apply` and `on` all flush the local WAL.)
-        let row = client.query_one("SELECT current_setting('synchronous_commit')", &[])?;
-        if row.try_get::<_, &str>(0)? == "off" {
-            client.batch_execute("SET synchronous_commit = on")?;
-        }
-        Ok(client)
-    }
-
-    /// A connection and whether it was reused (and so may have died while idle).
-    fn checkout(&self) -> std::result::Result<(Conn, bool), Failure> {
-        let deadline = Instant::now() + POOL_WAIT;
-        let mut state = self.state.lock();
-        loop {
-            if let Some(conn) = state.idle.pop() {
-                if conn.client.is_closed() {
-                    state.n_open -= 1;
-                    continue;
-                }
-                return Ok((conn, true));
-            }
-            if state.n_open < self.max {
-                state.n_open += 1;
-                drop(state);
-                return match self.connect_new() {
-                    Ok(client) => Ok((Conn { client, statements: FxHashMap::default() }, false)),
-                    Err(err) => {
-                        let mut state = self.state.lock();
-                        state.n_open -= 1;
-                        self.returned.notify_one();
-                        Err(Failure::Db(err))
-                    }
-                };
-            }
-            if Instant::now() >= deadline {
-                return Err(Failure::Other(format!(
-                    "no PostgreSQL connection free after {} s ({} open)",
-                    POOL_WAIT.as_secs(),
-                    self.max
-                )));
-            }
-            self.returned.wait_until(&mut state, deadline);
-        }
-    }
-
-    fn checkin(&self, conn: Conn) {
-        let mut state = self.state.lock();
-        if conn.client.is_closed() {
-            state.n_open -= 1;
-        } else {
-            state.idle.push(conn);
-        }
-        self.returned.notify_one();
-    }
-}
-
-impl PostgresStore {
-    /// Runs `op` on a pooled connection. An operation that fails because a reused connection had
-    /// died while idle is run once more on a fresh one.
-    fn with_conn<T>(&self, op: impl FnMut(&mut Conn) -> std::result::Result<T, ::postgres::Error>) -> Result<T> {
-        self.with_conn_raw(op).map_err(StoreError::from)
-    }
-
-    fn with_conn_raw<T>(
-        &self,
-        mut op: impl FnMut(&mut Conn) -> std::result::Result<T, ::postgres::Error>,
-    ) -> std::result::Result<T, Failure> {
-        let mut retried = false;
-        loop {
-            let (mut conn, reused) = self.pool.checkout()?;
-            let result = op(&mut conn);
-            let stale = result.is_err() && reused && conn.client.is_closed();
-            self.pool.checkin(conn);
-            match result {
-                Ok(value) => return Ok(value),
-                Err(_) if stale && !retried => retried = true,
-                Err(err) => return Err(Failure::Db(err)),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
