@@ -520,6 +520,7 @@ impl Engine {
             self.people.remove(id);
         }
         self.forget_model_traces(&erased);
+        self.delete_stored_decisions_of(&erased)?;
         report.erased += erased.len();
         Ok(())
     }
@@ -544,6 +545,7 @@ impl Engine {
             self.people.remove(id);
         }
         self.forget_model_traces(&known);
+        self.delete_stored_decisions_of(&known)?;
         report.erased += known.len();
         Ok(())
     }

@@ -335,6 +335,21 @@ impl Engine {
         Ok(pending.len())
     }
 
+    /// Deletes the stored decisions (and their review index entries) of people erased by another
+    /// server. That server deletes them too, but this server may have flushed one of theirs
+    /// after it did: applied when the erasure reaches this server's sync, after
+    /// [`Engine::forget_decisions_of`] emptied what is still waiting here, nothing comes back.
+    pub(crate) fn delete_stored_decisions_of(&self, ids: &[String]) -> Result<()> {
+        for id in ids {
+            let records = self.scan_records(Table::Decisions, &format!("{id}\0"))?;
+            self.forget_review_index(&records)?;
+            for (key, _) in records {
+                self.store.delete(Table::Decisions, &key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops a person's decisions from memory (erasure).
     pub fn forget_decisions_of(&self, ids: &[String]) {
         let mut log = self.decisions.log.lock();

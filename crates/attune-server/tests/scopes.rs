@@ -94,6 +94,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("get", "/v1/slots", Scopes(CATALOG_WRITE)),
     ("get", "/v1/slots/{slot}", Scopes(CATALOG_WRITE)),
     ("put", "/v1/slots/{slot}", Scopes(CATALOG_WRITE)),
+    ("get", "/v1/slots/{slot}/variants", Scopes(CATALOG_WRITE)),
     ("get", "/v1/editorial/picks", Scopes(CATALOG_WRITE)),
     ("get", "/v1/editorial/picks/{id}", Scopes(CATALOG_WRITE)),
     ("put", "/v1/editorial/picks/{id}", Scopes(CATALOG_WRITE)),

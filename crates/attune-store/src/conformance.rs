@@ -270,7 +270,7 @@ pub fn reverse_scans_page_newest_first(harness: &mut dyn Harness) {
             first.len() < 3
         })
         .unwrap();
-    assert_eq!(first, ["t\x002499", "t\x002498", "t\x002497"]);
+    assert_eq!(first, ["t\x00002499", "t\x00002498", "t\x00002497"]);
     let mut all = 0;
     store
         .scan_rev(Table::Decisions, "", &mut |_, _| {

@@ -430,6 +430,12 @@ fn a_variant_choice_is_shared_and_survives_a_restart() {
             (body["variants"].as_array().map(Vec::len) == Some(3)).then_some(())
         })
         .await;
+        // Items and slot settings reach B in separate sync passes: a decision there needs both.
+        wait_for("B's items", || async {
+            let (status, _) = call("GET", &format!("{}/v1/items/v-3", b.address), ADMIN_KEY, None).await;
+            (status == 200).then_some(())
+        })
+        .await;
         // Both servers decide; phones click the grid; each click goes to the other server at
         // once (before the decision is stored: the other server retries until it is).
         let mut clicks = 0u64;
