@@ -256,7 +256,7 @@ async fn soak(args: &BenchSoakArgs, data: &std::path::Path, log: &std::path::Pat
             open_files: server.open_files(),
             models_version,
         };
-        if samples.len() % 6 == 0 {
+        if samples.len().is_multiple_of(6) {
             eprintln!(
                 "{:6.0} s  resident {:>8} MiB  open files {:>5}  models v{}  decide ok {}  5xx {}",
                 sample.seconds,
