@@ -29,5 +29,8 @@ if ! "$gecko" --version >/dev/null 2>&1; then
   CARGO_TARGET_DIR=$gecko_root/target cargo install geckodriver --version 0.37.1 --locked --root "$gecko_root" >&2
   rm -rf "$gecko_root/target"
 fi
-"$gecko" --version | head -n 1 >&2
+# Read its whole output (a `| head` can close the pipe early: geckodriver then panics on EPIPE and,
+# under pipefail, fails the script).
+gecko_version=$("$gecko" --version)
+echo "${gecko_version%%$'\n'*}" >&2
 echo "GECKODRIVER=$gecko"
