@@ -30,9 +30,10 @@ use crate::{Engine, Result};
 /// server was down).
 pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// How often a due purge is looked for (see [`crate::privacy`]: bytes deleted by forgetting,
-/// consent withdrawal or retention leave the store's files by `PURGE_DEADLINE_MS` plus this).
-pub const PURGE_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often a due purge is looked for (one read of a marker; see [`crate::privacy`]: bytes
+/// deleted by an erasure leave the store's files by `ERASURE_PURGE_DEADLINE_MS` plus this, by
+/// forgetting, consent withdrawal or retention by `PURGE_DEADLINE_MS` plus this).
+pub const PURGE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often logged decisions are persisted.
 pub const DECISION_FLUSH_EVERY: Duration = Duration::from_secs(1);

@@ -610,6 +610,10 @@ pub struct ReceiptOut {
     pub audit_redacted: u64,
     /// Whether the erasure was interrupted by a crash and completed at the next start.
     pub completed_at_start: bool,
+    /// RFC 3339: the deleted bytes are purged from the store's files by then (within a minute of
+    /// the erasure; everything is gone from every answer at once). Null in receipts of erasures
+    /// made before purges were batched: those purged before answering.
+    pub purge_by: Option<String>,
 }
 
 /// `DELETE /v1/users/{id}` answer.

@@ -247,6 +247,11 @@ async fn erasure_leaves_no_trace_in_the_data_directory() {
         "{receipt}"
     );
     assert_eq!(receipt["completed_at_start"], false);
+    // The deleted bytes leave the store's files within a minute (one purge for every erasure
+    // before it); until then the person is already gone from every answer.
+    let purge_by = attune_core::validate::parse_ts_ms(receipt["purge_by"].as_str().expect("purge_by")).unwrap();
+    assert!(purge_by > NOW_MS && purge_by <= NOW_MS + 60 * 1000, "{receipt}");
+    assert_eq!(server.engine.purge_due_ms().unwrap(), Some(purge_by));
     for id in [PERSON, ANON_1, ANON_2] {
         assert!(!reply.to_string().contains(id), "the receipt holds no id");
         assert_eq!(server.call("GET", &format!("/v1/users/{id}"), None).await.status, 404, "{id} is unknown");
@@ -268,8 +273,11 @@ async fn erasure_leaves_no_trace_in_the_data_directory() {
         actions.iter().any(|(_, action, target)| action == "consent.put" && *target == format!("erased:{receipt_id}"))
     );
 
-    // Not a byte of the person or their devices is left in any file of the data directory;
-    // the bystander's data is all there.
+    // Once the purge ran (the scheduler's purge job, at `purge_by`), not a byte of the person or
+    // their devices is left in any file of the data directory; the bystander's data is all there.
+    assert!(!server.engine.purge_if_due(purge_by - 1).unwrap(), "not before it is due");
+    assert!(server.engine.purge_if_due(purge_by).unwrap());
+    assert_eq!(server.engine.purge_due_ms().unwrap(), None);
     for id in [PERSON, ANON_1, ANON_2] {
         assert_eq!(traces_of(server.dir.path(), id), Vec::<String>::new(), "{id} is gone from disk");
     }

@@ -385,7 +385,7 @@ async fn forget_withdrawal_and_retention_purge_the_bytes_within_the_bound() {
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("attune_purge_due_timestamp_seconds"), "reported in /metrics");
 
-    // The periodic purge (every minute in `attune serve`) makes them physical once due.
+    // The periodic purge (checked every 10 s in `attune serve`) makes them physical once due.
     assert!(!server.engine.purge_if_due(NOW_MS).unwrap(), "not before it is due");
     assert!(server.engine.purge_if_due(server.engine.now_ms() + 10 * 60 * 1000).unwrap());
     for marker in ["forgotten-7d1e93ab", "withdrawn-5c2f80de", "expired-9a4b17c3"] {

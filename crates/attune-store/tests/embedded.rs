@@ -130,3 +130,23 @@ fn purge_reaches_bulk_loaded_events() {
     assert_eq!(files_holding(dir.path(), secret.as_bytes()), Vec::<String>::new());
     assert_eq!(store.event_count().expect("count"), 2 * 4900);
 }
+
+/// A record written twice, deleted and purged stays deleted (the purge must not bring an older
+/// version back).
+#[test]
+fn a_deleted_record_stays_deleted_through_a_purge() {
+    use attune_store::Table;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    store.put(Table::Meta, "marker", b"1").expect("put");
+    store.put(Table::Meta, "other", b"1").expect("put");
+    assert!(store.delete(Table::Meta, "other").expect("delete"));
+    store.purge().expect("purge");
+    assert_eq!(store.get(Table::Meta, "other").expect("get"), None);
+    store.put(Table::Meta, "marker", b"3").expect("put");
+    store.put(Table::Meta, "marker", b"2").expect("put");
+    store.put(Table::Meta, "marker", b"2").expect("put");
+    assert!(store.delete(Table::Meta, "marker").expect("delete"));
+    store.purge().expect("purge");
+    assert_eq!(store.get(Table::Meta, "marker").expect("get"), None);
+}

@@ -9,8 +9,10 @@ impl Engine {
     /// Erases a person (an anonymous id merged into a person erases that person) and every alias:
     /// events, consent, preferences, aliases, merge log entries, forgotten items, decisions,
     /// exposures, notification plans and in-memory state. Audit entries that named them now name
-    /// the receipt. Then the erasure hooks run, a retraining is requested, and the store purges
-    /// deleted bytes from its files. Crash-safe: a `pending` record written first makes
+    /// the receipt. Then the erasure hooks run, a retraining is requested, and a purge of the
+    /// deleted bytes from the store's files is due within [`ERASURE_PURGE_DEADLINE_MS`] (the
+    /// receipt's `purge_by_ms`; the scheduler's purge job runs it, one purge for every erasure
+    /// before it). Crash-safe: a `pending` record written first makes
     /// [`Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
     pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
         let _exclusive = self.privacy.exclusive.lock();
@@ -169,6 +171,9 @@ impl Engine {
                 5 => {
                     // The ledger first: a restored backup erases them again (see `ledger`).
                     self.record_erasure(ids, &pending.receipt_id, self.now_ms())?;
+                    // Due before the receipt is written, so the receipt can say by when; a crash
+                    // after this point leaves the marker, and the next start purges.
+                    let purge_by_ms = self.request_purge_within(ERASURE_PURGE_DEADLINE_MS)?;
                     if self.erasure_receipt(&pending.receipt_id)?.is_none() {
                         let receipt = ErasureReceipt {
                             receipt_id: pending.receipt_id.clone(),
@@ -178,20 +183,21 @@ impl Engine {
                             records: pending.records,
                             audit_redacted,
                             completed_at_start: at_start,
+                            purge_by_ms: Some(purge_by_ms),
                         };
                         self.audit(&pending.key_id, "users.erase", &pending.receipt_id)?;
                         self.store.put(Table::Erasures, &pending.receipt_id, &to_json(&receipt))?;
                     }
-                    // The pending record's deletion leaves the person's id in a tombstone key,
-                    // so the purge comes after it; `purge_due` finishes it after a crash.
-                    self.store.put(Table::Meta, META_PURGE_DUE, b"1")?;
                     if self.config.cluster {
                         // Other servers drop the person from memory when they see this; it names
                         // no one in plain text (see `cluster::ErasureTombstone`).
                         self.write_erasure_tombstone(&pending.receipt_id, &pending.ids)?;
                     }
                     self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
-                    self.purge_now()?;
+                    // The pending record's deletion leaves the person's id in a tombstone key: asked
+                    // again after it, so that a purge that began in between (and cleared the
+                    // marker) is followed by another one.
+                    self.request_purge_within(ERASURE_PURGE_DEADLINE_MS)?;
                 }
                 _ => unreachable!("ERASURE_STEPS counts the steps above"),
             }
@@ -208,7 +214,13 @@ impl Engine {
     /// Asks for a purge by [`PURGE_DEADLINE_MS`] from now (an earlier request stands); returns
     /// the time it is due.
     pub(crate) fn request_purge(&self) -> Result<i64> {
-        let due_ms = self.now_ms() + PURGE_DEADLINE_MS;
+        self.request_purge_within(PURGE_DEADLINE_MS)
+    }
+
+    /// Asks for a purge within `deadline_ms` from now (an earlier request stands); returns the
+    /// time it is due.
+    fn request_purge_within(&self, deadline_ms: i64) -> Result<i64> {
+        let due_ms = self.now_ms() + deadline_ms;
         let due_ms = match self.purge_due_ms()? {
             Some(earlier) => earlier.min(due_ms),
             None => due_ms,
@@ -226,12 +238,15 @@ impl Engine {
         }))
     }
 
-    /// Purges if a purge is due at `now_ms` (`attune serve` calls it every minute); returns
-    /// whether it purged.
+    /// Purges if a purge is due at `now_ms` (the scheduler's purge job asks every
+    /// [`crate::scheduler::PURGE_CHECK_EVERY`]); returns whether it purged.
+    ///
+    /// Runs beside erasures and consent rewrites, not after them: the marker is cleared before
+    /// the store purges, and every deletion asks for a purge after it is done, so a deletion the
+    /// running purge may have missed leaves the marker set for the next one.
     pub fn purge_if_due(&self, now_ms: i64) -> Result<bool> {
         match self.purge_due_ms()? {
             Some(due_ms) if due_ms <= now_ms => {
-                let _exclusive = self.privacy.exclusive.lock();
                 self.purge_now()?;
                 Ok(true)
             }

@@ -70,6 +70,12 @@ pub const RETRAIN_DEADLINE_MS: i64 = 15 * 60 * 1000;
 /// covers every deletion requested before it.
 pub const PURGE_DEADLINE_MS: i64 = 10 * 60 * 1000;
 
+/// How soon after an erasure the store must purge its deleted bytes. The erasure itself answers
+/// at once (everything is deleted and gone from every answer); the purge, which rewrites the
+/// store's files, is batched, so that one purge covers every erasure of the last minute instead
+/// of each erasure waiting for its own (19 s at the median under load in `attune bench soak`).
+pub const ERASURE_PURGE_DEADLINE_MS: i64 = 60 * 1000;
+
 /// Default retention of audit entries, in days.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
 
@@ -95,7 +101,7 @@ pub(crate) struct PrivacyState {
     /// Forgotten items by person, for the decide path (which never waits on storage).
     forgotten: RwLock<FxHashMap<String, Vec<String>>>,
     link_secret: RwLock<[u8; 32]>,
-    /// One erasure or rewrite at a time (each ends with a slow purge or a multi-step rewrite).
+    /// One erasure or consent rewrite at a time (each is several steps over the same records).
     exclusive: Mutex<()>,
     /// The erasure ledger's hashes, once the store has been checked against all of them (see
     /// `ledger.rs`): erasures add theirs and keep the checked count current.
@@ -129,6 +135,10 @@ pub struct ErasureReceipt {
     pub audit_redacted: u64,
     /// Whether the erasure was interrupted (a crash) and completed at the next start.
     pub completed_at_start: bool,
+    /// When the deleted bytes are purged from the store's files by (ms since the epoch); `None`
+    /// in receipts written before erasures batched their purge (they purged before answering).
+    #[serde(default)]
+    pub purge_by_ms: Option<i64>,
 }
 
 /// An entry of the merge log (`POST /v1/identify`).
@@ -292,7 +302,9 @@ impl Engine {
             tracing::warn!(receipt = %pending.receipt_id, "completing an erasure interrupted by a crash");
             self.run_erasure(&pending, ERASURE_STEPS, true)?;
         }
-        if pending.is_empty() && self.store.get(Table::Meta, META_PURGE_DUE)?.is_some() {
+        // Whatever was due (an erasure completed just now or before a crash, a forgotten item)
+        // is purged before serving.
+        if self.store.get(Table::Meta, META_PURGE_DUE)?.is_some() {
             self.purge_now()?;
         }
         Ok(())

@@ -181,6 +181,7 @@ pub(crate) fn receipt_out(receipt: ErasureReceipt) -> ReceiptOut {
         records: receipt.records,
         audit_redacted: receipt.audit_redacted,
         completed_at_start: receipt.completed_at_start,
+        purge_by: receipt.purge_by_ms.map(rfc3339),
     }
 }
 
