@@ -291,9 +291,9 @@ pub(crate) struct Scratch {
     pub ranker: attune_rank::RankerScratch,
     /// The history as the ranker scored it (item indices, strengths, timestamps).
     pub history: (Vec<u32>, Vec<f32>, Vec<i64>),
-    /// Every allowed item with its score, per ranking, before the pools are selected.
-    pub personal_candidates: Vec<(u32, f32)>,
-    pub general_candidates: Vec<(u32, f32)>,
+    /// The pools being selected, per ranking, as the scores are computed.
+    pub personal_candidates: attune_rank::TopK,
+    pub general_candidates: attune_rank::TopK,
 }
 
 impl Scratch {
