@@ -225,7 +225,7 @@ impl Engine {
             if !self.cluster.claim(row.seq) {
                 return true;
             }
-            match Engine::decode_event(&row.payload) {
+            match crate::records::decode_event(&row.payload) {
                 Ok(event) => batch.push(event),
                 Err(err) => {
                     failure = Some(err);
@@ -364,19 +364,7 @@ impl Engine {
         for (_, bytes) in &changes.changed {
             parsed.push(from_json::<ApiKey>("key", bytes)?);
         }
-        let mut keys = self.keys.write();
-        let mut n = 0;
-        for key in parsed {
-            if keys.get(&key.hash) != Some(&key) {
-                keys.insert(key.hash.clone(), key);
-                n += 1;
-            }
-        }
-        if !changes.removed.is_empty() {
-            let before = keys.len();
-            keys.retain(|_, key| !changes.removed.contains(&key.id));
-            n += before - keys.len();
-        }
+        let n = self.keys.apply_stored(parsed, &changes.removed);
         Ok(n)
     }
 
@@ -389,7 +377,7 @@ impl Engine {
         let mut rebuild: BTreeSet<String> = BTreeSet::new();
         let mut merged: Vec<String> = Vec::new();
         {
-            let mut aliases = self.aliases.write();
+            let mut aliases = self.people.aliases.write();
             for (alias, person) in parsed {
                 let before = aliases.insert(alias.clone(), person.clone());
                 if before.as_ref() != Some(&person) {
@@ -507,7 +495,7 @@ impl Engine {
             return Ok(());
         }
         let mut candidates = self.people.ids();
-        candidates.extend(self.aliases.read().keys().cloned());
+        candidates.extend(self.people.aliases.read().keys().cloned());
         let erased: Vec<String> = candidates
             .into_iter()
             .filter(|id| unseen.iter().any(|t| t.hashes.contains(&tombstone_hash(t.salt, id))))
@@ -515,7 +503,7 @@ impl Engine {
         if erased.is_empty() {
             return Ok(());
         }
-        self.aliases.write().retain(|alias, person| !erased.contains(alias) && !erased.contains(person));
+        self.people.aliases.write().retain(|alias, person| !erased.contains(alias) && !erased.contains(person));
         for id in &erased {
             self.people.remove(id);
         }
@@ -535,12 +523,12 @@ impl Engine {
         }
         let known: Vec<String> = ids
             .into_iter()
-            .filter(|id| self.people.read(id, |state| state.is_some()) || self.aliases.read().contains_key(id))
+            .filter(|id| self.people.read(id, |state| state.is_some()) || self.people.aliases.read().contains_key(id))
             .collect();
         if known.is_empty() {
             return Ok(());
         }
-        self.aliases.write().retain(|alias, person| !known.contains(alias) && !known.contains(person));
+        self.people.aliases.write().retain(|alias, person| !known.contains(alias) && !known.contains(person));
         for id in &known {
             self.people.remove(id);
         }

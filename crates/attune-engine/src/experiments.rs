@@ -855,7 +855,7 @@ impl Engine {
                 new_subjects.push((person.clone(), person));
             }
         }
-        let aliases = self.aliases.read();
+        let aliases = self.people.aliases.read();
         if !new_subjects.is_empty() || aliases.len() != tally.n_aliases {
             for (alias, person) in aliases.iter() {
                 if tally.exposed.contains_key(person) && !tally.subjects.contains_key(alias) {
@@ -873,7 +873,7 @@ impl Engine {
                 let mut marks = Vec::new();
                 self.store.subject_events(&subject, &mut |row| {
                     if row.seq <= watermark && row.ts_ms >= at - window_ms && row.ts_ms < at + window_ms {
-                        match Engine::decode_event(&row.payload) {
+                        match crate::records::decode_event(&row.payload) {
                             Ok(event) => marks.push(Mark::of(row.seq, &event)),
                             Err(err) => {
                                 failure = Some(err);
@@ -901,7 +901,7 @@ impl Engine {
             if row.ts_ms < at.saturating_sub(window_ms) || row.ts_ms >= at.saturating_add(window_ms) {
                 return true;
             }
-            match Engine::decode_event(&row.payload) {
+            match crate::records::decode_event(&row.payload) {
                 Ok(event) => {
                     tally.marks.entry(person.clone()).or_default().push(Mark::of(row.seq, &event));
                     if !touched.contains(person) {

@@ -209,9 +209,9 @@ impl Engine {
             }
             return;
         }
-        let mut by_shard: Vec<Vec<(String, Box<Event>)>> = (0..crate::N_SHARDS).map(|_| Vec::new()).collect();
+        let mut by_shard: Vec<Vec<(String, Box<Event>)>> = (0..crate::people::N_SHARDS).map(|_| Vec::new()).collect();
         for (person, event) in events {
-            by_shard[crate::People::shard_index(&person)].push((person, event));
+            by_shard[crate::people::People::shard_index(&person)].push((person, event));
         }
         by_shard.into_par_iter().for_each(|events| {
             for (person, event) in &events {
@@ -324,6 +324,6 @@ impl Engine {
 
     /// Decodes a stored event payload.
     pub fn decode_event(payload: &[u8]) -> Result<Event> {
-        postcard::from_bytes(payload).map_err(|err| corrupt("event payload", err))
+        crate::records::decode_event(payload)
     }
 }

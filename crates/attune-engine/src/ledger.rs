@@ -153,7 +153,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut ids = self.people.ids();
-        ids.extend(self.aliases.read().keys().cloned());
+        ids.extend(self.people.aliases.read().keys().cloned());
         let mut erased_persons = BTreeSet::new();
         let mut receipts = Vec::new();
         for id in ids {

@@ -19,12 +19,15 @@ pub mod editorial;
 pub mod error;
 pub mod experiments;
 mod ingest;
+pub mod audit;
 pub mod keys;
 pub mod ledger;
 pub mod measure;
 pub mod memory;
 pub mod models;
-mod people;
+pub mod people;
+mod profiles;
+mod records;
 pub mod privacy;
 pub mod scheduler;
 mod signals;
@@ -33,24 +36,26 @@ pub mod variants;
 
 use std::sync::Arc;
 
-use attune_core::{Consent, Preferences, Profile, Schema};
+use attune_core::{Consent, Preferences, Schema};
 use attune_store::{Store, Table};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use catalog::Catalog;
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UlidIds};
 pub use cluster::SyncReport;
 pub use error::{EngineError, Invalid, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
-pub use keys::{ApiKey, Scope};
+pub use keys::{ApiKey, Keys, Scope};
 pub use memory::MemoryEstimate;
-pub use people::{MergeReport, PersonView};
+pub use audit::{AuditEntry, AuditLog};
+pub use people::{People, PersonState};
+pub use profiles::{MergeReport, PersonView};
+pub(crate) use records::{from_json, to_json};
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
 pub use scheduler::{Job, JobStatus, Scheduler, SchedulerConfig};
 
-use crate::error::corrupt;
 
 /// How the engine behaves where the API leaves a choice to the operator.
 #[derive(Debug, Clone)]
@@ -91,95 +96,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// What the engine keeps in memory per person.
-#[derive(Debug, Clone, Default)]
-pub struct PersonState {
-    /// Explicit consent, if the person answered.
-    pub consent: Option<Consent>,
-    /// Explicit preferences, if any.
-    pub preferences: Option<Preferences>,
-    /// The folded profile: only with personalization consent.
-    pub profile: Option<Profile>,
-    /// Events stored for this person (their own id, not aliases).
-    pub n_events: u64,
-    /// Items bought or dismissed (sorted): never recommended, whatever the personalization
-    /// consent — honoring "not interested" and not selling twice is not personalization. Kept
-    /// only while the events behind it are stored.
-    pub excluded: Vec<attune_core::ItemIdx>,
-    /// Last change.
-    pub updated_ms: i64,
-    /// Events were stored under this id as a known person (`user`, not `anonymous_id`): the id
-    /// is a person, and `identify` never merges it into another one unless an admin forces it.
-    pub known_user: bool,
-}
-
-pub(crate) const N_SHARDS: usize = 32;
-
-/// People by id, sharded to keep lock contention low.
-///
-/// A map slot holds the id and a pointer, not the state: a hash map keeps up to half of its
-/// slots empty after growing, and `PersonState` (with its profile inline) is several hundred
-/// bytes, so at 1M people unboxed slots cost more memory than the people themselves
-/// (`attune bench scale`, docs/scale.md).
-pub(crate) struct People {
-    shards: Vec<RwLock<FxHashMap<Box<str>, Box<PersonState>>>>,
-}
-
-impl People {
-    fn new() -> People {
-        People { shards: (0..N_SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect() }
-    }
-
-    pub(crate) fn shard_index(id: &str) -> usize {
-        (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % N_SHARDS as u64) as usize
-    }
-
-    fn shard(&self, id: &str) -> &RwLock<FxHashMap<Box<str>, Box<PersonState>>> {
-        &self.shards[People::shard_index(id)]
-    }
-
-    pub(crate) fn read<T>(&self, id: &str, f: impl FnOnce(Option<&PersonState>) -> T) -> T {
-        f(self.shard(id).read().get(id).map(|state| &**state))
-    }
-
-    pub(crate) fn update<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> T {
-        let mut shard = self.shard(id).write();
-        // Look up before inserting: `entry` would allocate the key on every call.
-        if let Some(state) = shard.get_mut(id) {
-            return f(state);
-        }
-        f(shard.entry(Box::from(id)).or_default())
-    }
-
-    pub(crate) fn remove(&self, id: &str) -> Option<PersonState> {
-        self.shard(id).write().remove(id).map(|state| *state)
-    }
-
-    /// Every person id in memory.
-    pub(crate) fn ids(&self) -> Vec<String> {
-        self.shards.iter().flat_map(|s| s.read().keys().map(|id| id.to_string()).collect::<Vec<_>>()).collect()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
-    }
-}
-
-/// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Time-ordered id.
-    pub id: String,
-    /// The key that acted (`open` when the server runs without keys).
-    pub key_id: String,
-    /// What was done (`items.put`, `users.erase`, `consent.put`, ...).
-    pub action: String,
-    /// What it was done to (an id, never personal data beyond ids).
-    pub target: String,
-    /// When.
-    pub at_ms: i64,
-}
-
 /// The `meta` record with the version of each engine record family.
 const ENGINE_FORMAT_KEY: &str = "engine:format";
 
@@ -199,8 +115,8 @@ pub struct Engine {
     catalog: RwLock<Catalog>,
     people: People,
     schemas: RwLock<FxHashMap<String, Schema>>,
-    aliases: RwLock<FxHashMap<String, String>>,
-    keys: RwLock<FxHashMap<String, ApiKey>>,
+    keys: Keys,
+    audit: AuditLog,
     privacy: privacy::PrivacyState,
     editorial: RwLock<editorial::Editorial>,
     models: RwLock<Arc<models::ModelSnapshot>>,
@@ -217,20 +133,15 @@ pub struct Engine {
     cluster: cluster::ClusterState,
 }
 
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("engine records always serialize to JSON")
-}
-
-pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|err| corrupt(what, err))
-}
-
 impl Engine {
     /// Opens the engine over `store`: loads the catalog, schemas, keys, aliases, consent and
     /// preferences, then folds every stored event into profiles, then completes erasures a crash
     /// interrupted (see [`privacy`]).
     pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine> {
         let cluster = cluster::ClusterState::new(config.cluster);
+        let audit = AuditLog::new(store.clone(), clock.clone());
+        let keys = Keys::open(store.clone(), clock.clone())?;
+        let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let engine = Engine {
             cluster,
             store,
@@ -238,10 +149,10 @@ impl Engine {
             ids: Arc::new(UlidIds),
             config,
             catalog: RwLock::new(Catalog::default()),
-            people: People::new(),
+            people,
             schemas: RwLock::new(FxHashMap::default()),
-            aliases: RwLock::new(FxHashMap::default()),
-            keys: RwLock::new(FxHashMap::default()),
+            keys,
+            audit,
             privacy: privacy::PrivacyState::default(),
             editorial: RwLock::new(editorial::Editorial::default()),
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
@@ -329,10 +240,6 @@ impl Engine {
     fn load(&self) -> Result<()> {
         let items: Vec<(String, attune_core::Item)> = self.scan_json(Table::Items, "", "item")?;
         let schemas: Vec<(String, Schema)> = self.scan_json(Table::Schemas, "", "schema")?;
-        let keys: Vec<(String, ApiKey)> = self.scan_json(Table::Keys, "", "key")?;
-        let aliases: Vec<(String, String)> = self.scan_json(Table::Aliases, "", "alias")?;
-        let consents: Vec<(String, Consent)> = self.scan_json(Table::Consent, "", "consent")?;
-        let preferences: Vec<(String, Preferences)> = self.scan_json(Table::Preferences, "", "preferences")?;
         {
             let mut catalog = self.catalog.write();
             for (_, item) in items {
@@ -340,25 +247,12 @@ impl Engine {
             }
         }
         self.schemas.write().extend(schemas);
-        self.keys.write().extend(keys.into_iter().map(|(_, key)| (key.hash.clone(), key)));
-        self.aliases.write().extend(aliases);
-        for (id, consent) in consents {
-            self.people.update(&id, |person| person.consent = Some(consent));
-        }
-        for (id, preferences) in preferences {
-            self.people.update(&id, |person| person.preferences = Some(preferences));
-        }
         self.replay_events()
     }
 
     /// Every record of `table` under `prefix`, in key order.
     pub(crate) fn scan_records(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut records = Vec::new();
-        self.store.scan(table, prefix, &mut |key, bytes| {
-            records.push((key.to_owned(), bytes.to_vec()));
-            true
-        })?;
-        Ok(records)
+        records::scan_records(&*self.store, table, prefix)
     }
 
     /// Every record of `table` under `prefix`, decoded from JSON (`what` names it in errors).
@@ -368,7 +262,7 @@ impl Engine {
         prefix: &str,
         what: &'static str,
     ) -> Result<Vec<(String, T)>> {
-        self.scan_records(table, prefix)?.into_iter().map(|(key, bytes)| Ok((key, from_json(what, &bytes)?))).collect()
+        records::scan_json(&*self.store, table, prefix, what)
     }
 
     /// The store (for the binary's maintenance commands).
@@ -407,12 +301,12 @@ impl Engine {
 
     /// The person id an id resolves to (anonymous ids merged into a person resolve to the person).
     pub fn resolve(&self, id: &str) -> String {
-        self.aliases.read().get(id).cloned().unwrap_or_else(|| id.to_owned())
+        self.people.resolve(id)
     }
 
     /// The effective consent of a (resolved) person.
     pub fn consent_of(&self, person: &str) -> Consent {
-        self.people.read(person, |state| state.and_then(|s| s.consent)).unwrap_or(self.config.default_consent)
+        self.people.consent_of(person)
     }
 
     // ---- catalog ----
@@ -492,85 +386,88 @@ impl Engine {
     /// [`Engine::create_key`], marking a key minted while the server runs open (without an
     /// admin key): such keys stop working once an admin key is set.
     pub fn create_key_with(&self, name: &str, scopes: Vec<Scope>, minted_open: bool) -> Result<(ApiKey, String)> {
-        let secret = keys::new_secret();
-        let key = ApiKey {
-            id: format!("key_{}", ulid::Ulid::generate()),
-            name: name.to_owned(),
-            scopes,
-            hash: keys::hash_secret(&secret),
-            created_ms: self.now_ms(),
-            revoked: false,
-            minted_open,
-            browser: None,
-        };
-        self.store.put(Table::Keys, &key.id, &to_json(&key))?;
-        self.keys.write().insert(key.hash.clone(), key.clone());
-        Ok((key, secret))
+        self.keys.create(name, scopes, minted_open)
+    }
+
+    /// Creates a browser key for `origins` (normalized by the caller) with `scopes` (a subset of
+    /// `events:write` and `decide`); returns the stored key and the secret.
+    pub fn create_browser_key(
+        &self,
+        name: &str,
+        scopes: Vec<Scope>,
+        origins: Vec<String>,
+        minted_open: bool,
+    ) -> Result<(ApiKey, String)> {
+        self.keys.create_browser(name, scopes, origins, minted_open)
     }
 
     /// Revokes a key by id.
     pub fn revoke_key(&self, id: &str) -> Result<()> {
-        let mut keys = self.keys.write();
-        let key = keys.values_mut().find(|k| k.id == id).ok_or_else(|| UserError::not_found("key", id))?;
-        key.revoked = true;
-        self.store.put(Table::Keys, id, &to_json(&*key))?;
-        Ok(())
+        self.keys.revoke(id)
     }
 
     /// Every key (without secrets).
     pub fn list_keys(&self) -> Vec<ApiKey> {
-        let mut keys: Vec<ApiKey> = self.keys.read().values().cloned().collect();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
+        self.keys.list()
     }
 
     /// The live (not revoked) key with this hash (a console session holds the hash, never
     /// the key).
     pub fn key_by_hash(&self, hash: &str) -> Option<ApiKey> {
-        self.keys.read().get(hash).filter(|key| !key.revoked).cloned()
+        self.keys.by_hash(hash)
     }
 
     /// The key a secret belongs to, if any and not revoked.
     pub fn authenticate(&self, secret: &str) -> Option<ApiKey> {
-        let hash = keys::hash_secret(secret);
-        self.keys.read().get(&hash).filter(|key| !key.revoked).cloned()
+        self.keys.authenticate(secret)
+    }
+
+    /// Every origin of a live browser key (for CORS preflights, which carry no key).
+    pub fn browser_origins(&self) -> Vec<String> {
+        self.keys.browser_origins()
+    }
+
+    /// Whether a browser key (without an identity token) may act for `id`: an anonymous id of
+    /// the browser form ([`keys::is_browser_visitor_id`]) that is not merged into anyone and is
+    /// not a person of its own beyond the consent its visitor gave (no events as a user, no
+    /// preferences, nothing merged into it).
+    pub fn browser_visitor_allowed(&self, id: &str) -> bool {
+        self.people.browser_visitor_allowed(id)
     }
 
     // ---- audit ----
 
     /// Records an action in the audit log.
     pub fn audit(&self, key_id: &str, action: &str, target: &str) -> Result<()> {
-        let entry = AuditEntry {
-            id: ulid::Ulid::generate().to_string(),
-            key_id: key_id.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            at_ms: self.now_ms(),
-        };
-        self.store.put(Table::Audit, &entry.id, &to_json(&entry))?;
-        Ok(())
+        self.audit.record(key_id, action, target)
     }
 
     /// Audit entries at or after `since_ms`, oldest first, at most `limit`.
     pub fn audit_log(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>> {
-        let mut entries = Vec::new();
-        let mut failure = None;
-        self.store.scan(Table::Audit, "", &mut |_, bytes| match from_json::<AuditEntry>("audit", bytes) {
-            Ok(entry) => {
-                if entry.at_ms >= since_ms {
-                    entries.push(entry);
-                }
-                entries.len() < limit
-            }
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        })?;
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(entries),
-        }
+        self.audit.entries(since_ms, limit)
+    }
+
+    // ---- people ----
+
+    /// Anonymous ids merged into `person`, sorted.
+    pub fn aliases_of(&self, person: &str) -> Vec<String> {
+        self.people.aliases_of(person)
+    }
+
+    /// Sets explicit preferences.
+    pub fn put_preferences(&self, id: &str, preferences: Preferences, key_id: &str) -> Result<()> {
+        self.people.put_preferences(id, preferences, key_id)
+    }
+
+    /// Whether `id` is a person in its own right, not merely a device: events were stored under
+    /// it as a `user`, it has consent or preferences of its own, or other ids are merged into it.
+    pub fn is_known_person(&self, id: &str) -> bool {
+        self.people.is_known_person(id)
+    }
+
+    /// Loads stored consent for a person (used by the privacy layer).
+    pub fn stored_consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.people.stored_consent(id)
     }
 
     /// Events stored, and bytes on disk.

@@ -26,7 +26,7 @@ impl Engine {
     /// people; each shard is read-locked only while it is walked).
     pub fn memory_estimate(&self) -> MemoryEstimate {
         let mut estimate = MemoryEstimate::default();
-        for shard in &self.people.shards {
+        for shard in self.people.shards() {
             let shard = shard.read();
             estimate.n_people += shard.len();
             estimate.people += shard.capacity() * (size_of::<(Box<str>, Box<PersonState>)>() + 1);

@@ -75,7 +75,7 @@ impl Engine {
         }
         let mut people: FxHashSet<String> = FxHashSet::default();
         let mut failure = None;
-        self.store.scan_events(0, &mut |row| match Engine::decode_event(&row.payload) {
+        self.store.scan_events(0, &mut |row| match crate::records::decode_event(&row.payload) {
             Ok(event) => {
                 if let EventType::Declared(name) = &event.kind
                     && types.iter().any(|t| t == name)

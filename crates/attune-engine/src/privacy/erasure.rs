@@ -47,8 +47,8 @@ impl Engine {
 
     /// Counts what will be deleted and writes the `pending` record before anything is deleted.
     pub(super) fn begin_erasure(&self, id: &str, key_id: &str) -> Result<PendingErasure> {
-        let person = self.known_person(id)?;
-        let aliases = self.aliases_of(&person);
+        let person = self.people.known_person(id)?;
+        let aliases = self.people.aliases_of(&person);
         let mut ids = aliases.clone();
         ids.push(person.clone());
         let mut events = 0u64;
@@ -140,7 +140,7 @@ impl Engine {
                 // In-memory state, then events that raced in meanwhile, then the model layer.
                 4 => {
                     {
-                        let mut aliases = self.aliases.write();
+                        let mut aliases = self.people.aliases.write();
                         aliases.retain(|alias, person| !ids.contains(alias) && !ids.contains(person));
                     }
                     {

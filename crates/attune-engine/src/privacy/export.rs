@@ -8,7 +8,7 @@ impl Engine {
     /// Every stored record about a person and their aliases. `NotFound` when the person is
     /// unknown. The caller audits (`users.export`, ids only).
     pub fn export_person(&self, id: &str) -> Result<PersonExport> {
-        let person = self.known_person(id)?;
+        let person = self.people.known_person(id)?;
         let view = self.person(&person)?;
         let mut ids = view.aliases.clone();
         ids.push(person.clone());

@@ -378,7 +378,7 @@ impl Engine {
     /// refolds the profile without them, records the item in [`Table::Forgotten`], asks for a
     /// retraining and audits. `NotFound` when the person is unknown.
     pub fn forget_item(&self, id: &str, item: &str, key_id: &str) -> Result<ForgetReport> {
-        let person = self.known_person(id)?;
+        let person = self.people.known_person(id)?;
         let seqs: Vec<u64> = self
             .events_of(&person)?
             .into_iter()
@@ -430,7 +430,7 @@ impl Engine {
 
     /// Revokes every `/me` link of `id` issued so far (audited). `NotFound` when unknown.
     pub fn revoke_me_links(&self, id: &str, key_id: &str) -> Result<()> {
-        let person = self.known_person(id)?;
+        let person = self.people.known_person(id)?;
         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"))?;
         self.audit(key_id, "users.me_link_revoke", &person)
     }
@@ -440,13 +440,13 @@ impl Engine {
     /// Consent rates per purpose, opt-outs, erasures, paused personalization and data held past
     /// retention (must be 0 after a sweep): the `ethical` part of `GET /v1/report`.
     pub fn privacy_report(&self, now_ms: i64) -> Result<PrivacyReport> {
-        let aliases = self.aliases.read().clone();
+        let aliases = self.people.aliases.read().clone();
         let default_consent = self.config.default_consent;
         let mut people = 0u64;
         let mut granted = [0u64; Purpose::ALL.len()];
         let mut opted_out = 0u64;
         let mut paused = 0u64;
-        for shard in &self.people.shards {
+        for shard in self.people.shards() {
             for (id, state) in shard.read().iter() {
                 if aliases.contains_key(&**id) {
                     continue;
@@ -472,20 +472,10 @@ impl Engine {
 
     // ---- helpers ----
 
-    /// The resolved person behind `id`, or `NotFound` when nothing is known about them.
-    fn known_person(&self, id: &str) -> Result<String> {
-        let person = self.resolve(id);
-        if self.people.read(&person, |state| state.is_some()) {
-            Ok(person)
-        } else {
-            Err(UserError::not_found("user", id).into())
-        }
-    }
-
     /// Recounts the person's (and aliases') stored events and refolds the profile from the
     /// store, after events were deleted.
     fn refresh_person(&self, person: &str) -> Result<()> {
-        let mut subjects = self.aliases_of(person);
+        let mut subjects = self.people.aliases_of(person);
         subjects.push(person.to_owned());
         for subject in &subjects {
             let mut n_events = 0u64;
@@ -500,7 +490,7 @@ impl Engine {
 
     /// The stored rows (with retention data) of a person and their aliases, decoded.
     fn stored_rows_of(&self, person: &str) -> Result<Vec<(StoredEvent, Event)>> {
-        let mut subjects = self.aliases_of(person);
+        let mut subjects = self.people.aliases_of(person);
         subjects.push(person.to_owned());
         let mut rows = Vec::new();
         for subject in &subjects {
@@ -509,7 +499,7 @@ impl Engine {
                 true
             })?;
         }
-        rows.into_iter().map(|row| Engine::decode_event(&row.payload).map(|event| (row, event))).collect()
+        rows.into_iter().map(|row| crate::records::decode_event(&row.payload).map(|event| (row, event))).collect()
     }
 
     /// Merge log entries (key, entry) that name one of `ids`.

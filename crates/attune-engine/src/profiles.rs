@@ -1,0 +1,242 @@
+//! What spans people and the other components: the person view (`GET /v1/users/{id}`),
+//! identify and merge, and refolding a person's profile from the store.
+
+use attune_core::{Consent, Event, JourneyStage, Preferences, Profile, Purpose};
+use attune_store::Table;
+
+use crate::error::{Invalid, Result, UserError};
+use crate::records::{decode_event, to_json, try_events};
+use crate::Engine;
+
+/// What Attune knows and infers about a person (`GET /v1/users/{id}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonView {
+    /// The person's id (an anonymous id merged into a person shows the person).
+    pub id: String,
+    /// Effective consent.
+    pub consent: Consent,
+    /// Whether the person answered (false: server defaults apply).
+    pub consent_given: bool,
+    /// Explicit preferences (defaults when none).
+    pub preferences: Preferences,
+    /// Whether personalization is on (consent and not paused).
+    pub personalization_on: bool,
+    /// Detected journey stage.
+    pub journey_stage: JourneyStage,
+    /// Engagement, 0–1.
+    pub engagement: f32,
+    /// Tag affinities, strongest first, 0–1.
+    pub affinities: Vec<(String, f32)>,
+    /// Recent items, newest first, with when.
+    pub recent: Vec<(String, i64)>,
+    /// Anonymous ids merged into this person.
+    pub aliases: Vec<String>,
+    /// Events stored under the person's own id and its aliases.
+    pub n_events: u64,
+    /// Folded events per channel (channels without any left out), from the profile.
+    pub channels: Vec<(attune_core::Channel, u32)>,
+    /// Last change, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// The outcome of `POST /v1/identify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Events of the anonymous id that now belong to the person.
+    pub merged_events: u64,
+}
+
+impl Engine {
+    /// What Attune knows about `id`; `NotFound` when nothing is known.
+    pub fn person(&self, id: &str) -> Result<PersonView> {
+        let person = self.resolve(id);
+        let now_ms = self.now_ms();
+        let aliases = self.people.aliases_of(&person);
+        let n_alias_events: u64 =
+            aliases.iter().map(|alias| self.people.read(alias, |s| s.map_or(0, |s| s.n_events))).sum();
+        let catalog = self.catalog.read();
+        self.people.read(&person, |state| {
+            let state = state.ok_or_else(|| UserError::not_found("user", id))?;
+            let consent = state.consent.unwrap_or(self.config.default_consent);
+            let preferences = state.preferences.clone().unwrap_or_default();
+            let profile = state.profile.as_ref().filter(|_| consent.personalization);
+            let affinities = profile
+                .map(|p| p.top_affinities(now_ms, 10))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(tag, w)| (catalog.tag_name(tag).to_owned(), w))
+                .collect();
+            let recent = profile
+                .map(|p| p.recent.iter().rev().take(20).map(|r| (catalog.id(r.item).to_owned(), r.ts_ms)).collect())
+                .unwrap_or_default();
+            Ok(PersonView {
+                id: person.clone(),
+                consent,
+                consent_given: state.consent.is_some(),
+                personalization_on: consent.personalization && preferences.personalization,
+                preferences,
+                journey_stage: JourneyStage::detect(profile, now_ms),
+                engagement: profile.map_or(0.0, |p| p.engagement(now_ms)),
+                affinities,
+                recent,
+                aliases: aliases.clone(),
+                n_events: state.n_events + n_alias_events,
+                channels: profile
+                    .map(|p| {
+                        attune_core::Channel::ALL
+                            .into_iter()
+                            .map(|c| (c, p.channels[c.index()]))
+                            .filter(|(_, n)| *n > 0)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                updated_ms: state.updated_ms,
+            })
+        })
+    }
+
+    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
+    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
+    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
+        crate::people::check_user_id(id)?;
+        let person = self.resolve(id);
+        let before = self.consent_of(&person);
+        self.store.put(Table::Consent, &person, &to_json(&consent))?;
+        let now_ms = self.now_ms();
+        let had_profile = self.people.update(&person, |state| {
+            state.consent = Some(consent);
+            state.updated_ms = now_ms;
+            let had = state.profile.is_some();
+            if !consent.allows(Purpose::Personalization) {
+                state.profile = None;
+            }
+            had
+        });
+        if consent.allows(Purpose::Personalization) && !had_profile {
+            self.rebuild_profile(&person)?;
+        }
+        self.apply_consent_change(&person, before, consent)?;
+        self.audit(key_id, "consent.put", &person)
+    }
+
+    /// The device's history becomes the person's (`POST /v1/identify`). Logged and audited.
+    /// Refuses (`identity_conflict`) to merge an id that is itself a known person (see
+    /// [`Engine::is_known_person`]): that would hand one person's history to another.
+    pub fn identify(&self, anonymous_id: &str, user: &str, key_id: &str) -> Result<MergeReport> {
+        self.identify_with(anonymous_id, user, key_id, false)
+    }
+
+    /// [`Engine::identify`]; with `force` (an admin's explicit request) a known person is merged
+    /// too. A merge stays undoable ([`Engine::unmerge`]).
+    pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
+        if anonymous_id == user {
+            return Err(UserError::invalid(Invalid::Identify, "user", "`anonymous_id` and `user` must differ.").into());
+        }
+        let target = self.resolve(user);
+        if target == anonymous_id {
+            return Err(UserError::Conflict(
+                "`user` is itself merged into `anonymous_id`; identify the other way round.".into(),
+            )
+            .into());
+        }
+        if let Some(existing) = self.people.aliases.read().get(anonymous_id)
+            && *existing != target
+        {
+            return Err(UserError::Conflict(
+                "`anonymous_id` is already merged into another person; an admin can undo that merge first.".into(),
+            )
+            .into());
+        }
+        let repeated = self.people.aliases.read().get(anonymous_id).is_some_and(|existing| *existing == target);
+        if repeated {
+            // The same merge again (a retried request, a second login): nothing moves.
+            return Ok(MergeReport { merged_events: 0 });
+        }
+        if !force && self.people.is_known_person(anonymous_id) {
+            return Err(UserError::IdentityConflict(
+                "`anonymous_id` names a known person (events as a user, consent, preferences or merged ids); \
+                 one person is never merged into another unless an admin sends `\"force\": true`."
+                    .into(),
+            )
+            .into());
+        }
+        // Anonymous ids merged into this anonymous id move along with it.
+        let mut moved = self.people.aliases_of(anonymous_id);
+        moved.push(anonymous_id.to_owned());
+        let entries: Vec<(String, Vec<u8>)> = moved.iter().map(|a| (a.clone(), to_json(&target))).collect();
+        self.store.put_many(Table::Aliases, &entries)?;
+        let now_ms = self.now_ms();
+        let merge_id = ulid::Ulid::generate().to_string();
+        self.store.put(
+            Table::Merges,
+            &merge_id,
+            &to_json(
+                &serde_json::json!({"anonymous_id": anonymous_id, "user": target, "at_ms": now_ms, "key_id": key_id}),
+            ),
+        )?;
+        {
+            let mut aliases = self.people.aliases.write();
+            for alias in &moved {
+                aliases.insert(alias.clone(), target.clone());
+            }
+        }
+        let merged_events: u64 = moved.iter().map(|a| self.people.read(a, |s| s.map_or(0, |s| s.n_events))).sum();
+        for alias in &moved {
+            self.people.update(alias, |state| state.profile = None);
+        }
+        self.people.update(&target, |state| state.updated_ms = now_ms);
+        self.rebuild_profile(&target)?;
+        let action = if force { "identify.merge_forced" } else { "identify.merge" };
+        self.audit(key_id, action, &format!("{anonymous_id} -> {target}"))?;
+        Ok(MergeReport { merged_events })
+    }
+
+    /// Undoes a merge: the anonymous id's history is its own again.
+    pub fn unmerge(&self, anonymous_id: &str, key_id: &str) -> Result<()> {
+        let person = self
+            .people
+            .aliases
+            .read()
+            .get(anonymous_id)
+            .cloned()
+            .ok_or_else(|| UserError::not_found("merge", anonymous_id))?;
+        self.store.delete(Table::Aliases, anonymous_id)?;
+        self.people.aliases.write().remove(anonymous_id);
+        self.rebuild_profile(&person)?;
+        self.rebuild_profile(anonymous_id)?;
+        self.audit(key_id, "identify.unmerge", &format!("{anonymous_id} -/-> {person}"))
+    }
+
+    /// Every stored event of a person and their aliases, in sequence order.
+    pub fn events_of(&self, person: &str) -> Result<Vec<(u64, Event)>> {
+        let mut events = Vec::new();
+        for subject in self.people.subjects_of(person) {
+            try_events(
+                |visit| self.store.subject_events(&subject, visit),
+                |row| {
+                    events.push((row.seq, decode_event(&row.payload)?));
+                    Ok(true)
+                },
+            )?;
+        }
+        events.sort_by_key(|(seq, _)| *seq);
+        Ok(events)
+    }
+
+    /// Refolds a person's profile from the store (after a merge, a consent grant, a forgotten item).
+    pub fn rebuild_profile(&self, person: &str) -> Result<()> {
+        let events = self.events_of(person)?;
+        let consent = self.consent_of(person);
+        self.people.update(person, |state| {
+            state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
+            state.excluded.clear();
+        });
+        for (seq, event) in &events {
+            // With cluster sync, an event another process appended may not be folded here yet:
+            // claim it, so the sync does not fold it a second time.
+            self.cluster.claim(*seq);
+            self.fold_into(person, event, event.ts_ms, false);
+        }
+        Ok(())
+    }
+}
