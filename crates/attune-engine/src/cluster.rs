@@ -304,7 +304,7 @@ impl Engine {
             }
         }
         if editorial_changed {
-            self.load_editorial()?;
+            self.editorial.reload()?;
             report.editorial_reloaded = true;
         }
         Ok(())

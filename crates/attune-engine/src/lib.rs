@@ -50,6 +50,7 @@ pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Keys, Scope};
 pub use memory::MemoryEstimate;
 pub use audit::{AuditEntry, AuditLog};
+pub use editorial::Editorial;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
 pub(crate) use records::{from_json, to_json};
@@ -106,6 +107,40 @@ pub const ENGINE_FAMILIES: [(&str, u32); 3] = [("event_payload", 1), ("records",
 /// The file a complete backup directory holds, written last.
 pub const BACKUP_MANIFEST: &str = "BACKUP";
 
+/// Checks the versions of the engine's record families (`engine:format` in
+/// [`Table::Meta`], [`ENGINE_FAMILIES`]): refuses a newer one, stamps a store written
+/// before the record existed (their encodings then were these, version 1).
+fn check_format(store: &dyn Store) -> Result<()> {
+    let record = |families: &[(&str, u32)]| {
+        families.iter().map(|(name, version)| format!("{name} {version}\n")).collect::<String>().into_bytes()
+    };
+    match store.get(Table::Meta, ENGINE_FORMAT_KEY)? {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines().filter(|line| !line.is_empty()) {
+                let (name, version) = line
+                    .split_once(' ')
+                    .and_then(|(name, v)| Some((name, v.trim().parse::<u32>().ok()?)))
+                    .ok_or_else(|| error::corrupt("engine format record", line))?;
+                match ENGINE_FAMILIES.iter().find(|(family, _)| *family == name) {
+                    Some((_, known)) if version <= *known => {}
+                    _ => {
+                        return Err(EngineError::Internal(attune_store::StoreError::Format(format!(
+                            "the store holds `{name}` records in version {version}, which this build of attune \
+                             does not read: run a newer attune"
+                        ))));
+                    }
+                }
+            }
+            if bytes != record(&ENGINE_FAMILIES) {
+                store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?;
+            }
+        }
+        None => store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?,
+    }
+    Ok(())
+}
+
 /// The engine. Cheap to share: wrap it in an `Arc`.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -118,7 +153,7 @@ pub struct Engine {
     keys: Keys,
     audit: AuditLog,
     privacy: privacy::PrivacyState,
-    editorial: RwLock<editorial::Editorial>,
+    editorial: Editorial,
     models: RwLock<Arc<models::ModelSnapshot>>,
     /// One training at a time.
     training: parking_lot::Mutex<()>,
@@ -138,10 +173,13 @@ impl Engine {
     /// preferences, then folds every stored event into profiles, then completes erasures a crash
     /// interrupted (see [`privacy`]).
     pub fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine> {
+        // The record families' versions are checked before anything is read.
+        check_format(&*store)?;
         let cluster = cluster::ClusterState::new(config.cluster);
         let audit = AuditLog::new(store.clone(), clock.clone());
         let keys = Keys::open(store.clone(), clock.clone())?;
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
+        let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let engine = Engine {
             cluster,
             store,
@@ -154,7 +192,7 @@ impl Engine {
             keys,
             audit,
             privacy: privacy::PrivacyState::default(),
-            editorial: RwLock::new(editorial::Editorial::default()),
+            editorial,
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
             training: parking_lot::Mutex::new(()),
             models_settled: std::sync::atomic::AtomicBool::new(false),
@@ -162,49 +200,13 @@ impl Engine {
             variants: variants::VariantBandits::default(),
             experiments: experiments::Experiments::default(),
         };
-        engine.check_format()?;
         engine.build_review_index()?;
         engine.load()?;
-        engine.load_editorial()?;
         engine.load_experiments()?;
         engine.load_variant_stats()?;
         engine.open_privacy()?;
         engine.reapply_ledger()?;
         Ok(engine)
-    }
-
-    /// Checks the versions of the engine's record families (`engine:format` in
-    /// [`Table::Meta`], [`ENGINE_FAMILIES`]): refuses a newer one, stamps a store written
-    /// before the record existed (their encodings then were these, version 1).
-    fn check_format(&self) -> Result<()> {
-        let record = |families: &[(&str, u32)]| {
-            families.iter().map(|(name, version)| format!("{name} {version}\n")).collect::<String>().into_bytes()
-        };
-        match self.store.get(Table::Meta, ENGINE_FORMAT_KEY)? {
-            Some(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                for line in text.lines().filter(|line| !line.is_empty()) {
-                    let (name, version) = line
-                        .split_once(' ')
-                        .and_then(|(name, v)| Some((name, v.trim().parse::<u32>().ok()?)))
-                        .ok_or_else(|| error::corrupt("engine format record", line))?;
-                    match ENGINE_FAMILIES.iter().find(|(family, _)| *family == name) {
-                        Some((_, known)) if version <= *known => {}
-                        _ => {
-                            return Err(EngineError::Internal(attune_store::StoreError::Format(format!(
-                                "the store holds `{name}` records in version {version}, which this build of attune \
-                                 does not read: run a newer attune"
-                            ))));
-                        }
-                    }
-                }
-                if bytes != record(&ENGINE_FAMILIES) {
-                    self.store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?;
-                }
-            }
-            None => self.store.put(Table::Meta, ENGINE_FORMAT_KEY, &record(&ENGINE_FAMILIES))?,
-        }
-        Ok(())
     }
 
     /// Writes a consistent copy of the store into the new directory `dest` while serving
@@ -433,6 +435,78 @@ impl Engine {
     /// preferences, nothing merged into it).
     pub fn browser_visitor_allowed(&self, id: &str) -> bool {
         self.people.browser_visitor_allowed(id)
+    }
+
+    // ---- editorial ----
+
+    /// A slot's settings (defaults for a slot never configured).
+    pub fn slot(&self, slot: &str) -> editorial::SlotSettings {
+        self.editorial.slot(slot)
+    }
+
+    /// Every configured slot.
+    pub fn slots(&self) -> Vec<(String, editorial::SlotSettings)> {
+        self.editorial.slots()
+    }
+
+    /// Sets a slot's settings (checked: [`editorial::SlotSettings::check`]).
+    pub fn put_slot(&self, slot: &str, settings: editorial::SlotSettings, key_id: &str) -> Result<()> {
+        self.editorial.put_slot(slot, settings, key_id)
+    }
+
+    /// Adds or replaces a pick (checked: [`editorial::Pick::check`]; the item must exist).
+    pub fn put_pick(&self, pick: editorial::Pick, key_id: &str) -> Result<()> {
+        self.editorial.put_pick(pick, key_id, |item| self.item(item).is_some())
+    }
+
+    /// A pick.
+    pub fn pick(&self, id: &str) -> Option<editorial::Pick> {
+        self.editorial.pick(id)
+    }
+
+    /// Every pick, by id.
+    pub fn picks(&self) -> Vec<editorial::Pick> {
+        self.editorial.picks()
+    }
+
+    /// Deletes a pick.
+    pub fn delete_pick(&self, id: &str, key_id: &str) -> Result<()> {
+        self.editorial.delete_pick(id, key_id)
+    }
+
+    /// Adds or replaces a rule (checked: [`editorial::Rule::check`]).
+    pub fn put_rule(&self, rule: editorial::Rule, key_id: &str) -> Result<()> {
+        self.editorial.put_rule(rule, key_id)
+    }
+
+    /// A rule.
+    pub fn rule(&self, id: &str) -> Option<editorial::Rule> {
+        self.editorial.rule(id)
+    }
+
+    /// Rules (only those due for review at `now_ms` when `due_only`), by id.
+    pub fn rules(&self, due_only: bool) -> Vec<editorial::Rule> {
+        self.editorial.rules(due_only)
+    }
+
+    /// Deletes a rule.
+    pub fn delete_rule(&self, id: &str, key_id: &str) -> Result<()> {
+        self.editorial.delete_rule(id, key_id)
+    }
+
+    /// Flags an item: it is held back from recommendations until cleared.
+    pub fn flag_item(&self, item: &str, note: &str, key_id: &str) -> Result<editorial::Flag> {
+        self.editorial.flag_item(item, note, key_id, |item| self.item(item).is_some())
+    }
+
+    /// Clears a flag.
+    pub fn clear_flag(&self, item: &str, key_id: &str) -> Result<()> {
+        self.editorial.clear_flag(item, key_id)
+    }
+
+    /// Every flag.
+    pub fn flags(&self) -> Vec<editorial::Flag> {
+        self.editorial.flags()
     }
 
     // ---- audit ----

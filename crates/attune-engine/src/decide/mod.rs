@@ -32,7 +32,7 @@ use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
 use crate::{
     Engine, Result,
-    editorial::{Editorial, Situation, SlotSettings},
+    editorial::{EditorialSettings, Situation, SlotSettings},
     experiments::Policy,
     models::ModelSnapshot,
 };
@@ -240,7 +240,7 @@ const POOL: usize = 300;
 pub(crate) struct Inputs<'a> {
     pub now_ms: i64,
     pub catalog: &'a crate::Catalog,
-    pub editorial: &'a Editorial,
+    pub editorial: &'a EditorialSettings,
     pub models: &'a ModelSnapshot,
     pub revelation: Revelation,
 }

@@ -52,7 +52,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, Engine, PersonView, Result, UserError, from_json, to_json};
+use crate::{AuditEntry, Engine, PersonView, Result, from_json, to_json};
 
 mod consent;
 mod erasure;
