@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::variants::VariantBandits;
 use crate::{Engine, Result, decide::Decision, to_json};
 
 /// The prefix of the review index over every slot.
@@ -130,6 +131,20 @@ struct DecisionLog {
     unflushed: VecDeque<LoggedDecision>,
 }
 
+/// Rewards the variant of the placement of `decision` that showed `item` (the first placement
+/// when the event names no item), once per decision and placement.
+fn reward_variant(variants: &VariantBandits, decision: &LoggedDecision, item: Option<&str>) {
+    let Some((index, placement)) = decision
+        .placements
+        .iter()
+        .enumerate()
+        .find(|(_, p)| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
+    else {
+        return;
+    };
+    variants.reward(&decision.id, index, &placement.slot, &placement.variant, placement.learned.as_ref());
+}
+
 impl Engine {
     pub(crate) fn log_decision(&self, person: Option<&str>, decision: &Decision, now_ms: i64) {
         let logged = LoggedDecision {
@@ -161,7 +176,9 @@ impl Engine {
             experiments: decision.experiments.clone(),
             channel: decision.channel.as_str().to_owned(),
         };
-        self.record_variant_exposures(&logged.placements);
+        for placement in &logged.placements {
+            self.variants.record_exposure(&placement.slot, &placement.variant, placement.learned.as_ref());
+        }
         let mut log = self.decisions.log.lock();
         let position = log.offset + log.recent.len();
         log.by_id.insert(logged.id.clone(), position);
@@ -317,7 +334,7 @@ impl Engine {
     pub fn flush_decisions(&self) -> Result<usize> {
         self.flush_exposures()?;
         self.retry_attributions();
-        self.flush_variant_stats()?;
+        self.variants.flush_stats()?;
         let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
@@ -415,7 +432,7 @@ impl Engine {
     fn reward_decision(&self, decision: &LoggedDecision, person: &str, item: Option<&str>) {
         // Only the person the decision was made for (or a device merged into them since) answers it.
         if decision.person.as_deref().is_none_or(|owner| self.resolve(owner) == person) {
-            self.reward_variant(decision, item);
+            reward_variant(&self.variants, decision, item);
         }
     }
 

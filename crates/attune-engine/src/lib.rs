@@ -51,6 +51,7 @@ pub use keys::{ApiKey, Keys, Scope};
 pub use memory::MemoryEstimate;
 pub use audit::{AuditEntry, AuditLog};
 pub use editorial::Editorial;
+pub use variants::VariantBandits;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
 pub(crate) use records::{from_json, to_json};
@@ -180,6 +181,7 @@ impl Engine {
         let keys = Keys::open(store.clone(), clock.clone())?;
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
+        let variants = VariantBandits::open(store.clone())?;
         let engine = Engine {
             cluster,
             store,
@@ -197,13 +199,12 @@ impl Engine {
             training: parking_lot::Mutex::new(()),
             models_settled: std::sync::atomic::AtomicBool::new(false),
             decisions: decisions::Decisions::default(),
-            variants: variants::VariantBandits::default(),
+            variants,
             experiments: experiments::Experiments::default(),
         };
         engine.build_review_index()?;
         engine.load()?;
         engine.load_experiments()?;
-        engine.load_variant_stats()?;
         engine.open_privacy()?;
         engine.reapply_ledger()?;
         Ok(engine)
@@ -507,6 +508,18 @@ impl Engine {
     /// Every flag.
     pub fn flags(&self) -> Vec<editorial::Flag> {
         self.editorial.flags()
+    }
+
+    /// Every slot that is configured or has shown a variant, sorted.
+    pub fn variant_slots(&self) -> Vec<String> {
+        self.variants.slots(self.editorial.slots().into_iter().map(|(slot, _)| slot).collect())
+    }
+
+    /// How each variant of `slot` performs: the slot's configured variants first (in order, with
+    /// zero counts if never shown), then variants it showed before its settings changed. Counts
+    /// are this server's view: the stored totals plus its own increments not flushed yet.
+    pub fn variant_performance(&self, slot: &str) -> Vec<variants::VariantPerformance> {
+        self.variants.performance(slot, self.editorial.slot(slot).variants)
     }
 
     // ---- audit ----

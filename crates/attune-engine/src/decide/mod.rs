@@ -448,7 +448,7 @@ impl Engine {
                 return (variant.clone(), None);
             }
         }
-        let Some(variant) = settings.variants.get(self.bandit_variant(situation.slot, &settings.variants, context))
+        let Some(variant) = settings.variants.get(self.variants.choose(situation.slot, &settings.variants, context))
         else {
             return (crate::editorial::DEFAULT_VARIANTS[0].to_owned(), None);
         };
