@@ -146,11 +146,6 @@ impl ClusterState {
         ClusterState { enabled, ..ClusterState::default() }
     }
 
-    /// Whether other processes share the store.
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Claims an event this process appended or is about to fold: true if it is the first claim
     /// (fold it), false if a sync already folded it. Always true when cluster sync is off.
     pub(crate) fn claim(&self, seq: u64) -> bool {
@@ -508,7 +503,7 @@ impl Engine {
             self.people.remove(id);
         }
         self.forget_model_traces(&erased);
-        self.delete_stored_decisions_of(&erased)?;
+        self.decisions.delete_stored_decisions_of(&erased)?;
         report.erased += erased.len();
         Ok(())
     }
@@ -533,7 +528,7 @@ impl Engine {
             self.people.remove(id);
         }
         self.forget_model_traces(&known);
-        self.delete_stored_decisions_of(&known)?;
+        self.decisions.delete_stored_decisions_of(&known)?;
         report.erased += known.len();
         Ok(())
     }

@@ -157,7 +157,7 @@ impl Engine {
         }
         self.apply_events(new_events, now_ms);
         for (subject, person, decision_id, item, kind) in answers {
-            self.attribute(&subject, &person, &decision_id, item.as_deref(), &kind);
+            self.decisions.attribute(&self.people, &self.variants, &subject, &person, &decision_id, item.as_deref(), &kind);
         }
         Ok(report)
     }

@@ -51,6 +51,7 @@ pub use keys::{ApiKey, Keys, Scope};
 pub use memory::MemoryEstimate;
 pub use audit::{AuditEntry, AuditLog};
 pub use editorial::Editorial;
+pub use decisions::DecisionLog;
 pub use variants::VariantBandits;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
@@ -162,7 +163,7 @@ pub struct Engine {
     /// ([`Engine::ready`]).
     models_settled: std::sync::atomic::AtomicBool,
     /// People erased since the models were trained: their factors are never used again.
-    decisions: decisions::Decisions,
+    decisions: DecisionLog,
     /// The slots' variant bandits (see [`variants`]).
     variants: variants::VariantBandits,
     experiments: experiments::Experiments,
@@ -182,6 +183,8 @@ impl Engine {
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let variants = VariantBandits::open(store.clone())?;
+        let decisions = DecisionLog::new(store.clone(), clock.clone(), config.cluster);
+        decisions.build_review_index()?;
         let engine = Engine {
             cluster,
             store,
@@ -198,11 +201,10 @@ impl Engine {
             models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
             training: parking_lot::Mutex::new(()),
             models_settled: std::sync::atomic::AtomicBool::new(false),
-            decisions: decisions::Decisions::default(),
+            decisions,
             variants,
             experiments: experiments::Experiments::default(),
         };
-        engine.build_review_index()?;
         engine.load()?;
         engine.load_experiments()?;
         engine.open_privacy()?;
@@ -520,6 +522,54 @@ impl Engine {
     /// are this server's view: the stored totals plus its own increments not flushed yet.
     pub fn variant_performance(&self, slot: &str) -> Vec<variants::VariantPerformance> {
         self.variants.performance(slot, self.editorial.slot(slot).variants)
+    }
+
+    // ---- decision log ----
+
+    /// A logged decision still in memory.
+    pub fn logged_decision(&self, id: &str) -> Option<decisions::LoggedDecision> {
+        self.decisions.logged(id)
+    }
+
+    /// Recent decisions, newest first: for a slot (if given), at or after `since_ms` — read
+    /// from the store (after flushing this server's), so the log survives restarts, every server
+    /// of one database shows the same, and erasure and retention reach it. Reads the review
+    /// index newest first and stops after `limit` decisions (or at `since_ms`).
+    pub fn recent_decisions(
+        &self,
+        slot: Option<&str>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<decisions::LoggedDecision>> {
+        self.flush_decisions()?;
+        self.decisions.recent(slot, since_ms, limit)
+    }
+
+    /// A person's stored decisions, newest first (found by key prefix).
+    pub fn decisions_of(&self, person: &str, limit: usize) -> Result<Vec<decisions::LoggedDecision>> {
+        self.flush_decisions()?;
+        self.decisions.of_person(person, limit)
+    }
+
+    /// The keyed pseudonym editors see instead of a person id: `p_` and the first 16 hex digits
+    /// of HMAC-SHA256 under the server's secret (stable, not reversible without the secret).
+    pub fn pseudonym(&self, person: &str) -> String {
+        decisions::pseudonym(&self.link_secret(), person)
+    }
+
+    /// Persists decisions logged since the last flush (one durable batch), with the exposures
+    /// and the variant bandits' increments, after retrying the attribution of answers whose
+    /// decision was not stored yet. Called every second by the scheduler and at shutdown.
+    pub fn flush_decisions(&self) -> Result<usize> {
+        self.flush_exposures()?;
+        self.decisions.retry_attributions(&self.people, &self.variants);
+        self.variants.flush_stats()?;
+        self.decisions.flush()
+    }
+
+    /// Drops a person's decisions from memory (erasure).
+    pub fn forget_decisions_of(&self, ids: &[String]) {
+        self.decisions.forget_decisions_of(ids)
     }
 
     // ---- audit ----

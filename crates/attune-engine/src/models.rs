@@ -383,7 +383,7 @@ impl Engine {
     /// next training, forced within a bounded time by the privacy layer. Their decisions leave
     /// the in-memory log.
     pub(crate) fn forget_model_traces(&self, ids: &[String]) {
-        self.forget_decisions_of(ids);
+        self.decisions.forget_decisions_of(ids);
     }
 }
 

@@ -30,6 +30,7 @@ use std::{cell::RefCell, sync::Arc};
 
 use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
+use crate::decisions::{LoggedDecision, LoggedPlacement};
 use crate::{
     Engine, Result,
     editorial::{EditorialSettings, Situation, SlotSettings},
@@ -418,7 +419,7 @@ impl Engine {
                     self.expose(experiment, arm, person, now_ms);
                 }
             }
-            self.log_decision(who.id.as_deref(), &decision, now_ms);
+            self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), &self.variants);
         }
         Ok(decision)
     }
@@ -485,5 +486,38 @@ impl Engine {
             })
             .take(count)
             .collect())
+    }
+}
+
+/// What the decision log keeps of a decision (ids, sources and reasons' texts).
+fn logged(person: Option<&str>, decision: &Decision, now_ms: i64) -> LoggedDecision {
+    LoggedDecision {
+        id: decision.id.clone(),
+        person: person.map(str::to_owned),
+        at_ms: now_ms,
+        personalized: decision.personalized,
+        journey_stage: decision.journey_stage.as_str().to_owned(),
+        placements: decision
+            .placements
+            .iter()
+            .map(|p| LoggedPlacement {
+                slot: p.slot.clone(),
+                variant: p.variant.clone(),
+                items: p
+                    .items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.item.id.clone(),
+                            i.source.as_str().to_owned(),
+                            i.reasons.iter().map(|r| r.text.clone()).collect(),
+                        )
+                    })
+                    .collect(),
+                learned: p.variant_context.clone(),
+            })
+            .collect(),
+        experiments: decision.experiments.clone(),
+        channel: decision.channel.as_str().to_owned(),
     }
 }

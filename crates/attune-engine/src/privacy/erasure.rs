@@ -104,7 +104,7 @@ impl Engine {
                             let records = self.scan_records(table, &format!("{subject}\0"))?;
                             if table == Table::Decisions {
                                 // The review index first: its entries are found from the records.
-                                self.forget_review_index(&records)?;
+                                self.decisions.forget_review_index(&records)?;
                             }
                             for (key, _) in records {
                                 self.store.delete(table, &key)?;
