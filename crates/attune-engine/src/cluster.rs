@@ -200,7 +200,7 @@ impl Engine {
         self.sync_records(&mut report)?;
         // Experiment definitions, their bucket ranges and the global holdout (a few records),
         // and what the slots' variant bandits learned on every server (one record per slot).
-        self.load_experiments()?;
+        self.experiments.load()?;
         self.variants.load_stats()?;
         self.sync_events(&mut report)?;
         // Last: an erased person's events folded just above go with them.

@@ -52,6 +52,7 @@ pub use memory::MemoryEstimate;
 pub use audit::{AuditEntry, AuditLog};
 pub use editorial::Editorial;
 pub use decisions::DecisionLog;
+pub use experiments::Experiments;
 pub use variants::VariantBandits;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
@@ -166,7 +167,7 @@ pub struct Engine {
     decisions: DecisionLog,
     /// The slots' variant bandits (see [`variants`]).
     variants: variants::VariantBandits,
-    experiments: experiments::Experiments,
+    experiments: Experiments,
     cluster: cluster::ClusterState,
 }
 
@@ -183,6 +184,7 @@ impl Engine {
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let variants = VariantBandits::open(store.clone())?;
+        let experiments = Experiments::open(store.clone(), clock.clone(), audit.clone())?;
         let decisions = DecisionLog::new(store.clone(), clock.clone(), config.cluster);
         decisions.build_review_index()?;
         let engine = Engine {
@@ -203,10 +205,9 @@ impl Engine {
             models_settled: std::sync::atomic::AtomicBool::new(false),
             decisions,
             variants,
-            experiments: experiments::Experiments::default(),
+            experiments,
         };
         engine.load()?;
-        engine.load_experiments()?;
         engine.open_privacy()?;
         engine.reapply_ledger()?;
         Ok(engine)
@@ -561,7 +562,7 @@ impl Engine {
     /// and the variant bandits' increments, after retrying the attribution of answers whose
     /// decision was not stored yet. Called every second by the scheduler and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
-        self.flush_exposures()?;
+        self.experiments.flush_exposures()?;
         self.decisions.retry_attributions(&self.people, &self.variants);
         self.variants.flush_stats()?;
         self.decisions.flush()
@@ -570,6 +571,90 @@ impl Engine {
     /// Drops a person's decisions from memory (erasure).
     pub fn forget_decisions_of(&self, ids: &[String]) {
         self.decisions.forget_decisions_of(ids)
+    }
+
+    // ---- experiments ----
+
+    /// Adds or changes an experiment. Its bucket ranges are resized, never reassigned: raising a
+    /// weight or the coverage moves nobody.
+    pub fn put_experiment(
+        &self,
+        experiment: experiments::Experiment,
+        key_id: &str,
+    ) -> Result<experiments::StoredExperiment> {
+        self.experiments.put_experiment(experiment, key_id)
+    }
+
+    /// Stops (no more assignment or exposure; results stay) or archives an experiment.
+    pub fn set_experiment_status(
+        &self,
+        id: &str,
+        status: experiments::Status,
+        key_id: &str,
+    ) -> Result<experiments::StoredExperiment> {
+        self.experiments.set_experiment_status(id, status, key_id)
+    }
+
+    /// Every experiment, by id.
+    pub fn experiments(&self) -> Vec<experiments::Experiment> {
+        self.experiments.experiments()
+    }
+
+    /// Every experiment with its allocation and status, by id.
+    pub fn stored_experiments(&self) -> Vec<experiments::StoredExperiment> {
+        self.experiments.stored_experiments()
+    }
+
+    /// An experiment by id.
+    pub fn experiment(&self, id: &str) -> Option<experiments::Experiment> {
+        self.experiments.experiment(id)
+    }
+
+    /// An experiment with its allocation and status.
+    pub fn stored_experiment(&self, id: &str) -> Option<experiments::StoredExperiment> {
+        self.experiments.stored_experiment(id)
+    }
+
+    /// Sets the global holdout: a stable share of everyone kept on the non-personalized default
+    /// on every slot (and out of experiments). Growing it moves nobody out of it.
+    pub fn put_holdout(&self, share: f64, key_id: &str) -> Result<experiments::Holdout> {
+        self.experiments.put_holdout(share, key_id)
+    }
+
+    /// The global holdout.
+    pub fn holdout(&self) -> experiments::Holdout {
+        self.experiments.holdout()
+    }
+
+    /// Whether a (resolved) person is in the global holdout.
+    pub fn in_global_holdout(&self, person: &str) -> bool {
+        self.experiments.in_global_holdout(person)
+    }
+
+    /// The stored exposures of an experiment: (person, exposure).
+    pub fn exposures(&self, id: &str) -> Result<Vec<(String, experiments::Exposure)>> {
+        self.experiments.exposures(id)
+    }
+
+    /// Brings the analysis state of every running experiment (default window) up to date, so
+    /// that a query finds little to read: the scheduler calls it every few seconds, and right
+    /// after start, off the request path. Returns the experiments refreshed.
+    pub fn refresh_experiment_results(&self) -> Result<usize> {
+        self.experiments.refresh_results(&self.people)
+    }
+
+    /// The cumulative lift of an experiment's primary metric at up to `n_points` moments evenly
+    /// spaced from its first exposure to now, with always-valid intervals (the chart on the
+    /// console). Each person counts from their exposure, with their events up to the moment.
+    pub fn experiment_timeline(&self, id: &str, window_ms: i64, n_points: usize) -> Result<experiments::LiftTimeline> {
+        self.experiments.timeline(&self.people, id, window_ms, n_points)
+    }
+
+    /// Per metric and arm: sufficient statistics over exposed people, the analysis against the
+    /// control, and the sample-ratio check, computed from the store at query time (see
+    /// [`experiments::experiment_results`](experiments::Experiments::results)).
+    pub fn experiment_results(&self, id: &str, window_ms: i64) -> Result<experiments::ExperimentResults> {
+        self.experiments.results(&self.people, id, window_ms)
     }
 
     // ---- audit ----

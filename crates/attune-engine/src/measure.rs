@@ -177,7 +177,7 @@ impl Engine {
         let mut people: FxHashMap<String, (u64, FxHashSet<i64>, bool)> = FxHashMap::default();
         let (mut dwell, mut completed, mut survey_sum, mut survey_count, mut revenue) = (0u64, 0u64, 0.0, 0u64, 0.0);
         let mut failure = None;
-        let with_holdout = self.holdout().share > 0.0;
+        let with_holdout = self.experiments.holdout().share > 0.0;
         let mut groups: FxHashMap<(i64, bool), GroupAcc> = FxHashMap::default();
         self.store.scan_events(0, &mut |row| {
             if row.ts_ms < from_ms || row.ts_ms >= to_ms {
@@ -193,7 +193,7 @@ impl Engine {
             let person = self.resolve(event.subject.id());
             {
                 let week = (event.ts_ms - from_ms).div_euclid(7 * DAY_MS);
-                let acc = groups.entry((week, with_holdout && self.in_global_holdout(&person))).or_default();
+                let acc = groups.entry((week, with_holdout && self.experiments.in_global_holdout(&person))).or_default();
                 let p = acc.people.entry(person.clone()).or_default();
                 p.0 += 1;
                 match event.kind.builtin() {

@@ -344,11 +344,11 @@ impl Engine {
         let mut who = self.who(request.subject.as_deref(), now_ms);
         // Experiment arms and the global holdout are engine state: looked up before the pure
         // stages. People in the global holdout enter no experiment.
-        let in_holdout = who.id.as_deref().is_some_and(|person| self.in_global_holdout(person));
+        let in_holdout = who.id.as_deref().is_some_and(|person| self.experiments.in_global_holdout(person));
         let arms: Vec<Option<(String, String, Policy)>> = request
             .placements
             .iter()
-            .map(|p| if in_holdout { None } else { self.experiment_arm(&p.slot, who.id.as_deref()) })
+            .map(|p| if in_holdout { None } else { self.experiments.experiment_arm(&p.slot, who.id.as_deref()) })
             .collect();
         // A clean control: the holdout and a `popular` arm get, for the whole response, exactly
         // what a person without personalization consent gets.
@@ -416,7 +416,7 @@ impl Engine {
         if !request.preview {
             if let Some(person) = who.id.as_deref() {
                 for (experiment, arm) in &decision.experiments {
-                    self.expose(experiment, arm, person, now_ms);
+                    self.experiments.expose(experiment, arm, person, now_ms);
                 }
             }
             self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), &self.variants);

@@ -47,7 +47,7 @@ impl Engine {
             // from the counts.
             self.add_aggregates(to_aggregate)?;
             self.store.delete_events(&delete_seqs)?;
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
             self.refresh_person(person)?;
         }
         if !rewrite.append.is_empty() {

@@ -92,11 +92,11 @@ impl Engine {
                     for subject in ids {
                         self.store.delete_subject_events(subject)?;
                     }
-                    self.note_events_deleted()?;
+                    self.experiments.note_events_deleted()?;
                 }
                 // Records keyed by the person or an alias (and the exposure index naming them).
                 1 => {
-                    self.forget_exposures_of(ids)?;
+                    self.experiments.forget_exposures_of(ids)?;
                     for subject in ids {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
@@ -157,7 +157,7 @@ impl Engine {
                         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
-                    self.note_events_deleted()?;
+                    self.experiments.note_events_deleted()?;
                     self.forget_model_traces(ids);
                     for hook in self.privacy.hooks.read().iter() {
                         hook(ids);

@@ -387,7 +387,7 @@ impl Engine {
             .collect();
         let events = self.store.delete_events(&seqs)?;
         if events > 0 {
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
         }
         let now_ms = self.now_ms();
         self.store.put(Table::Forgotten, &format!("{person}\0{item}"), &to_json(&ForgottenRecord { at_ms: now_ms }))?;

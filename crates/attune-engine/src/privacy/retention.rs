@@ -24,7 +24,7 @@ impl Engine {
         }
         report.events_deleted = self.store.delete_expired_events(now_ms)?;
         if report.events_deleted > 0 {
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
         }
         let people: BTreeSet<String> = subjects.iter().map(|subject| self.resolve(subject)).collect();
         for person in &people {
@@ -45,7 +45,7 @@ impl Engine {
         let decision_cutoff = now_ms.saturating_sub(i64::from(self.config.decision_retention_days) * DAY_MS);
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
         self.decisions.sweep_review_index(decision_cutoff)?;
-        self.sweep_exposures(decision_cutoff)?;
+        self.experiments.sweep_exposures(decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
         let deleted =
