@@ -310,15 +310,7 @@ impl Engine {
         for (_, bytes) in &changes.changed {
             items.push(from_json::<Item>("item", bytes)?);
         }
-        let mut catalog = self.catalog.write();
-        let mut n = 0;
-        for item in items {
-            let same = catalog.lookup(&item.id).and_then(|idx| catalog.item(idx)).is_some_and(|known| **known == item);
-            if !same {
-                catalog.upsert(item);
-                n += 1;
-            }
-        }
+        let n = self.catalog.apply_stored_items(items);
         Ok(n)
     }
 
@@ -327,28 +319,7 @@ impl Engine {
         for (name, bytes) in changes.changed {
             parsed.push((name, from_json::<Schema>("schema", &bytes)?));
         }
-        let mut n = 0;
-        let mut signal_changed = Vec::new();
-        {
-            let mut schemas = self.schemas.write();
-            for (name, schema) in parsed {
-                if schemas.get(&name) != Some(&schema) {
-                    if schemas.get(&name).and_then(|s| s.signal.as_ref()) != schema.signal.as_ref() {
-                        signal_changed.push(name.clone());
-                    }
-                    schemas.insert(name, schema);
-                    n += 1;
-                }
-            }
-            for name in changes.removed {
-                if let Some(schema) = schemas.remove(&name) {
-                    n += 1;
-                    if schema.signal.is_some() {
-                        signal_changed.push(name);
-                    }
-                }
-            }
-        }
+        let (n, signal_changed) = self.catalog.apply_stored_schemas(parsed, changes.removed);
         // Another server changed what a declared type means: refold as it did.
         self.refold_declared(&signal_changed)?;
         Ok(n)
@@ -726,7 +697,7 @@ impl Engine {
         let published: PublishedModels =
             postcard::from_bytes(&bytes).map_err(|err| crate::error::corrupt("published models", err))?;
         let started = Instant::now();
-        let new_index: Vec<u32> = published.item_ids.iter().map(|id| self.intern_item(id).0).collect();
+        let new_index: Vec<u32> = published.item_ids.iter().map(|id| self.catalog.intern_item(id).0).collect();
         let (n_items, docs) = {
             let catalog = self.catalog.read();
             (catalog.len(), crate::models::item_docs(&catalog))
@@ -905,7 +876,7 @@ mod tests {
         let (ka, kb) = (a.catalog(), b.catalog());
         assert_ne!(ka.lookup("i-3"), kb.lookup("i-3"), "the test needs different numberings");
         let (ia, ib) = (ka.lookup("i-3").unwrap().0, kb.lookup("i-3").unwrap().0);
-        let named = |catalog: &crate::Catalog, row: &[(u32, f32)]| -> Vec<(String, f32)> {
+        let named = |catalog: &crate::catalog::ItemIndex, row: &[(u32, f32)]| -> Vec<(String, f32)> {
             row.iter().map(|&(j, s)| (catalog.id(attune_core::ItemIdx(j)).to_owned(), s)).collect()
         };
         let knn_a = trained.knn().expect("knn");

@@ -2,7 +2,7 @@
 //! profiles. An event is acknowledged only after the store said it is on disk.
 
 use attune_core::{
-    Event, FoldEvent, ItemIdx, Profile, Purpose,
+    Event, FoldEvent, Profile, Purpose,
     validate::{RawEvent, Rejection, validate_event},
 };
 use attune_store::{Appended, NewEvent, Table};
@@ -87,7 +87,7 @@ impl Engine {
     /// prepared before a change to them is stored as prepared.
     pub fn prepare_batch(&self, batch: Vec<IngestItem>) -> PreparedBatch {
         let now_ms = self.now_ms();
-        let schemas = self.schemas.read().clone();
+        let schemas = self.catalog.schemas.read().clone();
         let declared = |name: &str| schemas.get(name).cloned();
         let prepare = |item: IngestItem| self.prepare(item, &declared, now_ms);
         let prepared: Vec<Prepared> = if batch.len() >= PARALLEL_BATCH {
@@ -249,8 +249,8 @@ impl Engine {
     /// Folds an event into `person`'s profile (only with personalization consent), and counts it
     /// among the person's events if `count`.
     pub(crate) fn fold_into(&self, person: &str, event: &Event, updated_ms: i64, count: bool) {
-        let item = event.item.as_deref().map(|id| self.intern_item(id));
-        let signal = self.resolve_signal(event, item);
+        let item = event.item.as_deref().map(|id| self.catalog.intern_item(id));
+        let signal = self.catalog.resolve_signal(event, item);
         let catalog = self.catalog.read();
         let tags = item.map_or(&[][..], |idx| catalog.tags_of(idx));
         let purchasable = item.and_then(|idx| catalog.item(idx)).is_some_and(|item| item.is_purchasable());
@@ -292,13 +292,6 @@ impl Engine {
                 state.profile.get_or_insert_with(Profile::default).fold(&fold);
             }
         });
-    }
-
-    pub(crate) fn intern_item(&self, id: &str) -> ItemIdx {
-        if let Some(idx) = self.catalog.read().lookup(id) {
-            return idx;
-        }
-        self.catalog.write().intern_item(id)
     }
 
     /// Folds every stored event, in order, into profiles (at start).

@@ -39,7 +39,6 @@ use std::sync::Arc;
 use attune_core::{Consent, Preferences, Schema};
 use attune_store::{Store, Table};
 use parking_lot::RwLock;
-use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 pub use catalog::Catalog;
@@ -150,9 +149,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn Ids>,
     config: EngineConfig,
-    catalog: RwLock<Catalog>,
+    catalog: Catalog,
     people: People,
-    schemas: RwLock<FxHashMap<String, Schema>>,
     keys: Keys,
     audit: AuditLog,
     privacy: privacy::PrivacyState,
@@ -181,6 +179,7 @@ impl Engine {
         let cluster = cluster::ClusterState::new(config.cluster);
         let audit = AuditLog::new(store.clone(), clock.clone());
         let keys = Keys::open(store.clone(), clock.clone())?;
+        let catalog = Catalog::open(store.clone())?;
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let variants = VariantBandits::open(store.clone())?;
@@ -193,9 +192,8 @@ impl Engine {
             clock,
             ids: Arc::new(UlidIds),
             config,
-            catalog: RwLock::new(Catalog::default()),
+            catalog,
             people,
-            schemas: RwLock::new(FxHashMap::default()),
             keys,
             audit,
             privacy: privacy::PrivacyState::default(),
@@ -244,15 +242,6 @@ impl Engine {
     }
 
     fn load(&self) -> Result<()> {
-        let items: Vec<(String, attune_core::Item)> = self.scan_json(Table::Items, "", "item")?;
-        let schemas: Vec<(String, Schema)> = self.scan_json(Table::Schemas, "", "schema")?;
-        {
-            let mut catalog = self.catalog.write();
-            for (_, item) in items {
-                catalog.upsert(item);
-            }
-        }
-        self.schemas.write().extend(schemas);
         self.replay_events()
     }
 
@@ -287,7 +276,7 @@ impl Engine {
     }
 
     /// Reads the catalog.
-    pub fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, Catalog> {
+    pub fn catalog(&self) -> parking_lot::RwLockReadGuard<'_, catalog::ItemIndex> {
         self.catalog.read()
     }
 
@@ -319,51 +308,24 @@ impl Engine {
 
     /// Adds or replaces items, durably. Returns how many.
     pub fn upsert_items(&self, items: Vec<attune_core::Item>) -> Result<usize> {
-        let entries: Vec<(String, Vec<u8>)> = items.iter().map(|item| (item.id.clone(), to_json(item))).collect();
-        self.store.put_many(Table::Items, &entries)?;
-        let mut catalog = self.catalog.write();
-        let n = items.len();
-        for item in items {
-            catalog.upsert(item);
-        }
-        Ok(n)
+        self.catalog.upsert_items(items)
     }
 
     /// An item by id.
     pub fn item(&self, id: &str) -> Option<Arc<attune_core::Item>> {
-        let catalog = self.catalog.read();
-        catalog.lookup(id).and_then(|idx| catalog.item(idx).cloned())
+        self.catalog.item(id)
     }
 
     /// Marks an item unavailable (it is never recommended again; history keeps it).
     pub fn withdraw_item(&self, id: &str) -> Result<()> {
-        let mut catalog = self.catalog.write();
-        let item = catalog.withdraw(id).ok_or_else(|| UserError::not_found("item", id))?;
-        self.store.put(Table::Items, id, &to_json(&*item))?;
-        Ok(())
+        self.catalog.withdraw_item(id)
     }
 
     // ---- schemas ----
 
     /// Declares (or redeclares) an event type.
     pub fn put_schema(&self, name: &str, schema: Schema) -> Result<()> {
-        if attune_core::BuiltinType::parse(name).is_some() {
-            return Err(UserError::Invalid {
-                kind: error::Invalid::BuiltinType,
-                field: None,
-                message: format!("`{name}` is a built-in event type; its schema is fixed."),
-            }
-            .into());
-        }
-        self.store.put(Table::Schemas, name, &to_json(&schema))?;
-        let signal_changed = {
-            let mut schemas = self.schemas.write();
-            let before = schemas.get(name).and_then(|s| s.signal.clone());
-            let changed = before != schema.signal;
-            schemas.insert(name.to_owned(), schema);
-            changed
-        };
-        if signal_changed {
+        if self.catalog.put_schema(name, schema)? {
             // What the type means changed: the profiles its stored events shaped are refolded.
             self.refold_declared(&[name.to_owned()])?;
         }
@@ -372,14 +334,12 @@ impl Engine {
 
     /// A declared schema.
     pub fn schema(&self, name: &str) -> Option<Schema> {
-        self.schemas.read().get(name).cloned()
+        self.catalog.schema(name)
     }
 
     /// Every declared schema.
     pub fn schemas(&self) -> Vec<(String, Schema)> {
-        let mut all: Vec<_> = self.schemas.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        self.catalog.schemas()
     }
 
     // ---- keys ----

@@ -195,7 +195,7 @@ fn scale_to_unit(values: &mut [f32]) {
 }
 
 /// Content documents for every catalog index (empty for items only seen in events).
-pub(crate) fn item_docs(catalog: &crate::Catalog) -> Vec<ItemDoc> {
+pub(crate) fn item_docs(catalog: &crate::catalog::ItemIndex) -> Vec<ItemDoc> {
     (0..catalog.len() as u32)
         .map(|i| match catalog.item(attune_core::ItemIdx(i)) {
             Some(item) => {
@@ -236,7 +236,7 @@ impl Engine {
         let mut n_events = 0usize;
         let mut hour_prior = vec![0f32; 24];
         let mut consent_cache: FxHashMap<String, attune_core::Consent> = FxHashMap::default();
-        let declared = self.declared_weights();
+        let declared = self.catalog.declared_weights();
         let mut failure = None;
         self.store.scan_events(0, &mut |row| {
             let event: Event = match postcard::from_bytes(&row.payload) {
@@ -262,7 +262,7 @@ impl Engine {
             if !consent.allows(Purpose::Personalization) {
                 return true;
             }
-            let item = self.intern_item(item_id);
+            let item = self.catalog.intern_item(item_id);
             let n_users = users.len() as u32;
             let user = *users.entry(person).or_insert(n_users);
             let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));

@@ -1,7 +1,8 @@
 //! What spans people and the other components: the person view (`GET /v1/users/{id}`),
 //! identify and merge, and refolding a person's profile from the store.
 
-use attune_core::{Consent, Event, JourneyStage, Preferences, Profile, Purpose};
+use attune_core::{Consent, Event, EventType, JourneyStage, Preferences, Profile, Purpose};
+use rustc_hash::FxHashSet;
 use attune_store::Table;
 
 use crate::error::{Invalid, Result, UserError};
@@ -238,5 +239,30 @@ impl Engine {
             self.fold_into(person, event, event.ts_ms, false);
         }
         Ok(())
+    }
+
+    /// Refolds the profiles of everyone with stored events of these declared types (their signal
+    /// changed). One scan of the event log; runs on a schema change, which is rare.
+    pub(crate) fn refold_declared(&self, types: &[String]) -> Result<usize> {
+        if types.is_empty() {
+            return Ok(0);
+        }
+        let mut people: FxHashSet<String> = FxHashSet::default();
+        try_events(
+            |visit| self.store.scan_events(0, visit),
+            |row| {
+                let event = decode_event(&row.payload)?;
+                if let EventType::Declared(name) = &event.kind
+                    && types.iter().any(|t| t == name)
+                {
+                    people.insert(self.people.resolve(event.subject.id()));
+                }
+                Ok(true)
+            },
+        )?;
+        for person in &people {
+            self.rebuild_profile(person)?;
+        }
+        Ok(people.len())
     }
 }

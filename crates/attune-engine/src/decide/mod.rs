@@ -240,7 +240,7 @@ const POOL: usize = 300;
 /// What every stage reads: the moment's snapshot of the engine's state (read-only).
 pub(crate) struct Inputs<'a> {
     pub now_ms: i64,
-    pub catalog: &'a crate::Catalog,
+    pub catalog: &'a crate::catalog::ItemIndex,
     pub editorial: &'a EditorialSettings,
     pub models: &'a ModelSnapshot,
     pub revelation: Revelation,

@@ -76,7 +76,7 @@ impl Engine {
         match event.kind.builtin() {
             Some(builtin) => builtin.schema().purpose,
             // A schema removed since keeps its events under the strictest reading: personalization.
-            None => self.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose),
+            None => self.catalog.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose),
         }
     }
 }
