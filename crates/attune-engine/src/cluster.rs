@@ -33,12 +33,8 @@
 //!   server does. An erasure that starts and finishes between two syncs is not seen (the record
 //!   names no one afterwards): its person stays in this process's memory until it restarts.
 //!
-//! Models: one process trains (the server elects it with the store's training lock) and publishes
-//! with [`Engine::publish_models`]; the others call [`Engine::load_published_models`]. The
-//! published form carries the trainer's item id list; a loading process maps each id to its own
-//! catalog index (interning unknown ids) and renumbers the models, because catalog indices are
-//! per process (see [`crate::models`]). The content model is not shipped: it is refitted from the
-//! local catalog.
+//! Models: one process trains (the scheduler elects it with the store's training lock) and
+//! publishes them; the others load them (`models/publish.rs`).
 
 use std::{collections::BTreeSet, time::Instant};
 
@@ -103,8 +99,6 @@ pub(crate) struct ClusterState {
     syncing: Mutex<()>,
     /// Erasure tombstones already applied (or written) here.
     tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
-    /// Whether this process holds the training lock (see [`Engine::set_trainer`]).
-    trainer: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -473,7 +467,7 @@ impl Engine {
         for id in &erased {
             self.people.remove(id);
         }
-        self.forget_model_traces(&erased);
+        self.decisions.forget_decisions_of(&erased);
         self.decisions.delete_stored_decisions_of(&erased)?;
         report.erased += erased.len();
         Ok(())
@@ -498,7 +492,7 @@ impl Engine {
         for id in &known {
             self.people.remove(id);
         }
-        self.forget_model_traces(&known);
+        self.decisions.forget_decisions_of(&known);
         self.decisions.delete_stored_decisions_of(&known)?;
         report.erased += known.len();
         Ok(())
@@ -524,229 +518,6 @@ fn tombstone_hash(salt: u64, id: &str) -> String {
 }
 
 // ---- published models ----
-
-/// Key of the published models' header in [`Table::Models`].
-const MODELS_CURRENT: &str = "current";
-/// Published models are written in chunks of this many bytes (one record each).
-const MODEL_CHUNK: usize = 4 << 20;
-
-/// What [`Table::Models`] holds under `current` (JSON): which version is published and where its
-/// bytes are (`blob\0<version>\0<chunk:06>`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct PublishedHeader {
-    version: u64,
-    trained_at_ms: i64,
-    n_chunks: usize,
-    n_bytes: usize,
-    /// xxh3 of the concatenated chunks.
-    digest: u64,
-}
-
-/// The published form of a [`ModelSnapshot`] (postcard). Item indices are the trainer's; the
-/// trainer's catalog id of index `i` is `item_ids[i]`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PublishedModels {
-    version: u64,
-    trained_at_ms: i64,
-    n_users: usize,
-    n_interactions: usize,
-    n_events: usize,
-    stats: Vec<(String, f64)>,
-    item_ids: Vec<String>,
-    ranker: Option<attune_rank::Ranker>,
-    popularity: Vec<f32>,
-    trending: Vec<f32>,
-    hour_prior: Vec<f32>,
-    general_scale: f32,
-}
-
-fn blob_key(version: u64, chunk: usize) -> String {
-    format!("blob\0{version:020}\0{chunk:06}")
-}
-
-fn stat_name(name: &str) -> &'static str {
-    match name {
-        "popularity" => "popularity",
-        "trending" => "trending",
-        "served" => "served",
-        "content" => "content",
-        _ => "other",
-    }
-}
-
-fn remap_scores(scores: &[f32], new_index: &[u32], n_items: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n_items];
-    for (old, &score) in scores.iter().enumerate() {
-        out[new_index[old] as usize] = score;
-    }
-    out
-}
-
-impl Engine {
-    /// Whether this process trains the models: always on its own store; on a shared one, while it
-    /// holds the training lock (the server's model thread reports that with [`set_trainer`]).
-    ///
-    /// [`set_trainer`]: Engine::set_trainer
-    pub fn is_trainer(&self) -> bool {
-        !self.cluster.enabled || self.cluster.trainer.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Records whether this process holds the cluster's training lock.
-    pub fn set_trainer(&self, holds_the_lock: bool) {
-        self.cluster.trainer.store(holds_the_lock, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Asks whichever process trains to train now (on a shared store: the lock holder, within its
-    /// next poll), through the same durable marker an erasure leaves.
-    pub fn request_training(&self) -> Result<()> {
-        self.request_retrain_by(self.now_ms())
-    }
-
-    /// Writes the models in use to [`Table::Models`] for the other processes on the store: the
-    /// chunks of the new version first, then the `current` header that names them, then the
-    /// previous version's chunks are deleted. Returns the published version. The caller must hold
-    /// the cluster's training lock (only one process publishes).
-    pub fn publish_models(&self) -> Result<u64> {
-        let snapshot = self.models();
-        let item_ids: Vec<String> = {
-            let catalog = self.catalog.read();
-            (0..snapshot.n_items as u32).map(|i| catalog.id(attune_core::ItemIdx(i)).to_owned()).collect()
-        };
-        let published = PublishedModels {
-            version: snapshot.version,
-            trained_at_ms: snapshot.trained_at_ms,
-            n_users: snapshot.n_users,
-            n_interactions: snapshot.n_interactions,
-            n_events: snapshot.n_events,
-            stats: snapshot.stats.iter().map(|s| (s.name.to_owned(), s.fit_seconds)).collect(),
-            item_ids,
-            ranker: snapshot.ranker.clone(),
-            popularity: snapshot.popularity.clone(),
-            trending: snapshot.trending.clone(),
-            hour_prior: snapshot.hour_prior.clone(),
-            general_scale: snapshot.general_scale,
-        };
-        let bytes = postcard::to_stdvec(&published).expect("models always encode");
-        let previous = self.published_header()?;
-        let chunks: Vec<(String, Vec<u8>)> = bytes
-            .chunks(MODEL_CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| (blob_key(snapshot.version, i), chunk.to_vec()))
-            .collect();
-        for chunk in &chunks {
-            self.store.put(Table::Models, &chunk.0, &chunk.1)?;
-        }
-        let header = PublishedHeader {
-            version: snapshot.version,
-            trained_at_ms: snapshot.trained_at_ms,
-            n_chunks: chunks.len(),
-            n_bytes: bytes.len(),
-            digest: digest(&bytes),
-        };
-        self.store.put(Table::Models, MODELS_CURRENT, &crate::to_json(&header))?;
-        if let Some(previous) = previous.filter(|p| p.version != header.version) {
-            for i in 0..previous.n_chunks {
-                self.store.delete(Table::Models, &blob_key(previous.version, i))?;
-            }
-        }
-        tracing::info!(version = header.version, bytes = header.n_bytes, "models published");
-        Ok(header.version)
-    }
-
-    /// The version published in the store, if any.
-    pub fn published_models_version(&self) -> Result<Option<u64>> {
-        Ok(self.published_header()?.map(|h| h.version))
-    }
-
-    fn published_header(&self) -> Result<Option<PublishedHeader>> {
-        match self.store.get(Table::Models, MODELS_CURRENT)? {
-            Some(bytes) => Ok(Some(from_json("published models header", &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Loads the published models if their version differs from the one in use, renumbering items
-    /// to this process's catalog, and swaps them in. Returns the version loaded (`None`: nothing
-    /// new). People erased here stay hidden unless the loaded models no longer know them.
-    pub fn load_published_models(&self) -> Result<Option<u64>> {
-        let loaded = self.load_published_models_once();
-        if loaded.is_ok() {
-            self.models_settled.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        loaded
-    }
-
-    fn load_published_models_once(&self) -> Result<Option<u64>> {
-        let Some(header) = self.published_header()? else { return Ok(None) };
-        if header.version == self.models().version {
-            return Ok(None);
-        }
-        let mut bytes = Vec::with_capacity(header.n_bytes);
-        for i in 0..header.n_chunks {
-            // A chunk may vanish when a newer version replaces this one meanwhile: the next poll
-            // loads that one.
-            let chunk = self
-                .store
-                .get(Table::Models, &blob_key(header.version, i))?
-                .ok_or_else(|| crate::error::corrupt("published models", "a chunk is missing (replaced meanwhile?)"))?;
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() != header.n_bytes || digest(&bytes) != header.digest {
-            return Err(crate::error::corrupt("published models", "length or digest mismatch"));
-        }
-        let published: PublishedModels =
-            postcard::from_bytes(&bytes).map_err(|err| crate::error::corrupt("published models", err))?;
-        let started = Instant::now();
-        let new_index: Vec<u32> = published.item_ids.iter().map(|id| self.catalog.intern_item(id).0).collect();
-        let (n_items, docs) = {
-            let catalog = self.catalog.read();
-            (catalog.len(), crate::models::item_docs(&catalog))
-        };
-        let identity = n_items == new_index.len() && new_index.iter().enumerate().all(|(i, &j)| i as u32 == j);
-        let (ranker, popularity, trending) = if identity {
-            (published.ranker, published.popularity, published.trending)
-        } else {
-            (
-                published.ranker.map(|m| m.remap_items(&new_index, n_items)),
-                remap_scores(&published.popularity, &new_index, n_items),
-                remap_scores(&published.trending, &new_index, n_items),
-            )
-        };
-        let content =
-            (!docs.is_empty()).then(|| attune_rank::Content::fit(&docs, &attune_rank::ContentParams::default()));
-        let snapshot = crate::models::ModelSnapshot {
-            version: published.version,
-            trained_at_ms: published.trained_at_ms,
-            n_users: published.n_users,
-            n_items,
-            n_interactions: published.n_interactions,
-            n_events: published.n_events,
-            stats: published
-                .stats
-                .iter()
-                .map(|(name, fit_seconds)| crate::models::ModelStats {
-                    name: stat_name(name),
-                    fit_seconds: *fit_seconds,
-                    metrics: (name == "served").then(|| ranker.as_ref().and_then(|r| r.report().validation)).flatten(),
-                })
-                .collect(),
-            ranker,
-            popularity,
-            trending,
-            content,
-            hour_prior: published.hour_prior,
-            general_scale: published.general_scale,
-        };
-        *self.models.write() = std::sync::Arc::new(snapshot);
-        tracing::info!(
-            version = header.version,
-            remapped = !identity,
-            seconds = started.elapsed().as_secs_f64(),
-            "published models loaded"
-        );
-        Ok(Some(header.version))
-    }
-}
 
 #[cfg(test)]
 mod tests {

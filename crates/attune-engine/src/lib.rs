@@ -38,7 +38,6 @@ use std::sync::Arc;
 
 use attune_core::{Consent, Preferences, Schema};
 use attune_store::{Store, Table};
-use parking_lot::RwLock;
 use serde::Deserialize;
 
 pub use catalog::Catalog;
@@ -52,6 +51,7 @@ pub use audit::{AuditEntry, AuditLog};
 pub use editorial::Editorial;
 pub use decisions::DecisionLog;
 pub use experiments::Experiments;
+pub use models::Models;
 pub use variants::VariantBandits;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
@@ -155,12 +155,7 @@ pub struct Engine {
     audit: AuditLog,
     privacy: privacy::PrivacyState,
     editorial: Editorial,
-    models: RwLock<Arc<models::ModelSnapshot>>,
-    /// One training at a time.
-    training: parking_lot::Mutex<()>,
-    /// Set once a training attempt has finished or published models were looked for
-    /// ([`Engine::ready`]).
-    models_settled: std::sync::atomic::AtomicBool,
+    models: Models,
     /// People erased since the models were trained: their factors are never used again.
     decisions: DecisionLog,
     /// The slots' variant bandits (see [`variants`]).
@@ -183,6 +178,7 @@ impl Engine {
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let variants = VariantBandits::open(store.clone())?;
+        let models = Models::new(store.clone(), clock.clone(), config.ranker.clone(), config.cluster);
         let experiments = Experiments::open(store.clone(), clock.clone(), audit.clone())?;
         let decisions = DecisionLog::new(store.clone(), clock.clone(), config.cluster);
         decisions.build_review_index()?;
@@ -198,9 +194,7 @@ impl Engine {
             audit,
             privacy: privacy::PrivacyState::default(),
             editorial,
-            models: RwLock::new(Arc::new(models::ModelSnapshot::empty())),
-            training: parking_lot::Mutex::new(()),
-            models_settled: std::sync::atomic::AtomicBool::new(false),
+            models,
             decisions,
             variants,
             experiments,
@@ -291,7 +285,7 @@ impl Engine {
     /// models published by another server were looked for and loaded if there were any. Until
     /// then decisions work, but without models.
     pub fn ready(&self) -> bool {
-        self.models_settled.load(std::sync::atomic::Ordering::SeqCst)
+        self.models.settled()
     }
 
     /// The person id an id resolves to (anonymous ids merged into a person resolve to the person).
@@ -615,6 +609,68 @@ impl Engine {
     /// [`experiments::experiment_results`](experiments::Experiments::results)).
     pub fn experiment_results(&self, id: &str, window_ms: i64) -> Result<experiments::ExperimentResults> {
         self.experiments.results(&self.people, id, window_ms)
+    }
+
+    // ---- models ----
+
+    /// The models decisions use now.
+    pub fn models(&self) -> Arc<models::ModelSnapshot> {
+        self.models.current()
+    }
+
+    /// Trains every model from the event log and swaps them in. On error the previous models stay.
+    pub fn train(&self) -> Result<Arc<models::ModelSnapshot>> {
+        self.models.train(&self.catalog, &self.people)
+    }
+
+    /// Whether this process trains the models: always on its own store; on a shared one, while it
+    /// holds the training lock (the scheduler's model thread reports that with
+    /// [`Engine::set_trainer`]).
+    pub fn is_trainer(&self) -> bool {
+        self.models.is_trainer()
+    }
+
+    /// Records whether this process holds the cluster's training lock.
+    pub fn set_trainer(&self, holds_the_lock: bool) {
+        self.models.set_trainer(holds_the_lock)
+    }
+
+    /// Asks whichever process trains to train now (on a shared store: the lock holder, within its
+    /// next poll), through the same durable marker an erasure leaves.
+    pub fn request_training(&self) -> Result<()> {
+        self.models.request_retrain_by(self.now_ms())
+    }
+
+    /// When the next training must have started (ms since the epoch), if an erasure or a
+    /// forgotten item requires one: item-side statistics still hold the removed interactions.
+    pub fn retrain_due_ms(&self) -> Result<Option<i64>> {
+        self.models.retrain_due_ms()
+    }
+
+    /// Clears the retrain marker after a training that read the store from `training_started_ms`
+    /// on; a marker set later (an erasure during the training) stays.
+    pub fn clear_retrain_due(&self, training_started_ms: i64) -> Result<()> {
+        self.models.clear_retrain_due(training_started_ms)
+    }
+
+    /// Writes the models in use to `Table::Models` for the other processes on the store: the
+    /// chunks of the new version first, then the `current` header that names them, then the
+    /// previous version's chunks are deleted. Returns the published version. The caller must hold
+    /// the cluster's training lock (only one process publishes).
+    pub fn publish_models(&self) -> Result<u64> {
+        self.models.publish(&self.catalog)
+    }
+
+    /// The version published in the store, if any.
+    pub fn published_models_version(&self) -> Result<Option<u64>> {
+        self.models.published_version()
+    }
+
+    /// Loads the published models if their version differs from the one in use, renumbering items
+    /// to this process's catalog, and swaps them in. Returns the version loaded (`None`: nothing
+    /// new).
+    pub fn load_published_models(&self) -> Result<Option<u64>> {
+        self.models.load_published(&self.catalog)
     }
 
     // ---- audit ----

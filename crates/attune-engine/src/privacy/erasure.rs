@@ -18,7 +18,7 @@ impl Engine {
         let _exclusive = self.privacy.exclusive.lock();
         let pending = self.begin_erasure(id, key_id)?;
         // Decisions logged in memory must not be flushed back after the store forgets them.
-        self.forget_model_traces(&pending.ids);
+        self.decisions.forget_decisions_of(&pending.ids);
         self.run_erasure(&pending, ERASURE_STEPS, false)?;
         self.erasure_receipt(&pending.receipt_id)?
             .ok_or_else(|| crate::error::corrupt("erasure receipt", "missing after erasure"))
@@ -158,7 +158,10 @@ impl Engine {
                         self.people.remove(subject);
                     }
                     self.experiments.note_events_deleted()?;
-                    self.forget_model_traces(ids);
+                    // The served models keep no vector or row per person (histories are folded in at request
+                    // time): nothing of the person is scored again once the profile is gone; their share of
+                    // item statistics goes with the forced retrain. Their decisions leave the log here.
+                    self.decisions.forget_decisions_of(ids);
                     for hook in self.privacy.hooks.read().iter() {
                         hook(ids);
                     }

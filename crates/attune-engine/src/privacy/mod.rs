@@ -18,7 +18,7 @@
 //! - [`Table::Forgotten`]: `<person>\0<item>`; [`Table::Erasures`]: `pending\0<person>` while an
 //!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
 //!   their receipt id (`rcpt_…`).
-//! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due` (see
+//! - [`Table::Meta`]: `retrain_due` (see [`crate::models::Models::retrain_due_ms`]), `purge_due` (see
 //!   [`Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
 //!   person's `/me` links (erasure deletes it, so links issued before an erasure never work
 //!   again); `erasure_ledger_secret` and `erasure_ledger_checked` (see [`crate::ledger`]).
@@ -37,7 +37,7 @@
 //!   erasure has removed the stored data; drop those users' factors from live models then. Models
 //!   persisted in [`Table::Models`] must not outlive an erasure with the person's factors: retrain
 //!   (see below) or rewrite them.
-//! - [`Engine::retrain_due_ms`]: after an erasure or a forgotten item the next training must start
+//! - [`crate::Engine::retrain_due_ms`]: after an erasure or a forgotten item the next training must start
 //!   by this time (at most [`RETRAIN_DEADLINE_MS`] later); item-side statistics (co-occurrences,
 //!   popularity) are cleaned by that training. Check it at start too: an erasure completed at
 //!   start (after a crash) ran before any hook was registered.
@@ -86,7 +86,6 @@ const DAY_MS: i64 = 86_400_000;
 const PENDING_PREFIX: &str = "pending\0";
 const REWRITE_PREFIX: &str = "rewrite\0";
 const RECEIPT_PREFIX: &str = "rcpt_";
-const META_RETRAIN_DUE: &str = "retrain_due";
 const META_PURGE_DUE: &str = "purge_due";
 const META_LINK_SECRET: &str = "me_link_secret";
 const ME_LINK_PREFIX: &str = "me_link\0";
@@ -253,12 +252,6 @@ struct RewrittenEvent {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct RetrainDue {
-    due_ms: i64,
-    requested_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ForgottenRecord {
     at_ms: i64,
 }
@@ -324,43 +317,8 @@ impl Engine {
         self.privacy.hooks.write().push(hook);
     }
 
-    /// When the next training must have started (ms since the epoch), if an erasure or a
-    /// forgotten item requires one: item-side statistics still hold the removed interactions.
-    pub fn retrain_due_ms(&self) -> Result<Option<i64>> {
-        Ok(self.retrain_due()?.map(|due| due.due_ms))
-    }
-
-    /// Clears the retrain marker after a training that read the store from `training_started_ms`
-    /// on; a marker set later (an erasure during the training) stays.
-    pub fn clear_retrain_due(&self, training_started_ms: i64) -> Result<()> {
-        if let Some(due) = self.retrain_due()?
-            && due.requested_ms <= training_started_ms
-        {
-            self.store.delete(Table::Meta, META_RETRAIN_DUE)?;
-        }
-        Ok(())
-    }
-
-    fn retrain_due(&self) -> Result<Option<RetrainDue>> {
-        match self.store.get(Table::Meta, META_RETRAIN_DUE)? {
-            Some(bytes) => Ok(Some(from_json("retrain marker", &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
     fn request_retrain(&self) -> Result<()> {
-        self.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
-    }
-
-    /// Leaves (or moves earlier) the marker asking for a training that starts by `due_ms`.
-    pub(crate) fn request_retrain_by(&self, due_ms: i64) -> Result<()> {
-        let now_ms = self.now_ms();
-        let due_ms = match self.retrain_due()? {
-            Some(due) => due.due_ms.min(due_ms),
-            None => due_ms,
-        };
-        self.store.put(Table::Meta, META_RETRAIN_DUE, &to_json(&RetrainDue { due_ms, requested_ms: now_ms }))?;
-        Ok(())
+        self.models.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
     }
 
     // ---- forgetting ----
