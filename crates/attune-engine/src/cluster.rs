@@ -241,7 +241,7 @@ impl Engine {
 
     fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
         let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), Box::new(event))).collect();
-        self.apply_events(events, now_ms);
+        self.fold().apply_events(events, now_ms);
     }
 
     /// Scans `table` and returns what differs from the digests, recording the new ones.
@@ -315,7 +315,7 @@ impl Engine {
         }
         let (n, signal_changed) = self.catalog.apply_stored_schemas(parsed, changes.removed);
         // Another server changed what a declared type means: refold as it did.
-        self.refold_declared(&signal_changed)?;
+        self.profiles().refold_declared(&signal_changed)?;
         Ok(n)
     }
 

@@ -18,6 +18,7 @@ pub mod digest;
 pub mod editorial;
 pub mod error;
 pub mod experiments;
+mod fold;
 mod ingest;
 pub mod audit;
 pub mod keys;
@@ -236,7 +237,36 @@ impl Engine {
     }
 
     fn load(&self) -> Result<()> {
-        self.replay_events()
+        self.fold().replay_events()
+    }
+
+    // ---- the pipelines' views of the components ----
+
+    pub(crate) fn fold(&self) -> fold::FoldCtx<'_> {
+        fold::FoldCtx { store: &*self.store, catalog: &self.catalog, people: &self.people, cluster: &self.cluster }
+    }
+
+    fn ingest_ctx(&self) -> ingest::IngestCtx<'_> {
+        ingest::IngestCtx {
+            store: &*self.store,
+            clock: &*self.clock,
+            catalog: &self.catalog,
+            people: &self.people,
+            cluster: &self.cluster,
+            decisions: &self.decisions,
+            variants: &self.variants,
+        }
+    }
+
+    pub(crate) fn profiles(&self) -> profiles::ProfilesCtx<'_> {
+        profiles::ProfilesCtx {
+            store: &*self.store,
+            clock: &*self.clock,
+            audit: &self.audit,
+            catalog: &self.catalog,
+            people: &self.people,
+            cluster: &self.cluster,
+        }
     }
 
     /// Every record of `table` under `prefix`, in key order.
@@ -321,7 +351,7 @@ impl Engine {
     pub fn put_schema(&self, name: &str, schema: Schema) -> Result<()> {
         if self.catalog.put_schema(name, schema)? {
             // What the type means changed: the profiles its stored events shaped are refolded.
-            self.refold_declared(&[name.to_owned()])?;
+            self.profiles().refold_declared(&[name.to_owned()])?;
         }
         Ok(())
     }
@@ -685,7 +715,78 @@ impl Engine {
         self.audit.entries(since_ms, limit)
     }
 
+    // ---- events ----
+
+    /// Ingests a batch. Refused events never fail the others. Returns after accepted events are
+    /// durable.
+    ///
+    /// Three stages: validate and encode every event (in parallel for large batches, e.g.
+    /// `attune import`), append durably (one store call, one fsync), then fold the new events
+    /// into profiles (in parallel across people shards, each person's events in batch order).
+    pub fn ingest(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
+        self.ingest_ctx().ingest(batch)
+    }
+
+    /// [`ingest`](Engine::ingest) for bulk loads (`attune import`): the same validation, consent
+    /// rules, deduplication and durability, stored with the backend's bulk path, which is faster
+    /// per event for large batches (tens of thousands of events) and slower for small ones.
+    pub fn ingest_bulk(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
+        self.ingest_ctx().ingest_bulk(batch)
+    }
+
+    /// The first half of [`ingest_bulk`](Engine::ingest_bulk): validates and encodes a batch (on
+    /// all cores when it is large) without storing anything, so that a bulk load can prepare the
+    /// next batch while the previous one is stored. Consent and identity are read now: a batch
+    /// prepared before a change to them is stored as prepared.
+    pub fn prepare_batch(&self, batch: Vec<IngestItem>) -> PreparedBatch {
+        self.ingest_ctx().prepare_batch(batch)
+    }
+
+    /// The second half of [`ingest_bulk`](Engine::ingest_bulk) (`bulk`) or of
+    /// [`ingest`](Engine::ingest): stores a prepared batch durably, then folds its new events.
+    pub fn store_batch(&self, batch: PreparedBatch, bulk: bool) -> Result<IngestReport> {
+        self.ingest_ctx().store_batch(batch, bulk)
+    }
+
+    /// Decodes a stored event payload.
+    pub fn decode_event(payload: &[u8]) -> Result<attune_core::Event> {
+        records::decode_event(payload)
+    }
+
     // ---- people ----
+
+    /// What Attune knows about `id`; `NotFound` when nothing is known.
+    pub fn person(&self, id: &str) -> Result<PersonView> {
+        self.profiles().person(id)
+    }
+
+    /// The device's history becomes the person's (`POST /v1/identify`). Logged and audited.
+    /// Refuses (`identity_conflict`) to merge an id that is itself a known person (see
+    /// [`Engine::is_known_person`]): that would hand one person's history to another.
+    pub fn identify(&self, anonymous_id: &str, user: &str, key_id: &str) -> Result<MergeReport> {
+        self.identify_with(anonymous_id, user, key_id, false)
+    }
+
+    /// [`Engine::identify`]; with `force` (an admin's explicit request) a known person is merged
+    /// too. A merge stays undoable ([`Engine::unmerge`]).
+    pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
+        self.profiles().identify_with(anonymous_id, user, key_id, force)
+    }
+
+    /// Undoes a merge: the anonymous id's history is its own again.
+    pub fn unmerge(&self, anonymous_id: &str, key_id: &str) -> Result<()> {
+        self.profiles().unmerge(anonymous_id, key_id)
+    }
+
+    /// Every stored event of a person and their aliases, in sequence order.
+    pub fn events_of(&self, person: &str) -> Result<Vec<(u64, attune_core::Event)>> {
+        self.profiles().events_of(person)
+    }
+
+    /// Refolds a person's profile from the store (after a merge, a consent grant, a forgotten item).
+    pub fn rebuild_profile(&self, person: &str) -> Result<()> {
+        self.profiles().rebuild_profile(person)
+    }
 
     /// Anonymous ids merged into `person`, sorted.
     pub fn aliases_of(&self, person: &str) -> Vec<String> {

@@ -5,9 +5,16 @@ use attune_core::{Consent, Event, EventType, JourneyStage, Preferences, Profile,
 use rustc_hash::FxHashSet;
 use attune_store::Table;
 
+use attune_store::Store;
+
+use crate::audit::AuditLog;
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::cluster::ClusterState;
 use crate::error::{Invalid, Result, UserError};
+use crate::fold::FoldCtx;
+use crate::people::People;
 use crate::records::{decode_event, to_json, try_events};
-use crate::Engine;
 
 /// What Attune knows and infers about a person (`GET /v1/users/{id}`).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,18 +54,32 @@ pub struct MergeReport {
     pub merged_events: u64,
 }
 
-impl Engine {
+/// What the person-level operations read and write.
+pub(crate) struct ProfilesCtx<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub audit: &'a AuditLog,
+    pub catalog: &'a Catalog,
+    pub people: &'a People,
+    pub cluster: &'a ClusterState,
+}
+
+impl ProfilesCtx<'_> {
+    fn fold(&self) -> FoldCtx<'_> {
+        FoldCtx { store: self.store, catalog: self.catalog, people: self.people, cluster: self.cluster }
+    }
+
     /// What Attune knows about `id`; `NotFound` when nothing is known.
-    pub fn person(&self, id: &str) -> Result<PersonView> {
-        let person = self.resolve(id);
-        let now_ms = self.now_ms();
+    pub(crate) fn person(&self, id: &str) -> Result<PersonView> {
+        let person = self.people.resolve(id);
+        let now_ms = self.clock.now_ms();
         let aliases = self.people.aliases_of(&person);
         let n_alias_events: u64 =
             aliases.iter().map(|alias| self.people.read(alias, |s| s.map_or(0, |s| s.n_events))).sum();
         let catalog = self.catalog.read();
         self.people.read(&person, |state| {
             let state = state.ok_or_else(|| UserError::not_found("user", id))?;
-            let consent = state.consent.unwrap_or(self.config.default_consent);
+            let consent = state.consent.unwrap_or(self.people.default_consent());
             let preferences = state.preferences.clone().unwrap_or_default();
             let profile = state.profile.as_ref().filter(|_| consent.personalization);
             let affinities = profile
@@ -96,44 +117,14 @@ impl Engine {
         })
     }
 
-    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
-    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
-    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
-        crate::people::check_user_id(id)?;
-        let person = self.resolve(id);
-        let before = self.consent_of(&person);
-        self.store.put(Table::Consent, &person, &to_json(&consent))?;
-        let now_ms = self.now_ms();
-        let had_profile = self.people.update(&person, |state| {
-            state.consent = Some(consent);
-            state.updated_ms = now_ms;
-            let had = state.profile.is_some();
-            if !consent.allows(Purpose::Personalization) {
-                state.profile = None;
-            }
-            had
-        });
-        if consent.allows(Purpose::Personalization) && !had_profile {
-            self.rebuild_profile(&person)?;
-        }
-        self.apply_consent_change(&person, before, consent)?;
-        self.audit(key_id, "consent.put", &person)
-    }
-
-    /// The device's history becomes the person's (`POST /v1/identify`). Logged and audited.
-    /// Refuses (`identity_conflict`) to merge an id that is itself a known person (see
-    /// [`Engine::is_known_person`]): that would hand one person's history to another.
-    pub fn identify(&self, anonymous_id: &str, user: &str, key_id: &str) -> Result<MergeReport> {
-        self.identify_with(anonymous_id, user, key_id, false)
-    }
-
-    /// [`Engine::identify`]; with `force` (an admin's explicit request) a known person is merged
-    /// too. A merge stays undoable ([`Engine::unmerge`]).
-    pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
+    /// The device's history becomes the person's (`POST /v1/identify`), logged and audited;
+    /// refuses (`identity_conflict`) to merge an id that is itself a known person unless `force`
+    /// (an admin's explicit request). A merge stays undoable ([`ProfilesCtx::unmerge`]).
+    pub(crate) fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
         if anonymous_id == user {
             return Err(UserError::invalid(Invalid::Identify, "user", "`anonymous_id` and `user` must differ.").into());
         }
-        let target = self.resolve(user);
+        let target = self.people.resolve(user);
         if target == anonymous_id {
             return Err(UserError::Conflict(
                 "`user` is itself merged into `anonymous_id`; identify the other way round.".into(),
@@ -166,7 +157,7 @@ impl Engine {
         moved.push(anonymous_id.to_owned());
         let entries: Vec<(String, Vec<u8>)> = moved.iter().map(|a| (a.clone(), to_json(&target))).collect();
         self.store.put_many(Table::Aliases, &entries)?;
-        let now_ms = self.now_ms();
+        let now_ms = self.clock.now_ms();
         let merge_id = ulid::Ulid::generate().to_string();
         self.store.put(
             Table::Merges,
@@ -188,12 +179,12 @@ impl Engine {
         self.people.update(&target, |state| state.updated_ms = now_ms);
         self.rebuild_profile(&target)?;
         let action = if force { "identify.merge_forced" } else { "identify.merge" };
-        self.audit(key_id, action, &format!("{anonymous_id} -> {target}"))?;
+        self.audit.record(key_id, action, &format!("{anonymous_id} -> {target}"))?;
         Ok(MergeReport { merged_events })
     }
 
     /// Undoes a merge: the anonymous id's history is its own again.
-    pub fn unmerge(&self, anonymous_id: &str, key_id: &str) -> Result<()> {
+    pub(crate) fn unmerge(&self, anonymous_id: &str, key_id: &str) -> Result<()> {
         let person = self
             .people
             .aliases
@@ -205,11 +196,11 @@ impl Engine {
         self.people.aliases.write().remove(anonymous_id);
         self.rebuild_profile(&person)?;
         self.rebuild_profile(anonymous_id)?;
-        self.audit(key_id, "identify.unmerge", &format!("{anonymous_id} -/-> {person}"))
+        self.audit.record(key_id, "identify.unmerge", &format!("{anonymous_id} -/-> {person}"))
     }
 
     /// Every stored event of a person and their aliases, in sequence order.
-    pub fn events_of(&self, person: &str) -> Result<Vec<(u64, Event)>> {
+    pub(crate) fn events_of(&self, person: &str) -> Result<Vec<(u64, Event)>> {
         let mut events = Vec::new();
         for subject in self.people.subjects_of(person) {
             try_events(
@@ -225,9 +216,9 @@ impl Engine {
     }
 
     /// Refolds a person's profile from the store (after a merge, a consent grant, a forgotten item).
-    pub fn rebuild_profile(&self, person: &str) -> Result<()> {
+    pub(crate) fn rebuild_profile(&self, person: &str) -> Result<()> {
         let events = self.events_of(person)?;
-        let consent = self.consent_of(person);
+        let consent = self.people.consent_of(person);
         self.people.update(person, |state| {
             state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
             state.excluded.clear();
@@ -236,7 +227,7 @@ impl Engine {
             // With cluster sync, an event another process appended may not be folded here yet:
             // claim it, so the sync does not fold it a second time.
             self.cluster.claim(*seq);
-            self.fold_into(person, event, event.ts_ms, false);
+            self.fold().fold_into(person, event, event.ts_ms, false);
         }
         Ok(())
     }

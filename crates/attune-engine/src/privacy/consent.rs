@@ -4,6 +4,31 @@
 use super::*;
 
 impl Engine {
+    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
+    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
+    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
+        crate::people::check_user_id(id)?;
+        let person = self.resolve(id);
+        let before = self.consent_of(&person);
+        self.store.put(Table::Consent, &person, &to_json(&consent))?;
+        let now_ms = self.now_ms();
+        let had_profile = self.people.update(&person, |state| {
+            state.consent = Some(consent);
+            state.updated_ms = now_ms;
+            let had = state.profile.is_some();
+            if !consent.allows(Purpose::Personalization) {
+                state.profile = None;
+            }
+            had
+        });
+        if consent.allows(Purpose::Personalization) && !had_profile {
+            self.rebuild_profile(&person)?;
+        }
+        self.apply_consent_change(&person, before, consent)?;
+        self.audit(key_id, "consent.put", &person)
+    }
+
+
     // ---- consent withdrawal ----
 
     /// What a consent change does to stored events. The rule is the ingest rule, applied again:
@@ -45,7 +70,7 @@ impl Engine {
         if !to_aggregate.is_empty() {
             // Count first: a crash in between leaves an event both counted and stored, never lost
             // from the counts.
-            self.add_aggregates(to_aggregate)?;
+            crate::ingest::add_aggregates(&*self.store, to_aggregate)?;
             self.store.delete_events(&delete_seqs)?;
             self.experiments.note_events_deleted()?;
             self.refresh_person(person)?;
