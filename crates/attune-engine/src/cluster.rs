@@ -1,4 +1,8 @@
-//! Several engines on one shared store (PostgreSQL): each process folds what the others wrote.
+//! Several engines on one shared store (PostgreSQL): the bookkeeping each process keeps so that
+//! it folds what the others wrote exactly once — the event tail (watermark and claimed sequence
+//! numbers), the digests of the record tables as last applied, and erasure tombstones. The sync
+//! that uses them is `sync.rs`.
+//!
 //!
 //! An engine keeps profiles, the catalog, consent, preferences, aliases, keys, schemas and editorial
 //! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`Engine::sync_from_store`]
@@ -36,14 +40,14 @@
 //! Models: one process trains (the scheduler elects it with the store's training lock) and
 //! publishes them; the others load them (`models/publish.rs`).
 
-use std::{collections::BTreeSet, time::Instant};
+use std::collections::BTreeSet;
 
-use attune_core::{Consent, Item, Preferences, Purpose, Schema};
-use attune_store::Table;
+use attune_store::{Store, Table};
 use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::{ApiKey, Engine, Result, from_json};
+use crate::error::Result;
+use crate::records::to_json;
 
 /// How many sequence numbers below the watermark every sync reads again.
 pub const RESCAN_WINDOW: u64 = 10_000;
@@ -52,63 +56,27 @@ pub const RESCAN_WINDOW: u64 = 10_000;
 /// syncs stopped while it kept appending.
 const MAX_APPLIED: usize = 1_000_000;
 
-/// Events decoded and folded per step of a sync (bounds its memory).
-const FOLD_BATCH: usize = 10_000;
-
-/// Record tables another process may change, reloaded by [`Engine::sync_from_store`].
-const SYNCED_TABLES: [Table; 10] = [
-    Table::Items,
-    Table::Schemas,
-    Table::Keys,
-    Table::Aliases,
-    Table::Consent,
-    Table::Preferences,
-    Table::Slots,
-    Table::Picks,
-    Table::Rules,
-    Table::Flags,
-];
-
-/// What one [`Engine::sync_from_store`] did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SyncReport {
-    /// Events other processes appended, folded now.
-    pub events_folded: usize,
-    /// The watermark after the sync (highest sequence number read).
-    pub watermark: u64,
-    /// Changed records per table name (only tables with changes).
-    pub changed: Vec<(&'static str, usize)>,
-    /// Profiles rebuilt (alias or consent changes).
-    pub profiles_rebuilt: usize,
-    /// People dropped from memory because another server is erasing them.
-    pub erased: usize,
-    /// Whether the editorial state was reloaded.
-    pub editorial_reloaded: bool,
-    /// Wall time of the sync.
-    pub seconds: f64,
-}
-
 /// The cluster bookkeeping of one engine.
 #[derive(Default)]
 pub(crate) struct ClusterState {
-    enabled: bool,
-    tail: Mutex<Tail>,
+    pub(crate) enabled: bool,
+    pub(crate) tail: Mutex<Tail>,
     /// Table → key → hash of the value last applied.
     digests: Mutex<FxHashMap<Table, FxHashMap<String, u64>>>,
     /// One sync at a time.
-    syncing: Mutex<()>,
+    pub(crate) syncing: Mutex<()>,
     /// Erasure tombstones already applied (or written) here.
-    tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
+    pub(crate) tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
 }
 
 #[derive(Default)]
-struct Tail {
-    scanned_to: u64,
+pub(crate) struct Tail {
+    pub(crate) scanned_to: u64,
     applied: BTreeSet<u64>,
 }
 
 impl Tail {
-    fn floor(&self) -> u64 {
+    pub(crate) fn floor(&self) -> u64 {
         self.scanned_to.saturating_sub(RESCAN_WINDOW)
     }
 
@@ -123,11 +91,11 @@ impl Tail {
         seq > self.floor() && self.applied.insert(seq)
     }
 
-    fn advance(&mut self, seq: u64) {
+    pub(crate) fn advance(&mut self, seq: u64) {
         self.scanned_to = self.scanned_to.max(seq);
     }
 
-    fn prune(&mut self) {
+    pub(crate) fn prune(&mut self) {
         let floor = self.floor();
         if self.applied.first().is_some_and(|&first| first <= floor) {
             self.applied = self.applied.split_off(&(floor + 1));
@@ -136,6 +104,48 @@ impl Tail {
 }
 
 impl ClusterState {
+    /// Records, for the other servers, that an erasure completed: a salted hash of each erased
+    /// id, never the id itself. An erasure can start and finish between two syncs of another
+    /// server, so the `pending` record alone is not enough to reach its memory.
+    pub(crate) fn write_erasure_tombstone(&self, store: &dyn Store, now_ms: i64, receipt_id: &str, ids: &[String]) -> Result<()> {
+        let salt: u64 = rand::random();
+        let tombstone = ErasureTombstone {
+            at_ms: now_ms,
+            salt,
+            hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect(),
+        };
+        let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
+        self.tombstones_seen.lock().insert(key.clone());
+        store.put(Table::Erasures, &key, &to_json(&tombstone))?;
+        Ok(())
+    }
+
+    /// Scans `table` and returns what differs from the digests, recording the new ones.
+    pub(crate) fn changes(&self, store: &dyn Store, table: Table) -> Result<Changes> {
+        let mut digests = self.digests.lock();
+        let known = digests.entry(table).or_default();
+        let mut seen: FxHashSet<String> = FxHashSet::default();
+        let mut changes = Changes::default();
+        store.scan(table, "", &mut |key, bytes| {
+            let hash = digest(bytes);
+            if known.get(key) != Some(&hash) {
+                known.insert(key.to_owned(), hash);
+                changes.changed.push((key.to_owned(), bytes.to_vec()));
+            }
+            seen.insert(key.to_owned());
+            true
+        })?;
+        known.retain(|key, _| {
+            let keep = seen.contains(key);
+            if !keep {
+                changes.removed.push(key.clone());
+            }
+            keep
+        });
+        Ok(changes)
+    }
+
+    /// The cluster bookkeeping; `enabled`: other processes share the store.
     pub(crate) fn new(enabled: bool) -> ClusterState {
         ClusterState { enabled, ..ClusterState::default() }
     }
@@ -166,354 +176,32 @@ fn digest(bytes: &[u8]) -> u64 {
 
 /// Records of one table that differ from what was applied before.
 #[derive(Default)]
-struct Changes {
-    changed: Vec<(String, Vec<u8>)>,
-    removed: Vec<String>,
+pub(crate) struct Changes {
+    pub changed: Vec<(String, Vec<u8>)>,
+    pub removed: Vec<String>,
 }
 
 impl Changes {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.changed.len() + self.removed.len()
     }
 }
 
-impl Engine {
-    /// Folds what other processes wrote to the shared store since the last call: their events,
-    /// and changed items, schemas, keys, aliases, consent, preferences and editorial state (see
-    /// the [module documentation](crate::cluster)). Cheap when nothing changed; safe to call from
-    /// one thread while requests are served. Does nothing unless the engine was opened with
-    /// [`EngineConfig::cluster`](crate::EngineConfig).
-    pub fn sync_from_store(&self) -> Result<SyncReport> {
-        let mut report = SyncReport::default();
-        if !self.cluster.enabled {
-            return Ok(report);
-        }
-        let _one_at_a_time = self.cluster.syncing.lock();
-        let started = Instant::now();
-        // Records first: events are folded under the consent and aliases in force now.
-        self.sync_records(&mut report)?;
-        // Experiment definitions, their bucket ranges and the global holdout (a few records),
-        // and what the slots' variant bandits learned on every server (one record per slot).
-        self.experiments.load()?;
-        self.variants.load_stats()?;
-        self.sync_events(&mut report)?;
-        // Last: an erased person's events folded just above go with them.
-        self.sync_erasures(&mut report)?;
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
-    }
-
-    fn sync_events(&self, report: &mut SyncReport) -> Result<()> {
-        let from = self.cluster.tail.lock().floor();
-        let now_ms = self.now_ms();
-        let mut batch = Vec::new();
-        let mut failure = None;
-        let mut highest = 0;
-        self.store.scan_events(from, &mut |row| {
-            highest = highest.max(row.seq);
-            if !self.cluster.claim(row.seq) {
-                return true;
-            }
-            match crate::records::decode_event(&row.payload) {
-                Ok(event) => batch.push(event),
-                Err(err) => {
-                    failure = Some(err);
-                    return false;
-                }
-            }
-            if batch.len() >= FOLD_BATCH {
-                report.events_folded += batch.len();
-                self.fold_synced(std::mem::take(&mut batch), now_ms);
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        report.events_folded += batch.len();
-        self.fold_synced(batch, now_ms);
-        let mut tail = self.cluster.tail.lock();
-        tail.advance(highest);
-        tail.prune();
-        report.watermark = tail.scanned_to;
-        Ok(())
-    }
-
-    fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
-        let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), Box::new(event))).collect();
-        self.fold().apply_events(events, now_ms);
-    }
-
-    /// Scans `table` and returns what differs from the digests, recording the new ones.
-    fn changes(&self, table: Table) -> Result<Changes> {
-        let mut digests = self.cluster.digests.lock();
-        let known = digests.entry(table).or_default();
-        let mut seen: FxHashSet<String> = FxHashSet::default();
-        let mut changes = Changes::default();
-        self.store.scan(table, "", &mut |key, bytes| {
-            let hash = digest(bytes);
-            if known.get(key) != Some(&hash) {
-                known.insert(key.to_owned(), hash);
-                changes.changed.push((key.to_owned(), bytes.to_vec()));
-            }
-            seen.insert(key.to_owned());
-            true
-        })?;
-        known.retain(|key, _| {
-            let keep = seen.contains(key);
-            if !keep {
-                changes.removed.push(key.clone());
-            }
-            keep
-        });
-        Ok(changes)
-    }
-
-    fn sync_records(&self, report: &mut SyncReport) -> Result<()> {
-        let mut editorial_changed = false;
-        for table in SYNCED_TABLES {
-            let changes = self.changes(table)?;
-            if changes.len() == 0 {
-                continue;
-            }
-            let n = match table {
-                Table::Items => self.apply_item_changes(changes)?,
-                Table::Schemas => self.apply_schema_changes(changes)?,
-                Table::Keys => self.apply_key_changes(changes)?,
-                Table::Aliases => self.apply_alias_changes(changes, report)?,
-                Table::Consent => self.apply_consent_changes(changes, report)?,
-                Table::Preferences => self.apply_preference_changes(changes)?,
-                _ => {
-                    editorial_changed = true;
-                    changes.len()
-                }
-            };
-            if n > 0 {
-                report.changed.push((table.name(), n));
-            }
-        }
-        if editorial_changed {
-            self.editorial.reload()?;
-            report.editorial_reloaded = true;
-        }
-        Ok(())
-    }
-
-    fn apply_item_changes(&self, changes: Changes) -> Result<usize> {
-        let mut items = Vec::new();
-        for (_, bytes) in &changes.changed {
-            items.push(from_json::<Item>("item", bytes)?);
-        }
-        let n = self.catalog.apply_stored_items(items);
-        Ok(n)
-    }
-
-    fn apply_schema_changes(&self, changes: Changes) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (name, bytes) in changes.changed {
-            parsed.push((name, from_json::<Schema>("schema", &bytes)?));
-        }
-        let (n, signal_changed) = self.catalog.apply_stored_schemas(parsed, changes.removed);
-        // Another server changed what a declared type means: refold as it did.
-        self.profiles().refold_declared(&signal_changed)?;
-        Ok(n)
-    }
-
-    fn apply_key_changes(&self, changes: Changes) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (_, bytes) in &changes.changed {
-            parsed.push(from_json::<ApiKey>("key", bytes)?);
-        }
-        let n = self.keys.apply_stored(parsed, &changes.removed);
-        Ok(n)
-    }
-
-    fn apply_alias_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (alias, bytes) in changes.changed {
-            parsed.push((alias, from_json::<String>("alias", &bytes)?));
-        }
-        // People whose profile must be refolded, and anonymous ids whose own profile goes.
-        let mut rebuild: BTreeSet<String> = BTreeSet::new();
-        let mut merged: Vec<String> = Vec::new();
-        {
-            let mut aliases = self.people.aliases.write();
-            for (alias, person) in parsed {
-                let before = aliases.insert(alias.clone(), person.clone());
-                if before.as_ref() != Some(&person) {
-                    rebuild.extend(before);
-                    rebuild.insert(person);
-                    merged.push(alias);
-                }
-            }
-            for alias in &changes.removed {
-                if let Some(person) = aliases.remove(alias) {
-                    rebuild.insert(person);
-                    rebuild.insert(alias.clone());
-                }
-            }
-        }
-        let n = merged.len() + changes.removed.len();
-        for alias in &merged {
-            self.people.update(alias, |state| state.profile = None);
-        }
-        for person in &rebuild {
-            self.rebuild_profile(person)?;
-        }
-        report.profiles_rebuilt += rebuild.len();
-        Ok(n)
-    }
-
-    fn apply_consent_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
-        let mut updates: Vec<(String, Option<Consent>)> = Vec::new();
-        for (person, bytes) in changes.changed {
-            updates.push((person, Some(from_json::<Consent>("consent", &bytes)?)));
-        }
-        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
-        let mut n = 0;
-        for (person, consent) in updates {
-            let effective = consent.unwrap_or(self.config.default_consent);
-            let needs_rebuild = self.people.read(&person, |state| {
-                let known = state.and_then(|s| s.consent);
-                (known != consent).then(|| state.is_none_or(|s| s.profile.is_none()))
-            });
-            let Some(had_no_profile) = needs_rebuild else { continue };
-            n += 1;
-            let now_ms = self.now_ms();
-            self.people.update(&person, |state| {
-                state.consent = consent;
-                state.updated_ms = state.updated_ms.max(now_ms);
-                if !effective.allows(Purpose::Personalization) {
-                    state.profile = None;
-                }
-            });
-            if effective.allows(Purpose::Personalization) && had_no_profile {
-                self.rebuild_profile(&person)?;
-                report.profiles_rebuilt += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    fn apply_preference_changes(&self, changes: Changes) -> Result<usize> {
-        let mut updates: Vec<(String, Option<Preferences>)> = Vec::new();
-        for (person, bytes) in changes.changed {
-            updates.push((person, Some(from_json::<Preferences>("preferences", &bytes)?)));
-        }
-        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
-        let mut n = 0;
-        for (person, preferences) in updates {
-            let same =
-                self.people.read(&person, |state| state.and_then(|s| s.preferences.as_ref()) == preferences.as_ref());
-            if !same {
-                self.people.update(&person, |state| state.preferences = preferences);
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Records, for the other servers, that an erasure completed: a salted hash of each erased
-    /// id, never the id itself. An erasure can start and finish between two syncs of another
-    /// server, so the `pending` record alone is not enough to reach its memory.
-    pub(crate) fn write_erasure_tombstone(&self, receipt_id: &str, ids: &[String]) -> Result<()> {
-        let salt: u64 = rand::random();
-        let tombstone = ErasureTombstone {
-            at_ms: self.now_ms(),
-            salt,
-            hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect(),
-        };
-        let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
-        self.cluster.tombstones_seen.lock().insert(key.clone());
-        self.store.put(Table::Erasures, &key, &crate::to_json(&tombstone))?;
-        Ok(())
-    }
-
-    /// Applies tombstones of erasures completed elsewhere (once each), and deletes tombstones older
-    /// than [`TOMBSTONE_TTL_MS`].
-    fn sync_tombstones(&self, report: &mut SyncReport) -> Result<()> {
-        let now_ms = self.now_ms();
-        let mut fresh: Vec<(String, ErasureTombstone)> = Vec::new();
-        let mut expired: Vec<String> = Vec::new();
-        for (key, tombstone) in
-            self.scan_json::<ErasureTombstone>(Table::Erasures, TOMBSTONE_PREFIX, "erasure tombstone")?
-        {
-            if now_ms - tombstone.at_ms > TOMBSTONE_TTL_MS {
-                expired.push(key);
-            } else {
-                fresh.push((key, tombstone));
-            }
-        }
-        for key in expired {
-            self.store.delete(Table::Erasures, &key)?;
-        }
-        let mut seen = self.cluster.tombstones_seen.lock();
-        let unseen: Vec<ErasureTombstone> =
-            fresh.into_iter().filter(|(key, _)| seen.insert(key.clone())).map(|(_, t)| t).collect();
-        drop(seen);
-        if unseen.is_empty() {
-            return Ok(());
-        }
-        let mut candidates = self.people.ids();
-        candidates.extend(self.people.aliases.read().keys().cloned());
-        let erased: Vec<String> = candidates
-            .into_iter()
-            .filter(|id| unseen.iter().any(|t| t.hashes.contains(&tombstone_hash(t.salt, id))))
-            .collect();
-        if erased.is_empty() {
-            return Ok(());
-        }
-        self.people.aliases.write().retain(|alias, person| !erased.contains(alias) && !erased.contains(person));
-        for id in &erased {
-            self.people.remove(id);
-        }
-        self.decisions.forget_decisions_of(&erased);
-        self.decisions.delete_stored_decisions_of(&erased)?;
-        report.erased += erased.len();
-        Ok(())
-    }
-
-    /// Drops from memory the people another server is erasing (`pending\0<person>` records).
-    fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
-        self.sync_tombstones(report)?;
-        let mut ids: Vec<String> = Vec::new();
-        for (_, pending) in self.scan_json::<serde_json::Value>(Table::Erasures, "pending\0", "pending erasure")? {
-            let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
-            ids.extend(named.map(str::to_owned));
-        }
-        let known: Vec<String> = ids
-            .into_iter()
-            .filter(|id| self.people.read(id, |state| state.is_some()) || self.people.aliases.read().contains_key(id))
-            .collect();
-        if known.is_empty() {
-            return Ok(());
-        }
-        self.people.aliases.write().retain(|alias, person| !known.contains(alias) && !known.contains(person));
-        for id in &known {
-            self.people.remove(id);
-        }
-        self.decisions.forget_decisions_of(&known);
-        self.decisions.delete_stored_decisions_of(&known)?;
-        report.erased += known.len();
-        Ok(())
-    }
-}
-
 /// Prefix of erasure tombstones in [`Table::Erasures`].
-const TOMBSTONE_PREFIX: &str = "tombstone\0";
+pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone\0";
 /// How long a tombstone is kept: far longer than any sync period, short enough that the salted
 /// hashes (pseudonymous data) do not linger.
 pub const TOMBSTONE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The trace a completed erasure leaves for the other servers: salted hashes of the erased ids.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ErasureTombstone {
-    at_ms: i64,
-    salt: u64,
-    hashes: Vec<String>,
+pub(crate) struct ErasureTombstone {
+    pub(crate) at_ms: i64,
+    pub(crate) salt: u64,
+    pub(crate) hashes: Vec<String>,
 }
 
-fn tombstone_hash(salt: u64, id: &str) -> String {
+pub(crate) fn tombstone_hash(salt: u64, id: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), salt))
 }
 
@@ -526,8 +214,10 @@ mod tests {
     use attune_core::validate::RawEvent;
     use attune_store::{EmbeddedStore, Store};
 
+    use attune_core::{Consent, Item};
+
     use super::*;
-    use crate::{EngineConfig, IngestItem, ManualClock, Scope};
+    use crate::{Engine, EngineConfig, IngestItem, ManualClock, Scope};
 
     const NOW_MS: i64 = 1_780_000_000_000;
 

@@ -33,6 +33,7 @@ pub mod privacy;
 pub mod scheduler;
 mod signals;
 pub mod stats;
+pub mod sync;
 pub mod variants;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use serde::Deserialize;
 
 pub use catalog::Catalog;
 pub use clock::{Clock, Ids, ManualClock, SequentialIds, SystemClock, UlidIds};
-pub use cluster::SyncReport;
+pub use sync::SyncReport;
 pub use error::{EngineError, Invalid, Result, UserError};
 pub use ingest::{IngestItem, IngestReport, PreparedBatch};
 pub use keys::{ApiKey, Keys, Scope};
@@ -255,6 +256,22 @@ impl Engine {
             cluster: &self.cluster,
             decisions: &self.decisions,
             variants: &self.variants,
+        }
+    }
+
+    fn sync_ctx(&self) -> sync::SyncCtx<'_> {
+        sync::SyncCtx {
+            store: &*self.store,
+            clock: &*self.clock,
+            audit: &self.audit,
+            catalog: &self.catalog,
+            people: &self.people,
+            keys: &self.keys,
+            editorial: &self.editorial,
+            experiments: &self.experiments,
+            variants: &self.variants,
+            decisions: &self.decisions,
+            cluster: &self.cluster,
         }
     }
 
@@ -713,6 +730,16 @@ impl Engine {
     /// Audit entries at or after `since_ms`, oldest first, at most `limit`.
     pub fn audit_log(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit.entries(since_ms, limit)
+    }
+
+    // ---- cluster ----
+
+    /// Folds what other processes wrote to the shared store since the last call: their events,
+    /// and changed items, schemas, keys, aliases, consent, preferences and editorial state (see
+    /// [`cluster`]). Cheap when nothing changed; safe to call from one thread while requests are
+    /// served. Does nothing unless the engine was opened with [`EngineConfig::cluster`].
+    pub fn sync_from_store(&self) -> Result<SyncReport> {
+        self.sync_ctx().sync_from_store()
     }
 
     // ---- events ----
