@@ -57,7 +57,7 @@ pub use models::Models;
 pub use variants::VariantBandits;
 pub use people::{People, PersonState};
 pub use profiles::{MergeReport, PersonView};
-pub(crate) use records::{from_json, to_json};
+pub(crate) use records::to_json;
 pub use privacy::{ErasureReceipt, ForgetReport, PersonExport, PrivacyReport, SweepReport};
 pub use scheduler::{Job, JobStatus, Scheduler, SchedulerConfig};
 
@@ -202,8 +202,8 @@ impl Engine {
             experiments,
         };
         engine.load()?;
-        engine.open_privacy()?;
-        engine.reapply_ledger()?;
+        engine.privacy_ctx().open_privacy()?;
+        engine.privacy_ctx().reapply_ledger()?;
         Ok(engine)
     }
 
@@ -275,6 +275,24 @@ impl Engine {
         }
     }
 
+    fn privacy_ctx(&self) -> privacy::PrivacyCtx<'_> {
+        privacy::PrivacyCtx {
+            store: &*self.store,
+            clock: &*self.clock,
+            audit: &self.audit,
+            catalog: &self.catalog,
+            people: &self.people,
+            cluster: &self.cluster,
+            decisions: &self.decisions,
+            experiments: &self.experiments,
+            models: &self.models,
+            privacy: &self.privacy,
+            audit_retention_days: self.config.audit_retention_days,
+            decision_retention_days: self.config.decision_retention_days,
+            erasure_ledger: self.config.erasure_ledger.as_deref(),
+        }
+    }
+
     pub(crate) fn profiles(&self) -> profiles::ProfilesCtx<'_> {
         profiles::ProfilesCtx {
             store: &*self.store,
@@ -284,11 +302,6 @@ impl Engine {
             people: &self.people,
             cluster: &self.cluster,
         }
-    }
-
-    /// Every record of `table` under `prefix`, in key order.
-    pub(crate) fn scan_records(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        records::scan_records(&*self.store, table, prefix)
     }
 
     /// Every record of `table` under `prefix`, decoded from JSON (`what` names it in errors).
@@ -730,6 +743,120 @@ impl Engine {
     /// Audit entries at or after `since_ms`, oldest first, at most `limit`.
     pub fn audit_log(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.audit.entries(since_ms, limit)
+    }
+
+    // ---- privacy ----
+
+    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
+    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events;
+    /// withdrawing a purpose applies it to what is stored (see [`privacy`]).
+    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
+        self.privacy_ctx().put_consent(id, consent, key_id)
+    }
+
+    /// Erases a person (an anonymous id merged into a person erases that person) and every alias:
+    /// events, consent, preferences, aliases, merge log entries, forgotten items, decisions,
+    /// exposures, notification plans and in-memory state. Audit entries that named them now name
+    /// the receipt. Then the erasure hooks run, a retraining is requested, and a purge of the
+    /// deleted bytes from the store's files is due within [`privacy::ERASURE_PURGE_DEADLINE_MS`]
+    /// (the receipt's `purge_by_ms`; the scheduler's purge job runs it, one purge for every
+    /// erasure before it). Crash-safe: a `pending` record written first makes [`Engine::open`]
+    /// complete an interrupted erasure. `NotFound` when the person is unknown.
+    pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
+        self.privacy_ctx().erase_person(id, key_id)
+    }
+
+    /// Testing only: starts an erasure and stops after `steps` of its steps, as a crash would.
+    /// [`Engine::open`] completes it.
+    #[doc(hidden)]
+    pub fn erase_interrupted(&self, id: &str, key_id: &str, steps: usize) -> Result<String> {
+        self.privacy_ctx().erase_interrupted(id, key_id, steps)
+    }
+
+    /// A stored erasure receipt.
+    pub fn erasure_receipt(&self, receipt_id: &str) -> Result<Option<ErasureReceipt>> {
+        self.privacy_ctx().erasure_receipt(receipt_id)
+    }
+
+    /// When the store must purge deleted bytes by (ms since the epoch), if a deletion is waiting
+    /// for a purge (see [`privacy`]).
+    pub fn purge_due_ms(&self) -> Result<Option<i64>> {
+        self.privacy_ctx().purge_due_ms()
+    }
+
+    /// Purges if a purge is due at `now_ms` (the scheduler's purge job asks every
+    /// [`scheduler::PURGE_CHECK_EVERY`]); returns whether it purged.
+    ///
+    /// Runs beside erasures and consent rewrites, not after them: the marker is cleared before
+    /// the store purges, and every deletion asks for a purge after it is done, so a deletion the
+    /// running purge may have missed leaves the marker set for the next one.
+    pub fn purge_if_due(&self, now_ms: i64) -> Result<bool> {
+        self.privacy_ctx().purge_if_due(now_ms)
+    }
+
+    /// Every stored record about a person and their aliases. `NotFound` when the person is
+    /// unknown. The caller audits (`users.export`, ids only).
+    pub fn export_person(&self, id: &str) -> Result<PersonExport> {
+        self.privacy_ctx().export_person(id)
+    }
+
+    /// Deletes what is past its retention: events (and refolds the profiles they shaped), audit
+    /// entries older than [`EngineConfig::audit_retention_days`], decisions, exposures and
+    /// notification plans older than [`EngineConfig::decision_retention_days`]. The scheduler
+    /// runs it hourly.
+    pub fn sweep_retention(&self, now_ms: i64) -> Result<SweepReport> {
+        self.privacy_ctx().sweep_retention(now_ms)
+    }
+
+    /// The secret that signs `/me` links (32 random bytes, generated at first start, kept in
+    /// `Table::Meta`).
+    pub fn link_secret(&self) -> [u8; 32] {
+        self.privacy.link_secret()
+    }
+
+    /// Registers a callback called with the erased ids (the person and their aliases) right
+    /// after an erasure removed their stored data: the model layer drops their factors there.
+    pub fn register_erasure_hook(&self, hook: privacy::ErasureHook) {
+        self.privacy.register_erasure_hook(hook)
+    }
+
+    /// Items `person` asked to forget (`DELETE /v1/users/{id}/history/{item}`), from memory.
+    /// `person` is a resolved id ([`Engine::resolve`]). Decide must never cite them as a reason,
+    /// and training must skip the person's interactions with them. Forgetting is sticky: a later
+    /// interaction with the item shapes the profile again, but the item stays out of reasons
+    /// until the person is erased.
+    pub fn forgotten_items(&self, person: &str) -> Vec<String> {
+        self.privacy.forgotten_items(person)
+    }
+
+    /// Forgets one item: deletes the stored events of the person and their aliases about it,
+    /// refolds the profile without them, records the item in `Table::Forgotten`, asks for a
+    /// retraining and audits. `NotFound` when the person is unknown.
+    pub fn forget_item(&self, id: &str, item: &str, key_id: &str) -> Result<ForgetReport> {
+        self.privacy_ctx().forget_item(id, item, key_id)
+    }
+
+    /// The generation of `person`'s `/me` links, creating one if there is none (minting a link).
+    /// A link carries the generation it was issued under and works only while it is current.
+    pub fn me_link_generation(&self, person: &str) -> Result<String> {
+        self.privacy_ctx().me_link_generation(person)
+    }
+
+    /// The current generation of `person`'s `/me` links, if any link was minted since the
+    /// person was last erased or their links revoked.
+    pub fn current_me_link_generation(&self, person: &str) -> Result<Option<String>> {
+        self.privacy_ctx().current_me_link_generation(person)
+    }
+
+    /// Revokes every `/me` link of `id` issued so far (audited). `NotFound` when unknown.
+    pub fn revoke_me_links(&self, id: &str, key_id: &str) -> Result<()> {
+        self.privacy_ctx().revoke_me_links(id, key_id)
+    }
+
+    /// Consent rates per purpose, opt-outs, erasures, paused personalization and data held past
+    /// retention (must be 0 after a sweep): the `ethical` part of `GET /v1/report`.
+    pub fn privacy_report(&self, now_ms: i64) -> Result<PrivacyReport> {
+        self.privacy_ctx().privacy_report(now_ms)
     }
 
     // ---- cluster ----

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Engine {
+impl PrivacyCtx<'_> {
     // ---- erasure ----
 
     /// Erases a person (an anonymous id merged into a person erases that person) and every alias:
@@ -13,7 +13,7 @@ impl Engine {
     /// deleted bytes from the store's files is due within [`ERASURE_PURGE_DEADLINE_MS`] (the
     /// receipt's `purge_by_ms`; the scheduler's purge job runs it, one purge for every erasure
     /// before it). Crash-safe: a `pending` record written first makes
-    /// [`Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
+    /// [`crate::Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
     pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
         let _exclusive = self.privacy.exclusive.lock();
         let pending = self.begin_erasure(id, key_id)?;
@@ -25,7 +25,7 @@ impl Engine {
     }
 
     /// Testing only: starts an erasure and stops after `steps` of its steps, as a crash would.
-    /// [`Engine::open`] completes it.
+    /// [`crate::Engine::open`] completes it.
     #[doc(hidden)]
     pub fn erase_interrupted(&self, id: &str, key_id: &str, steps: usize) -> Result<String> {
         let _exclusive = self.privacy.exclusive.lock();
@@ -188,13 +188,13 @@ impl Engine {
                             completed_at_start: at_start,
                             purge_by_ms: Some(purge_by_ms),
                         };
-                        self.audit(&pending.key_id, "users.erase", &pending.receipt_id)?;
+                        self.audit.record(&pending.key_id, "users.erase", &pending.receipt_id)?;
                         self.store.put(Table::Erasures, &pending.receipt_id, &to_json(&receipt))?;
                     }
-                    if self.config.cluster {
+                    if self.cluster.enabled {
                         // Other servers drop the person from memory when they see this; it names
                         // no one in plain text (see `cluster::ErasureTombstone`).
-                        self.cluster.write_erasure_tombstone(&*self.store, self.now_ms(), &pending.receipt_id, &pending.ids)?;
+                        self.cluster.write_erasure_tombstone(self.store, self.now_ms(), &pending.receipt_id, &pending.ids)?;
                     }
                     self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
                     // The pending record's deletion leaves the person's id in a tombstone key: asked

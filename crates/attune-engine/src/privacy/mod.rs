@@ -52,11 +52,26 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, Engine, PersonView, Result, from_json, to_json};
+use std::path::Path;
+
+use attune_store::Store;
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::cluster::ClusterState;
+use crate::decisions::DecisionLog;
+use crate::error::Result;
+use crate::experiments::Experiments;
+use crate::models::Models;
+use crate::people::People;
+use crate::profiles::{PersonView, ProfilesCtx};
+use crate::records::{from_json, to_json};
 
 mod consent;
 mod erasure;
 mod export;
+mod ledger;
 mod retention;
 
 use erasure::split_target;
@@ -105,6 +120,43 @@ pub(crate) struct PrivacyState {
     /// The erasure ledger's hashes, once the store has been checked against all of them (see
     /// `ledger.rs`): erasures add theirs and keep the checked count current.
     pub(crate) ledger_hashes: Mutex<Option<std::collections::BTreeSet<String>>>,
+}
+
+impl PrivacyState {
+    /// The secret that signs `/me` links (loaded by [`PrivacyCtx::open_privacy`]).
+    pub(crate) fn link_secret(&self) -> [u8; 32] {
+        *self.link_secret.read()
+    }
+
+    /// Items `person` asked to forget, from memory (see [`PrivacyCtx::forget_item`]).
+    pub(crate) fn forgotten_items(&self, person: &str) -> Vec<String> {
+        self.forgotten.read().get(person).cloned().unwrap_or_default()
+    }
+
+    /// Registers a callback called with the erased ids right after an erasure.
+    pub(crate) fn register_erasure_hook(&self, hook: ErasureHook) {
+        self.hooks.write().push(hook);
+    }
+}
+
+/// What the privacy operations read and change: nearly everything that names a person.
+pub(crate) struct PrivacyCtx<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub audit: &'a AuditLog,
+    pub catalog: &'a Catalog,
+    pub people: &'a People,
+    pub cluster: &'a ClusterState,
+    pub decisions: &'a DecisionLog,
+    pub experiments: &'a Experiments,
+    pub models: &'a Models,
+    pub privacy: &'a PrivacyState,
+    /// Retention of audit entries, in days.
+    pub audit_retention_days: u32,
+    /// Retention of logged decisions, exposures and notification plans, in days.
+    pub decision_retention_days: u32,
+    /// The erasure ledger file, if any.
+    pub erasure_ledger: Option<&'a Path>,
 }
 
 /// What `DELETE /v1/users/{id}/history/{item}` removed.
@@ -260,7 +312,26 @@ struct ForgottenRecord {
 /// that a restart completes the rest.
 const ERASURE_STEPS: usize = 6;
 
-impl Engine {
+impl PrivacyCtx<'_> {
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn scan_records(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        crate::records::scan_records(self.store, table, prefix)
+    }
+
+    fn profiles(&self) -> ProfilesCtx<'_> {
+        ProfilesCtx {
+            store: self.store,
+            clock: self.clock,
+            audit: self.audit,
+            catalog: self.catalog,
+            people: self.people,
+            cluster: self.cluster,
+        }
+    }
+
     // ---- start ----
 
     /// At start: loads the `/me` link secret (generated on first start) and forgotten items,
@@ -303,19 +374,7 @@ impl Engine {
         Ok(())
     }
 
-    /// The secret that signs `/me` links (32 random bytes, generated at first start, kept in
-    /// [`Table::Meta`]).
-    pub fn link_secret(&self) -> [u8; 32] {
-        *self.privacy.link_secret.read()
-    }
-
     // ---- hooks and markers for the model layer ----
-
-    /// Registers a callback called with the erased ids (the person and their aliases) right
-    /// after an erasure removed their stored data: the model layer drops their factors there.
-    pub fn register_erasure_hook(&self, hook: ErasureHook) {
-        self.privacy.hooks.write().push(hook);
-    }
 
     fn request_retrain(&self) -> Result<()> {
         self.models.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
@@ -323,21 +382,13 @@ impl Engine {
 
     // ---- forgetting ----
 
-    /// Items `person` asked to forget (`DELETE /v1/users/{id}/history/{item}`), from memory.
-    /// `person` is a resolved id ([`Engine::resolve`]). Decide must never cite them as a reason,
-    /// and training must skip the person's interactions with them. Forgetting is sticky: a later
-    /// interaction with the item shapes the profile again, but the item stays out of reasons
-    /// until the person is erased.
-    pub fn forgotten_items(&self, person: &str) -> Vec<String> {
-        self.privacy.forgotten.read().get(person).cloned().unwrap_or_default()
-    }
-
     /// Forgets one item: deletes the stored events of the person and their aliases about it,
     /// refolds the profile without them, records the item in [`Table::Forgotten`], asks for a
     /// retraining and audits. `NotFound` when the person is unknown.
     pub fn forget_item(&self, id: &str, item: &str, key_id: &str) -> Result<ForgetReport> {
         let person = self.people.known_person(id)?;
         let seqs: Vec<u64> = self
+            .profiles()
             .events_of(&person)?
             .into_iter()
             .filter(|(_, event)| event.item.as_deref() == Some(item))
@@ -360,7 +411,7 @@ impl Engine {
         self.people.update(&person, |state| state.updated_ms = state.updated_ms.max(now_ms));
         self.request_retrain()?;
         let purge_by_ms = self.request_purge()?;
-        self.audit(key_id, "users.forget", &person)?;
+        self.audit.record(key_id, "users.forget", &person)?;
         Ok(ForgetReport { events, purge_by_ms })
     }
 
@@ -390,7 +441,7 @@ impl Engine {
     pub fn revoke_me_links(&self, id: &str, key_id: &str) -> Result<()> {
         let person = self.people.known_person(id)?;
         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"))?;
-        self.audit(key_id, "users.me_link_revoke", &person)
+        self.audit.record(key_id, "users.me_link_revoke", &person)
     }
 
     // ---- report ----
@@ -399,7 +450,7 @@ impl Engine {
     /// retention (must be 0 after a sweep): the `ethical` part of `GET /v1/report`.
     pub fn privacy_report(&self, now_ms: i64) -> Result<PrivacyReport> {
         let aliases = self.people.aliases.read().clone();
-        let default_consent = self.config.default_consent;
+        let default_consent = self.people.default_consent();
         let mut people = 0u64;
         let mut granted = [0u64; Purpose::ALL.len()];
         let mut opted_out = 0u64;
@@ -443,7 +494,7 @@ impl Engine {
             })?;
             self.people.update(subject, |state| state.n_events = n_events);
         }
-        self.rebuild_profile(person)
+        self.profiles().rebuild_profile(person)
     }
 
     /// The stored rows (with retention data) of a person and their aliases, decoded.
