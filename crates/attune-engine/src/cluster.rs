@@ -379,7 +379,7 @@ mod tests {
         assert!(b.person("u-gone").is_err(), "B dropped the erased person from memory");
         // The tombstone holds no plain id.
         let mut plain = false;
-        a.store
+        a.store()
             .scan(Table::Erasures, "", &mut |key, bytes| {
                 plain |= key.contains("u-gone") || String::from_utf8_lossy(bytes).contains("u-gone");
                 true

@@ -30,13 +30,15 @@ use std::{cell::RefCell, sync::Arc};
 
 use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
-use crate::decisions::{LoggedDecision, LoggedPlacement};
-use crate::{
-    Engine, Result,
-    editorial::{EditorialSettings, Situation, SlotSettings},
-    experiments::Policy,
-    models::ModelSnapshot,
-};
+use crate::catalog::Catalog;
+use crate::clock::{Clock, Ids};
+use crate::decisions::{DecisionLog, LoggedDecision, LoggedPlacement};
+use crate::editorial::{Editorial, EditorialSettings, Situation, SlotSettings};
+use crate::error::{Result, UserError};
+use crate::experiments::{Experiments, Policy};
+use crate::models::{ModelSnapshot, Models};
+use crate::people::People;
+use crate::variants::VariantBandits;
 
 pub(crate) use who::Who;
 
@@ -336,11 +338,26 @@ pub fn copy_variant(stage: JourneyStage, has_context: bool) -> &'static str {
     }
 }
 
-impl Engine {
+/// What a decision reads (and, unless it is a preview, logs and exposes): the components, by
+/// reference, for one call.
+pub(crate) struct DecideCtx<'a> {
+    pub clock: &'a dyn Clock,
+    pub ids: &'a dyn Ids,
+    pub revelation: Revelation,
+    pub catalog: &'a Catalog,
+    pub editorial: &'a Editorial,
+    pub models: &'a Models,
+    pub people: &'a People,
+    pub experiments: &'a Experiments,
+    pub variants: &'a VariantBandits,
+    pub decisions: &'a DecisionLog,
+}
+
+impl DecideCtx<'_> {
     /// Decides what to show. Never fails for an unknown person or an empty history.
     pub fn decide(&self, request: &DecideRequest) -> Result<Decision> {
-        let now_ms = self.now_ms();
-        let models = self.models();
+        let now_ms = self.clock.now_ms();
+        let models = self.models.current();
         let mut who = self.who(request.subject.as_deref(), now_ms);
         // Experiment arms and the global holdout are engine state: looked up before the pure
         // stages. People in the global holdout enter no experiment.
@@ -367,7 +384,7 @@ impl Engine {
             catalog: &catalog,
             editorial: &editorial,
             models: &models,
-            revelation: self.config.revelation,
+            revelation: self.revelation,
         };
         let mut local_hour = None;
         let mut placements = SCRATCH.with(|scratch| {
@@ -419,7 +436,7 @@ impl Engine {
                     self.experiments.expose(experiment, arm, person, now_ms);
                 }
             }
-            self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), &self.variants);
+            self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), self.variants);
         }
         Ok(decision)
     }
@@ -459,12 +476,12 @@ impl Engine {
     /// Items similar to `id` (the served ranker's item-kNN neighbours; content similarity for
     /// items the models have not seen). Unavailable and flagged items are left out.
     pub fn similar_items(&self, id: &str, count: usize) -> Result<Vec<(Arc<Item>, f32)>> {
-        let models = self.models();
+        let models = self.models.current();
         let catalog = self.catalog.read();
         let idx = catalog
             .lookup(id)
             .filter(|i| catalog.item(*i).is_some())
-            .ok_or_else(|| crate::UserError::not_found("item", id))?;
+            .ok_or_else(|| UserError::not_found("item", id))?;
         let editorial = self.editorial.read();
         let mut neighbours: Vec<(u32, f32)> = models.knn().map(|k| k.neighbors(idx.0).to_vec()).unwrap_or_default();
         if neighbours.len() < count
