@@ -83,7 +83,7 @@ impl FoldCtx<'_> {
             rating: event.prop_f64("rating"),
             score: event.prop_f64("score"),
             timezone: event.context.timezone.as_deref().filter(|z| jiff::tz::TimeZone::get(z).is_ok()),
-            local_hour: crate::measure::local_hour_of(event),
+            local_hour: crate::clock::local_hour_of(event),
             channel: event.channel(),
             signal: signal.as_ref().map(|signal| attune_core::FoldSignal {
                 strength: signal.strength,

@@ -264,7 +264,7 @@ impl<'a> Moment<'a> {
     fn of(inputs: &Inputs<'_>, who: &Who, context: &'a DecideContext) -> Moment<'a> {
         // `local_time` if sent, else now in the request's time zone, else the person's.
         let timezone = context.timezone.as_deref().or(who.timezone.as_deref());
-        let hour = crate::measure::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms);
+        let hour = crate::clock::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms);
         let weather = context.weather.as_deref().filter(|_| who.consent.allows(Purpose::Contextual));
         let mut features = Vec::new();
         if let Some(effects) = inputs.models.ranker.as_ref().and_then(|r| r.context()) {

@@ -149,7 +149,7 @@ impl ContextInterner {
     /// person allows contextual use now (it was stored only with that consent, too).
     fn context_of(&mut self, event: &Event, contextual: bool) -> Option<u32> {
         let mut features = Vec::with_capacity(3);
-        if let Some(hour) = crate::measure::local_hour_of(event).filter(|h| *h < 24) {
+        if let Some(hour) = crate::clock::local_hour_of(event).filter(|h| *h < 24) {
             features.extend(self.feature("hour_band", crate::variants::hour_band(hour)));
         }
         if let Some(device) = event.context.device.as_deref() {
@@ -362,7 +362,7 @@ impl Models {
             n_events += 1;
             let weight = training_weight(&event, &declared);
             if weight > 0.0
-                && let Some(hour) = crate::measure::local_hour_of(&event).filter(|h| *h < 24)
+                && let Some(hour) = crate::clock::local_hour_of(&event).filter(|h| *h < 24)
             {
                 hour_prior[hour as usize] += 1.0;
             }
