@@ -123,7 +123,11 @@ impl Catalog {
 
     /// Applies schemas another server stored (`changed`) or deleted (`removed`); returns how
     /// many changed here and the types whose signal changed.
-    pub(crate) fn apply_stored_schemas(&self, changed: Vec<(String, Schema)>, removed: Vec<String>) -> (usize, Vec<String>) {
+    pub(crate) fn apply_stored_schemas(
+        &self,
+        changed: Vec<(String, Schema)>,
+        removed: Vec<String>,
+    ) -> (usize, Vec<String>) {
         let mut n = 0;
         let mut signal_changed = Vec::new();
         let mut schemas = self.schemas.write();

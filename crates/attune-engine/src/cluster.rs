@@ -107,13 +107,16 @@ impl ClusterState {
     /// Records, for the other servers, that an erasure completed: a salted hash of each erased
     /// id, never the id itself. An erasure can start and finish between two syncs of another
     /// server, so the `pending` record alone is not enough to reach its memory.
-    pub(crate) fn write_erasure_tombstone(&self, store: &dyn Store, now_ms: i64, receipt_id: &str, ids: &[String]) -> Result<()> {
+    pub(crate) fn write_erasure_tombstone(
+        &self,
+        store: &dyn Store,
+        now_ms: i64,
+        receipt_id: &str,
+        ids: &[String],
+    ) -> Result<()> {
         let salt: u64 = rand::random();
-        let tombstone = ErasureTombstone {
-            at_ms: now_ms,
-            salt,
-            hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect(),
-        };
+        let tombstone =
+            ErasureTombstone { at_ms: now_ms, salt, hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect() };
         let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
         self.tombstones_seen.lock().insert(key.clone());
         store.put(Table::Erasures, &key, &to_json(&tombstone))?;

@@ -118,11 +118,15 @@ impl DigestCtx<'_> {
 
     /// Every item the person's stored digests sent (sorted, unique).
     pub fn digest_items_sent(&self, person: &str) -> Result<Vec<String>> {
-        let mut items: Vec<String> =
-            scan_json::<NotificationPlan>(self.store, Table::Notifications, &format!("{person}\0"), "notification plan")?
-            .into_iter()
-            .flat_map(|(_, plan)| plan.items)
-            .collect();
+        let mut items: Vec<String> = scan_json::<NotificationPlan>(
+            self.store,
+            Table::Notifications,
+            &format!("{person}\0"),
+            "notification plan",
+        )?
+        .into_iter()
+        .flat_map(|(_, plan)| plan.items)
+        .collect();
         items.sort_unstable();
         items.dedup();
         Ok(items)

@@ -600,8 +600,12 @@ impl Editorial {
         if !item_known(item) {
             return Err(UserError::not_found("item", item).into());
         }
-        let flag =
-            Flag { item: item.to_owned(), note: note.to_owned(), key_id: key_id.to_owned(), at_ms: self.clock.now_ms() };
+        let flag = Flag {
+            item: item.to_owned(),
+            note: note.to_owned(),
+            key_id: key_id.to_owned(),
+            at_ms: self.clock.now_ms(),
+        };
         self.store.put(Table::Flags, item, &to_json(&flag))?;
         self.settings.write().flags.insert(item.to_owned(), flag.clone());
         self.audit.record(key_id, "flags.put", item)?;

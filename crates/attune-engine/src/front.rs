@@ -29,8 +29,6 @@ use crate::{
     privacy, profiles, records, sync, variants,
 };
 
-
-
 /// How the engine behaves where the API leaves a choice to the operator.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

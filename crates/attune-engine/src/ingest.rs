@@ -179,7 +179,15 @@ impl IngestCtx<'_> {
         }
         self.fold().apply_events(new_events, now_ms);
         for (subject, person, decision_id, item, kind) in answers {
-            self.decisions.attribute(self.people, self.variants, &subject, &person, &decision_id, item.as_deref(), &kind);
+            self.decisions.attribute(
+                self.people,
+                self.variants,
+                &subject,
+                &person,
+                &decision_id,
+                item.as_deref(),
+                &kind,
+            );
         }
         Ok(report)
     }
@@ -221,8 +229,6 @@ impl IngestCtx<'_> {
         };
         Prepared::Store { person, event: Box::new(event), new_event, dropped: validated.dropped }
     }
-
-
 }
 
 /// Adds to the daily counts of events kept only as aggregates. The store adds atomically,

@@ -9,6 +9,7 @@
 //! Start at [`Engine::open`] (what is loaded at start) and [`Engine::ingest`] (the event path).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;
@@ -21,16 +22,15 @@ pub mod experiments;
 mod fold;
 mod front;
 mod ingest;
-pub mod audit;
 pub mod keys;
 pub mod ledger;
 pub mod measure;
 pub mod memory;
 pub mod models;
 pub mod people;
+pub mod privacy;
 mod profiles;
 mod records;
-pub mod privacy;
 pub mod scheduler;
 mod signals;
 pub mod stats;

@@ -192,7 +192,8 @@ impl MeasureCtx<'_> {
             let person = self.people.resolve(event.subject.id());
             {
                 let week = (event.ts_ms - from_ms).div_euclid(7 * DAY_MS);
-                let acc = groups.entry((week, with_holdout && self.experiments.in_global_holdout(&person))).or_default();
+                let acc =
+                    groups.entry((week, with_holdout && self.experiments.in_global_holdout(&person))).or_default();
                 let p = acc.people.entry(person.clone()).or_default();
                 p.0 += 1;
                 match event.kind.builtin() {
@@ -362,10 +363,13 @@ impl MeasureCtx<'_> {
         // The budget: at most WEEKLY_BUDGET sends in any 7 days, and MIN_GAP_MS between two.
         let reserved: Vec<i64> = crate::records::scan_json::<NotificationPlan>(
             self.store,
-            Table::Notifications, &format!("{person}\0"), "notification plan")?
-            .into_iter()
-            .filter_map(|(_, plan)| plan.send_at_ms)
-            .collect();
+            Table::Notifications,
+            &format!("{person}\0"),
+            "notification plan",
+        )?
+        .into_iter()
+        .filter_map(|(_, plan)| plan.send_at_ms)
+        .collect();
         let mut candidate = earliest;
         let mut reason = if learned.is_some() { "preferred_hour" } else { "as_requested" };
         for _ in 0..32 {

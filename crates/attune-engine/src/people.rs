@@ -163,8 +163,7 @@ impl People {
         };
         let aliases: Vec<(String, String)> = scan_json(&*people.store, Table::Aliases, "", "alias")?;
         let consents: Vec<(String, Consent)> = scan_json(&*people.store, Table::Consent, "", "consent")?;
-        let preferences: Vec<(String, Preferences)> =
-            scan_json(&*people.store, Table::Preferences, "", "preferences")?;
+        let preferences: Vec<(String, Preferences)> = scan_json(&*people.store, Table::Preferences, "", "preferences")?;
         {
             let mut merged = people.aliases.write();
             for (alias, person) in aliases {
@@ -255,8 +254,8 @@ impl People {
     /// Whether `id` is a person in its own right, not merely a device: events were stored under
     /// it as a `user`, it has consent or preferences of its own, or other ids are merged into it.
     pub fn is_known_person(&self, id: &str) -> bool {
-        let own =
-            self.read(id, |state| state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some()));
+        let own = self
+            .read(id, |state| state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some()));
         own || self.aliases.read().has_aliases(id)
     }
 
@@ -275,7 +274,11 @@ impl People {
     /// The resolved person behind `id`, or `NotFound` when nothing is known about them.
     pub(crate) fn known_person(&self, id: &str) -> Result<String> {
         let person = self.resolve(id);
-        if self.read(&person, |state| state.is_some()) { Ok(person) } else { Err(UserError::not_found("user", id).into()) }
+        if self.read(&person, |state| state.is_some()) {
+            Ok(person)
+        } else {
+            Err(UserError::not_found("user", id).into())
+        }
     }
 
     /// Sets explicit preferences.

@@ -2,8 +2,8 @@
 //! identify and merge, and refolding a person's profile from the store.
 
 use attune_core::{Consent, Event, EventType, JourneyStage, Preferences, Profile, Purpose};
-use rustc_hash::FxHashSet;
 use attune_store::Table;
+use rustc_hash::FxHashSet;
 
 use attune_store::Store;
 
@@ -120,7 +120,13 @@ impl ProfilesCtx<'_> {
     /// The device's history becomes the person's (`POST /v1/identify`), logged and audited;
     /// refuses (`identity_conflict`) to merge an id that is itself a known person unless `force`
     /// (an admin's explicit request). A merge stays undoable ([`ProfilesCtx::unmerge`]).
-    pub(crate) fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
+    pub(crate) fn identify_with(
+        &self,
+        anonymous_id: &str,
+        user: &str,
+        key_id: &str,
+        force: bool,
+    ) -> Result<MergeReport> {
         if anonymous_id == user {
             return Err(UserError::invalid(Invalid::Identify, "user", "`anonymous_id` and `user` must differ.").into());
         }

@@ -150,7 +150,8 @@ impl SyncCtx<'_> {
     }
 
     fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
-        let events = events.into_iter().map(|event| (self.people.resolve(event.subject.id()), Box::new(event))).collect();
+        let events =
+            events.into_iter().map(|event| (self.people.resolve(event.subject.id()), Box::new(event))).collect();
         self.fold().apply_events(events, now_ms);
     }
 
@@ -346,7 +347,8 @@ impl SyncCtx<'_> {
     fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
         self.sync_tombstones(report)?;
         let mut ids: Vec<String> = Vec::new();
-        for (_, pending) in scan_json::<serde_json::Value>(self.store, Table::Erasures, "pending\0", "pending erasure")? {
+        for (_, pending) in scan_json::<serde_json::Value>(self.store, Table::Erasures, "pending\0", "pending erasure")?
+        {
             let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
             ids.extend(named.map(str::to_owned));
         }
@@ -367,4 +369,3 @@ impl SyncCtx<'_> {
         Ok(())
     }
 }
-

@@ -266,8 +266,11 @@ pub struct VariantBandits {
 impl VariantBandits {
     /// Loads every slot's stored record.
     pub(crate) fn open(store: Arc<dyn Store>) -> Result<VariantBandits> {
-        let bandits =
-            VariantBandits { store, slots: Mutex::new(FxHashMap::default()), rewarded: Mutex::new(FxHashSet::default()) };
+        let bandits = VariantBandits {
+            store,
+            slots: Mutex::new(FxHashMap::default()),
+            rewarded: Mutex::new(FxHashSet::default()),
+        };
         bandits.load_stats()?;
         Ok(bandits)
     }

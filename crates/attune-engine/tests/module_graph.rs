@@ -124,7 +124,8 @@ fn layout() -> (BTreeSet<String>, BTreeMap<String, String>) {
         } else if let Some(path) = decl.strip_prefix("use ") {
             let module = ident(path).to_owned();
             let after = path[module.len()..].trim_start_matches("::");
-            let names = if after.starts_with('{') { group_heads(brace_group(after)) } else { vec![ident(after).to_owned()] };
+            let names =
+                if after.starts_with('{') { group_heads(brace_group(after)) } else { vec![ident(after).to_owned()] };
             for name in names {
                 exports.insert(name, module.clone());
             }
@@ -256,7 +257,10 @@ fn the_checks_see_a_cycle_and_an_arrow_to_the_front() {
     assert_eq!(find_cycle(&graph), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
     graph.get_mut("c").expect("c").clear();
     assert_eq!(find_cycle(&graph), None);
-    let heads = heads_after("use crate::{people::People, error::{Result, corrupt}, Engine};\nlet x = crate::records::to_json(&y);", "crate::");
+    let heads = heads_after(
+        "use crate::{people::People, error::{Result, corrupt}, Engine};\nlet x = crate::records::to_json(&y);",
+        "crate::",
+    );
     assert_eq!(heads, ["people", "error", "Engine", "records"]);
     let (modules, exports) = layout();
     assert!(modules.contains("front") && modules.contains("scheduler"));

@@ -379,13 +379,8 @@ impl DecideCtx<'_> {
             who.excluded.dedup();
         }
         let editorial = self.editorial.read();
-        let inputs = Inputs {
-            now_ms,
-            catalog: &catalog,
-            editorial: &editorial,
-            models: &models,
-            revelation: self.revelation,
-        };
+        let inputs =
+            Inputs { now_ms, catalog: &catalog, editorial: &editorial, models: &models, revelation: self.revelation };
         let mut local_hour = None;
         let mut placements = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();

@@ -221,4 +221,3 @@ impl Models {
         Ok(Some(header.version))
     }
 }
-

@@ -28,7 +28,6 @@ impl PrivacyCtx<'_> {
         self.audit.record(key_id, "consent.put", &person)
     }
 
-
     // ---- consent withdrawal ----
 
     /// What a consent change does to stored events. The rule is the ingest rule, applied again:
@@ -101,7 +100,9 @@ impl PrivacyCtx<'_> {
         match event.kind.builtin() {
             Some(builtin) => builtin.schema().purpose,
             // A schema removed since keeps its events under the strictest reading: personalization.
-            None => self.catalog.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose),
+            None => {
+                self.catalog.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose)
+            }
         }
     }
 }

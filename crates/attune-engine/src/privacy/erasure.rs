@@ -194,7 +194,12 @@ impl PrivacyCtx<'_> {
                     if self.cluster.enabled {
                         // Other servers drop the person from memory when they see this; it names
                         // no one in plain text (see `cluster::ErasureTombstone`).
-                        self.cluster.write_erasure_tombstone(self.store, self.now_ms(), &pending.receipt_id, &pending.ids)?;
+                        self.cluster.write_erasure_tombstone(
+                            self.store,
+                            self.now_ms(),
+                            &pending.receipt_id,
+                            &pending.ids,
+                        )?;
                     }
                     self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
                     // The pending record's deletion leaves the person's id in a tombstone key: asked

@@ -77,4 +77,3 @@ impl PrivacyCtx<'_> {
         Ok(receipts)
     }
 }
-
