@@ -18,7 +18,7 @@ use crate::fold::FoldCtx;
 use crate::keys::{ApiKey, Keys};
 use crate::people::People;
 use crate::profiles::ProfilesCtx;
-use crate::records::{from_json, scan_json};
+use crate::records::{decode_event, from_json, scan_json, try_events};
 use crate::variants::VariantBandits;
 
 /// Events decoded and folded per step of a sync (bounds its memory).
@@ -117,29 +117,22 @@ impl SyncCtx<'_> {
         let from = self.cluster.tail.lock().floor();
         let now_ms = self.clock.now_ms();
         let mut batch = Vec::new();
-        let mut failure = None;
         let mut highest = 0;
-        self.store.scan_events(from, &mut |row| {
-            highest = highest.max(row.seq);
-            if !self.cluster.claim(row.seq) {
-                return true;
-            }
-            match crate::records::decode_event(&row.payload) {
-                Ok(event) => batch.push(event),
-                Err(err) => {
-                    failure = Some(err);
-                    return false;
+        try_events(
+            |visit| self.store.scan_events(from, visit),
+            |row| {
+                highest = highest.max(row.seq);
+                if !self.cluster.claim(row.seq) {
+                    return Ok(true);
                 }
-            }
-            if batch.len() >= FOLD_BATCH {
-                report.events_folded += batch.len();
-                self.fold_synced(std::mem::take(&mut batch), now_ms);
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
+                batch.push(decode_event(&row.payload)?);
+                if batch.len() >= FOLD_BATCH {
+                    report.events_folded += batch.len();
+                    self.fold_synced(std::mem::take(&mut batch), now_ms);
+                }
+                Ok(true)
+            },
+        )?;
         report.events_folded += batch.len();
         self.fold_synced(batch, now_ms);
         let mut tail = self.cluster.tail.lock();

@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::error::{Result, corrupt};
 use crate::people::People;
-use crate::records::{from_json, to_json};
+use crate::records::{decode_event, from_json, to_json, try_events};
 
 mod publish;
 
@@ -350,45 +350,38 @@ impl Models {
         let mut hour_prior = vec![0f32; 24];
         let mut consent_cache: FxHashMap<String, attune_core::Consent> = FxHashMap::default();
         let declared = catalog.declared_weights();
-        let mut failure = None;
-        self.store.scan_events(0, &mut |row| {
-            let event: Event = match postcard::from_bytes(&row.payload) {
-                Ok(event) => event,
-                Err(err) => {
-                    failure = Some(corrupt("event payload", err));
-                    return false;
+        try_events(
+            |visit| self.store.scan_events(0, visit),
+            |row| {
+                let event: Event = decode_event(&row.payload)?;
+                n_events += 1;
+                let weight = training_weight(&event, &declared);
+                if weight > 0.0
+                    && let Some(hour) = crate::clock::local_hour_of(&event).filter(|h| *h < 24)
+                {
+                    hour_prior[hour as usize] += 1.0;
                 }
-            };
-            n_events += 1;
-            let weight = training_weight(&event, &declared);
-            if weight > 0.0
-                && let Some(hour) = crate::clock::local_hour_of(&event).filter(|h| *h < 24)
-            {
-                hour_prior[hour as usize] += 1.0;
-            }
-            let Some(item_id) = event.item.as_deref() else { return true };
-            if weight <= 0.0 {
-                return true;
-            }
-            let person = people.resolve(event.subject.id());
-            let consent = *consent_cache.entry(person.clone()).or_insert_with(|| people.consent_of(&person));
-            if !consent.allows(Purpose::Personalization) {
-                return true;
-            }
-            let item = catalog.intern_item(item_id);
-            let n_users = users.len() as u32;
-            let user = *users.entry(person).or_insert(n_users);
-            let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));
-            entry.0 += weight;
-            if event.ts_ms >= entry.1 {
-                entry.1 = event.ts_ms;
-                entry.2 = contexts.context_of(&event, consent.allows(Purpose::Contextual)).unwrap_or(NO_CONTEXT);
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
+                let Some(item_id) = event.item.as_deref() else { return Ok(true) };
+                if weight <= 0.0 {
+                    return Ok(true);
+                }
+                let person = people.resolve(event.subject.id());
+                let consent = *consent_cache.entry(person.clone()).or_insert_with(|| people.consent_of(&person));
+                if !consent.allows(Purpose::Personalization) {
+                    return Ok(true);
+                }
+                let item = catalog.intern_item(item_id);
+                let n_users = users.len() as u32;
+                let user = *users.entry(person).or_insert(n_users);
+                let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));
+                entry.0 += weight;
+                if event.ts_ms >= entry.1 {
+                    entry.1 = event.ts_ms;
+                    entry.2 = contexts.context_of(&event, consent.allows(Purpose::Contextual)).unwrap_or(NO_CONTEXT);
+                }
+                Ok(true)
+            },
+        )?;
         let (n_items, docs, item_tags, tag_names) = {
             let catalog = catalog.read();
             let item_tags: Vec<Vec<u32>> = (0..catalog.len() as u32)
