@@ -147,7 +147,7 @@ impl Engine {
         let people = People::open(store.clone(), clock.clone(), audit.clone(), config.default_consent)?;
         let editorial = Editorial::open(store.clone(), clock.clone(), audit.clone())?;
         let variants = VariantBandits::open(store.clone())?;
-        let models = Models::new(store.clone(), clock.clone(), config.ranker.clone(), config.cluster);
+        let models = Models::new(store.clone(), clock.clone(), config.ranker, config.cluster);
         let experiments = Experiments::open(store.clone(), clock.clone(), audit.clone())?;
         let decisions = DecisionLog::new(store.clone(), clock.clone(), config.cluster);
         decisions.build_review_index()?;

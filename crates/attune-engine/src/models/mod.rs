@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::error::{Result, corrupt};
+use crate::error::Result;
 use crate::people::People;
 use crate::records::{decode_event, from_json, to_json, try_events};
 

@@ -457,7 +457,7 @@ impl PrivacyCtx<'_> {
         let mut paused = 0u64;
         for shard in self.people.shards() {
             for (id, state) in shard.read().iter() {
-                if aliases.contains_key(&**id) {
+                if aliases.contains_key(id) {
                     continue;
                 }
                 people += 1;
