@@ -5,7 +5,7 @@
 //!
 //!
 //! An engine keeps profiles, the catalog, consent, preferences, aliases, keys, schemas and editorial
-//! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`Engine::sync_from_store`]
+//! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`crate::Engine::sync_from_store`]
 //! (the server calls it every second) brings that state up to date with the store:
 //!
 //! - **Events (tailing).** The engine keeps a watermark (`scanned_to`: the highest sequence number a

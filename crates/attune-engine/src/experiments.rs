@@ -433,7 +433,7 @@ fn person_values(marks: &[Mark], from_ms: i64, to_ms: i64, at_ms: i64) -> [Optio
 /// read once: the log after `watermark` (sequence numbers follow commit order on both backends),
 /// plus the history of people exposed since the last query. A deletion of events anywhere
 /// (erasure, consent withdrawal, a forgotten item, retention) changes the store's deletion
-/// generation ([`Engine::note_events_deleted`]) and the state starts over; so the answer is always
+/// generation ([`Experiments::note_events_deleted`]) and the state starts over; so the answer is always
 /// the one a fresh computation over the store gives, on every server of one database.
 #[derive(Default)]
 struct Tally {

@@ -48,7 +48,7 @@ impl Who {
 
     /// What the pipeline knows about the same person without personalization consent (the
     /// control arm and the global holdout): the id, the stored preferences and the exclusions
-    /// (bought, dismissed) stay, as [`Engine::who`] keeps them for such a person.
+    /// (bought, dismissed) stay, as [`DecideCtx::who`](super::DecideCtx) keeps them for such a person.
     pub fn without_personalization(self) -> Who {
         let mut consent = self.consent;
         consent.personalization = false;

@@ -19,7 +19,7 @@
 //!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
 //!   their receipt id (`rcpt_…`).
 //! - [`Table::Meta`]: `retrain_due` (see [`crate::models::Models::retrain_due_ms`]), `purge_due` (see
-//!   [`Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
+//!   [`crate::Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
 //!   person's `/me` links (erasure deletes it, so links issued before an erasure never work
 //!   again); `erasure_ledger_secret` and `erasure_ledger_checked` (see [`crate::ledger`]).
 //!
@@ -27,13 +27,13 @@
 //!
 //! A deletion is logical until the store purges ([`attune_store::Store::purge`]): erasure purges
 //! at once; forgetting an item, a consent withdrawal and the retention sweep ask for a purge by
-//! [`PURGE_DEADLINE_MS`] later ([`Engine::purge_due_ms`]), which `attune serve` runs within a
-//! minute of that time ([`Engine::purge_if_due`]), so their bytes leave the store's files within
+//! [`PURGE_DEADLINE_MS`] later ([`crate::Engine::purge_due_ms`]), which `attune serve` runs within a
+//! minute of that time ([`crate::Engine::purge_if_due`]), so their bytes leave the store's files within
 //! 11 minutes.
 //!
 //! # What the model layer must honor
 //!
-//! - [`Engine::register_erasure_hook`]: called with the erased ids (person and aliases) once an
+//! - [`crate::Engine::register_erasure_hook`]: called with the erased ids (person and aliases) once an
 //!   erasure has removed the stored data; drop those users' factors from live models then. Models
 //!   persisted in [`Table::Models`] must not outlive an erasure with the person's factors: retrain
 //!   (see below) or rewrite them.
@@ -41,7 +41,7 @@
 //!   by this time (at most [`RETRAIN_DEADLINE_MS`] later); item-side statistics (co-occurrences,
 //!   popularity) are cleaned by that training. Check it at start too: an erasure completed at
 //!   start (after a crash) ran before any hook was registered.
-//! - [`Engine::forgotten_items`]: never cite these items as a reason ("Because you read …") and
+//! - [`crate::Engine::forgotten_items`]: never cite these items as a reason ("Because you read …") and
 //!   skip the person's interactions with them in training.
 
 use std::collections::BTreeSet;
@@ -308,7 +308,7 @@ struct ForgottenRecord {
     at_ms: i64,
 }
 
-/// The erasure steps, in order. [`Engine::erase_interrupted`] stops after some of them to test
+/// The erasure steps, in order. [`crate::Engine::erase_interrupted`] stops after some of them to test
 /// that a restart completes the rest.
 const ERASURE_STEPS: usize = 6;
 
