@@ -452,7 +452,7 @@ struct Tally {
     watermark: u64,
     /// Exposed person → (arm, exposure time).
     exposed: FxHashMap<String, (String, i64)>,
-    /// Exposed people in key order (the order sums are taken in, so every server adds alike).
+    /// Exposed people sorted by id (the order sums are taken in, so every server adds alike).
     order: Vec<String>,
     /// Subject (a person or one of their aliases) → exposed person.
     subjects: FxHashMap<String, String>,
@@ -890,12 +890,13 @@ impl Experiments {
         let exposures_changed = self.store.get(Table::Meta, EXPOSURES_CHANGED_KEY)?;
         let index_unchanged = !fresh && exposures_changed.is_some() && tally.exposures_seen == exposures_changed;
         let prefix = format!("xp\0{id}\0");
-        let mut order = Vec::with_capacity(if index_unchanged { 0 } else { tally.order.len() + 64 });
         let mut new_people = Vec::new();
-        let mut failure = None;
         if !index_unchanged {
+            let mut seen = 0usize;
+            let mut failure = None;
             self.store.scan(Table::Experiments, &prefix, &mut |key, bytes| {
                 let person = &key[prefix.len()..];
+                seen += 1;
                 if !tally.exposed.contains_key(person) {
                     match from_json::<Exposure>("exposure", bytes) {
                         Ok(exposure) => {
@@ -908,21 +909,45 @@ impl Experiments {
                         }
                     }
                 }
-                order.push(person.to_owned());
                 true
             })?;
             if let Some(err) = failure {
                 return Err(err);
             }
-            if order.len() != tally.exposed.len() {
-                // Exposures swept by retention (or erased) since the last query.
-                let present: FxHashSet<&str> = order.iter().map(String::as_str).collect();
-                tally.exposed.retain(|person, _| present.contains(person.as_str()));
-                tally.marks.retain(|person, _| present.contains(person.as_str()));
-                tally.values.retain(|person, _| present.contains(person.as_str()));
-                tally.subjects.retain(|_, person| present.contains(person.as_str()));
+            if seen != tally.exposed.len() {
+                // Exposures swept by retention or erased since the last query (rare: both delete
+                // events too, which starts the analysis over): the index is read again for the
+                // people still exposed.
+                let mut present = Vec::with_capacity(seen);
+                self.store.scan(Table::Experiments, &prefix, &mut |key, _| {
+                    let person = &key[prefix.len()..];
+                    if tally.exposed.contains_key(person) {
+                        present.push(person.to_owned());
+                    }
+                    true
+                })?;
+                let kept: FxHashSet<&str> = present.iter().map(String::as_str).collect();
+                tally.exposed.retain(|person, _| kept.contains(person.as_str()));
+                tally.marks.retain(|person, _| kept.contains(person.as_str()));
+                tally.values.retain(|person, _| kept.contains(person.as_str()));
+                tally.subjects.retain(|_, person| kept.contains(person.as_str()));
+                present.sort_unstable();
+                tally.order = present;
+            } else if !new_people.is_empty() {
+                // The newly exposed merged into the order (both sorted by id), without copying
+                // the ids already there.
+                let mut added = new_people.clone();
+                added.sort_unstable();
+                let old = std::mem::take(&mut tally.order);
+                let mut order = Vec::with_capacity(old.len() + added.len());
+                let (mut old, mut added) = (old.into_iter().peekable(), added.into_iter().peekable());
+                while let (Some(a), Some(b)) = (old.peek(), added.peek()) {
+                    order.push(if a <= b { old.next() } else { added.next() }.expect("peeked"));
+                }
+                order.extend(old);
+                order.extend(added);
+                tally.order = order;
             }
-            tally.order = order;
             tally.exposures_seen = exposures_changed;
         }
         // Subjects whose history must be read: newly exposed people, and anonymous ids merged
@@ -1041,10 +1066,7 @@ impl Experiments {
 
     /// Whether a person withdrew personalization consent or paused it (the opt-out guardrail).
     fn opted_out(people: &People, person: &str) -> bool {
-        let consent = people.consent_of(person);
-        let paused =
-            people.read(person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
-        !consent.personalization || paused
+        people.personalization_off(person)
     }
 
     /// The cumulative lift of an experiment's [`primary_metric`] at up to `n_points` moments
