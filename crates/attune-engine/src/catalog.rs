@@ -1,10 +1,156 @@
-//! The in-memory catalog: items and tags interned to dense indices, so profiles and models work
-//! with `u32`s instead of strings.
+//! The catalog: items (interned to dense indices with their tags, so profiles and models work
+//! with `u32`s instead of strings) and the declared event schemas, in memory and written
+//! through to `Table::Items` and `Table::Schemas`. What a declared schema's signal means for one
+//! event is resolved in `signals.rs`.
 
 use std::sync::Arc;
 
-use attune_core::{Item, ItemIdx, TagIdx};
+use attune_core::{Item, ItemIdx, Schema, TagIdx};
+use attune_store::{Store, Table};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
+
+use crate::error::{Invalid, Result, UserError};
+use crate::records::{scan_json, to_json};
+
+/// The catalog component: the item index and the schemas, with their store access.
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    index: RwLock<ItemIndex>,
+    pub(crate) schemas: RwLock<FxHashMap<String, Schema>>,
+}
+
+impl Catalog {
+    /// Loads the stored items and schemas.
+    pub(crate) fn open(store: Arc<dyn Store>) -> Result<Catalog> {
+        let items: Vec<(String, Item)> = scan_json(&*store, Table::Items, "", "item")?;
+        let schemas: Vec<(String, Schema)> = scan_json(&*store, Table::Schemas, "", "schema")?;
+        let mut index = ItemIndex::default();
+        for (_, item) in items {
+            index.upsert(item);
+        }
+        Ok(Catalog { store, index: RwLock::new(index), schemas: RwLock::new(schemas.into_iter().collect()) })
+    }
+
+    /// Reads the item index.
+    pub fn read(&self) -> RwLockReadGuard<'_, ItemIndex> {
+        self.index.read()
+    }
+
+    /// Changes the item index (interning, items another server stored).
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ItemIndex> {
+        self.index.write()
+    }
+
+    /// Adds or replaces items, durably. Returns how many.
+    pub fn upsert_items(&self, items: Vec<Item>) -> Result<usize> {
+        let entries: Vec<(String, Vec<u8>)> = items.iter().map(|item| (item.id.clone(), to_json(item))).collect();
+        self.store.put_many(Table::Items, &entries)?;
+        let mut index = self.index.write();
+        let n = items.len();
+        for item in items {
+            index.upsert(item);
+        }
+        Ok(n)
+    }
+
+    /// Applies items another server stored; returns how many changed here.
+    pub(crate) fn apply_stored_items(&self, items: Vec<Item>) -> usize {
+        let mut index = self.index.write();
+        let mut n = 0;
+        for item in items {
+            let same = index.lookup(&item.id).and_then(|idx| index.item(idx)).is_some_and(|known| **known == item);
+            if !same {
+                index.upsert(item);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// An item by id.
+    pub fn item(&self, id: &str) -> Option<Arc<Item>> {
+        let index = self.index.read();
+        index.lookup(id).and_then(|idx| index.item(idx).cloned())
+    }
+
+    /// Marks an item unavailable (it is never recommended again; history keeps it).
+    pub fn withdraw_item(&self, id: &str) -> Result<()> {
+        let mut index = self.index.write();
+        let item = index.withdraw(id).ok_or_else(|| UserError::not_found("item", id))?;
+        self.store.put(Table::Items, id, &to_json(&*item))?;
+        Ok(())
+    }
+
+    /// The index of `id`, interning it if it is new (an item seen in an event first).
+    pub(crate) fn intern_item(&self, id: &str) -> ItemIdx {
+        if let Some(idx) = self.index.read().lookup(id) {
+            return idx;
+        }
+        self.index.write().intern_item(id)
+    }
+
+    /// Declares (or redeclares) an event type; returns whether its signal changed (the
+    /// profiles its stored events shaped must then be refolded).
+    pub fn put_schema(&self, name: &str, schema: Schema) -> Result<bool> {
+        if attune_core::BuiltinType::parse(name).is_some() {
+            return Err(UserError::Invalid {
+                kind: Invalid::BuiltinType,
+                field: None,
+                message: format!("`{name}` is a built-in event type; its schema is fixed."),
+            }
+            .into());
+        }
+        self.store.put(Table::Schemas, name, &to_json(&schema))?;
+        let mut schemas = self.schemas.write();
+        let before = schemas.get(name).and_then(|s| s.signal.clone());
+        let changed = before != schema.signal;
+        schemas.insert(name.to_owned(), schema);
+        Ok(changed)
+    }
+
+    /// A declared schema.
+    pub fn schema(&self, name: &str) -> Option<Schema> {
+        self.schemas.read().get(name).cloned()
+    }
+
+    /// Every declared schema, by name.
+    pub fn schemas(&self) -> Vec<(String, Schema)> {
+        let mut all: Vec<_> = self.schemas.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Applies schemas another server stored (`changed`) or deleted (`removed`); returns how
+    /// many changed here and the types whose signal changed.
+    pub(crate) fn apply_stored_schemas(
+        &self,
+        changed: Vec<(String, Schema)>,
+        removed: Vec<String>,
+    ) -> (usize, Vec<String>) {
+        let mut n = 0;
+        let mut signal_changed = Vec::new();
+        let mut schemas = self.schemas.write();
+        for (name, schema) in changed {
+            if schemas.get(&name) != Some(&schema) {
+                if schemas.get(&name).and_then(|s| s.signal.as_ref()) != schema.signal.as_ref() {
+                    signal_changed.push(name.clone());
+                }
+                schemas.insert(name, schema);
+                n += 1;
+            }
+        }
+        for name in removed {
+            if let Some(schema) = schemas.remove(&name) {
+                n += 1;
+                if schema.signal.is_some() {
+                    signal_changed.push(name);
+                }
+            }
+        }
+        (n, signal_changed)
+    }
+}
 
 /// What decisions need to know about an item on the hot path, precomputed at upsert so that no
 /// JSON attribute is read per item per decision.
@@ -37,7 +183,7 @@ impl ItemTraits {
 /// Items and tags by index. Items seen only in events (not yet in the catalog) have an index and
 /// no [`Item`].
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub struct ItemIndex {
     traits: Vec<ItemTraits>,
     ids: Vec<Arc<str>>,
     by_id: FxHashMap<Arc<str>, ItemIdx>,
@@ -51,7 +197,7 @@ pub struct Catalog {
     tag_by_name: FxHashMap<Arc<str>, TagIdx>,
 }
 
-impl Catalog {
+impl ItemIndex {
     /// The index of `id`, creating one for an item not seen before.
     pub fn intern_item(&mut self, id: &str) -> ItemIdx {
         if let Some(&idx) = self.by_id.get(id) {

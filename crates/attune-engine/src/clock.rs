@@ -54,6 +54,25 @@ pub fn rfc3339(ms: i64) -> String {
     }
 }
 
+/// The person's local hour when `event` happened, if its context says: `local_time` (RFC 3339
+/// with the person's offset) or a valid `timezone`.
+pub(crate) fn local_hour_of(event: &attune_core::Event) -> Option<u8> {
+    local_hour(event.context.local_time.as_deref(), event.context.timezone.as_deref(), event.ts_ms)
+}
+
+/// A person's local hour at `ts_ms`: the wall clock of `local_time` (RFC 3339 with the person's
+/// offset: the digits after `T`) when it is valid, else `ts_ms` in the IANA zone `timezone`.
+pub(crate) fn local_hour(local_time: Option<&str>, timezone: Option<&str>, ts_ms: i64) -> Option<u8> {
+    if let Some(local) = local_time
+        && local.parse::<jiff::Timestamp>().is_ok()
+    {
+        return local.split_once('T').and_then(|(_, time)| time.get(..2)?.parse().ok());
+    }
+    let tz = jiff::tz::TimeZone::get(timezone?).ok()?;
+    let ts = jiff::Timestamp::from_millisecond(ts_ms).ok()?;
+    Some(ts.to_zoned_datetime(tz).hour() as u8)
+}
+
 /// Where decision ids come from: the seam that makes a decision reproducible in tests.
 pub trait Ids: Send + Sync {
     /// A new decision id: `dec-…`, or `preview-…` for a preview that is never logged.

@@ -1,7 +1,11 @@
-//! Several engines on one shared store (PostgreSQL): each process folds what the others wrote.
+//! Several engines on one shared store (PostgreSQL): the bookkeeping each process keeps so that
+//! it folds what the others wrote exactly once — the event tail (watermark and claimed sequence
+//! numbers), the digests of the record tables as last applied, and erasure tombstones. The sync
+//! that uses them is `sync.rs`.
+//!
 //!
 //! An engine keeps profiles, the catalog, consent, preferences, aliases, keys, schemas and editorial
-//! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`Engine::sync_from_store`]
+//! state in memory. With [`EngineConfig::cluster`](crate::EngineConfig) on, [`crate::Engine::sync_from_store`]
 //! (the server calls it every second) brings that state up to date with the store:
 //!
 //! - **Events (tailing).** The engine keeps a watermark (`scanned_to`: the highest sequence number a
@@ -33,21 +37,17 @@
 //!   server does. An erasure that starts and finishes between two syncs is not seen (the record
 //!   names no one afterwards): its person stays in this process's memory until it restarts.
 //!
-//! Models: one process trains (the server elects it with the store's training lock) and publishes
-//! with [`Engine::publish_models`]; the others call [`Engine::load_published_models`]. The
-//! published form carries the trainer's item id list; a loading process maps each id to its own
-//! catalog index (interning unknown ids) and renumbers the models, because catalog indices are
-//! per process (see [`crate::models`]). The content model is not shipped: it is refitted from the
-//! local catalog.
+//! Models: one process trains (the scheduler elects it with the store's training lock) and
+//! publishes them; the others load them (`models/publish.rs`).
 
-use std::{collections::BTreeSet, time::Instant};
+use std::collections::BTreeSet;
 
-use attune_core::{Consent, Item, Preferences, Purpose, Schema};
-use attune_store::Table;
+use attune_store::{Store, Table};
 use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::{ApiKey, Engine, Result, from_json};
+use crate::error::Result;
+use crate::records::to_json;
 
 /// How many sequence numbers below the watermark every sync reads again.
 pub const RESCAN_WINDOW: u64 = 10_000;
@@ -56,65 +56,27 @@ pub const RESCAN_WINDOW: u64 = 10_000;
 /// syncs stopped while it kept appending.
 const MAX_APPLIED: usize = 1_000_000;
 
-/// Events decoded and folded per step of a sync (bounds its memory).
-const FOLD_BATCH: usize = 10_000;
-
-/// Record tables another process may change, reloaded by [`Engine::sync_from_store`].
-const SYNCED_TABLES: [Table; 10] = [
-    Table::Items,
-    Table::Schemas,
-    Table::Keys,
-    Table::Aliases,
-    Table::Consent,
-    Table::Preferences,
-    Table::Slots,
-    Table::Picks,
-    Table::Rules,
-    Table::Flags,
-];
-
-/// What one [`Engine::sync_from_store`] did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SyncReport {
-    /// Events other processes appended, folded now.
-    pub events_folded: usize,
-    /// The watermark after the sync (highest sequence number read).
-    pub watermark: u64,
-    /// Changed records per table name (only tables with changes).
-    pub changed: Vec<(&'static str, usize)>,
-    /// Profiles rebuilt (alias or consent changes).
-    pub profiles_rebuilt: usize,
-    /// People dropped from memory because another server is erasing them.
-    pub erased: usize,
-    /// Whether the editorial state was reloaded.
-    pub editorial_reloaded: bool,
-    /// Wall time of the sync.
-    pub seconds: f64,
-}
-
 /// The cluster bookkeeping of one engine.
 #[derive(Default)]
 pub(crate) struct ClusterState {
-    enabled: bool,
-    tail: Mutex<Tail>,
+    pub(crate) enabled: bool,
+    pub(crate) tail: Mutex<Tail>,
     /// Table → key → hash of the value last applied.
     digests: Mutex<FxHashMap<Table, FxHashMap<String, u64>>>,
     /// One sync at a time.
-    syncing: Mutex<()>,
+    pub(crate) syncing: Mutex<()>,
     /// Erasure tombstones already applied (or written) here.
-    tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
-    /// Whether this process holds the training lock (see [`Engine::set_trainer`]).
-    trainer: std::sync::atomic::AtomicBool,
+    pub(crate) tombstones_seen: Mutex<rustc_hash::FxHashSet<String>>,
 }
 
 #[derive(Default)]
-struct Tail {
-    scanned_to: u64,
+pub(crate) struct Tail {
+    pub(crate) scanned_to: u64,
     applied: BTreeSet<u64>,
 }
 
 impl Tail {
-    fn floor(&self) -> u64 {
+    pub(crate) fn floor(&self) -> u64 {
         self.scanned_to.saturating_sub(RESCAN_WINDOW)
     }
 
@@ -129,11 +91,11 @@ impl Tail {
         seq > self.floor() && self.applied.insert(seq)
     }
 
-    fn advance(&mut self, seq: u64) {
+    pub(crate) fn advance(&mut self, seq: u64) {
         self.scanned_to = self.scanned_to.max(seq);
     }
 
-    fn prune(&mut self) {
+    pub(crate) fn prune(&mut self) {
         let floor = self.floor();
         if self.applied.first().is_some_and(|&first| first <= floor) {
             self.applied = self.applied.split_off(&(floor + 1));
@@ -142,13 +104,53 @@ impl Tail {
 }
 
 impl ClusterState {
-    pub(crate) fn new(enabled: bool) -> ClusterState {
-        ClusterState { enabled, ..ClusterState::default() }
+    /// Records, for the other servers, that an erasure completed: a salted hash of each erased
+    /// id, never the id itself. An erasure can start and finish between two syncs of another
+    /// server, so the `pending` record alone is not enough to reach its memory.
+    pub(crate) fn write_erasure_tombstone(
+        &self,
+        store: &dyn Store,
+        now_ms: i64,
+        receipt_id: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        let salt: u64 = rand::random();
+        let tombstone =
+            ErasureTombstone { at_ms: now_ms, salt, hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect() };
+        let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
+        self.tombstones_seen.lock().insert(key.clone());
+        store.put(Table::Erasures, &key, &to_json(&tombstone))?;
+        Ok(())
     }
 
-    /// Whether other processes share the store.
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
+    /// Scans `table` and returns what differs from the digests, recording the new ones.
+    pub(crate) fn changes(&self, store: &dyn Store, table: Table) -> Result<Changes> {
+        let mut digests = self.digests.lock();
+        let known = digests.entry(table).or_default();
+        let mut seen: FxHashSet<String> = FxHashSet::default();
+        let mut changes = Changes::default();
+        store.scan(table, "", &mut |key, bytes| {
+            let hash = digest(bytes);
+            if known.get(key) != Some(&hash) {
+                known.insert(key.to_owned(), hash);
+                changes.changed.push((key.to_owned(), bytes.to_vec()));
+            }
+            seen.insert(key.to_owned());
+            true
+        })?;
+        known.retain(|key, _| {
+            let keep = seen.contains(key);
+            if !keep {
+                changes.removed.push(key.clone());
+            }
+            keep
+        });
+        Ok(changes)
+    }
+
+    /// The cluster bookkeeping; `enabled`: other processes share the store.
+    pub(crate) fn new(enabled: bool) -> ClusterState {
+        ClusterState { enabled, ..ClusterState::default() }
     }
 
     /// Claims an event this process appended or is about to fold: true if it is the first claim
@@ -177,622 +179,36 @@ fn digest(bytes: &[u8]) -> u64 {
 
 /// Records of one table that differ from what was applied before.
 #[derive(Default)]
-struct Changes {
-    changed: Vec<(String, Vec<u8>)>,
-    removed: Vec<String>,
+pub(crate) struct Changes {
+    pub changed: Vec<(String, Vec<u8>)>,
+    pub removed: Vec<String>,
 }
 
 impl Changes {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.changed.len() + self.removed.len()
     }
 }
 
-impl Engine {
-    /// Folds what other processes wrote to the shared store since the last call: their events,
-    /// and changed items, schemas, keys, aliases, consent, preferences and editorial state (see
-    /// the [module documentation](crate::cluster)). Cheap when nothing changed; safe to call from
-    /// one thread while requests are served. Does nothing unless the engine was opened with
-    /// [`EngineConfig::cluster`](crate::EngineConfig).
-    pub fn sync_from_store(&self) -> Result<SyncReport> {
-        let mut report = SyncReport::default();
-        if !self.cluster.enabled {
-            return Ok(report);
-        }
-        let _one_at_a_time = self.cluster.syncing.lock();
-        let started = Instant::now();
-        // Records first: events are folded under the consent and aliases in force now.
-        self.sync_records(&mut report)?;
-        // Experiment definitions, their bucket ranges and the global holdout (a few records),
-        // and what the slots' variant bandits learned on every server (one record per slot).
-        self.load_experiments()?;
-        self.load_variant_stats()?;
-        self.sync_events(&mut report)?;
-        // Last: an erased person's events folded just above go with them.
-        self.sync_erasures(&mut report)?;
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
-    }
-
-    fn sync_events(&self, report: &mut SyncReport) -> Result<()> {
-        let from = self.cluster.tail.lock().floor();
-        let now_ms = self.now_ms();
-        let mut batch = Vec::new();
-        let mut failure = None;
-        let mut highest = 0;
-        self.store.scan_events(from, &mut |row| {
-            highest = highest.max(row.seq);
-            if !self.cluster.claim(row.seq) {
-                return true;
-            }
-            match Engine::decode_event(&row.payload) {
-                Ok(event) => batch.push(event),
-                Err(err) => {
-                    failure = Some(err);
-                    return false;
-                }
-            }
-            if batch.len() >= FOLD_BATCH {
-                report.events_folded += batch.len();
-                self.fold_synced(std::mem::take(&mut batch), now_ms);
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        report.events_folded += batch.len();
-        self.fold_synced(batch, now_ms);
-        let mut tail = self.cluster.tail.lock();
-        tail.advance(highest);
-        tail.prune();
-        report.watermark = tail.scanned_to;
-        Ok(())
-    }
-
-    fn fold_synced(&self, events: Vec<attune_core::Event>, now_ms: i64) {
-        let events = events.into_iter().map(|event| (self.resolve(event.subject.id()), Box::new(event))).collect();
-        self.apply_events(events, now_ms);
-    }
-
-    /// Scans `table` and returns what differs from the digests, recording the new ones.
-    fn changes(&self, table: Table) -> Result<Changes> {
-        let mut digests = self.cluster.digests.lock();
-        let known = digests.entry(table).or_default();
-        let mut seen: FxHashSet<String> = FxHashSet::default();
-        let mut changes = Changes::default();
-        self.store.scan(table, "", &mut |key, bytes| {
-            let hash = digest(bytes);
-            if known.get(key) != Some(&hash) {
-                known.insert(key.to_owned(), hash);
-                changes.changed.push((key.to_owned(), bytes.to_vec()));
-            }
-            seen.insert(key.to_owned());
-            true
-        })?;
-        known.retain(|key, _| {
-            let keep = seen.contains(key);
-            if !keep {
-                changes.removed.push(key.clone());
-            }
-            keep
-        });
-        Ok(changes)
-    }
-
-    fn sync_records(&self, report: &mut SyncReport) -> Result<()> {
-        let mut editorial_changed = false;
-        for table in SYNCED_TABLES {
-            let changes = self.changes(table)?;
-            if changes.len() == 0 {
-                continue;
-            }
-            let n = match table {
-                Table::Items => self.apply_item_changes(changes)?,
-                Table::Schemas => self.apply_schema_changes(changes)?,
-                Table::Keys => self.apply_key_changes(changes)?,
-                Table::Aliases => self.apply_alias_changes(changes, report)?,
-                Table::Consent => self.apply_consent_changes(changes, report)?,
-                Table::Preferences => self.apply_preference_changes(changes)?,
-                _ => {
-                    editorial_changed = true;
-                    changes.len()
-                }
-            };
-            if n > 0 {
-                report.changed.push((table.name(), n));
-            }
-        }
-        if editorial_changed {
-            self.load_editorial()?;
-            report.editorial_reloaded = true;
-        }
-        Ok(())
-    }
-
-    fn apply_item_changes(&self, changes: Changes) -> Result<usize> {
-        let mut items = Vec::new();
-        for (_, bytes) in &changes.changed {
-            items.push(from_json::<Item>("item", bytes)?);
-        }
-        let mut catalog = self.catalog.write();
-        let mut n = 0;
-        for item in items {
-            let same = catalog.lookup(&item.id).and_then(|idx| catalog.item(idx)).is_some_and(|known| **known == item);
-            if !same {
-                catalog.upsert(item);
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    fn apply_schema_changes(&self, changes: Changes) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (name, bytes) in changes.changed {
-            parsed.push((name, from_json::<Schema>("schema", &bytes)?));
-        }
-        let mut n = 0;
-        let mut signal_changed = Vec::new();
-        {
-            let mut schemas = self.schemas.write();
-            for (name, schema) in parsed {
-                if schemas.get(&name) != Some(&schema) {
-                    if schemas.get(&name).and_then(|s| s.signal.as_ref()) != schema.signal.as_ref() {
-                        signal_changed.push(name.clone());
-                    }
-                    schemas.insert(name, schema);
-                    n += 1;
-                }
-            }
-            for name in changes.removed {
-                if let Some(schema) = schemas.remove(&name) {
-                    n += 1;
-                    if schema.signal.is_some() {
-                        signal_changed.push(name);
-                    }
-                }
-            }
-        }
-        // Another server changed what a declared type means: refold as it did.
-        self.refold_declared(&signal_changed)?;
-        Ok(n)
-    }
-
-    fn apply_key_changes(&self, changes: Changes) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (_, bytes) in &changes.changed {
-            parsed.push(from_json::<ApiKey>("key", bytes)?);
-        }
-        let mut keys = self.keys.write();
-        let mut n = 0;
-        for key in parsed {
-            if keys.get(&key.hash) != Some(&key) {
-                keys.insert(key.hash.clone(), key);
-                n += 1;
-            }
-        }
-        if !changes.removed.is_empty() {
-            let before = keys.len();
-            keys.retain(|_, key| !changes.removed.contains(&key.id));
-            n += before - keys.len();
-        }
-        Ok(n)
-    }
-
-    fn apply_alias_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
-        let mut parsed = Vec::new();
-        for (alias, bytes) in changes.changed {
-            parsed.push((alias, from_json::<String>("alias", &bytes)?));
-        }
-        // People whose profile must be refolded, and anonymous ids whose own profile goes.
-        let mut rebuild: BTreeSet<String> = BTreeSet::new();
-        let mut merged: Vec<String> = Vec::new();
-        {
-            let mut aliases = self.aliases.write();
-            for (alias, person) in parsed {
-                let before = aliases.insert(alias.clone(), person.clone());
-                if before.as_ref() != Some(&person) {
-                    rebuild.extend(before);
-                    rebuild.insert(person);
-                    merged.push(alias);
-                }
-            }
-            for alias in &changes.removed {
-                if let Some(person) = aliases.remove(alias) {
-                    rebuild.insert(person);
-                    rebuild.insert(alias.clone());
-                }
-            }
-        }
-        let n = merged.len() + changes.removed.len();
-        for alias in &merged {
-            self.people.update(alias, |state| state.profile = None);
-        }
-        for person in &rebuild {
-            self.rebuild_profile(person)?;
-        }
-        report.profiles_rebuilt += rebuild.len();
-        Ok(n)
-    }
-
-    fn apply_consent_changes(&self, changes: Changes, report: &mut SyncReport) -> Result<usize> {
-        let mut updates: Vec<(String, Option<Consent>)> = Vec::new();
-        for (person, bytes) in changes.changed {
-            updates.push((person, Some(from_json::<Consent>("consent", &bytes)?)));
-        }
-        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
-        let mut n = 0;
-        for (person, consent) in updates {
-            let effective = consent.unwrap_or(self.config.default_consent);
-            let needs_rebuild = self.people.read(&person, |state| {
-                let known = state.and_then(|s| s.consent);
-                (known != consent).then(|| state.is_none_or(|s| s.profile.is_none()))
-            });
-            let Some(had_no_profile) = needs_rebuild else { continue };
-            n += 1;
-            let now_ms = self.now_ms();
-            self.people.update(&person, |state| {
-                state.consent = consent;
-                state.updated_ms = state.updated_ms.max(now_ms);
-                if !effective.allows(Purpose::Personalization) {
-                    state.profile = None;
-                }
-            });
-            if effective.allows(Purpose::Personalization) && had_no_profile {
-                self.rebuild_profile(&person)?;
-                report.profiles_rebuilt += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    fn apply_preference_changes(&self, changes: Changes) -> Result<usize> {
-        let mut updates: Vec<(String, Option<Preferences>)> = Vec::new();
-        for (person, bytes) in changes.changed {
-            updates.push((person, Some(from_json::<Preferences>("preferences", &bytes)?)));
-        }
-        updates.extend(changes.removed.into_iter().map(|person| (person, None)));
-        let mut n = 0;
-        for (person, preferences) in updates {
-            let same =
-                self.people.read(&person, |state| state.and_then(|s| s.preferences.as_ref()) == preferences.as_ref());
-            if !same {
-                self.people.update(&person, |state| state.preferences = preferences);
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Records, for the other servers, that an erasure completed: a salted hash of each erased
-    /// id, never the id itself. An erasure can start and finish between two syncs of another
-    /// server, so the `pending` record alone is not enough to reach its memory.
-    pub(crate) fn write_erasure_tombstone(&self, receipt_id: &str, ids: &[String]) -> Result<()> {
-        let salt: u64 = rand::random();
-        let tombstone = ErasureTombstone {
-            at_ms: self.now_ms(),
-            salt,
-            hashes: ids.iter().map(|id| tombstone_hash(salt, id)).collect(),
-        };
-        let key = format!("{TOMBSTONE_PREFIX}{receipt_id}");
-        self.cluster.tombstones_seen.lock().insert(key.clone());
-        self.store.put(Table::Erasures, &key, &crate::to_json(&tombstone))?;
-        Ok(())
-    }
-
-    /// Applies tombstones of erasures completed elsewhere (once each), and deletes tombstones older
-    /// than [`TOMBSTONE_TTL_MS`].
-    fn sync_tombstones(&self, report: &mut SyncReport) -> Result<()> {
-        let now_ms = self.now_ms();
-        let mut fresh: Vec<(String, ErasureTombstone)> = Vec::new();
-        let mut expired: Vec<String> = Vec::new();
-        for (key, tombstone) in
-            self.scan_json::<ErasureTombstone>(Table::Erasures, TOMBSTONE_PREFIX, "erasure tombstone")?
-        {
-            if now_ms - tombstone.at_ms > TOMBSTONE_TTL_MS {
-                expired.push(key);
-            } else {
-                fresh.push((key, tombstone));
-            }
-        }
-        for key in expired {
-            self.store.delete(Table::Erasures, &key)?;
-        }
-        let mut seen = self.cluster.tombstones_seen.lock();
-        let unseen: Vec<ErasureTombstone> =
-            fresh.into_iter().filter(|(key, _)| seen.insert(key.clone())).map(|(_, t)| t).collect();
-        drop(seen);
-        if unseen.is_empty() {
-            return Ok(());
-        }
-        let mut candidates = self.people.ids();
-        candidates.extend(self.aliases.read().keys().cloned());
-        let erased: Vec<String> = candidates
-            .into_iter()
-            .filter(|id| unseen.iter().any(|t| t.hashes.contains(&tombstone_hash(t.salt, id))))
-            .collect();
-        if erased.is_empty() {
-            return Ok(());
-        }
-        self.aliases.write().retain(|alias, person| !erased.contains(alias) && !erased.contains(person));
-        for id in &erased {
-            self.people.remove(id);
-        }
-        self.forget_model_traces(&erased);
-        self.delete_stored_decisions_of(&erased)?;
-        report.erased += erased.len();
-        Ok(())
-    }
-
-    /// Drops from memory the people another server is erasing (`pending\0<person>` records).
-    fn sync_erasures(&self, report: &mut SyncReport) -> Result<()> {
-        self.sync_tombstones(report)?;
-        let mut ids: Vec<String> = Vec::new();
-        for (_, pending) in self.scan_json::<serde_json::Value>(Table::Erasures, "pending\0", "pending erasure")? {
-            let named = pending["ids"].as_array().into_iter().flatten().filter_map(|id| id.as_str());
-            ids.extend(named.map(str::to_owned));
-        }
-        let known: Vec<String> = ids
-            .into_iter()
-            .filter(|id| self.people.read(id, |state| state.is_some()) || self.aliases.read().contains_key(id))
-            .collect();
-        if known.is_empty() {
-            return Ok(());
-        }
-        self.aliases.write().retain(|alias, person| !known.contains(alias) && !known.contains(person));
-        for id in &known {
-            self.people.remove(id);
-        }
-        self.forget_model_traces(&known);
-        self.delete_stored_decisions_of(&known)?;
-        report.erased += known.len();
-        Ok(())
-    }
-}
-
 /// Prefix of erasure tombstones in [`Table::Erasures`].
-const TOMBSTONE_PREFIX: &str = "tombstone\0";
+pub(crate) const TOMBSTONE_PREFIX: &str = "tombstone\0";
 /// How long a tombstone is kept: far longer than any sync period, short enough that the salted
 /// hashes (pseudonymous data) do not linger.
 pub const TOMBSTONE_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// The trace a completed erasure leaves for the other servers: salted hashes of the erased ids.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct ErasureTombstone {
-    at_ms: i64,
-    salt: u64,
-    hashes: Vec<String>,
+pub(crate) struct ErasureTombstone {
+    pub(crate) at_ms: i64,
+    pub(crate) salt: u64,
+    pub(crate) hashes: Vec<String>,
 }
 
-fn tombstone_hash(salt: u64, id: &str) -> String {
+pub(crate) fn tombstone_hash(salt: u64, id: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), salt))
 }
 
 // ---- published models ----
-
-/// Key of the published models' header in [`Table::Models`].
-const MODELS_CURRENT: &str = "current";
-/// Published models are written in chunks of this many bytes (one record each).
-const MODEL_CHUNK: usize = 4 << 20;
-
-/// What [`Table::Models`] holds under `current` (JSON): which version is published and where its
-/// bytes are (`blob\0<version>\0<chunk:06>`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct PublishedHeader {
-    version: u64,
-    trained_at_ms: i64,
-    n_chunks: usize,
-    n_bytes: usize,
-    /// xxh3 of the concatenated chunks.
-    digest: u64,
-}
-
-/// The published form of a [`ModelSnapshot`] (postcard). Item indices are the trainer's; the
-/// trainer's catalog id of index `i` is `item_ids[i]`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PublishedModels {
-    version: u64,
-    trained_at_ms: i64,
-    n_users: usize,
-    n_interactions: usize,
-    n_events: usize,
-    stats: Vec<(String, f64)>,
-    item_ids: Vec<String>,
-    ranker: Option<attune_rank::Ranker>,
-    popularity: Vec<f32>,
-    trending: Vec<f32>,
-    hour_prior: Vec<f32>,
-    general_scale: f32,
-}
-
-fn blob_key(version: u64, chunk: usize) -> String {
-    format!("blob\0{version:020}\0{chunk:06}")
-}
-
-fn stat_name(name: &str) -> &'static str {
-    match name {
-        "popularity" => "popularity",
-        "trending" => "trending",
-        "served" => "served",
-        "content" => "content",
-        _ => "other",
-    }
-}
-
-fn remap_scores(scores: &[f32], new_index: &[u32], n_items: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n_items];
-    for (old, &score) in scores.iter().enumerate() {
-        out[new_index[old] as usize] = score;
-    }
-    out
-}
-
-impl Engine {
-    /// Whether this process trains the models: always on its own store; on a shared one, while it
-    /// holds the training lock (the server's model thread reports that with [`set_trainer`]).
-    ///
-    /// [`set_trainer`]: Engine::set_trainer
-    pub fn is_trainer(&self) -> bool {
-        !self.cluster.enabled || self.cluster.trainer.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Records whether this process holds the cluster's training lock.
-    pub fn set_trainer(&self, holds_the_lock: bool) {
-        self.cluster.trainer.store(holds_the_lock, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Asks whichever process trains to train now (on a shared store: the lock holder, within its
-    /// next poll), through the same durable marker an erasure leaves.
-    pub fn request_training(&self) -> Result<()> {
-        self.request_retrain_by(self.now_ms())
-    }
-
-    /// Writes the models in use to [`Table::Models`] for the other processes on the store: the
-    /// chunks of the new version first, then the `current` header that names them, then the
-    /// previous version's chunks are deleted. Returns the published version. The caller must hold
-    /// the cluster's training lock (only one process publishes).
-    pub fn publish_models(&self) -> Result<u64> {
-        let snapshot = self.models();
-        let item_ids: Vec<String> = {
-            let catalog = self.catalog.read();
-            (0..snapshot.n_items as u32).map(|i| catalog.id(attune_core::ItemIdx(i)).to_owned()).collect()
-        };
-        let published = PublishedModels {
-            version: snapshot.version,
-            trained_at_ms: snapshot.trained_at_ms,
-            n_users: snapshot.n_users,
-            n_interactions: snapshot.n_interactions,
-            n_events: snapshot.n_events,
-            stats: snapshot.stats.iter().map(|s| (s.name.to_owned(), s.fit_seconds)).collect(),
-            item_ids,
-            ranker: snapshot.ranker.clone(),
-            popularity: snapshot.popularity.clone(),
-            trending: snapshot.trending.clone(),
-            hour_prior: snapshot.hour_prior.clone(),
-            general_scale: snapshot.general_scale,
-        };
-        let bytes = postcard::to_stdvec(&published).expect("models always encode");
-        let previous = self.published_header()?;
-        let chunks: Vec<(String, Vec<u8>)> = bytes
-            .chunks(MODEL_CHUNK)
-            .enumerate()
-            .map(|(i, chunk)| (blob_key(snapshot.version, i), chunk.to_vec()))
-            .collect();
-        for chunk in &chunks {
-            self.store.put(Table::Models, &chunk.0, &chunk.1)?;
-        }
-        let header = PublishedHeader {
-            version: snapshot.version,
-            trained_at_ms: snapshot.trained_at_ms,
-            n_chunks: chunks.len(),
-            n_bytes: bytes.len(),
-            digest: digest(&bytes),
-        };
-        self.store.put(Table::Models, MODELS_CURRENT, &crate::to_json(&header))?;
-        if let Some(previous) = previous.filter(|p| p.version != header.version) {
-            for i in 0..previous.n_chunks {
-                self.store.delete(Table::Models, &blob_key(previous.version, i))?;
-            }
-        }
-        tracing::info!(version = header.version, bytes = header.n_bytes, "models published");
-        Ok(header.version)
-    }
-
-    /// The version published in the store, if any.
-    pub fn published_models_version(&self) -> Result<Option<u64>> {
-        Ok(self.published_header()?.map(|h| h.version))
-    }
-
-    fn published_header(&self) -> Result<Option<PublishedHeader>> {
-        match self.store.get(Table::Models, MODELS_CURRENT)? {
-            Some(bytes) => Ok(Some(from_json("published models header", &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Loads the published models if their version differs from the one in use, renumbering items
-    /// to this process's catalog, and swaps them in. Returns the version loaded (`None`: nothing
-    /// new). People erased here stay hidden unless the loaded models no longer know them.
-    pub fn load_published_models(&self) -> Result<Option<u64>> {
-        let loaded = self.load_published_models_once();
-        if loaded.is_ok() {
-            self.models_settled.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        loaded
-    }
-
-    fn load_published_models_once(&self) -> Result<Option<u64>> {
-        let Some(header) = self.published_header()? else { return Ok(None) };
-        if header.version == self.models().version {
-            return Ok(None);
-        }
-        let mut bytes = Vec::with_capacity(header.n_bytes);
-        for i in 0..header.n_chunks {
-            // A chunk may vanish when a newer version replaces this one meanwhile: the next poll
-            // loads that one.
-            let chunk = self
-                .store
-                .get(Table::Models, &blob_key(header.version, i))?
-                .ok_or_else(|| crate::error::corrupt("published models", "a chunk is missing (replaced meanwhile?)"))?;
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() != header.n_bytes || digest(&bytes) != header.digest {
-            return Err(crate::error::corrupt("published models", "length or digest mismatch"));
-        }
-        let published: PublishedModels =
-            postcard::from_bytes(&bytes).map_err(|err| crate::error::corrupt("published models", err))?;
-        let started = Instant::now();
-        let new_index: Vec<u32> = published.item_ids.iter().map(|id| self.intern_item(id).0).collect();
-        let (n_items, docs) = {
-            let catalog = self.catalog.read();
-            (catalog.len(), crate::models::item_docs(&catalog))
-        };
-        let identity = n_items == new_index.len() && new_index.iter().enumerate().all(|(i, &j)| i as u32 == j);
-        let (ranker, popularity, trending) = if identity {
-            (published.ranker, published.popularity, published.trending)
-        } else {
-            (
-                published.ranker.map(|m| m.remap_items(&new_index, n_items)),
-                remap_scores(&published.popularity, &new_index, n_items),
-                remap_scores(&published.trending, &new_index, n_items),
-            )
-        };
-        let content =
-            (!docs.is_empty()).then(|| attune_rank::Content::fit(&docs, &attune_rank::ContentParams::default()));
-        let snapshot = crate::models::ModelSnapshot {
-            version: published.version,
-            trained_at_ms: published.trained_at_ms,
-            n_users: published.n_users,
-            n_items,
-            n_interactions: published.n_interactions,
-            n_events: published.n_events,
-            stats: published
-                .stats
-                .iter()
-                .map(|(name, fit_seconds)| crate::models::ModelStats {
-                    name: stat_name(name),
-                    fit_seconds: *fit_seconds,
-                    metrics: (name == "served").then(|| ranker.as_ref().and_then(|r| r.report().validation)).flatten(),
-                })
-                .collect(),
-            ranker,
-            popularity,
-            trending,
-            content,
-            hour_prior: published.hour_prior,
-            general_scale: published.general_scale,
-        };
-        *self.models.write() = std::sync::Arc::new(snapshot);
-        tracing::info!(
-            version = header.version,
-            remapped = !identity,
-            seconds = started.elapsed().as_secs_f64(),
-            "published models loaded"
-        );
-        Ok(Some(header.version))
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -801,8 +217,10 @@ mod tests {
     use attune_core::validate::RawEvent;
     use attune_store::{EmbeddedStore, Store};
 
+    use attune_core::{Consent, Item};
+
     use super::*;
-    use crate::{EngineConfig, IngestItem, ManualClock, Scope};
+    use crate::{Engine, EngineConfig, IngestItem, ManualClock, Scope};
 
     const NOW_MS: i64 = 1_780_000_000_000;
 
@@ -922,7 +340,7 @@ mod tests {
         let (ka, kb) = (a.catalog(), b.catalog());
         assert_ne!(ka.lookup("i-3"), kb.lookup("i-3"), "the test needs different numberings");
         let (ia, ib) = (ka.lookup("i-3").unwrap().0, kb.lookup("i-3").unwrap().0);
-        let named = |catalog: &crate::Catalog, row: &[(u32, f32)]| -> Vec<(String, f32)> {
+        let named = |catalog: &crate::catalog::ItemIndex, row: &[(u32, f32)]| -> Vec<(String, f32)> {
             row.iter().map(|&(j, s)| (catalog.id(attune_core::ItemIdx(j)).to_owned(), s)).collect()
         };
         let knn_a = trained.knn().expect("knn");
@@ -964,7 +382,7 @@ mod tests {
         assert!(b.person("u-gone").is_err(), "B dropped the erased person from memory");
         // The tombstone holds no plain id.
         let mut plain = false;
-        a.store
+        a.store()
             .scan(Table::Erasures, "", &mut |key, bytes| {
                 plain |= key.contains("u-gone") || String::from_utf8_lossy(bytes).contains("u-gone");
                 true

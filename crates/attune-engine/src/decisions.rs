@@ -3,7 +3,7 @@
 //! of the slot's variant bandit, [`crate::variants`]).
 //!
 //! Decisions are logged in memory (the most recent [`LOG_CAPACITY`]) and persisted in the
-//! background by [`Engine::flush_decisions`] under `Table::Decisions` key `person \0 decision id`
+//! background by [`crate::Engine::flush_decisions`] under `Table::Decisions` key `person \0 decision id`
 //! (`- \0 …` for anonymous requests), so that export and erasure find a person's decisions by
 //! prefix. A decision is not acknowledged data: it is never fsynced on the hot path.
 //!
@@ -13,7 +13,7 @@
 //! reads an index newest first (`Store::scan_rev`) and stops after a page, so a request costs
 //! its page, not the table. (`\u{1}` is no character of an id, so no person's prefix meets it.)
 //! Erasure deletes a person's index entries from their decisions' keys and times
-//! ([`Engine::forget_review_index`]); retention sweeps the index by its time order.
+//! ([`DecisionLog::forget_review_index`]); retention sweeps the index by its time order.
 
 use std::collections::VecDeque;
 
@@ -22,7 +22,15 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Result, decide::Decision, to_json};
+use std::sync::Arc;
+
+use attune_store::Store;
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::people::People;
+use crate::records::{scan_records, to_json};
+use crate::variants::VariantBandits;
 
 /// The prefix of the review index over every slot.
 const REVIEW_ALL: &str = "\u{1}t\0";
@@ -105,10 +113,14 @@ const ATTRIBUTION_RETRY_MS: i64 = 10_000;
 /// Events waiting for their decision to be retried, at most.
 const ATTRIBUTION_QUEUE: usize = 10_000;
 
-/// In-memory decision state.
-#[derive(Default)]
-pub struct Decisions {
-    log: Mutex<DecisionLog>,
+/// The decision log: recent decisions in memory, their flush to the store, the review index,
+/// and attribution of answering events.
+pub struct DecisionLog {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Other servers share the store: an answer may arrive before its decision is stored.
+    cluster: bool,
+    log: Mutex<RecentLog>,
     /// Engaged events whose decision was not found yet (cluster only), retried at each flush.
     unattributed: Mutex<VecDeque<Unattributed>>,
 }
@@ -123,46 +135,58 @@ struct Unattributed {
 }
 
 #[derive(Default)]
-struct DecisionLog {
+struct RecentLog {
     recent: VecDeque<LoggedDecision>,
     by_id: FxHashMap<String, usize>,
     offset: usize,
     unflushed: VecDeque<LoggedDecision>,
 }
 
-impl Engine {
-    pub(crate) fn log_decision(&self, person: Option<&str>, decision: &Decision, now_ms: i64) {
-        let logged = LoggedDecision {
-            id: decision.id.clone(),
-            person: person.map(str::to_owned),
-            at_ms: now_ms,
-            personalized: decision.personalized,
-            journey_stage: decision.journey_stage.as_str().to_owned(),
-            placements: decision
-                .placements
-                .iter()
-                .map(|p| LoggedPlacement {
-                    slot: p.slot.clone(),
-                    variant: p.variant.clone(),
-                    items: p
-                        .items
-                        .iter()
-                        .map(|i| {
-                            (
-                                i.item.id.clone(),
-                                i.source.as_str().to_owned(),
-                                i.reasons.iter().map(|r| r.text.clone()).collect(),
-                            )
-                        })
-                        .collect(),
-                    learned: p.variant_context.clone(),
-                })
-                .collect(),
-            experiments: decision.experiments.clone(),
-            channel: decision.channel.as_str().to_owned(),
-        };
-        self.record_variant_exposures(&logged.placements);
-        let mut log = self.decisions.log.lock();
+fn reward_decision(
+    people: &People,
+    variants: &VariantBandits,
+    decision: &LoggedDecision,
+    person: &str,
+    item: Option<&str>,
+) {
+    // Only the person the decision was made for (or a device merged into them since) answers it.
+    if decision.person.as_deref().is_none_or(|owner| people.resolve(owner) == person) {
+        reward_variant(variants, decision, item);
+    }
+}
+
+/// Rewards the variant of the placement of `decision` that showed `item` (the first placement
+/// when the event names no item), once per decision and placement.
+fn reward_variant(variants: &VariantBandits, decision: &LoggedDecision, item: Option<&str>) {
+    let Some((index, placement)) = decision
+        .placements
+        .iter()
+        .enumerate()
+        .find(|(_, p)| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
+    else {
+        return;
+    };
+    variants.reward(&decision.id, index, &placement.slot, &placement.variant, placement.learned.as_ref());
+}
+
+impl DecisionLog {
+    /// An empty log over `store`; `cluster`: other servers share the store.
+    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cluster: bool) -> DecisionLog {
+        DecisionLog {
+            store,
+            clock,
+            cluster,
+            log: Mutex::new(RecentLog::default()),
+            unattributed: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Logs a decision (and records its exposures with the variant bandits).
+    pub(crate) fn log(&self, logged: LoggedDecision, variants: &VariantBandits) {
+        for placement in &logged.placements {
+            variants.record_exposure(&placement.slot, &placement.variant, placement.learned.as_ref());
+        }
+        let mut log = self.log.lock();
         let position = log.offset + log.recent.len();
         log.by_id.insert(logged.id.clone(), position);
         log.unflushed.push_back(logged.clone());
@@ -180,8 +204,8 @@ impl Engine {
     }
 
     /// A logged decision still in memory.
-    pub fn logged_decision(&self, id: &str) -> Option<LoggedDecision> {
-        let log = self.decisions.log.lock();
+    pub fn logged(&self, id: &str) -> Option<LoggedDecision> {
+        let log = self.log.lock();
         let position = *log.by_id.get(id)?;
         log.recent.get(position - log.offset).cloned()
     }
@@ -190,8 +214,7 @@ impl Engine {
     /// from the store (after flushing this server's), so the log survives restarts, every server
     /// of one database shows the same, and erasure and retention reach it. Reads the review
     /// index newest first and stops after `limit` decisions (or at `since_ms`).
-    pub fn recent_decisions(&self, slot: Option<&str>, since_ms: i64, limit: usize) -> Result<Vec<LoggedDecision>> {
-        self.flush_decisions()?;
+    pub fn recent(&self, slot: Option<&str>, since_ms: i64, limit: usize) -> Result<Vec<LoggedDecision>> {
         let prefix = match slot {
             Some(slot) => format!("{REVIEW_SLOT}{slot}\0"),
             None => REVIEW_ALL.to_owned(),
@@ -290,10 +313,8 @@ impl Engine {
     }
 
     /// A person's stored decisions, newest first (found by key prefix).
-    pub fn decisions_of(&self, person: &str, limit: usize) -> Result<Vec<LoggedDecision>> {
-        self.flush_decisions()?;
-        let mut all: Vec<LoggedDecision> = self
-            .scan_records(Table::Decisions, &format!("{person}\0"))?
+    pub fn of_person(&self, person: &str, limit: usize) -> Result<Vec<LoggedDecision>> {
+        let mut all: Vec<LoggedDecision> = scan_records(&*self.store, Table::Decisions, &format!("{person}\0"))?
             .into_iter()
             .filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok())
             .collect();
@@ -302,23 +323,9 @@ impl Engine {
         Ok(all)
     }
 
-    /// The keyed pseudonym editors see instead of a person id: `p_` and the first 16 hex digits
-    /// of HMAC-SHA256 under the server's secret (stable, not reversible without the secret).
-    pub fn pseudonym(&self, person: &str) -> String {
-        use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.link_secret()).expect("HMAC takes keys of any length");
-        mac.update(b"decision-log-pseudonym\0");
-        mac.update(person.as_bytes());
-        format!("p_{}", hex::encode(&mac.finalize().into_bytes()[..8]))
-    }
-
-    /// Persists decisions logged since the last flush (one durable batch). Called every second by
-    /// the server and at shutdown.
-    pub fn flush_decisions(&self) -> Result<usize> {
-        self.flush_exposures()?;
-        self.retry_attributions();
-        self.flush_variant_stats()?;
-        let pending: Vec<LoggedDecision> = std::mem::take(&mut self.decisions.log.lock().unflushed).into();
+    /// Persists decisions logged since the last flush (one durable batch).
+    pub(crate) fn flush(&self) -> Result<usize> {
+        let pending: Vec<LoggedDecision> = std::mem::take(&mut self.log.lock().unflushed).into();
         if pending.is_empty() {
             return Ok(0);
         }
@@ -338,10 +345,10 @@ impl Engine {
     /// Deletes the stored decisions (and their review index entries) of people erased by another
     /// server. That server deletes them too, but this server may have flushed one of theirs
     /// after it did: applied when the erasure reaches this server's sync, after
-    /// [`Engine::forget_decisions_of`] emptied what is still waiting here, nothing comes back.
+    /// [`DecisionLog::forget_decisions_of`] emptied what is still waiting here, nothing comes back.
     pub(crate) fn delete_stored_decisions_of(&self, ids: &[String]) -> Result<()> {
         for id in ids {
-            let records = self.scan_records(Table::Decisions, &format!("{id}\0"))?;
+            let records = scan_records(&*self.store, Table::Decisions, &format!("{id}\0"))?;
             self.forget_review_index(&records)?;
             for (key, _) in records {
                 self.store.delete(Table::Decisions, &key)?;
@@ -352,7 +359,7 @@ impl Engine {
 
     /// Drops a person's decisions from memory (erasure).
     pub fn forget_decisions_of(&self, ids: &[String]) {
-        let mut log = self.decisions.log.lock();
+        let mut log = self.log.lock();
         for decision in log.recent.iter_mut() {
             if decision.person.as_ref().is_some_and(|p| ids.contains(p)) {
                 decision.person = None;
@@ -361,7 +368,7 @@ impl Engine {
         }
         log.unflushed.retain(|d| d.person.as_ref().is_none_or(|p| !ids.contains(p)));
         drop(log);
-        self.decisions.unattributed.lock().retain(|u| !ids.contains(&u.person) && !ids.contains(&u.subject));
+        self.unattributed.lock().retain(|u| !ids.contains(&u.person) && !ids.contains(&u.subject));
     }
 
     /// Attributes a newly ingested event to the decision it answers: a click (or better) on a
@@ -370,8 +377,11 @@ impl Engine {
     /// decision, or one from before a restart). With other servers on the store, an event whose
     /// decision is not stored yet (they flush every second) is retried for ten seconds.
     /// (Experiments measure people from the stored event log instead: see `experiments.rs`.)
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attribute(
         &self,
+        people: &People,
+        variants: &VariantBandits,
         subject: &str,
         person: &str,
         decision_id: &str,
@@ -382,15 +392,15 @@ impl Engine {
             return;
         }
         match self.find_decision(subject, person, decision_id) {
-            Some(decision) => self.reward_decision(&decision, person, item),
-            None if self.cluster.enabled() => {
+            Some(decision) => reward_decision(people, variants, &decision, person, item),
+            None if self.cluster => {
                 // Another server's decision may not be stored yet: retried at the next flushes.
-                let mut queue = self.decisions.unattributed.lock();
+                let mut queue = self.unattributed.lock();
                 if queue.len() >= ATTRIBUTION_QUEUE {
                     queue.pop_front();
                 }
                 queue.push_back(Unattributed {
-                    at_ms: self.now_ms(),
+                    at_ms: self.clock.now_ms(),
                     subject: subject.to_owned(),
                     person: person.to_owned(),
                     decision_id: decision_id.to_owned(),
@@ -404,7 +414,7 @@ impl Engine {
     /// A decision by id: in this process's log, else in the store under the person's (or the
     /// event subject's, or no one's) key.
     fn find_decision(&self, subject: &str, person: &str, decision_id: &str) -> Option<LoggedDecision> {
-        self.logged_decision(decision_id).or_else(|| {
+        self.logged(decision_id).or_else(|| {
             [person, subject, "-"].iter().find_map(|owner| {
                 let bytes = self.store.get(Table::Decisions, &format!("{owner}\0{decision_id}")).ok()??;
                 serde_json::from_slice::<LoggedDecision>(&bytes).ok()
@@ -412,32 +422,35 @@ impl Engine {
         })
     }
 
-    fn reward_decision(&self, decision: &LoggedDecision, person: &str, item: Option<&str>) {
-        // Only the person the decision was made for (or a device merged into them since) answers it.
-        if decision.person.as_deref().is_none_or(|owner| self.resolve(owner) == person) {
-            self.reward_variant(decision, item);
-        }
-    }
-
     /// Retries the events whose decision was not stored when they arrived; gives up on those
     /// older than [`ATTRIBUTION_RETRY_MS`].
-    fn retry_attributions(&self) {
-        let waiting: Vec<Unattributed> = std::mem::take(&mut *self.decisions.unattributed.lock()).into();
+    pub(crate) fn retry_attributions(&self, people: &People, variants: &VariantBandits) {
+        let waiting: Vec<Unattributed> = std::mem::take(&mut *self.unattributed.lock()).into();
         if waiting.is_empty() {
             return;
         }
-        let now_ms = self.now_ms();
+        let now_ms = self.clock.now_ms();
         let mut still = Vec::new();
         for event in waiting {
             match self.find_decision(&event.subject, &event.person, &event.decision_id) {
-                Some(decision) => self.reward_decision(&decision, &event.person, event.item.as_deref()),
+                Some(decision) => reward_decision(people, variants, &decision, &event.person, event.item.as_deref()),
                 None if now_ms - event.at_ms < ATTRIBUTION_RETRY_MS => still.push(event),
                 None => {}
             }
         }
-        let mut queue = self.decisions.unattributed.lock();
+        let mut queue = self.unattributed.lock();
         for event in still.into_iter().rev() {
             queue.push_front(event);
         }
     }
+}
+
+/// The keyed pseudonym editors see instead of a person id: `p_` and the first 16 hex digits
+/// of HMAC-SHA256 under the server's secret (stable, not reversible without the secret).
+pub fn pseudonym(secret: &[u8; 32], person: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"decision-log-pseudonym\0");
+    mac.update(person.as_bytes());
+    format!("p_{}", hex::encode(&mac.finalize().into_bytes()[..8]))
 }

@@ -13,11 +13,12 @@ use attune_core::{Channel, Purpose};
 use attune_store::Table;
 use parking_lot::Mutex;
 
-use crate::{
-    Engine, Result,
-    decide::{DecideContext, DecideRequest, Decision, PlacementRequest},
-    measure::{NO_CONSENT, NotificationPlan},
-};
+use attune_store::Store;
+
+use crate::decide::{DecideContext, DecideCtx, DecideRequest, Decision, PlacementRequest};
+use crate::error::Result;
+use crate::measure::{MeasureCtx, NO_CONSENT, NotificationPlan};
+use crate::records::scan_json;
 
 /// The slot a digest fills unless the request names another (its settings, rules and picks are
 /// the digest's: `PUT /v1/slots/email_digest`).
@@ -68,16 +69,23 @@ impl Digest {
 /// send the same items twice or overdraw the budget; people hash to one of these locks.
 static DIGEST_LOCKS: [Mutex<()>; 16] = [const { parking_lot::const_mutex(()) }; 16];
 
-impl Engine {
+/// What a digest reads and writes: a decision, the notification budget, the digest log.
+pub(crate) struct DigestCtx<'a> {
+    pub store: &'a dyn Store,
+    pub decide: DecideCtx<'a>,
+    pub measure: MeasureCtx<'a>,
+}
+
+impl DigestCtx<'_> {
     /// Builds one email digest. Reserves a send from the shared budget only when it has items.
     pub fn digest(&self, request: &DigestRequest) -> Result<Digest> {
-        let person = self.resolve(&request.user);
+        let person = self.measure.people.resolve(&request.user);
         let lock = &DIGEST_LOCKS[(xxhash_rust::xxh3::xxh3_64(person.as_bytes()) % 16) as usize];
         let _one_at_a_time = lock.lock();
-        if !self.consent_of(&person).allows(Purpose::Email) {
+        if !self.measure.people.consent_of(&person).allows(Purpose::Email) {
             return Ok(Digest::empty(NO_CONSENT, 0));
         }
-        let plan = self.next_send(&person, Channel::Email.as_str(), request.not_before_ms)?;
+        let plan = self.measure.next_send(&person, Channel::Email.as_str(), request.not_before_ms)?;
         if plan.send_at_ms.is_none() {
             return Ok(Digest::empty(&plan.reason, 0));
         }
@@ -91,14 +99,14 @@ impl Engine {
             preview: false,
             exclude: sent,
         };
-        let decision = self.decide(&decide)?;
+        let decision = self.decide.decide(&decide)?;
         let items: Vec<String> =
             decision.placements.iter().flat_map(|p| p.items.iter().map(|i| i.item.id.clone())).collect();
         if items.is_empty() {
             return Ok(Digest::empty(NOTHING_NEW, previously_sent));
         }
         let plan = NotificationPlan { items, decision_id: Some(decision.id.clone()), ..plan };
-        let plan = self.store_plan(&person, plan)?;
+        let plan = self.measure.store_plan(&person, plan)?;
         Ok(Digest {
             send_at_ms: plan.send_at_ms,
             reason: plan.reason,
@@ -110,11 +118,15 @@ impl Engine {
 
     /// Every item the person's stored digests sent (sorted, unique).
     pub fn digest_items_sent(&self, person: &str) -> Result<Vec<String>> {
-        let mut items: Vec<String> = self
-            .scan_json::<NotificationPlan>(Table::Notifications, &format!("{person}\0"), "notification plan")?
-            .into_iter()
-            .flat_map(|(_, plan)| plan.items)
-            .collect();
+        let mut items: Vec<String> = scan_json::<NotificationPlan>(
+            self.store,
+            Table::Notifications,
+            &format!("{person}\0"),
+            "notification plan",
+        )?
+        .into_iter()
+        .flat_map(|(_, plan)| plan.items)
+        .collect();
         items.sort_unstable();
         items.dedup();
         Ok(items)

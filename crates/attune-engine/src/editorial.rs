@@ -11,7 +11,15 @@ use attune_store::Table;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Invalid, Result, UserError, to_json};
+use std::sync::Arc;
+
+use attune_store::Store;
+use parking_lot::{RwLock, RwLockReadGuard};
+
+use crate::audit::AuditLog;
+use crate::clock::Clock;
+use crate::error::{Invalid, Result, UserError};
+use crate::records::{scan_json, to_json};
 
 /// The presentation variants a slot chooses among when none are configured.
 pub const DEFAULT_VARIANTS: [&str; 2] = ["calm_list", "grid"];
@@ -136,7 +144,7 @@ impl SlotSettings {
     }
 }
 
-impl Editorial {
+impl EditorialSettings {
     /// The settings of `slot` on `channel` (defaults for a slot never configured).
     pub fn slot_settings(&self, slot: &str, channel: Channel) -> SlotSettings {
         self.slots.get(slot).map(|settings| settings.for_channel(channel)).unwrap_or_default()
@@ -451,7 +459,7 @@ pub struct Flag {
 
 /// Everything editorial, in memory.
 #[derive(Debug, Default, Clone)]
-pub struct Editorial {
+pub struct EditorialSettings {
     /// Slot settings by slot.
     pub slots: FxHashMap<String, SlotSettings>,
     /// Picks by id.
@@ -462,26 +470,49 @@ pub struct Editorial {
     pub flags: FxHashMap<String, Flag>,
 }
 
-impl Engine {
-    pub(crate) fn load_editorial(&self) -> Result<()> {
-        let editorial = Editorial {
-            slots: self.scan_json(Table::Slots, "", "slot")?.into_iter().collect(),
-            picks: self.scan_json(Table::Picks, "", "pick")?.into_iter().collect(),
-            rules: self.scan_json(Table::Rules, "", "rule")?.into_iter().collect(),
-            flags: self.scan_json(Table::Flags, "", "flag")?.into_iter().collect(),
+/// Slots, picks, rules and flags: in memory behind one lock, written through to their tables,
+/// checked on every `put_*` and audited.
+pub struct Editorial {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    settings: RwLock<EditorialSettings>,
+}
+
+impl Editorial {
+    /// Loads the stored settings.
+    pub(crate) fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit: AuditLog) -> Result<Editorial> {
+        let editorial = Editorial { store, clock, audit, settings: RwLock::new(EditorialSettings::default()) };
+        editorial.reload()?;
+        Ok(editorial)
+    }
+
+    /// Reads everything again from the store (at start, and when another server changed it).
+    pub(crate) fn reload(&self) -> Result<()> {
+        let store = &*self.store;
+        let settings = EditorialSettings {
+            slots: scan_json(store, Table::Slots, "", "slot")?.into_iter().collect(),
+            picks: scan_json(store, Table::Picks, "", "pick")?.into_iter().collect(),
+            rules: scan_json(store, Table::Rules, "", "rule")?.into_iter().collect(),
+            flags: scan_json(store, Table::Flags, "", "flag")?.into_iter().collect(),
         };
-        *self.editorial.write() = editorial;
+        *self.settings.write() = settings;
         Ok(())
+    }
+
+    /// Reads everything (the decide path holds this for one decision).
+    pub fn read(&self) -> RwLockReadGuard<'_, EditorialSettings> {
+        self.settings.read()
     }
 
     /// A slot's settings (defaults for a slot never configured).
     pub fn slot(&self, slot: &str) -> SlotSettings {
-        self.editorial.read().slots.get(slot).cloned().unwrap_or_default()
+        self.settings.read().slots.get(slot).cloned().unwrap_or_default()
     }
 
     /// Every configured slot.
     pub fn slots(&self) -> Vec<(String, SlotSettings)> {
-        let mut all: Vec<_> = self.editorial.read().slots.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<_> = self.settings.read().slots.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -491,41 +522,42 @@ impl Engine {
         check_id(slot, "slot")?;
         settings.check()?;
         self.store.put(Table::Slots, slot, &to_json(&settings))?;
-        self.editorial.write().slots.insert(slot.to_owned(), settings);
-        self.audit(key_id, "slots.put", slot)
+        self.settings.write().slots.insert(slot.to_owned(), settings);
+        self.audit.record(key_id, "slots.put", slot)
     }
 
-    /// Adds or replaces a pick (checked: [`Pick::check`]; the item must exist).
-    pub fn put_pick(&self, pick: Pick, key_id: &str) -> Result<()> {
+    /// Adds or replaces a pick (checked: [`Pick::check`]; `item_known` says whether the catalog
+    /// has the item, which must exist).
+    pub fn put_pick(&self, pick: Pick, key_id: &str, item_known: impl Fn(&str) -> bool) -> Result<()> {
         pick.check()?;
-        if self.item(&pick.item).is_none() {
+        if !item_known(&pick.item) {
             return Err(UserError::not_found("item", &pick.item).into());
         }
         self.store.put(Table::Picks, &pick.id, &to_json(&pick))?;
         let id = pick.id.clone();
-        self.editorial.write().picks.insert(id.clone(), pick);
-        self.audit(key_id, "picks.put", &id)
+        self.settings.write().picks.insert(id.clone(), pick);
+        self.audit.record(key_id, "picks.put", &id)
     }
 
     /// A pick.
     pub fn pick(&self, id: &str) -> Option<Pick> {
-        self.editorial.read().picks.get(id).cloned()
+        self.settings.read().picks.get(id).cloned()
     }
 
     /// Every pick, by id.
     pub fn picks(&self) -> Vec<Pick> {
-        let mut all: Vec<_> = self.editorial.read().picks.values().cloned().collect();
+        let mut all: Vec<_> = self.settings.read().picks.values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
 
     /// Deletes a pick.
     pub fn delete_pick(&self, id: &str, key_id: &str) -> Result<()> {
-        if self.editorial.write().picks.remove(id).is_none() {
+        if self.settings.write().picks.remove(id).is_none() {
             return Err(UserError::not_found("pick", id).into());
         }
         self.store.delete(Table::Picks, id)?;
-        self.audit(key_id, "picks.delete", id)
+        self.audit.record(key_id, "picks.delete", id)
     }
 
     /// Adds or replaces a rule (checked: [`Rule::check`]).
@@ -533,60 +565,65 @@ impl Engine {
         rule.check()?;
         self.store.put(Table::Rules, &rule.id, &to_json(&rule))?;
         let id = rule.id.clone();
-        self.editorial.write().rules.insert(id.clone(), rule);
-        self.audit(key_id, "rules.put", &id)
+        self.settings.write().rules.insert(id.clone(), rule);
+        self.audit.record(key_id, "rules.put", &id)
     }
 
     /// A rule.
     pub fn rule(&self, id: &str) -> Option<Rule> {
-        self.editorial.read().rules.get(id).cloned()
+        self.settings.read().rules.get(id).cloned()
     }
 
-    /// Rules (only those due for review at `now_ms` when `due_only`), by id.
+    /// Rules (only those due for review now when `due_only`), by id.
     pub fn rules(&self, due_only: bool) -> Vec<Rule> {
-        let now_ms = self.now_ms();
+        let now_ms = self.clock.now_ms();
         let mut all: Vec<_> =
-            self.editorial.read().rules.values().filter(|r| !due_only || r.due(now_ms)).cloned().collect();
+            self.settings.read().rules.values().filter(|r| !due_only || r.due(now_ms)).cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
 
     /// Deletes a rule.
     pub fn delete_rule(&self, id: &str, key_id: &str) -> Result<()> {
-        if self.editorial.write().rules.remove(id).is_none() {
+        if self.settings.write().rules.remove(id).is_none() {
             return Err(UserError::not_found("rule", id).into());
         }
         self.store.delete(Table::Rules, id)?;
-        self.audit(key_id, "rules.delete", id)
+        self.audit.record(key_id, "rules.delete", id)
     }
 
-    /// Flags an item: it is held back from recommendations until cleared.
-    pub fn flag_item(&self, item: &str, note: &str, key_id: &str) -> Result<Flag> {
+    /// Flags an item (`item_known`: whether the catalog has it): it is held back from
+    /// recommendations until cleared.
+    pub fn flag_item(&self, item: &str, note: &str, key_id: &str, item_known: impl Fn(&str) -> bool) -> Result<Flag> {
         check_id(item, "item")?;
         check_note(note, "note")?;
-        if self.item(item).is_none() {
+        if !item_known(item) {
             return Err(UserError::not_found("item", item).into());
         }
-        let flag =
-            Flag { item: item.to_owned(), note: note.to_owned(), key_id: key_id.to_owned(), at_ms: self.now_ms() };
+        let flag = Flag {
+            item: item.to_owned(),
+            note: note.to_owned(),
+            key_id: key_id.to_owned(),
+            at_ms: self.clock.now_ms(),
+        };
         self.store.put(Table::Flags, item, &to_json(&flag))?;
-        self.editorial.write().flags.insert(item.to_owned(), flag.clone());
-        self.audit(key_id, "flags.put", item)?;
+        self.settings.write().flags.insert(item.to_owned(), flag.clone());
+        self.audit.record(key_id, "flags.put", item)?;
         Ok(flag)
     }
 
     /// Clears a flag.
     pub fn clear_flag(&self, item: &str, key_id: &str) -> Result<()> {
-        if self.editorial.write().flags.remove(item).is_none() {
+        if self.settings.write().flags.remove(item).is_none() {
             return Err(UserError::not_found("flag", item).into());
         }
         self.store.delete(Table::Flags, item)?;
-        self.audit(key_id, "flags.delete", item)
+        self.audit.record(key_id, "flags.delete", item)
     }
 
     /// Every flag.
     pub fn flags(&self) -> Vec<Flag> {
-        let mut all: Vec<_> = self.editorial.read().flags.values().cloned().collect();
+        let mut all: Vec<_> = self.settings.read().flags.values().cloned().collect();
         all.sort_by(|a, b| a.item.cmp(&b.item));
         all
     }
@@ -688,7 +725,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(attune_store::EmbeddedStore::open(dir.path()).unwrap());
         let clock = std::sync::Arc::new(crate::ManualClock::new(1_760_000_000_000));
-        let engine = Engine::open(store, clock, crate::EngineConfig::default()).unwrap();
+        let engine = crate::Engine::open(store, clock, crate::EngineConfig::default()).unwrap();
         // Built past the constructor: put_slot checks it all the same, and stores nothing.
         let settings = SlotSettings { editorial_share: 0.9, serendipity_share: 0.9, ..SlotSettings::default() };
         assert!(matches!(engine.put_slot("home", settings, "test"), Err(crate::EngineError::User(_))));

@@ -18,7 +18,7 @@
 //! with the decision log) twice: `Table::Decisions` key `<person>\0x\0<experiment>` (the record
 //! that export, erasure and the 90-day retention find by the privacy layer's conventions) and the
 //! index `Table::Experiments` key `xp\0<experiment>\0<person>` that the analysis scans; erasure
-//! deletes the index entry too ([`Engine::forget_exposures_of`], called from `privacy.rs`).
+//! deletes the index entry too ([`Experiments::forget_exposures_of`], called from `privacy/`).
 
 use attune_core::{BuiltinType, Event};
 use attune_store::Table;
@@ -26,11 +26,16 @@ use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Engine, Result, UserError, from_json,
-    stats::{self, Moments, TestResult},
-    to_json,
-};
+use std::sync::Arc;
+
+use attune_store::Store;
+
+use crate::audit::AuditLog;
+use crate::clock::Clock;
+use crate::error::{Result, UserError};
+use crate::people::People;
+use crate::records::{decode_event, from_json, scan_records, to_json, try_events};
+use crate::stats::{self, Moments, TestResult};
 
 /// The bucket space.
 pub const BUCKETS: u32 = 10_000;
@@ -169,8 +174,10 @@ pub struct Exposure {
 
 /// In-memory experiment state: definitions (the store has the truth) and exposures waiting for
 /// the flush.
-#[derive(Default)]
 pub struct Experiments {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
     by_id: Mutex<FxHashMap<String, StoredExperiment>>,
     holdout: Mutex<Holdout>,
     /// (experiment, person) → exposure, waiting for the flush.
@@ -426,7 +433,7 @@ fn person_values(marks: &[Mark], from_ms: i64, to_ms: i64, at_ms: i64) -> [Optio
 /// read once: the log after `watermark` (sequence numbers follow commit order on both backends),
 /// plus the history of people exposed since the last query. A deletion of events anywhere
 /// (erasure, consent withdrawal, a forgotten item, retention) changes the store's deletion
-/// generation ([`Engine::note_events_deleted`]) and the state starts over; so the answer is always
+/// generation ([`Experiments::note_events_deleted`]) and the state starts over; so the answer is always
 /// the one a fresh computation over the store gives, on every server of one database.
 #[derive(Default)]
 struct Tally {
@@ -587,10 +594,27 @@ impl ExperimentResults {
     }
 }
 
-impl Engine {
-    pub(crate) fn load_experiments(&self) -> Result<()> {
+impl Experiments {
+    /// Loads the stored experiments and the global holdout.
+    pub(crate) fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit: AuditLog) -> Result<Experiments> {
+        let experiments = Experiments {
+            store,
+            clock,
+            audit,
+            by_id: Mutex::default(),
+            holdout: Mutex::default(),
+            pending: Mutex::default(),
+            stored: Mutex::default(),
+            tallies: Mutex::default(),
+        };
+        experiments.load()?;
+        Ok(experiments)
+    }
+
+    /// Reads the experiments and the holdout again (another server may have changed them).
+    pub(crate) fn load(&self) -> Result<()> {
         let mut all: FxHashMap<String, StoredExperiment> = FxHashMap::default();
-        for (_, bytes) in self.scan_records(Table::Experiments, "exp\0")? {
+        for (_, bytes) in scan_records(&*self.store, Table::Experiments, "exp\0")? {
             let value: serde_json::Value = from_json("experiment", &bytes)?;
             // Before allocations were stored, the record was the bare definition.
             let stored = if value.get("experiment").is_some() {
@@ -602,9 +626,9 @@ impl Engine {
             };
             all.insert(stored.experiment.id.clone(), stored);
         }
-        *self.experiments.by_id.lock() = all;
+        *self.by_id.lock() = all;
         if let Some(bytes) = self.store.get(Table::Experiments, "holdout")? {
-            *self.experiments.holdout.lock() = from_json("holdout", &bytes)?;
+            *self.holdout.lock() = from_json("holdout", &bytes)?;
         }
         Ok(())
     }
@@ -612,23 +636,23 @@ impl Engine {
     /// Adds or changes an experiment. Its bucket ranges are resized, never reassigned: raising a
     /// weight or the coverage moves nobody.
     pub fn put_experiment(&self, experiment: Experiment, key_id: &str) -> Result<StoredExperiment> {
-        self.load_experiments()?; // another server may have changed it: resize the stored ranges
-        let previous = self.experiments.by_id.lock().get(&experiment.id).cloned();
+        self.load()?; // another server may have changed it: resize the stored ranges
+        let previous = self.by_id.lock().get(&experiment.id).cloned();
         let allocation = reallocate(previous.as_ref().map_or(&[][..], |p| &p.allocation[..]), &targets(&experiment));
         let stored = StoredExperiment {
             experiment,
             allocation,
             status: previous.as_ref().map_or(Status::Running, |p| p.status),
-            created_ms: previous.as_ref().map_or(self.now_ms(), |p| p.created_ms),
+            created_ms: previous.as_ref().map_or(self.clock.now_ms(), |p| p.created_ms),
         };
         self.save_experiment(&stored)?;
-        self.audit(key_id, "experiments.put", &stored.experiment.id)?;
+        self.audit.record(key_id, "experiments.put", &stored.experiment.id)?;
         Ok(stored)
     }
 
     fn save_experiment(&self, stored: &StoredExperiment) -> Result<()> {
         self.store.put(Table::Experiments, &format!("exp\0{}", stored.experiment.id), &to_json(stored))?;
-        self.experiments.by_id.lock().insert(stored.experiment.id.clone(), stored.clone());
+        self.by_id.lock().insert(stored.experiment.id.clone(), stored.clone());
         Ok(())
     }
 
@@ -637,7 +661,7 @@ impl Engine {
         let mut stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
         stored.status = status;
         self.save_experiment(&stored)?;
-        self.audit(key_id, &format!("experiments.{}", status.as_str()), id)?;
+        self.audit.record(key_id, &format!("experiments.{}", status.as_str()), id)?;
         Ok(stored)
     }
 
@@ -648,7 +672,7 @@ impl Engine {
 
     /// Every experiment with its allocation and status, by id.
     pub fn stored_experiments(&self) -> Vec<StoredExperiment> {
-        let mut all: Vec<StoredExperiment> = self.experiments.by_id.lock().values().cloned().collect();
+        let mut all: Vec<StoredExperiment> = self.by_id.lock().values().cloned().collect();
         all.sort_by(|a, b| a.experiment.id.cmp(&b.experiment.id));
         all
     }
@@ -660,7 +684,7 @@ impl Engine {
 
     /// An experiment with its allocation and status.
     pub fn stored_experiment(&self, id: &str) -> Option<StoredExperiment> {
-        self.experiments.by_id.lock().get(id).cloned()
+        self.by_id.lock().get(id).cloned()
     }
 
     /// Sets the global holdout: a stable share of everyone kept on the non-personalized default
@@ -673,26 +697,26 @@ impl Engine {
         let allocation = reallocate(&previous.allocation, &[("holdout".into(), buckets_for(share), 0)]);
         let holdout = Holdout { share, allocation };
         self.store.put(Table::Experiments, "holdout", &to_json(&holdout))?;
-        *self.experiments.holdout.lock() = holdout.clone();
-        self.audit(key_id, "holdout.put", &format!("{share}"))?;
+        *self.holdout.lock() = holdout.clone();
+        self.audit.record(key_id, "holdout.put", &format!("{share}"))?;
         Ok(holdout)
     }
 
     /// The global holdout.
     pub fn holdout(&self) -> Holdout {
-        self.experiments.holdout.lock().clone()
+        self.holdout.lock().clone()
     }
 
     /// Whether a (resolved) person is in the global holdout.
     pub fn in_global_holdout(&self, person: &str) -> bool {
-        let holdout = self.experiments.holdout.lock();
+        let holdout = self.holdout.lock();
         !holdout.allocation.is_empty() && owner_of(&holdout.allocation, bucket(GLOBAL_HOLDOUT_SALT, person)).is_some()
     }
 
     /// The running experiment on a slot (the first by id), with the person's arm.
     pub(crate) fn experiment_arm(&self, slot: &str, person: Option<&str>) -> Option<(String, String, Policy)> {
         let person = person?;
-        let all = self.experiments.by_id.lock();
+        let all = self.by_id.lock();
         let mut on_slot: Vec<&StoredExperiment> =
             all.values().filter(|e| e.experiment.slot == slot && e.status == Status::Running).collect();
         on_slot.sort_by(|a, b| a.experiment.id.cmp(&b.experiment.id));
@@ -703,10 +727,10 @@ impl Engine {
     /// Notes a person's exposure (stored at the next flush unless one is stored already).
     pub(crate) fn expose(&self, experiment: &str, arm: &str, person: &str, at_ms: i64) {
         let key = (experiment.to_owned(), person.to_owned());
-        if self.experiments.stored.lock().contains(&key) {
+        if self.stored.lock().contains(&key) {
             return;
         }
-        self.experiments.pending.lock().entry(key).or_insert_with(|| Exposure {
+        self.pending.lock().entry(key).or_insert_with(|| Exposure {
             experiment: experiment.to_owned(),
             arm: arm.to_owned(),
             at_ms,
@@ -717,7 +741,7 @@ impl Engine {
     /// the decision log's flush.
     pub(crate) fn flush_exposures(&self) -> Result<usize> {
         let pending: Vec<((String, String), Exposure)> =
-            std::mem::take(&mut *self.experiments.pending.lock()).into_iter().collect();
+            std::mem::take(&mut *self.pending.lock()).into_iter().collect();
         let mut entries = Vec::new();
         for ((experiment, person), exposure) in pending {
             let record_key = format!("{person}\0x\0{experiment}");
@@ -725,7 +749,7 @@ impl Engine {
                 let bytes = to_json(&exposure);
                 entries.push((format!("xp\0{experiment}\0{person}"), bytes.clone(), record_key, bytes));
             }
-            let mut stored = self.experiments.stored.lock();
+            let mut stored = self.stored.lock();
             if stored.len() > 1_000_000 {
                 stored.clear();
             }
@@ -746,11 +770,11 @@ impl Engine {
     pub(crate) fn forget_exposures_of(&self, ids: &[String]) -> Result<u64> {
         let mut deleted = 0;
         {
-            let mut pending = self.experiments.pending.lock();
+            let mut pending = self.pending.lock();
             pending.retain(|(_, person), _| !ids.contains(person));
-            self.experiments.stored.lock().retain(|(_, person)| !ids.contains(person));
+            self.stored.lock().retain(|(_, person)| !ids.contains(person));
         }
-        let experiments: Vec<String> = self.experiments.by_id.lock().keys().cloned().collect();
+        let experiments: Vec<String> = self.by_id.lock().keys().cloned().collect();
         for experiment in experiments {
             for id in ids {
                 let key = format!("xp\0{experiment}\0{id}");
@@ -775,7 +799,7 @@ impl Engine {
     /// `Table::Decisions` are swept with the decisions).
     pub(crate) fn sweep_exposures(&self, cutoff_ms: i64) -> Result<u64> {
         let mut expired = Vec::new();
-        for (key, bytes) in self.scan_records(Table::Experiments, "xp\0")? {
+        for (key, bytes) in scan_records(&*self.store, Table::Experiments, "xp\0")? {
             if from_json::<Exposure>("exposure", &bytes).is_ok_and(|e| e.at_ms < cutoff_ms) {
                 expired.push(key);
             }
@@ -790,7 +814,7 @@ impl Engine {
     pub fn exposures(&self, id: &str) -> Result<Vec<(String, Exposure)>> {
         let prefix = format!("xp\0{id}\0");
         let mut all = Vec::new();
-        for (key, bytes) in self.scan_records(Table::Experiments, &prefix)? {
+        for (key, bytes) in scan_records(&*self.store, Table::Experiments, &prefix)? {
             let person = key[prefix.len()..].to_owned();
             all.push((person, from_json::<Exposure>("exposure", &bytes)?));
         }
@@ -808,7 +832,7 @@ impl Engine {
     /// Brings the analysis state of `id` and `window_ms` up to date with the store (see
     /// [`Tally`]). Cost: the exposure index's keys, the events appended since the last query,
     /// and the histories of people exposed since then.
-    fn refresh_tally(&self, id: &str, window_ms: i64, tally: &mut Tally) -> Result<()> {
+    fn refresh_tally(&self, people: &People, id: &str, window_ms: i64, tally: &mut Tally) -> Result<()> {
         let generation = self.store.get(Table::Meta, EVENTS_DELETED_KEY)?;
         if tally.generation != generation || !tally.built {
             *tally = Tally { generation, ..Tally::default() };
@@ -855,7 +879,7 @@ impl Engine {
                 new_subjects.push((person.clone(), person));
             }
         }
-        let aliases = self.aliases.read();
+        let aliases = people.aliases.read();
         if !new_subjects.is_empty() || aliases.len() != tally.n_aliases {
             for (alias, person) in aliases.iter() {
                 if tally.exposed.contains_key(person) && !tally.subjects.contains_key(alias) {
@@ -871,21 +895,15 @@ impl Engine {
                 // Their events up to the watermark; later ones come with the log below.
                 let (watermark, at) = (tally.watermark, tally.exposed[&person].1);
                 let mut marks = Vec::new();
-                self.store.subject_events(&subject, &mut |row| {
-                    if row.seq <= watermark && row.ts_ms >= at - window_ms && row.ts_ms < at + window_ms {
-                        match Engine::decode_event(&row.payload) {
-                            Ok(event) => marks.push(Mark::of(row.seq, &event)),
-                            Err(err) => {
-                                failure = Some(err);
-                                return false;
-                            }
+                try_events(
+                    |visit| self.store.subject_events(&subject, visit),
+                    |row| {
+                        if row.seq <= watermark && row.ts_ms >= at - window_ms && row.ts_ms < at + window_ms {
+                            marks.push(Mark::of(row.seq, &decode_event(&row.payload)?));
                         }
-                    }
-                    true
-                })?;
-                if let Some(err) = failure.take() {
-                    return Err(err);
-                }
+                        Ok(true)
+                    },
+                )?;
                 tally.marks.entry(person.clone()).or_default().extend(marks);
                 touched.insert(person.clone());
             }
@@ -894,30 +912,23 @@ impl Engine {
         // The log since the watermark (all of it when fresh). Only events of exposed people
         // within the window around their exposure are decoded.
         let mut watermark = tally.watermark;
-        self.store.scan_events(tally.watermark, &mut |row| {
-            watermark = watermark.max(row.seq);
-            let Some(person) = tally.subjects.get(&row.subject) else { return true };
-            let at = tally.exposed.get(person).map_or(i64::MIN, |e| e.1);
-            if row.ts_ms < at.saturating_sub(window_ms) || row.ts_ms >= at.saturating_add(window_ms) {
-                return true;
-            }
-            match Engine::decode_event(&row.payload) {
-                Ok(event) => {
-                    tally.marks.entry(person.clone()).or_default().push(Mark::of(row.seq, &event));
-                    if !touched.contains(person) {
-                        touched.insert(person.clone());
-                    }
-                    true
+        try_events(
+            |visit| self.store.scan_events(tally.watermark, visit),
+            |row| {
+                watermark = watermark.max(row.seq);
+                let Some(person) = tally.subjects.get(&row.subject) else { return Ok(true) };
+                let at = tally.exposed.get(person).map_or(i64::MIN, |e| e.1);
+                if row.ts_ms < at.saturating_sub(window_ms) || row.ts_ms >= at.saturating_add(window_ms) {
+                    return Ok(true);
                 }
-                Err(err) => {
-                    failure = Some(err);
-                    false
+                let event = decode_event(&row.payload)?;
+                tally.marks.entry(person.clone()).or_default().push(Mark::of(row.seq, &event));
+                if !touched.contains(person) {
+                    touched.insert(person.clone());
                 }
-            }
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
+                Ok(true)
+            },
+        )?;
         tally.watermark = watermark;
         tally.built = true;
         for person in touched {
@@ -930,10 +941,10 @@ impl Engine {
 
     /// Runs `f` over the up-to-date analysis state of an experiment (one query at a time per
     /// experiment and window).
-    fn with_tally<T>(&self, id: &str, window_ms: i64, f: impl FnOnce(&Tally) -> T) -> Result<T> {
+    fn with_tally<T>(&self, people: &People, id: &str, window_ms: i64, f: impl FnOnce(&Tally) -> T) -> Result<T> {
         let tally = {
-            let mut tallies = self.experiments.tallies.lock();
-            tallies.retain(|(experiment, _), _| self.experiments.by_id.lock().contains_key(experiment));
+            let mut tallies = self.tallies.lock();
+            tallies.retain(|(experiment, _), _| self.by_id.lock().contains_key(experiment));
             if tallies.len() >= MAX_TALLIES {
                 // Many windows asked for: keep memory bounded, rebuild on demand.
                 tallies.clear();
@@ -941,17 +952,16 @@ impl Engine {
             tallies.entry((id.to_owned(), window_ms)).or_default().clone()
         };
         let mut tally = tally.lock();
-        self.refresh_tally(id, window_ms, &mut tally)?;
+        self.refresh_tally(people, id, window_ms, &mut tally)?;
         Ok(f(&tally))
     }
 
     /// Brings the analysis state of every running experiment (default window) up to date, so
     /// that a query finds little to read: `attune serve` calls it every few seconds, and right
     /// after start, off the request path. Returns the experiments refreshed.
-    pub fn refresh_experiment_results(&self) -> Result<usize> {
+    pub fn refresh_results(&self, people: &People) -> Result<usize> {
         self.flush_exposures()?;
         let running: Vec<String> = self
-            .experiments
             .by_id
             .lock()
             .values()
@@ -959,23 +969,23 @@ impl Engine {
             .map(|e| e.experiment.id.clone())
             .collect();
         for id in &running {
-            self.with_tally(id, WINDOW_MS, |_| ())?;
+            self.with_tally(people, id, WINDOW_MS, |_| ())?;
         }
         Ok(running.len())
     }
 
     /// Whether a person withdrew personalization consent or paused it (the opt-out guardrail).
-    fn opted_out(&self, person: &str) -> bool {
-        let consent = self.consent_of(person);
+    fn opted_out(people: &People, person: &str) -> bool {
+        let consent = people.consent_of(person);
         let paused =
-            self.people.read(person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
+            people.read(person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
         !consent.personalization || paused
     }
 
     /// The cumulative lift of an experiment's [`primary_metric`] at up to `n_points` moments
     /// evenly spaced from its first exposure to now, with always-valid intervals (the chart on
     /// the console). Each person counts from their exposure, with their events up to the moment.
-    pub fn experiment_timeline(&self, id: &str, window_ms: i64, n_points: usize) -> Result<LiftTimeline> {
+    pub fn timeline(&self, people: &People, id: &str, window_ms: i64, n_points: usize) -> Result<LiftTimeline> {
         let stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
         self.flush_exposures()?;
         let experiment = &stored.experiment;
@@ -986,8 +996,8 @@ impl Engine {
         if experiment.holdout > 0.0 {
             arms.push("holdout".into());
         }
-        let now_ms = self.now_ms();
-        let points = self.with_tally(id, window_ms, |tally| {
+        let now_ms = self.clock.now_ms();
+        let points = self.with_tally(people, id, window_ms, |tally| {
             let Some(first) = tally.exposed.values().map(|(_, at)| *at).min() else { return Vec::new() };
             let span = (now_ms - first).max(1);
             let n_points = n_points.clamp(1, 100) as i64;
@@ -1042,7 +1052,7 @@ impl Engine {
     /// the window before it), the analysis against the control, and the sample-ratio check.
     /// Computed from the store at query time (see [`Tally`] for how the work stays proportional
     /// to what changed): every server of one database answers the same.
-    pub fn experiment_results(&self, id: &str, window_ms: i64) -> Result<ExperimentResults> {
+    pub fn results(&self, people: &People, id: &str, window_ms: i64) -> Result<ExperimentResults> {
         let stored = self.stored_experiment(id).ok_or_else(|| UserError::not_found("experiment", id))?;
         self.flush_exposures()?;
         let experiment = &stored.experiment;
@@ -1051,7 +1061,7 @@ impl Engine {
             names.push(("holdout".into(), experiment.holdout));
         }
         let k = names.len();
-        let (per_metric, exposed) = self.with_tally(id, window_ms, |tally| {
+        let (per_metric, exposed) = self.with_tally(people, id, window_ms, |tally| {
             let mut per_metric: Vec<Vec<ArmStats>> = vec![vec![ArmStats::default(); k]; METRICS.len()];
             let mut exposed = vec![0u64; k];
             for person in &tally.order {
@@ -1061,7 +1071,7 @@ impl Engine {
                 let marks = tally.marks.get(person).map_or(&[][..], Vec::as_slice);
                 let post = person_values(marks, *at, at + window_ms, *at);
                 let pre = person_values(marks, at - window_ms, *at, at - window_ms);
-                let opted_out = self.opted_out(person);
+                let opted_out = Experiments::opted_out(people, person);
                 for (m, (name, _)) in METRICS.iter().enumerate() {
                     match *name {
                         "erasures" => {}

@@ -2,14 +2,21 @@
 //! profiles. An event is acknowledged only after the store said it is on disk.
 
 use attune_core::{
-    Event, FoldEvent, ItemIdx, Profile, Purpose,
+    Event,
     validate::{RawEvent, Rejection, validate_event},
 };
-use attune_store::{Appended, NewEvent, Table};
+use attune_store::{Appended, NewEvent, Store, Table};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::{Engine, Result, error::corrupt};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::cluster::ClusterState;
+use crate::decisions::DecisionLog;
+use crate::error::Result;
+use crate::fold::FoldCtx;
+use crate::people::People;
+use crate::variants::VariantBandits;
 
 /// One event of a batch as the server parsed it: fields to validate, or already refused because
 /// its JSON did not have the right shape.
@@ -39,7 +46,7 @@ const DAY_MS: i64 = 86_400_000;
 /// Batches at least this large are validated and folded on all cores.
 const PARALLEL_BATCH: usize = 2048;
 
-/// A validated batch, ready to store ([`Engine::prepare_batch`]).
+/// A validated batch, ready to store ([`crate::Engine::prepare_batch`]).
 #[derive(Debug)]
 pub struct PreparedBatch {
     now_ms: i64,
@@ -59,7 +66,22 @@ enum Prepared {
     Store { person: String, event: Box<Event>, new_event: NewEvent, dropped: Vec<String> },
 }
 
-impl Engine {
+/// What the event path reads and writes.
+pub(crate) struct IngestCtx<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub catalog: &'a Catalog,
+    pub people: &'a People,
+    pub cluster: &'a ClusterState,
+    pub decisions: &'a DecisionLog,
+    pub variants: &'a VariantBandits,
+}
+
+impl IngestCtx<'_> {
+    fn fold(&self) -> FoldCtx<'_> {
+        FoldCtx { store: self.store, catalog: self.catalog, people: self.people, cluster: self.cluster }
+    }
+
     /// Ingests a batch. Refused events never fail the others. Returns after accepted events are
     /// durable.
     ///
@@ -70,7 +92,7 @@ impl Engine {
         self.ingest_with(batch, false)
     }
 
-    /// [`ingest`](Engine::ingest) for bulk loads (`attune import`): the same validation, consent
+    /// [`ingest`](crate::Engine::ingest) for bulk loads (`attune import`): the same validation, consent
     /// rules, deduplication and durability, stored with the backend's bulk path, which is faster
     /// per event for large batches (tens of thousands of events) and slower for small ones.
     pub fn ingest_bulk(&self, batch: Vec<IngestItem>) -> Result<IngestReport> {
@@ -81,13 +103,13 @@ impl Engine {
         self.store_batch(self.prepare_batch(batch), bulk)
     }
 
-    /// The first half of [`ingest_bulk`](Engine::ingest_bulk): validates and encodes a batch (on
+    /// The first half of [`ingest_bulk`](crate::Engine::ingest_bulk): validates and encodes a batch (on
     /// all cores when it is large) without storing anything, so that a bulk load can prepare the
     /// next batch while the previous one is stored. Consent and identity are read now: a batch
     /// prepared before a change to them is stored as prepared.
     pub fn prepare_batch(&self, batch: Vec<IngestItem>) -> PreparedBatch {
-        let now_ms = self.now_ms();
-        let schemas = self.schemas.read().clone();
+        let now_ms = self.clock.now_ms();
+        let schemas = self.catalog.schemas.read().clone();
         let declared = |name: &str| schemas.get(name).cloned();
         let prepare = |item: IngestItem| self.prepare(item, &declared, now_ms);
         let prepared: Vec<Prepared> = if batch.len() >= PARALLEL_BATCH {
@@ -121,12 +143,12 @@ impl Engine {
         ready
     }
 
-    /// The second half of [`ingest_bulk`](Engine::ingest_bulk) (`bulk`) or of
-    /// [`ingest`](Engine::ingest): stores a prepared batch durably, then folds its new events.
+    /// The second half of [`ingest_bulk`](crate::Engine::ingest_bulk) (`bulk`) or of
+    /// [`ingest`](crate::Engine::ingest): stores a prepared batch durably, then folds its new events.
     pub fn store_batch(&self, batch: PreparedBatch, bulk: bool) -> Result<IngestReport> {
         let PreparedBatch { now_ms, mut report, to_store, stored_events, aggregate } = batch;
         if !aggregate.is_empty() {
-            self.add_aggregates(aggregate)?;
+            add_aggregates(self.store, aggregate)?;
         }
         let outcomes =
             if bulk { self.store.append_events_bulk(to_store)? } else { self.store.append_events(to_store)? };
@@ -155,9 +177,17 @@ impl Engine {
                 }
             }
         }
-        self.apply_events(new_events, now_ms);
+        self.fold().apply_events(new_events, now_ms);
         for (subject, person, decision_id, item, kind) in answers {
-            self.attribute(&subject, &person, &decision_id, item.as_deref(), &kind);
+            self.decisions.attribute(
+                self.people,
+                self.variants,
+                &subject,
+                &person,
+                &decision_id,
+                item.as_deref(),
+                &kind,
+            );
         }
         Ok(report)
     }
@@ -174,8 +204,8 @@ impl Engine {
             IngestItem::Rejected(rejection) => return Prepared::Rejected(rejection),
         };
         let subject_id = raw.user.as_deref().or(raw.anonymous_id.as_deref()).unwrap_or("");
-        let person = self.resolve(subject_id);
-        let consent = self.consent_of(&person);
+        let person = self.people.resolve(subject_id);
+        let consent = self.people.consent_of(&person);
         let validated = match validate_event(raw, declared, &consent, now_ms) {
             Ok(validated) => validated,
             Err(rejection) => return Prepared::Rejected(rejection),
@@ -199,131 +229,12 @@ impl Engine {
         };
         Prepared::Store { person, event: Box::new(event), new_event, dropped: validated.dropped }
     }
+}
 
-    /// Counts and folds newly stored events: in parallel across people shards for large batches,
-    /// each person's events in batch order.
-    pub(crate) fn apply_events(&self, events: Vec<(String, Box<Event>)>, now_ms: i64) {
-        if events.len() < PARALLEL_BATCH {
-            for (person, event) in &events {
-                self.apply_event(person, event, now_ms);
-            }
-            return;
-        }
-        let mut by_shard: Vec<Vec<(String, Box<Event>)>> = (0..crate::N_SHARDS).map(|_| Vec::new()).collect();
-        for (person, event) in events {
-            by_shard[crate::People::shard_index(&person)].push((person, event));
-        }
-        by_shard.into_par_iter().for_each(|events| {
-            for (person, event) in &events {
-                self.apply_event(person, event, now_ms);
-            }
-        });
-    }
-
-    /// Adds to the daily counts of events kept only as aggregates. The store adds atomically,
-    /// so servers sharing it lose none of each other's counts.
-    pub(crate) fn add_aggregates(&self, counts: FxHashMap<String, u64>) -> Result<()> {
-        let counts: Vec<(String, u64)> = counts.into_iter().collect();
-        self.store.add_counters(Table::Aggregates, &counts)?;
-        Ok(())
-    }
-
-    /// Counts a newly stored (or replayed) event and folds it into its person's state.
-    /// `updated_ms` is when the person's state changed: now for live events, the event's time on
-    /// replay.
-    pub(crate) fn apply_event(&self, person: &str, event: &Event, updated_ms: i64) {
-        let subject = event.subject.id();
-        let as_user = matches!(event.subject, attune_core::Subject::User(_));
-        if subject != person {
-            self.people.update(subject, |state| {
-                state.n_events += 1;
-                state.known_user |= as_user;
-            });
-        }
-        self.fold_into(person, event, updated_ms, subject == person);
-        if as_user && subject == person && !self.people.read(person, |state| state.is_some_and(|s| s.known_user)) {
-            self.people.update(person, |state| state.known_user = true);
-        }
-    }
-
-    /// Folds an event into `person`'s profile (only with personalization consent), and counts it
-    /// among the person's events if `count`.
-    pub(crate) fn fold_into(&self, person: &str, event: &Event, updated_ms: i64, count: bool) {
-        let item = event.item.as_deref().map(|id| self.intern_item(id));
-        let signal = self.resolve_signal(event, item);
-        let catalog = self.catalog.read();
-        let tags = item.map_or(&[][..], |idx| catalog.tags_of(idx));
-        let purchasable = item.and_then(|idx| catalog.item(idx)).is_some_and(|item| item.is_purchasable());
-        let fold = FoldEvent {
-            kind: &event.kind,
-            item,
-            tags,
-            purchasable,
-            ts_ms: event.ts_ms,
-            dwell_ms: event.prop_f64("dwell_ms"),
-            scroll_depth: event.prop_f64("scroll_depth"),
-            value: event.prop_f64("value"),
-            rating: event.prop_f64("rating"),
-            score: event.prop_f64("score"),
-            timezone: event.context.timezone.as_deref().filter(|z| jiff::tz::TimeZone::get(z).is_ok()),
-            local_hour: crate::measure::local_hour_of(event),
-            channel: event.channel(),
-            signal: signal.as_ref().map(|signal| attune_core::FoldSignal {
-                strength: signal.strength,
-                tags: &signal.tags,
-                journey: signal.journey,
-            }),
-        };
-        let excludes = matches!(
-            event.kind.builtin(),
-            Some(attune_core::BuiltinType::Purchase | attune_core::BuiltinType::NotInterested)
-        );
-        let default_consent = self.config.default_consent;
-        self.people.update(person, |state| {
-            state.n_events += u64::from(count);
-            state.updated_ms = state.updated_ms.max(updated_ms);
-            if excludes
-                && let Some(item) = item
-                && let Err(at) = state.excluded.binary_search(&item)
-            {
-                state.excluded.insert(at, item);
-            }
-            if state.consent.unwrap_or(default_consent).allows(Purpose::Personalization) {
-                state.profile.get_or_insert_with(Profile::default).fold(&fold);
-            }
-        });
-    }
-
-    pub(crate) fn intern_item(&self, id: &str) -> ItemIdx {
-        if let Some(idx) = self.catalog.read().lookup(id) {
-            return idx;
-        }
-        self.catalog.write().intern_item(id)
-    }
-
-    /// Folds every stored event, in order, into profiles (at start).
-    pub(crate) fn replay_events(&self) -> Result<()> {
-        let mut failure = None;
-        self.store.scan_events(0, &mut |row| match postcard::from_bytes::<Event>(&row.payload) {
-            Ok(event) => {
-                self.cluster.replayed(row.seq);
-                let person = self.resolve(event.subject.id());
-                self.apply_event(&person, &event, event.ts_ms);
-                true
-            }
-            Err(err) => {
-                failure = Some(corrupt("event payload", err));
-                false
-            }
-        })?;
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(()),
-        }
-    }
-
-    /// Decodes a stored event payload.
-    pub fn decode_event(payload: &[u8]) -> Result<Event> {
-        postcard::from_bytes(payload).map_err(|err| corrupt("event payload", err))
-    }
+/// Adds to the daily counts of events kept only as aggregates. The store adds atomically,
+/// so servers sharing it lose none of each other's counts.
+pub(crate) fn add_aggregates(store: &dyn Store, counts: FxHashMap<String, u64>) -> Result<()> {
+    let counts: Vec<(String, u64)> = counts.into_iter().collect();
+    store.add_counters(Table::Aggregates, &counts)?;
+    Ok(())
 }

@@ -1,8 +1,17 @@
 //! API keys: scoped, stored hashed (SHA-256 of a 256-bit random secret: a slow password hash adds
 //! nothing for secrets this long), shown once at creation.
 
+use std::sync::Arc;
+
+use attune_store::{Store, Table};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::error::{Result, UserError};
+use crate::records::{scan_json, to_json};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,7 +88,7 @@ pub struct ApiKey {
 
 /// What makes a key a browser key: the pages (origins) that may use it. A browser key holds
 /// `events:write` and/or `decide` only, and only for the browser's own visitor (see
-/// [`Engine::browser_visitor_allowed`]); known user ids need an identity token signed by the
+/// `People::browser_visitor_allowed`); known user ids need an identity token signed by the
 /// site's back end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrowserKey {
@@ -107,27 +116,93 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
     ok.then_some(origin)
 }
 
-impl crate::Engine {
+/// The API keys, in memory by hash and written through to `Table::Keys`.
+pub struct Keys {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    by_hash: RwLock<FxHashMap<String, ApiKey>>,
+}
+
+impl Keys {
+    /// Loads the stored keys.
+    pub(crate) fn open(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Keys> {
+        let keys: Vec<(String, ApiKey)> = scan_json(&*store, Table::Keys, "", "key")?;
+        let by_hash = keys.into_iter().map(|(_, key)| (key.hash.clone(), key)).collect();
+        Ok(Keys { store, clock, by_hash: RwLock::new(by_hash) })
+    }
+
+    /// Creates a key; returns the stored key and the secret (shown once). `minted_open`: minted
+    /// while the server runs open (without an admin key); such keys stop working once an admin
+    /// key is set.
+    pub fn create(&self, name: &str, scopes: Vec<Scope>, minted_open: bool) -> Result<(ApiKey, String)> {
+        self.create_with(name, scopes, minted_open, None)
+    }
+
     /// Creates a browser key for `origins` (normalized by the caller) with `scopes` (a subset of
     /// `events:write` and `decide`); returns the stored key and the secret.
-    pub fn create_browser_key(
+    pub fn create_browser(
         &self,
         name: &str,
         scopes: Vec<Scope>,
         origins: Vec<String>,
         minted_open: bool,
-    ) -> crate::Result<(ApiKey, String)> {
-        let (mut key, secret) = self.create_key_with(name, scopes, minted_open)?;
-        key.browser = Some(BrowserKey { origins });
-        self.store.put(attune_store::Table::Keys, &key.id, &crate::to_json(&key))?;
-        self.keys.write().insert(key.hash.clone(), key.clone());
+    ) -> Result<(ApiKey, String)> {
+        self.create_with(name, scopes, minted_open, Some(BrowserKey { origins }))
+    }
+
+    fn create_with(
+        &self,
+        name: &str,
+        scopes: Vec<Scope>,
+        minted_open: bool,
+        browser: Option<BrowserKey>,
+    ) -> Result<(ApiKey, String)> {
+        let secret = new_secret();
+        let key = ApiKey {
+            id: format!("key_{}", ulid::Ulid::generate()),
+            name: name.to_owned(),
+            scopes,
+            hash: hash_secret(&secret),
+            created_ms: self.clock.now_ms(),
+            revoked: false,
+            minted_open,
+            browser,
+        };
+        self.store.put(Table::Keys, &key.id, &to_json(&key))?;
+        self.by_hash.write().insert(key.hash.clone(), key.clone());
         Ok((key, secret))
+    }
+
+    /// Revokes a key by id.
+    pub fn revoke(&self, id: &str) -> Result<()> {
+        let mut keys = self.by_hash.write();
+        let key = keys.values_mut().find(|k| k.id == id).ok_or_else(|| UserError::not_found("key", id))?;
+        key.revoked = true;
+        self.store.put(Table::Keys, id, &to_json(&*key))?;
+        Ok(())
+    }
+
+    /// Every key (without secrets), by id.
+    pub fn list(&self) -> Vec<ApiKey> {
+        let mut keys: Vec<ApiKey> = self.by_hash.read().values().cloned().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        keys
+    }
+
+    /// The live (not revoked) key with this hash.
+    pub fn by_hash(&self, hash: &str) -> Option<ApiKey> {
+        self.by_hash.read().get(hash).filter(|key| !key.revoked).cloned()
+    }
+
+    /// The key a secret belongs to, if any and not revoked.
+    pub fn authenticate(&self, secret: &str) -> Option<ApiKey> {
+        self.by_hash(&hash_secret(secret))
     }
 
     /// Every origin of a live browser key (for CORS preflights, which carry no key).
     pub fn browser_origins(&self) -> Vec<String> {
         let mut origins: Vec<String> = self
-            .keys
+            .by_hash
             .read()
             .values()
             .filter(|k| !k.revoked)
@@ -139,16 +214,23 @@ impl crate::Engine {
         origins
     }
 
-    /// Whether a browser key (without an identity token) may act for `id`: an anonymous id of
-    /// the browser form ([`is_browser_visitor_id`]) that is not merged into anyone and is not a
-    /// person of its own beyond the consent its visitor gave (no events as a user, no
-    /// preferences, nothing merged into it).
-    pub fn browser_visitor_allowed(&self, id: &str) -> bool {
-        if !is_browser_visitor_id(id) || self.aliases.read().contains_key(id) {
-            return false;
+    /// Applies keys another server stored (`changed`) or deleted (`removed`, by id); returns
+    /// how many changed here.
+    pub(crate) fn apply_stored(&self, changed: Vec<ApiKey>, removed: &[String]) -> usize {
+        let mut keys = self.by_hash.write();
+        let mut n = 0;
+        for key in changed {
+            if keys.get(&key.hash) != Some(&key) {
+                keys.insert(key.hash.clone(), key);
+                n += 1;
+            }
         }
-        let own = self.people.read(id, |state| state.is_some_and(|s| s.known_user || s.preferences.is_some()));
-        !own && !self.aliases.read().values().any(|person| person == id)
+        if !removed.is_empty() {
+            let before = keys.len();
+            keys.retain(|_, key| !removed.contains(&key.id));
+            n += before - keys.len();
+        }
+        n
     }
 }
 

@@ -5,7 +5,7 @@
 //! and `attune restore` merges the ledger instead of replacing it). A line holds a keyed hash of
 //! each erased id — HMAC-SHA256 with a secret kept in the store ([`Table::Meta`]
 //! `erasure_ledger_secret`, so in every backup) — never the id: the ledger names no one to
-//! whoever reads it without the data. At start, [`Engine::open`] hashes every id it knows and
+//! whoever reads it without the data. At start, [`crate::Engine::open`] hashes every id it knows and
 //! erases again each one the ledger names (a new receipt; the audit entry's key is
 //! [`LEDGER_KEY_ID`]).
 //!
@@ -18,11 +18,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use attune_store::Table;
+use attune_store::{Store, Table};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::{Engine, Result};
+use crate::error::Result;
 
 /// The ledger's file name beside an embedded data directory's files.
 pub const LEDGER_FILE: &str = "erasure-ledger";
@@ -32,7 +32,7 @@ pub const LEDGER_KEY_ID: &str = "erasure-ledger";
 
 const META_SECRET: &str = "erasure_ledger_secret";
 /// How many distinct hashes the ledger held when the store was last checked against it.
-const META_CHECKED: &str = "erasure_ledger_checked";
+pub(crate) const META_CHECKED: &str = "erasure_ledger_checked";
 
 /// The hex HMAC of an id with the ledger secret.
 pub fn ledger_hash(secret: &[u8; 32], id: &str) -> String {
@@ -80,7 +80,7 @@ pub fn merge(sources: &[PathBuf], dest: &Path) -> std::io::Result<usize> {
     Ok(lines.len())
 }
 
-fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
+pub(crate) fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     if truncate {
         options.write(true).create(true).truncate(true);
@@ -92,96 +92,26 @@ fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-fn io_err(err: std::io::Error) -> crate::EngineError {
+pub(crate) fn io_err(err: std::io::Error) -> crate::error::EngineError {
     crate::error::corrupt("erasure ledger", err)
 }
 
-impl Engine {
-    /// The ledger secret (generated at first start, kept in the store).
-    fn ledger_secret(&self) -> Result<[u8; 32]> {
-        match self.store.get(Table::Meta, META_SECRET)? {
-            Some(bytes) => bytes.try_into().map_err(|_| crate::error::corrupt("erasure ledger secret", "length")),
-            None => {
-                let secret: [u8; 32] = rand::random();
-                self.store.put(Table::Meta, META_SECRET, &secret)?;
-                Ok(secret)
-            }
+/// The ledger secret (generated at first start, kept in the store).
+pub(crate) fn secret(store: &dyn Store) -> Result<[u8; 32]> {
+    match store.get(Table::Meta, META_SECRET)? {
+        Some(bytes) => bytes.try_into().map_err(|_| crate::error::corrupt("erasure ledger secret", "length")),
+        None => {
+            let secret: [u8; 32] = rand::random();
+            store.put(Table::Meta, META_SECRET, &secret)?;
+            Ok(secret)
         }
-    }
-
-    /// Appends an erasure to the ledger, durably (nothing without a ledger file).
-    pub(crate) fn record_erasure(&self, ids: &[String], receipt_id: &str, at_ms: i64) -> Result<()> {
-        let Some(path) = &self.config.erasure_ledger else { return Ok(()) };
-        let secret = self.ledger_secret()?;
-        let mut lines = String::new();
-        for id in ids {
-            lines.push_str(&format!("v1 {} {receipt_id} {at_ms}\n", ledger_hash(&secret, id)));
-        }
-        let mut file = private_file(path, false).map_err(io_err)?;
-        file.write_all(lines.as_bytes()).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        // The store was checked against the ledger at start, and these people are erased here:
-        // the next start need not scan again.
-        let checked = self.privacy.ledger_hashes.lock().as_mut().map(|hashes| {
-            hashes.extend(ids.iter().map(|id| ledger_hash(&secret, id)));
-            hashes.len()
-        });
-        if let Some(n) = checked {
-            self.store.put(Table::Meta, META_CHECKED, n.to_string().as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// At start: erases again everyone the ledger names who is known here (a restored backup
-    /// brought them back). Skipped while the ledger holds no hash the store was not checked
-    /// against. Returns the receipts of the erasures made.
-    pub(crate) fn reapply_ledger(&self) -> Result<Vec<String>> {
-        let Some(path) = &self.config.erasure_ledger else { return Ok(Vec::new()) };
-        let secret = self.ledger_secret()?;
-        let hashes: BTreeSet<String> = read_lines(path)
-            .map_err(io_err)?
-            .iter()
-            .filter_map(|line| line.split(' ').nth(1).map(str::to_owned))
-            .collect();
-        let checked = self
-            .store
-            .get(Table::Meta, META_CHECKED)?
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| text.parse::<usize>().ok());
-        if hashes.is_empty() || checked == Some(hashes.len()) {
-            *self.privacy.ledger_hashes.lock() = Some(hashes);
-            return Ok(Vec::new());
-        }
-        let mut ids = self.people.ids();
-        ids.extend(self.aliases.read().keys().cloned());
-        let mut erased_persons = BTreeSet::new();
-        let mut receipts = Vec::new();
-        for id in ids {
-            if !hashes.contains(&ledger_hash(&secret, &id)) {
-                continue;
-            }
-            let person = self.resolve(&id);
-            if !erased_persons.insert(person.clone()) || !self.people.read(&person, |state| state.is_some()) {
-                continue;
-            }
-            let receipt = self.erase_person(&person, LEDGER_KEY_ID)?;
-            tracing::warn!(
-                receipt = %receipt.receipt_id,
-                events = receipt.events,
-                "erased again a person the erasure ledger names (the data was restored from before the erasure)"
-            );
-            receipts.push(receipt.receipt_id);
-        }
-        // The erasures above added their (known) hashes to the file, not to the set.
-        self.store.put(Table::Meta, META_CHECKED, hashes.len().to_string().as_bytes())?;
-        *self.privacy.ledger_hashes.lock() = Some(hashes);
-        Ok(receipts)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Engine;
 
     #[test]
     fn a_torn_last_line_is_ignored_and_merge_is_a_union() {
@@ -223,7 +153,7 @@ mod tests {
         assert_eq!(lines.len(), 1);
         assert!(lines[0].contains(&receipt.receipt_id));
         assert!(!lines[0].contains("person-7f3a"));
-        let secret = engine.ledger_secret().expect("secret");
+        let secret = secret(&**engine.store()).expect("secret");
         assert!(lines[0].contains(&ledger_hash(&secret, "person-7f3a")));
         // The store is known to be checked against the whole ledger: no scan at the next start.
         let checked = engine.store().get(Table::Meta, META_CHECKED).expect("get");

@@ -11,7 +11,15 @@ use attune_store::Table;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, PrivacyReport, Result, UserError, error::corrupt, to_json};
+use attune_store::Store;
+
+use crate::clock::Clock;
+use crate::error::{Result, UserError, corrupt};
+use crate::experiments::Experiments;
+use crate::models::Models;
+use crate::people::People;
+use crate::privacy::PrivacyReport;
+use crate::records::to_json;
 
 /// `GET /v1/report`: behavioral, attitudinal, business and ethical figures for a period.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,25 +114,6 @@ pub struct NotificationPlan {
     pub decision_id: Option<String>,
 }
 
-/// The person's local hour when `event` happened, if its context says: `local_time` (RFC 3339
-/// with the person's offset) or a valid `timezone`.
-pub(crate) fn local_hour_of(event: &attune_core::Event) -> Option<u8> {
-    local_hour(event.context.local_time.as_deref(), event.context.timezone.as_deref(), event.ts_ms)
-}
-
-/// A person's local hour at `ts_ms`: the wall clock of `local_time` (RFC 3339 with the person's
-/// offset: the digits after `T`) when it is valid, else `ts_ms` in the IANA zone `timezone`.
-pub(crate) fn local_hour(local_time: Option<&str>, timezone: Option<&str>, ts_ms: i64) -> Option<u8> {
-    if let Some(local) = local_time
-        && local.parse::<jiff::Timestamp>().is_ok()
-    {
-        return local.split_once('T').and_then(|(_, time)| time.get(..2)?.parse().ok());
-    }
-    let tz = jiff::tz::TimeZone::get(timezone?).ok()?;
-    let ts = jiff::Timestamp::from_millisecond(ts_ms).ok()?;
-    Some(ts.to_zoned_datetime(tz).hour() as u8)
-}
-
 /// How a person's send hour is chosen: their engagement by local hour (email and notification
 /// opens when there are at least [`MIN_HOUR_EVIDENCE`], else every engagement) shrunk towards the
 /// population's histogram with the weight of [`HOUR_PRIOR_WEIGHT`] events; the most likely hour
@@ -171,13 +160,23 @@ pub const MIN_GAP_MS: i64 = 20 * 3_600_000;
 pub const PREFERRED_HOUR: i8 = 18;
 const DAY_MS: i64 = 86_400_000;
 
-impl Engine {
-    /// The four dimensions over events with `from_ms <= ts < to_ms`.
-    pub fn report(&self, from_ms: i64, to_ms: i64) -> Result<Report> {
+/// What the report and notification timing read.
+pub(crate) struct MeasureCtx<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub people: &'a People,
+    pub models: &'a Models,
+    pub experiments: &'a Experiments,
+}
+
+impl MeasureCtx<'_> {
+    /// The four dimensions over events with `from_ms <= ts < to_ms`; `ethical` is the privacy
+    /// report of now.
+    pub fn report(&self, from_ms: i64, to_ms: i64, ethical: PrivacyReport) -> Result<Report> {
         let mut people: FxHashMap<String, (u64, FxHashSet<i64>, bool)> = FxHashMap::default();
         let (mut dwell, mut completed, mut survey_sum, mut survey_count, mut revenue) = (0u64, 0u64, 0.0, 0u64, 0.0);
         let mut failure = None;
-        let with_holdout = self.holdout().share > 0.0;
+        let with_holdout = self.experiments.holdout().share > 0.0;
         let mut groups: FxHashMap<(i64, bool), GroupAcc> = FxHashMap::default();
         self.store.scan_events(0, &mut |row| {
             if row.ts_ms < from_ms || row.ts_ms >= to_ms {
@@ -190,10 +189,11 @@ impl Engine {
                     return false;
                 }
             };
-            let person = self.resolve(event.subject.id());
+            let person = self.people.resolve(event.subject.id());
             {
                 let week = (event.ts_ms - from_ms).div_euclid(7 * DAY_MS);
-                let acc = groups.entry((week, with_holdout && self.in_global_holdout(&person))).or_default();
+                let acc =
+                    groups.entry((week, with_holdout && self.experiments.in_global_holdout(&person))).or_default();
                 let p = acc.people.entry(person.clone()).or_default();
                 p.0 += 1;
                 match event.kind.builtin() {
@@ -247,7 +247,7 @@ impl Engine {
                     .people
                     .keys()
                     .filter(|p| {
-                        !self.consent_of(p).personalization
+                        !self.people.consent_of(p).personalization
                             || self
                                 .people
                                 .read(p, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|x| !x.personalization))
@@ -291,7 +291,7 @@ impl Engine {
             conversion: per(people.values().filter(|p| p.2).count() as f64),
             revenue_per_person: per(revenue),
             revenue,
-            ethical: self.privacy_report(self.now_ms())?,
+            ethical,
             holdout_weeks,
             weeks,
         })
@@ -301,14 +301,14 @@ impl Engine {
     /// and one frequency budget across channels. A plan with a send time reserves one send.
     pub fn plan_notification(&self, id: &str, channel: &str, not_before_ms: i64) -> Result<NotificationPlan> {
         let plan = self.next_send(id, channel, not_before_ms)?;
-        self.store_plan(&self.resolve(id), plan)
+        self.store_plan(&self.people.resolve(id), plan)
     }
 
-    /// What [`Engine::plan_notification`] would answer, without reserving anything: the digest
+    /// What [`MeasureCtx::plan_notification`] would answer, without reserving anything: the digest
     /// reserves its send only once it has items to send.
     pub(crate) fn next_send(&self, id: &str, channel: &str, not_before_ms: i64) -> Result<NotificationPlan> {
-        let person = self.resolve(id);
-        let now_ms = self.now_ms();
+        let person = self.people.resolve(id);
+        let now_ms = self.clock.now_ms();
         let plan = |send_at_ms: Option<i64>, reason: &str| NotificationPlan {
             id: format!("ntf-{}", ulid::Ulid::generate()),
             channel: channel.to_owned(),
@@ -318,7 +318,7 @@ impl Engine {
             items: Vec::new(),
             decision_id: None,
         };
-        let consent = self.consent_of(&person);
+        let consent = self.people.consent_of(&person);
         let purpose = match channel {
             "email" => Some(Purpose::Email),
             "push" => Some(Purpose::Push),
@@ -342,7 +342,7 @@ impl Engine {
             .or(learned_zone.as_deref())
             .and_then(|name| jiff::tz::TimeZone::get(name).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
-        let population = self.models().hour_prior.clone();
+        let population = self.models.current().hour_prior.clone();
         let learned =
             hours.and_then(|(active, opens)| learned_hour(&active, &opens, &population, preferences.quiet_hours));
         let earliest = not_before_ms.max(now_ms);
@@ -361,11 +361,15 @@ impl Engine {
         };
 
         // The budget: at most WEEKLY_BUDGET sends in any 7 days, and MIN_GAP_MS between two.
-        let reserved: Vec<i64> = self
-            .scan_json::<NotificationPlan>(Table::Notifications, &format!("{person}\0"), "notification plan")?
-            .into_iter()
-            .filter_map(|(_, plan)| plan.send_at_ms)
-            .collect();
+        let reserved: Vec<i64> = crate::records::scan_json::<NotificationPlan>(
+            self.store,
+            Table::Notifications,
+            &format!("{person}\0"),
+            "notification plan",
+        )?
+        .into_iter()
+        .filter_map(|(_, plan)| plan.send_at_ms)
+        .collect();
         let mut candidate = earliest;
         let mut reason = if learned.is_some() { "preferred_hour" } else { "as_requested" };
         for _ in 0..32 {

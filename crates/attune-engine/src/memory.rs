@@ -5,7 +5,9 @@
 
 use std::mem::size_of;
 
-use crate::{Engine, PersonState};
+use crate::catalog::Catalog;
+use crate::models::Models;
+use crate::people::{People, PersonState};
 
 /// Estimated bytes by part.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,28 +23,25 @@ pub struct MemoryEstimate {
     pub models: usize,
 }
 
-impl Engine {
-    /// Walks the people, the catalog and the models once (a few milliseconds per 100,000
-    /// people; each shard is read-locked only while it is walked).
-    pub fn memory_estimate(&self) -> MemoryEstimate {
-        let mut estimate = MemoryEstimate::default();
-        for shard in &self.people.shards {
-            let shard = shard.read();
-            estimate.n_people += shard.len();
-            estimate.people += shard.capacity() * (size_of::<(Box<str>, Box<PersonState>)>() + 1);
-            estimate.people += shard
-                .iter()
-                .map(|(id, state)| id.len() + size_of::<PersonState>() + person_heap_bytes(state))
-                .sum::<usize>();
-        }
-        estimate.catalog = self.catalog.read().approx_bytes();
-        let models = self.models();
-        estimate.models = models.ranker.as_ref().map_or(0, |ranker| ranker.model_bytes())
-            + (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity())
-                * size_of::<f32>()
-            + models.content.as_ref().map_or(0, |content| content.approx_bytes());
-        estimate
+/// Walks the people, the catalog and the models once (a few milliseconds per 100,000 people;
+/// each shard is read-locked only while it is walked).
+pub fn estimate(people: &People, catalog: &Catalog, models: &Models) -> MemoryEstimate {
+    let mut estimate = MemoryEstimate::default();
+    for shard in people.shards() {
+        let shard = shard.read();
+        estimate.n_people += shard.len();
+        estimate.people += shard.capacity() * (size_of::<(Box<str>, Box<PersonState>)>() + 1);
+        estimate.people += shard
+            .iter()
+            .map(|(id, state)| id.len() + size_of::<PersonState>() + person_heap_bytes(state))
+            .sum::<usize>();
     }
+    estimate.catalog = catalog.read().approx_bytes();
+    let models = models.current();
+    estimate.models = models.ranker.as_ref().map_or(0, |ranker| ranker.model_bytes())
+        + (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity()) * size_of::<f32>()
+        + models.content.as_ref().map_or(0, |content| content.approx_bytes());
+    estimate
 }
 
 /// Bytes a person's state holds outside its map slot.
@@ -59,7 +58,7 @@ fn person_heap_bytes(state: &PersonState) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EngineConfig, IngestItem, ManualClock};
+    use crate::{Engine, EngineConfig, IngestItem, ManualClock};
     use attune_core::validate::RawEvent;
     use std::sync::Arc;
 

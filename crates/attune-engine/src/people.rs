@@ -1,278 +1,297 @@
-//! People: consent, preferences, what Attune knows about a person, and identity merges.
+//! People: who is in memory (consent, preferences, the folded profile, counts), the aliases
+//! merged into each person, and the person-only operations (resolve, effective consent,
+//! preferences). What spans people and other components (the person view, identify and merge,
+//! consent changes, refolding a profile) lives in `profiles.rs`.
 
-use attune_core::{Consent, Event, JourneyStage, Preferences, Profile, Purpose, check_id};
-use attune_store::Table;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use crate::{Engine, Invalid, Result, UserError, from_json, to_json};
+use attune_core::{Consent, Preferences, Profile};
+use attune_store::{Store, Table};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 
-/// What Attune knows and infers about a person (`GET /v1/users/{id}`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PersonView {
-    /// The person's id (an anonymous id merged into a person shows the person).
-    pub id: String,
-    /// Effective consent.
-    pub consent: Consent,
-    /// Whether the person answered (false: server defaults apply).
-    pub consent_given: bool,
-    /// Explicit preferences (defaults when none).
-    pub preferences: Preferences,
-    /// Whether personalization is on (consent and not paused).
-    pub personalization_on: bool,
-    /// Detected journey stage.
-    pub journey_stage: JourneyStage,
-    /// Engagement, 0–1.
-    pub engagement: f32,
-    /// Tag affinities, strongest first, 0–1.
-    pub affinities: Vec<(String, f32)>,
-    /// Recent items, newest first, with when.
-    pub recent: Vec<(String, i64)>,
-    /// Anonymous ids merged into this person.
-    pub aliases: Vec<String>,
-    /// Events stored under the person's own id and its aliases.
+use crate::audit::AuditLog;
+use crate::clock::Clock;
+use crate::error::{Invalid, Result, UserError};
+use crate::records::{from_json, scan_json, to_json};
+
+/// What the engine keeps in memory per person.
+#[derive(Debug, Clone, Default)]
+pub struct PersonState {
+    /// Explicit consent, if the person answered.
+    pub consent: Option<Consent>,
+    /// Explicit preferences, if any.
+    pub preferences: Option<Preferences>,
+    /// The folded profile: only with personalization consent.
+    pub profile: Option<Profile>,
+    /// Events stored for this person (their own id, not aliases).
     pub n_events: u64,
-    /// Folded events per channel (channels without any left out), from the profile.
-    pub channels: Vec<(attune_core::Channel, u32)>,
-    /// Last change, ms since the epoch.
+    /// Items bought or dismissed (sorted): never recommended, whatever the personalization
+    /// consent — honoring "not interested" and not selling twice is not personalization. Kept
+    /// only while the events behind it are stored.
+    pub excluded: Vec<attune_core::ItemIdx>,
+    /// Last change.
     pub updated_ms: i64,
+    /// Events were stored under this id as a known person (`user`, not `anonymous_id`): the id
+    /// is a person, and `identify` never merges it into another one unless an admin forces it.
+    pub known_user: bool,
 }
 
-/// The outcome of `POST /v1/identify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MergeReport {
-    /// Events of the anonymous id that now belong to the person.
-    pub merged_events: u64,
+pub(crate) const N_SHARDS: usize = 32;
+
+type Shard = RwLock<FxHashMap<Box<str>, Box<PersonState>>>;
+
+/// Anonymous ids merged into people: alias → person, and the reverse index person → aliases
+/// (so that a person's aliases cost their number, not the map's size). Changed only through
+/// its methods, which keep both in step.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Aliases {
+    person_of: FxHashMap<String, String>,
+    of_person: FxHashMap<String, BTreeSet<String>>,
 }
 
-impl Engine {
-    /// What Attune knows about `id`; `NotFound` when nothing is known.
-    pub fn person(&self, id: &str) -> Result<PersonView> {
-        let person = self.resolve(id);
-        let now_ms = self.now_ms();
-        let aliases = self.aliases_of(&person);
-        let n_alias_events: u64 =
-            aliases.iter().map(|alias| self.people.read(alias, |s| s.map_or(0, |s| s.n_events))).sum();
-        let catalog = self.catalog.read();
-        self.people.read(&person, |state| {
-            let state = state.ok_or_else(|| UserError::not_found("user", id))?;
-            let consent = state.consent.unwrap_or(self.config.default_consent);
-            let preferences = state.preferences.clone().unwrap_or_default();
-            let profile = state.profile.as_ref().filter(|_| consent.personalization);
-            let affinities = profile
-                .map(|p| p.top_affinities(now_ms, 10))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(tag, w)| (catalog.tag_name(tag).to_owned(), w))
-                .collect();
-            let recent = profile
-                .map(|p| p.recent.iter().rev().take(20).map(|r| (catalog.id(r.item).to_owned(), r.ts_ms)).collect())
-                .unwrap_or_default();
-            Ok(PersonView {
-                id: person.clone(),
-                consent,
-                consent_given: state.consent.is_some(),
-                personalization_on: consent.personalization && preferences.personalization,
-                preferences,
-                journey_stage: JourneyStage::detect(profile, now_ms),
-                engagement: profile.map_or(0.0, |p| p.engagement(now_ms)),
-                affinities,
-                recent,
-                aliases: aliases.clone(),
-                n_events: state.n_events + n_alias_events,
-                channels: profile
-                    .map(|p| {
-                        attune_core::Channel::ALL
-                            .into_iter()
-                            .map(|c| (c, p.channels[c.index()]))
-                            .filter(|(_, n)| *n > 0)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                updated_ms: state.updated_ms,
-            })
-        })
+impl Aliases {
+    /// The person `alias` is merged into.
+    pub(crate) fn get(&self, alias: &str) -> Option<&String> {
+        self.person_of.get(alias)
     }
 
-    /// Anonymous ids merged into `person`, sorted.
-    pub fn aliases_of(&self, person: &str) -> Vec<String> {
-        let mut aliases: Vec<String> =
-            self.aliases.read().iter().filter(|(_, p)| p.as_str() == person).map(|(a, _)| a.clone()).collect();
-        aliases.sort();
-        aliases
+    /// Whether `alias` is merged into someone.
+    pub(crate) fn contains_key(&self, alias: &str) -> bool {
+        self.person_of.contains_key(alias)
     }
 
-    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
-    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
-    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
-        check_id(id).map_err(|err| UserError::invalid(Invalid::Id, "id", format!("The user id {err}.")))?;
-        let person = self.resolve(id);
-        let before = self.consent_of(&person);
-        self.store.put(Table::Consent, &person, &to_json(&consent))?;
-        let now_ms = self.now_ms();
-        let had_profile = self.people.update(&person, |state| {
-            state.consent = Some(consent);
-            state.updated_ms = now_ms;
-            let had = state.profile.is_some();
-            if !consent.allows(Purpose::Personalization) {
-                state.profile = None;
-            }
-            had
-        });
-        if consent.allows(Purpose::Personalization) && !had_profile {
-            self.rebuild_profile(&person)?;
+    /// Whether anything is merged into `person`.
+    pub(crate) fn has_aliases(&self, person: &str) -> bool {
+        self.of_person.get(person).is_some_and(|aliases| !aliases.is_empty())
+    }
+
+    /// The aliases of `person`, sorted.
+    pub(crate) fn of(&self, person: &str) -> Vec<String> {
+        self.of_person.get(person).map(|aliases| aliases.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Merges `alias` into `person`; returns the person it was merged into before, if any.
+    pub(crate) fn insert(&mut self, alias: String, person: String) -> Option<String> {
+        self.of_person.entry(person.clone()).or_default().insert(alias.clone());
+        let before = self.person_of.insert(alias.clone(), person.clone());
+        if let Some(before) = &before
+            && *before != person
+        {
+            self.unindex(&alias, before);
         }
-        self.apply_consent_change(&person, before, consent)?;
-        self.audit(key_id, "consent.put", &person)
+        before
     }
 
-    /// Sets explicit preferences.
-    pub fn put_preferences(&self, id: &str, preferences: Preferences, key_id: &str) -> Result<()> {
-        check_id(id).map_err(|err| UserError::invalid(Invalid::Id, "id", format!("The user id {err}.")))?;
-        let person = self.resolve(id);
-        self.store.put(Table::Preferences, &person, &to_json(&preferences))?;
-        let now_ms = self.now_ms();
-        self.people.update(&person, |state| {
-            state.preferences = Some(preferences);
-            state.updated_ms = now_ms;
-        });
-        self.audit(key_id, "preferences.put", &person)
+    /// Undoes the merge of `alias`; returns the person it was merged into.
+    pub(crate) fn remove(&mut self, alias: &str) -> Option<String> {
+        let person = self.person_of.remove(alias)?;
+        self.unindex(alias, &person);
+        Some(person)
     }
 
-    /// The device's history becomes the person's (`POST /v1/identify`). Logged and audited.
-    /// Refuses (`identity_conflict`) to merge an id that is itself a known person (see
-    /// [`Engine::is_known_person`]): that would hand one person's history to another.
-    pub fn identify(&self, anonymous_id: &str, user: &str, key_id: &str) -> Result<MergeReport> {
-        self.identify_with(anonymous_id, user, key_id, false)
+    fn unindex(&mut self, alias: &str, person: &str) {
+        if let Some(aliases) = self.of_person.get_mut(person) {
+            aliases.remove(alias);
+            if aliases.is_empty() {
+                self.of_person.remove(person);
+            }
+        }
+    }
+
+    /// Keeps the merges `keep(alias, person)` accepts.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&String, &String) -> bool) {
+        let dropped: Vec<(String, String)> = self
+            .person_of
+            .iter()
+            .filter(|(alias, person)| !keep(alias, person))
+            .map(|(alias, person)| (alias.clone(), person.clone()))
+            .collect();
+        for (alias, person) in dropped {
+            self.person_of.remove(&alias);
+            self.unindex(&alias, &person);
+        }
+    }
+
+    /// Every merge, alias → person.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.person_of.iter()
+    }
+
+    /// Every merged alias.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.person_of.keys()
+    }
+
+    /// How many aliases are merged.
+    pub(crate) fn len(&self) -> usize {
+        self.person_of.len()
+    }
+}
+
+/// People by id, sharded to keep lock contention low, and the aliases merged into them.
+///
+/// A map slot holds the id and a pointer, not the state: a hash map keeps up to half of its
+/// slots empty after growing, and `PersonState` (with its profile inline) is several hundred
+/// bytes, so at 1M people unboxed slots cost more memory than the people themselves
+/// (`attune bench scale`, docs/scale.md).
+pub struct People {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    default_consent: Consent,
+    shards: Vec<Shard>,
+    pub(crate) aliases: RwLock<Aliases>,
+}
+
+impl People {
+    /// Loads aliases, consent and preferences (profiles are folded by the event replay).
+    pub(crate) fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+        default_consent: Consent,
+    ) -> Result<People> {
+        let people = People {
+            shards: (0..N_SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect(),
+            aliases: RwLock::new(Aliases::default()),
+            store,
+            clock,
+            audit,
+            default_consent,
+        };
+        let aliases: Vec<(String, String)> = scan_json(&*people.store, Table::Aliases, "", "alias")?;
+        let consents: Vec<(String, Consent)> = scan_json(&*people.store, Table::Consent, "", "consent")?;
+        let preferences: Vec<(String, Preferences)> = scan_json(&*people.store, Table::Preferences, "", "preferences")?;
+        {
+            let mut merged = people.aliases.write();
+            for (alias, person) in aliases {
+                merged.insert(alias, person);
+            }
+        }
+        for (id, consent) in consents {
+            people.update(&id, |person| person.consent = Some(consent));
+        }
+        for (id, preferences) in preferences {
+            people.update(&id, |person| person.preferences = Some(preferences));
+        }
+        Ok(people)
+    }
+
+    pub(crate) fn shard_index(id: &str) -> usize {
+        (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % N_SHARDS as u64) as usize
+    }
+
+    fn shard(&self, id: &str) -> &Shard {
+        &self.shards[People::shard_index(id)]
+    }
+
+    /// The shards, to walk everyone (reports, the memory estimate).
+    pub(crate) fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    pub(crate) fn read<T>(&self, id: &str, f: impl FnOnce(Option<&PersonState>) -> T) -> T {
+        f(self.shard(id).read().get(id).map(|state| &**state))
+    }
+
+    pub(crate) fn update<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> T {
+        let mut shard = self.shard(id).write();
+        // Look up before inserting: `entry` would allocate the key on every call.
+        if let Some(state) = shard.get_mut(id) {
+            return f(state);
+        }
+        f(shard.entry(Box::from(id)).or_default())
+    }
+
+    pub(crate) fn remove(&self, id: &str) -> Option<PersonState> {
+        self.shard(id).write().remove(id).map(|state| *state)
+    }
+
+    /// Every person id in memory.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.shards.iter().flat_map(|s| s.read().keys().map(|id| id.to_string()).collect::<Vec<_>>()).collect()
+    }
+
+    /// Number of people (ids with consent, preferences or events) in memory.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Whether nobody is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Consent for purposes a person has not answered.
+    pub fn default_consent(&self) -> Consent {
+        self.default_consent
+    }
+
+    /// The person id an id resolves to (anonymous ids merged into a person resolve to the person).
+    pub fn resolve(&self, id: &str) -> String {
+        self.aliases.read().get(id).cloned().unwrap_or_else(|| id.to_owned())
+    }
+
+    /// The effective consent of a (resolved) person.
+    pub fn consent_of(&self, person: &str) -> Consent {
+        self.read(person, |state| state.and_then(|s| s.consent)).unwrap_or(self.default_consent)
+    }
+
+    /// Anonymous ids merged into `person`, sorted (from the reverse index: costs their number).
+    pub fn aliases_of(&self, person: &str) -> Vec<String> {
+        self.aliases.read().of(person)
+    }
+
+    /// The person and their aliases: every subject whose events are theirs.
+    pub(crate) fn subjects_of(&self, person: &str) -> Vec<String> {
+        let mut subjects = self.aliases_of(person);
+        subjects.push(person.to_owned());
+        subjects
     }
 
     /// Whether `id` is a person in its own right, not merely a device: events were stored under
     /// it as a `user`, it has consent or preferences of its own, or other ids are merged into it.
     pub fn is_known_person(&self, id: &str) -> bool {
         let own = self
-            .people
             .read(id, |state| state.is_some_and(|s| s.known_user || s.consent.is_some() || s.preferences.is_some()));
-        own || self.aliases.read().values().any(|person| person == id)
+        own || self.aliases.read().has_aliases(id)
     }
 
-    /// [`Engine::identify`]; with `force` (an admin's explicit request) a known person is merged
-    /// too. A merge stays undoable ([`Engine::unmerge`]).
-    pub fn identify_with(&self, anonymous_id: &str, user: &str, key_id: &str, force: bool) -> Result<MergeReport> {
-        if anonymous_id == user {
-            return Err(UserError::invalid(Invalid::Identify, "user", "`anonymous_id` and `user` must differ.").into());
+    /// Whether a browser key (without an identity token) may act for `id`: an anonymous id of
+    /// the browser form ([`crate::keys::is_browser_visitor_id`]) that is not merged into anyone
+    /// and is not a person of its own beyond the consent its visitor gave (no events as a user,
+    /// no preferences, nothing merged into it).
+    pub fn browser_visitor_allowed(&self, id: &str) -> bool {
+        if !crate::keys::is_browser_visitor_id(id) || self.aliases.read().contains_key(id) {
+            return false;
         }
-        let target = self.resolve(user);
-        if target == anonymous_id {
-            return Err(UserError::Conflict(
-                "`user` is itself merged into `anonymous_id`; identify the other way round.".into(),
-            )
-            .into());
-        }
-        if let Some(existing) = self.aliases.read().get(anonymous_id)
-            && *existing != target
-        {
-            return Err(UserError::Conflict(
-                "`anonymous_id` is already merged into another person; an admin can undo that merge first.".into(),
-            )
-            .into());
-        }
-        let repeated = self.aliases.read().get(anonymous_id).is_some_and(|existing| *existing == target);
-        if repeated {
-            // The same merge again (a retried request, a second login): nothing moves.
-            return Ok(MergeReport { merged_events: 0 });
-        }
-        if !force && self.is_known_person(anonymous_id) {
-            return Err(UserError::IdentityConflict(
-                "`anonymous_id` names a known person (events as a user, consent, preferences or merged ids); \
-                 one person is never merged into another unless an admin sends `\"force\": true`."
-                    .into(),
-            )
-            .into());
-        }
-        // Anonymous ids merged into this anonymous id move along with it.
-        let mut moved = self.aliases_of(anonymous_id);
-        moved.push(anonymous_id.to_owned());
-        let entries: Vec<(String, Vec<u8>)> = moved.iter().map(|a| (a.clone(), to_json(&target))).collect();
-        self.store.put_many(Table::Aliases, &entries)?;
-        let now_ms = self.now_ms();
-        let merge_id = ulid::Ulid::generate().to_string();
-        self.store.put(
-            Table::Merges,
-            &merge_id,
-            &to_json(
-                &serde_json::json!({"anonymous_id": anonymous_id, "user": target, "at_ms": now_ms, "key_id": key_id}),
-            ),
-        )?;
-        {
-            let mut aliases = self.aliases.write();
-            for alias in &moved {
-                aliases.insert(alias.clone(), target.clone());
-            }
-        }
-        let merged_events: u64 = moved.iter().map(|a| self.people.read(a, |s| s.map_or(0, |s| s.n_events))).sum();
-        for alias in &moved {
-            self.people.update(alias, |state| state.profile = None);
-        }
-        self.people.update(&target, |state| state.updated_ms = now_ms);
-        self.rebuild_profile(&target)?;
-        let action = if force { "identify.merge_forced" } else { "identify.merge" };
-        self.audit(key_id, action, &format!("{anonymous_id} -> {target}"))?;
-        Ok(MergeReport { merged_events })
+        let own = self.read(id, |state| state.is_some_and(|s| s.known_user || s.preferences.is_some()));
+        !own && !self.aliases.read().has_aliases(id)
     }
 
-    /// Undoes a merge: the anonymous id's history is its own again.
-    pub fn unmerge(&self, anonymous_id: &str, key_id: &str) -> Result<()> {
-        let person = self
-            .aliases
-            .read()
-            .get(anonymous_id)
-            .cloned()
-            .ok_or_else(|| UserError::not_found("merge", anonymous_id))?;
-        self.store.delete(Table::Aliases, anonymous_id)?;
-        self.aliases.write().remove(anonymous_id);
-        self.rebuild_profile(&person)?;
-        self.rebuild_profile(anonymous_id)?;
-        self.audit(key_id, "identify.unmerge", &format!("{anonymous_id} -/-> {person}"))
+    /// The resolved person behind `id`, or `NotFound` when nothing is known about them.
+    pub(crate) fn known_person(&self, id: &str) -> Result<String> {
+        let person = self.resolve(id);
+        if self.read(&person, |state| state.is_some()) {
+            Ok(person)
+        } else {
+            Err(UserError::not_found("user", id).into())
+        }
     }
 
-    /// Every stored event of a person and their aliases, in sequence order.
-    pub fn events_of(&self, person: &str) -> Result<Vec<(u64, Event)>> {
-        let mut subjects = self.aliases_of(person);
-        subjects.push(person.to_owned());
-        let mut events = Vec::new();
-        let mut failure = None;
-        for subject in &subjects {
-            self.store.subject_events(subject, &mut |row| match Engine::decode_event(&row.payload) {
-                Ok(event) => {
-                    events.push((row.seq, event));
-                    true
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    false
-                }
-            })?;
-        }
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        events.sort_by_key(|(seq, _)| *seq);
-        Ok(events)
-    }
-
-    /// Refolds a person's profile from the store (after a merge, a consent grant, a forgotten item).
-    pub fn rebuild_profile(&self, person: &str) -> Result<()> {
-        let events = self.events_of(person)?;
-        let consent = self.consent_of(person);
-        self.people.update(person, |state| {
-            state.profile = consent.allows(Purpose::Personalization).then(Profile::default);
-            state.excluded.clear();
+    /// Sets explicit preferences.
+    pub fn put_preferences(&self, id: &str, preferences: Preferences, key_id: &str) -> Result<()> {
+        check_user_id(id)?;
+        let person = self.resolve(id);
+        self.store.put(Table::Preferences, &person, &to_json(&preferences))?;
+        let now_ms = self.clock.now_ms();
+        self.update(&person, |state| {
+            state.preferences = Some(preferences);
+            state.updated_ms = now_ms;
         });
-        for (seq, event) in &events {
-            // With cluster sync, an event another process appended may not be folded here yet:
-            // claim it, so the sync does not fold it a second time.
-            self.cluster.claim(*seq);
-            self.fold_into(person, event, event.ts_ms, false);
-        }
-        Ok(())
+        self.audit.record(key_id, "preferences.put", &person)
     }
 
     /// Loads stored consent for a person (used by the privacy layer).
@@ -282,4 +301,10 @@ impl Engine {
             None => Ok(None),
         }
     }
+}
+
+/// Checks a user id from a request.
+pub(crate) fn check_user_id(id: &str) -> Result<()> {
+    attune_core::check_id(id).map_err(|err| UserError::invalid(Invalid::Id, "id", format!("The user id {err}.")))?;
+    Ok(())
 }

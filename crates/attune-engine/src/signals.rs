@@ -5,13 +5,13 @@
 //! ([`attune_core::Profile::fold`]) and training ([`crate::models::training_weight`]) read it
 //! like the built-in types.
 //!
-//! A changed signal refolds the profiles of everyone with stored events of that type, so what a
-//! profile says never depends on when the schema was declared.
+//! A changed signal refolds the profiles of everyone with stored events of that type
+//! (`profiles.rs`), so what a profile says never depends on when the schema was declared.
 
 use attune_core::{Event, EventType, ItemIdx, JourneySignal, Signal, TagIdx};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
-use crate::{Engine, Result};
+use crate::catalog::Catalog;
 
 /// A declared event's signal, resolved for one event.
 #[derive(Debug, Clone, Default)]
@@ -29,7 +29,7 @@ fn normalized_tag(text: &str) -> String {
     text.trim().to_lowercase().replace([' ', '-'], "_")
 }
 
-impl Engine {
+impl Catalog {
     /// The signal of a declared type, if its schema declares one.
     pub(crate) fn signal_of(&self, kind: &EventType) -> Option<Signal> {
         match kind {
@@ -45,10 +45,10 @@ impl Engine {
         let signal = self.signal_of(&event.kind)?;
         let mut tags: Vec<TagIdx> = Vec::new();
         for tag in &signal.tags.fixed {
-            let known = self.catalog.read().lookup_tag(tag);
-            tags.push(known.unwrap_or_else(|| self.catalog.write().intern_tag(tag)));
+            let known = self.read().lookup_tag(tag);
+            tags.push(known.unwrap_or_else(|| self.write().intern_tag(tag)));
         }
-        let catalog = self.catalog.read();
+        let catalog = self.read();
         if let Some(property) = &signal.tags.from_property
             && let Some(text) = event.prop(property).and_then(|value| value.as_str())
         {
@@ -65,37 +65,6 @@ impl Engine {
         tags.sort_unstable();
         tags.dedup();
         Some(ResolvedSignal { strength: signal.strength, journey: signal.journey, tags })
-    }
-
-    /// Refolds the profiles of everyone with stored events of these declared types (their signal
-    /// changed). One scan of the event log; runs on a schema change, which is rare.
-    pub(crate) fn refold_declared(&self, types: &[String]) -> Result<usize> {
-        if types.is_empty() {
-            return Ok(0);
-        }
-        let mut people: FxHashSet<String> = FxHashSet::default();
-        let mut failure = None;
-        self.store.scan_events(0, &mut |row| match Engine::decode_event(&row.payload) {
-            Ok(event) => {
-                if let EventType::Declared(name) = &event.kind
-                    && types.iter().any(|t| t == name)
-                {
-                    people.insert(self.resolve(event.subject.id()));
-                }
-                true
-            }
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        for person in &people {
-            self.rebuild_profile(person)?;
-        }
-        Ok(people.len())
     }
 
     /// The training weight of each declared type with a positive signal (see

@@ -13,8 +13,8 @@
 //! variant's sums (`Σ x xᵀ`, `Σ r x`) and counters (overall, per context value, forced). They are
 //! sums: each process records increments locally and adds them to the stored record with
 //! [`Store::update`](attune_store::Store::update) (an atomic read-modify-write: concurrent
-//! servers lose none of each other's increments) every second ([`Engine::flush_decisions`]);
-//! [`Engine::sync_from_store`] reads the records back, so what other servers learned is used
+//! servers lose none of each other's increments) every second ([`crate::Engine::flush_decisions`]);
+//! [`crate::Engine::sync_from_store`] reads the records back, so what other servers learned is used
 //! here within one sync period. What a process chooses with is the stored sums plus its own
 //! unflushed increments; the choice is a pure function of those sums and the context (UCB, the
 //! first configured variant on ties), so servers holding the same state choose the same variant,
@@ -33,7 +33,12 @@ use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Result};
+use std::sync::Arc;
+
+use attune_store::Store;
+
+use crate::error::Result;
+use crate::records::{scan_records, to_json};
 
 /// Context features: an intercept, device (3), hour band (4), journey stage (5), engagement.
 pub const DIM: usize = 14;
@@ -249,15 +254,27 @@ impl SlotState {
     }
 }
 
-/// Every slot's bandit (see the module documentation).
-#[derive(Default)]
-pub(crate) struct VariantBandits {
+/// Every slot's bandit (see the module documentation): the slots' records as this process
+/// sees them, and their store access.
+pub struct VariantBandits {
+    store: Arc<dyn Store>,
     slots: Mutex<FxHashMap<String, SlotState>>,
     /// `(decision id, placement index)` whose click was counted.
     rewarded: Mutex<FxHashSet<(String, usize)>>,
 }
 
 impl VariantBandits {
+    /// Loads every slot's stored record.
+    pub(crate) fn open(store: Arc<dyn Store>) -> Result<VariantBandits> {
+        let bandits = VariantBandits {
+            store,
+            slots: Mutex::new(FxHashMap::default()),
+            rewarded: Mutex::new(FxHashSet::default()),
+        };
+        bandits.load_stats()?;
+        Ok(bandits)
+    }
+
     /// The index among `variants` the bandit chooses in `context` (0 with no variants).
     pub(crate) fn choose(&self, slot: &str, variants: &[String], context: &VariantContext) -> usize {
         let x = context.features();
@@ -327,40 +344,27 @@ pub struct VariantPerformance {
     pub by_context: Vec<(String, String, Counts)>,
 }
 
-impl Engine {
-    /// The variant of `slot` the bandit chooses among `variants` in `context`.
-    pub(crate) fn bandit_variant(&self, slot: &str, variants: &[String], context: &VariantContext) -> usize {
-        self.variants.choose(slot, variants, context)
-    }
-
-    /// Records the exposures of a logged decision's placements.
-    pub(crate) fn record_variant_exposures(&self, placements: &[crate::decisions::LoggedPlacement]) {
-        for placement in placements {
-            self.variants.record_exposure(&placement.slot, &placement.variant, placement.learned.as_ref());
-        }
-    }
-
-    /// Rewards the variant of the placement of `decision` that showed `item` (the first placement
-    /// when the event names no item), once per decision and placement.
-    pub(crate) fn reward_variant(&self, decision: &crate::decisions::LoggedDecision, item: Option<&str>) {
-        let Some((index, placement)) = decision
-            .placements
-            .iter()
-            .enumerate()
-            .find(|(_, p)| item.is_none_or(|item| p.items.iter().any(|(id, _, _)| id == item)))
-        else {
-            return;
-        };
-        if self.variants.first_reward(&decision.id, index) {
-            self.variants.record_click(&placement.slot, &placement.variant, placement.learned.as_ref());
+impl VariantBandits {
+    /// Rewards the variant shown at placement `index` of decision `decision_id` (on `slot`,
+    /// chosen in `context`, or forced when `None`), once per decision and placement.
+    pub(crate) fn reward(
+        &self,
+        decision_id: &str,
+        index: usize,
+        slot: &str,
+        variant: &str,
+        context: Option<&VariantContext>,
+    ) {
+        if self.first_reward(decision_id, index) {
+            self.record_click(slot, variant, context);
         }
     }
 
     /// Adds the increments recorded here to the stored records (one atomic update per slot) and
     /// takes back the totals. On a store error the increments stay pending for the next flush.
-    pub(crate) fn flush_variant_stats(&self) -> Result<usize> {
+    pub(crate) fn flush_stats(&self) -> Result<usize> {
         let pending: Vec<(String, SlotRecord)> = {
-            let mut slots = self.variants.slots.lock();
+            let mut slots = self.slots.lock();
             slots
                 .iter_mut()
                 .filter(|(_, state)| !state.pending.is_empty())
@@ -374,9 +378,9 @@ impl Engine {
                 let mut record: SlotRecord =
                     old.and_then(|bytes| serde_json::from_slice(bytes).ok()).unwrap_or_default();
                 record.merge(&increments);
-                crate::to_json(&record)
+                to_json(&record)
             });
-            let mut slots = self.variants.slots.lock();
+            let mut slots = self.slots.lock();
             match written {
                 Ok(bytes) => {
                     let state = slots.entry(slot).or_default();
@@ -401,9 +405,9 @@ impl Engine {
 
     /// Reads every slot's stored record and uses what changed (other servers' increments; at
     /// start, what earlier runs learned).
-    pub(crate) fn load_variant_stats(&self) -> Result<()> {
-        let records = self.scan_records(Table::Experiments, RECORD_PREFIX)?;
-        let mut slots = self.variants.slots.lock();
+    pub(crate) fn load_stats(&self) -> Result<()> {
+        let records = scan_records(&*self.store, Table::Experiments, RECORD_PREFIX)?;
+        let mut slots = self.slots.lock();
         for (key, bytes) in records {
             let slot = &key[RECORD_PREFIX.len()..];
             let digest = xxhash_rust::xxh3::xxh3_64(&bytes);
@@ -425,21 +429,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Every slot that is configured or has shown a variant, sorted.
-    pub fn variant_slots(&self) -> Vec<String> {
-        let mut slots: Vec<String> = self.slots().into_iter().map(|(slot, _)| slot).collect();
-        slots.extend(self.variants.slots.lock().keys().cloned());
+    /// Every slot among `configured` or that has shown a variant, sorted.
+    pub fn slots(&self, configured: Vec<String>) -> Vec<String> {
+        let mut slots = configured;
+        slots.extend(self.slots.lock().keys().cloned());
         slots.sort();
         slots.dedup();
         slots
     }
 
-    /// How each variant of `slot` performs: the slot's configured variants first (in order, with
-    /// zero counts if never shown), then variants it showed before its settings changed. Counts
-    /// are this server's view: the stored totals plus its own increments not flushed yet.
-    pub fn variant_performance(&self, slot: &str) -> Vec<VariantPerformance> {
-        let configured = self.slot(slot).variants;
-        let slots = self.variants.slots.lock();
+    /// How each variant of `slot` performs: the slot's `configured` variants first (in order,
+    /// with zero counts if never shown), then variants it showed before its settings changed.
+    /// Counts are this server's view: the stored totals plus its own increments not flushed yet.
+    pub fn performance(&self, slot: &str, configured: Vec<String>) -> Vec<VariantPerformance> {
+        let slots = self.slots.lock();
         let empty = SlotRecord::default();
         let record = slots.get(slot).map_or(&empty, |state| &state.view);
         let mut names: Vec<String> = configured.clone();
@@ -495,7 +498,11 @@ mod tests {
     #[test]
     fn records_add_up_like_one_process() {
         let variants = ["a".to_owned(), "b".to_owned()];
-        let (one, two, all) = (VariantBandits::default(), VariantBandits::default(), VariantBandits::default());
+        // In memory only: nothing is flushed, so the three may share one (empty) store.
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(attune_store::EmbeddedStore::open(dir.path()).unwrap());
+        let bandits = || VariantBandits::open(store.clone()).unwrap();
+        let (one, two, all) = (bandits(), bandits(), bandits());
         for k in 0..30u8 {
             let c = context(if k % 2 == 0 { "mobile" } else { "desktop" }, k % 24);
             let (bandit, variant) = if k % 3 == 0 { (&one, "a") } else { (&two, "b") };

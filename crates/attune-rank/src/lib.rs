@@ -59,7 +59,7 @@ pub use ranker::{
 };
 pub use rp3::{Rp3beta, Rp3betaParams};
 pub use seq::{Transitions, TransitionsParams};
-pub use topk::{by_score_desc, top_k, top_k_into};
+pub use topk::{TopK, by_score_desc, top_k, top_k_into};
 
 /// What a model is asked to score: a person (if trained on) and their history as parallel
 /// slices of item indices and weights. Item-based models use the history; [`Ials`] uses the

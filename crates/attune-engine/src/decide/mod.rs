@@ -30,12 +30,15 @@ use std::{cell::RefCell, sync::Arc};
 
 use attune_core::{Channel, Item, ItemIdx, JourneyStage, Purpose};
 
-use crate::{
-    Engine, Result,
-    editorial::{Editorial, Situation, SlotSettings},
-    experiments::Policy,
-    models::ModelSnapshot,
-};
+use crate::catalog::Catalog;
+use crate::clock::{Clock, Ids};
+use crate::decisions::{DecisionLog, LoggedDecision, LoggedPlacement};
+use crate::editorial::{Editorial, EditorialSettings, Situation, SlotSettings};
+use crate::error::{Result, UserError};
+use crate::experiments::{Experiments, Policy};
+use crate::models::{ModelSnapshot, Models};
+use crate::people::People;
+use crate::variants::VariantBandits;
 
 pub(crate) use who::Who;
 
@@ -239,8 +242,8 @@ const POOL: usize = 300;
 /// What every stage reads: the moment's snapshot of the engine's state (read-only).
 pub(crate) struct Inputs<'a> {
     pub now_ms: i64,
-    pub catalog: &'a crate::Catalog,
-    pub editorial: &'a Editorial,
+    pub catalog: &'a crate::catalog::ItemIndex,
+    pub editorial: &'a EditorialSettings,
     pub models: &'a ModelSnapshot,
     pub revelation: Revelation,
 }
@@ -261,7 +264,7 @@ impl<'a> Moment<'a> {
     fn of(inputs: &Inputs<'_>, who: &Who, context: &'a DecideContext) -> Moment<'a> {
         // `local_time` if sent, else now in the request's time zone, else the person's.
         let timezone = context.timezone.as_deref().or(who.timezone.as_deref());
-        let hour = crate::measure::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms);
+        let hour = crate::clock::local_hour(context.local_time.as_deref(), timezone, inputs.now_ms);
         let weather = context.weather.as_deref().filter(|_| who.consent.allows(Purpose::Contextual));
         let mut features = Vec::new();
         if let Some(effects) = inputs.models.ranker.as_ref().and_then(|r| r.context()) {
@@ -291,9 +294,9 @@ pub(crate) struct Scratch {
     pub ranker: attune_rank::RankerScratch,
     /// The history as the ranker scored it (item indices, strengths, timestamps).
     pub history: (Vec<u32>, Vec<f32>, Vec<i64>),
-    /// Every allowed item with its score, per ranking, before the pools are selected.
-    pub personal_candidates: Vec<(u32, f32)>,
-    pub general_candidates: Vec<(u32, f32)>,
+    /// The pools being selected, per ranking, as the scores are computed.
+    pub personal_candidates: attune_rank::TopK,
+    pub general_candidates: attune_rank::TopK,
 }
 
 impl Scratch {
@@ -335,19 +338,34 @@ pub fn copy_variant(stage: JourneyStage, has_context: bool) -> &'static str {
     }
 }
 
-impl Engine {
+/// What a decision reads (and, unless it is a preview, logs and exposes): the components, by
+/// reference, for one call.
+pub(crate) struct DecideCtx<'a> {
+    pub clock: &'a dyn Clock,
+    pub ids: &'a dyn Ids,
+    pub revelation: Revelation,
+    pub catalog: &'a Catalog,
+    pub editorial: &'a Editorial,
+    pub models: &'a Models,
+    pub people: &'a People,
+    pub experiments: &'a Experiments,
+    pub variants: &'a VariantBandits,
+    pub decisions: &'a DecisionLog,
+}
+
+impl DecideCtx<'_> {
     /// Decides what to show. Never fails for an unknown person or an empty history.
     pub fn decide(&self, request: &DecideRequest) -> Result<Decision> {
-        let now_ms = self.now_ms();
-        let models = self.models();
+        let now_ms = self.clock.now_ms();
+        let models = self.models.current();
         let mut who = self.who(request.subject.as_deref(), now_ms);
         // Experiment arms and the global holdout are engine state: looked up before the pure
         // stages. People in the global holdout enter no experiment.
-        let in_holdout = who.id.as_deref().is_some_and(|person| self.in_global_holdout(person));
+        let in_holdout = who.id.as_deref().is_some_and(|person| self.experiments.in_global_holdout(person));
         let arms: Vec<Option<(String, String, Policy)>> = request
             .placements
             .iter()
-            .map(|p| if in_holdout { None } else { self.experiment_arm(&p.slot, who.id.as_deref()) })
+            .map(|p| if in_holdout { None } else { self.experiments.experiment_arm(&p.slot, who.id.as_deref()) })
             .collect();
         // A clean control: the holdout and a `popular` arm get, for the whole response, exactly
         // what a person without personalization consent gets.
@@ -361,13 +379,8 @@ impl Engine {
             who.excluded.dedup();
         }
         let editorial = self.editorial.read();
-        let inputs = Inputs {
-            now_ms,
-            catalog: &catalog,
-            editorial: &editorial,
-            models: &models,
-            revelation: self.config.revelation,
-        };
+        let inputs =
+            Inputs { now_ms, catalog: &catalog, editorial: &editorial, models: &models, revelation: self.revelation };
         let mut local_hour = None;
         let mut placements = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -415,10 +428,10 @@ impl Engine {
         if !request.preview {
             if let Some(person) = who.id.as_deref() {
                 for (experiment, arm) in &decision.experiments {
-                    self.expose(experiment, arm, person, now_ms);
+                    self.experiments.expose(experiment, arm, person, now_ms);
                 }
             }
-            self.log_decision(who.id.as_deref(), &decision, now_ms);
+            self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), self.variants);
         }
         Ok(decision)
     }
@@ -448,7 +461,7 @@ impl Engine {
                 return (variant.clone(), None);
             }
         }
-        let Some(variant) = settings.variants.get(self.bandit_variant(situation.slot, &settings.variants, context))
+        let Some(variant) = settings.variants.get(self.variants.choose(situation.slot, &settings.variants, context))
         else {
             return (crate::editorial::DEFAULT_VARIANTS[0].to_owned(), None);
         };
@@ -458,12 +471,12 @@ impl Engine {
     /// Items similar to `id` (the served ranker's item-kNN neighbours; content similarity for
     /// items the models have not seen). Unavailable and flagged items are left out.
     pub fn similar_items(&self, id: &str, count: usize) -> Result<Vec<(Arc<Item>, f32)>> {
-        let models = self.models();
+        let models = self.models.current();
         let catalog = self.catalog.read();
         let idx = catalog
             .lookup(id)
             .filter(|i| catalog.item(*i).is_some())
-            .ok_or_else(|| crate::UserError::not_found("item", id))?;
+            .ok_or_else(|| UserError::not_found("item", id))?;
         let editorial = self.editorial.read();
         let mut neighbours: Vec<(u32, f32)> = models.knn().map(|k| k.neighbors(idx.0).to_vec()).unwrap_or_default();
         if neighbours.len() < count
@@ -485,5 +498,38 @@ impl Engine {
             })
             .take(count)
             .collect())
+    }
+}
+
+/// What the decision log keeps of a decision (ids, sources and reasons' texts).
+fn logged(person: Option<&str>, decision: &Decision, now_ms: i64) -> LoggedDecision {
+    LoggedDecision {
+        id: decision.id.clone(),
+        person: person.map(str::to_owned),
+        at_ms: now_ms,
+        personalized: decision.personalized,
+        journey_stage: decision.journey_stage.as_str().to_owned(),
+        placements: decision
+            .placements
+            .iter()
+            .map(|p| LoggedPlacement {
+                slot: p.slot.clone(),
+                variant: p.variant.clone(),
+                items: p
+                    .items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.item.id.clone(),
+                            i.source.as_str().to_owned(),
+                            i.reasons.iter().map(|r| r.text.clone()).collect(),
+                        )
+                    })
+                    .collect(),
+                learned: p.variant_context.clone(),
+            })
+            .collect(),
+        experiments: decision.experiments.clone(),
+        channel: decision.channel.as_str().to_owned(),
     }
 }

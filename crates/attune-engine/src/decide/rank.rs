@@ -159,8 +159,8 @@ pub(crate) fn rank(
         .map(|(row, weight)| (row, weight * models.general_scale))
         .collect();
     let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
-    s.personal_candidates.clear();
-    s.general_candidates.clear();
+    s.personal_candidates.reset(pool);
+    s.general_candidates.reset(pool);
     for i in 0..n {
         let idx = ItemIdx(i as u32);
         let traits = catalog.traits(idx);
@@ -180,13 +180,13 @@ pub(crate) fn rank(
         if kind == Personal::None && lifted(ctx, pop + recency_prior) {
             s.source[i] = Source::Contextual;
         }
-        s.general_candidates.push((i as u32, s.general[i]));
+        s.general_candidates.offer(i as u32, s.general[i]);
         if kind != Personal::None && (kind == Personal::Ranker || s.personal[i] > 0.0) {
-            s.personal_candidates.push((i as u32, s.personal[i]));
+            s.personal_candidates.offer(i as u32, s.personal[i]);
         }
     }
-    let mut personal = best(&mut s.personal_candidates, pool);
-    let general = best(&mut s.general_candidates, pool);
+    let mut personal = s.personal_candidates.take_sorted();
+    let general = s.general_candidates.take_sorted();
     // The personal scores on one 0–1 scale over the pool (the ranker's are standardized sums);
     // editors' boosts then count half as much again.
     if let (Some(&best), Some(&worst)) = (personal.first(), personal.last()) {
@@ -232,39 +232,5 @@ fn stage_factor(stage: JourneyStage, traits: crate::catalog::ItemTraits) -> f32 
         JourneyStage::ReadyToBuy if purchasable => 1.3,
         JourneyStage::Customer if !purchasable => 1.1,
         _ => 1.0,
-    }
-}
-
-/// The `k` best of `candidates` (item, score), best first: higher score, then lower item index.
-/// A linear selection and a sort of the `k` kept (the candidates are reordered in place).
-pub(crate) fn best(candidates: &mut [(u32, f32)], k: usize) -> Vec<u32> {
-    let k = k.min(candidates.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    if candidates.len() > k {
-        candidates.select_nth_unstable_by(k - 1, attune_rank::by_score_desc);
-    }
-    let top = &mut candidates[..k];
-    top.sort_unstable_by(attune_rank::by_score_desc);
-    top.iter().map(|&(i, _)| i).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The selection keeps exactly what sort-and-truncate keeps, in the same order.
-        #[test]
-        fn best_equals_sort_and_truncate(scores in prop::collection::vec(0u8..20, 0..200), k in 1usize..30) {
-            let mut candidates: Vec<(u32, f32)> =
-                scores.iter().enumerate().map(|(i, &score)| (i as u32, f32::from(score))).collect();
-            let mut expected: Vec<u32> = (0..scores.len() as u32).collect();
-            expected.sort_by(|&a, &b| scores[b as usize].cmp(&scores[a as usize]).then(a.cmp(&b)));
-            expected.truncate(k);
-            prop_assert_eq!(best(&mut candidates, k), expected);
-        }
     }
 }

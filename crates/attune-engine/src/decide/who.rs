@@ -2,7 +2,7 @@
 
 use attune_core::{Consent, ItemIdx, JourneyStage, Preferences, TagIdx, profile::RecentItem};
 
-use crate::Engine;
+use super::DecideCtx;
 
 /// What the pipeline knows about the person.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Who {
 
     /// What the pipeline knows about the same person without personalization consent (the
     /// control arm and the global holdout): the id, the stored preferences and the exclusions
-    /// (bought, dismissed) stay, as [`Engine::who`] keeps them for such a person.
+    /// (bought, dismissed) stay, as [`DecideCtx::who`](super::DecideCtx) keeps them for such a person.
     pub fn without_personalization(self) -> Who {
         let mut consent = self.consent;
         consent.personalization = false;
@@ -70,14 +70,14 @@ impl Who {
     }
 }
 
-impl Engine {
+impl DecideCtx<'_> {
     pub(crate) fn who(&self, subject: Option<&str>, now_ms: i64) -> Who {
         let Some(subject) = subject else {
-            return Who::anonymous(self.config.default_consent);
+            return Who::anonymous(self.people.default_consent());
         };
-        let person = self.resolve(subject);
+        let person = self.people.resolve(subject);
         self.people.read(&person, |state| {
-            let consent = state.and_then(|s| s.consent).unwrap_or(self.config.default_consent);
+            let consent = state.and_then(|s| s.consent).unwrap_or(self.people.default_consent());
             let preferences = state.and_then(|s| s.preferences.clone()).unwrap_or_default();
             let profile = state.and_then(|s| s.profile.as_ref()).filter(|_| consent.personalization);
             let personalized = consent.personalization

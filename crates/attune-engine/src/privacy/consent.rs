@@ -3,7 +3,31 @@
 
 use super::*;
 
-impl Engine {
+impl PrivacyCtx<'_> {
+    /// Sets consent (unset purposes were filled with defaults by the caller). Effective at once:
+    /// withdrawing personalization drops the profile; granting it rebuilds it from stored events.
+    pub fn put_consent(&self, id: &str, consent: Consent, key_id: &str) -> Result<()> {
+        crate::people::check_user_id(id)?;
+        let person = self.people.resolve(id);
+        let before = self.people.consent_of(&person);
+        self.store.put(Table::Consent, &person, &to_json(&consent))?;
+        let now_ms = self.now_ms();
+        let had_profile = self.people.update(&person, |state| {
+            state.consent = Some(consent);
+            state.updated_ms = now_ms;
+            let had = state.profile.is_some();
+            if !consent.allows(Purpose::Personalization) {
+                state.profile = None;
+            }
+            had
+        });
+        if consent.allows(Purpose::Personalization) && !had_profile {
+            self.profiles().rebuild_profile(&person)?;
+        }
+        self.apply_consent_change(&person, before, consent)?;
+        self.audit.record(key_id, "consent.put", &person)
+    }
+
     // ---- consent withdrawal ----
 
     /// What a consent change does to stored events. The rule is the ingest rule, applied again:
@@ -45,9 +69,9 @@ impl Engine {
         if !to_aggregate.is_empty() {
             // Count first: a crash in between leaves an event both counted and stored, never lost
             // from the counts.
-            self.add_aggregates(to_aggregate)?;
+            crate::ingest::add_aggregates(self.store, to_aggregate)?;
             self.store.delete_events(&delete_seqs)?;
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
             self.refresh_person(person)?;
         }
         if !rewrite.append.is_empty() {
@@ -63,7 +87,7 @@ impl Engine {
 
     /// Replaces the events' payloads by their rewritten versions in place (same sequence number,
     /// so servers sharing the store do not fold them a second time; `delete_seqs[i]` is the
-    /// number of `append[i]`). Idempotent, so [`Engine::open`] can repeat it after a crash.
+    /// number of `append[i]`). Idempotent, so [`crate::Engine::open`] can repeat it after a crash.
     pub(super) fn finish_rewrite(&self, key: &str, rewrite: &PendingRewrite) -> Result<()> {
         let rows: Vec<(u64, Vec<u8>)> =
             rewrite.delete_seqs.iter().zip(&rewrite.append).map(|(&seq, e)| (seq, e.payload.clone())).collect();
@@ -76,7 +100,9 @@ impl Engine {
         match event.kind.builtin() {
             Some(builtin) => builtin.schema().purpose,
             // A schema removed since keeps its events under the strictest reading: personalization.
-            None => self.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose),
+            None => {
+                self.catalog.schemas.read().get(event.kind.as_str()).map_or(Purpose::Personalization, |s| s.purpose)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Engine {
+impl PrivacyCtx<'_> {
     // ---- erasure ----
 
     /// Erases a person (an anonymous id merged into a person erases that person) and every alias:
@@ -13,19 +13,19 @@ impl Engine {
     /// deleted bytes from the store's files is due within [`ERASURE_PURGE_DEADLINE_MS`] (the
     /// receipt's `purge_by_ms`; the scheduler's purge job runs it, one purge for every erasure
     /// before it). Crash-safe: a `pending` record written first makes
-    /// [`Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
+    /// [`crate::Engine::open`] complete an interrupted erasure. `NotFound` when the person is unknown.
     pub fn erase_person(&self, id: &str, key_id: &str) -> Result<ErasureReceipt> {
         let _exclusive = self.privacy.exclusive.lock();
         let pending = self.begin_erasure(id, key_id)?;
         // Decisions logged in memory must not be flushed back after the store forgets them.
-        self.forget_model_traces(&pending.ids);
+        self.decisions.forget_decisions_of(&pending.ids);
         self.run_erasure(&pending, ERASURE_STEPS, false)?;
         self.erasure_receipt(&pending.receipt_id)?
             .ok_or_else(|| crate::error::corrupt("erasure receipt", "missing after erasure"))
     }
 
     /// Testing only: starts an erasure and stops after `steps` of its steps, as a crash would.
-    /// [`Engine::open`] completes it.
+    /// [`crate::Engine::open`] completes it.
     #[doc(hidden)]
     pub fn erase_interrupted(&self, id: &str, key_id: &str, steps: usize) -> Result<String> {
         let _exclusive = self.privacy.exclusive.lock();
@@ -47,8 +47,8 @@ impl Engine {
 
     /// Counts what will be deleted and writes the `pending` record before anything is deleted.
     pub(super) fn begin_erasure(&self, id: &str, key_id: &str) -> Result<PendingErasure> {
-        let person = self.known_person(id)?;
-        let aliases = self.aliases_of(&person);
+        let person = self.people.known_person(id)?;
+        let aliases = self.people.aliases_of(&person);
         let mut ids = aliases.clone();
         ids.push(person.clone());
         let mut events = 0u64;
@@ -92,11 +92,11 @@ impl Engine {
                     for subject in ids {
                         self.store.delete_subject_events(subject)?;
                     }
-                    self.note_events_deleted()?;
+                    self.experiments.note_events_deleted()?;
                 }
                 // Records keyed by the person or an alias (and the exposure index naming them).
                 1 => {
-                    self.forget_exposures_of(ids)?;
+                    self.experiments.forget_exposures_of(ids)?;
                     for subject in ids {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
@@ -104,7 +104,7 @@ impl Engine {
                             let records = self.scan_records(table, &format!("{subject}\0"))?;
                             if table == Table::Decisions {
                                 // The review index first: its entries are found from the records.
-                                self.forget_review_index(&records)?;
+                                self.decisions.forget_review_index(&records)?;
                             }
                             for (key, _) in records {
                                 self.store.delete(table, &key)?;
@@ -140,7 +140,7 @@ impl Engine {
                 // In-memory state, then events that raced in meanwhile, then the model layer.
                 4 => {
                     {
-                        let mut aliases = self.aliases.write();
+                        let mut aliases = self.people.aliases.write();
                         aliases.retain(|alias, person| !ids.contains(alias) && !ids.contains(person));
                     }
                     {
@@ -157,8 +157,11 @@ impl Engine {
                         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
-                    self.note_events_deleted()?;
-                    self.forget_model_traces(ids);
+                    self.experiments.note_events_deleted()?;
+                    // The served models keep no vector or row per person (histories are folded in at request
+                    // time): nothing of the person is scored again once the profile is gone; their share of
+                    // item statistics goes with the forced retrain. Their decisions leave the log here.
+                    self.decisions.forget_decisions_of(ids);
                     for hook in self.privacy.hooks.read().iter() {
                         hook(ids);
                     }
@@ -185,13 +188,18 @@ impl Engine {
                             completed_at_start: at_start,
                             purge_by_ms: Some(purge_by_ms),
                         };
-                        self.audit(&pending.key_id, "users.erase", &pending.receipt_id)?;
+                        self.audit.record(&pending.key_id, "users.erase", &pending.receipt_id)?;
                         self.store.put(Table::Erasures, &pending.receipt_id, &to_json(&receipt))?;
                     }
-                    if self.config.cluster {
+                    if self.cluster.enabled {
                         // Other servers drop the person from memory when they see this; it names
                         // no one in plain text (see `cluster::ErasureTombstone`).
-                        self.write_erasure_tombstone(&pending.receipt_id, &pending.ids)?;
+                        self.cluster.write_erasure_tombstone(
+                            self.store,
+                            self.now_ms(),
+                            &pending.receipt_id,
+                            &pending.ids,
+                        )?;
                     }
                     self.store.delete(Table::Erasures, &format!("{PENDING_PREFIX}{}", pending.person))?;
                     // The pending record's deletion leaves the person's id in a tombstone key: asked

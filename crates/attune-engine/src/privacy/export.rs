@@ -2,17 +2,17 @@
 
 use super::*;
 
-impl Engine {
+impl PrivacyCtx<'_> {
     // ---- export ----
 
     /// Every stored record about a person and their aliases. `NotFound` when the person is
     /// unknown. The caller audits (`users.export`, ids only).
     pub fn export_person(&self, id: &str) -> Result<PersonExport> {
-        let person = self.known_person(id)?;
-        let view = self.person(&person)?;
+        let person = self.people.known_person(id)?;
+        let view = self.profiles().person(&person)?;
         let mut ids = view.aliases.clone();
         ids.push(person.clone());
-        let events = self.events_of(&person)?.into_iter().map(|(_, event)| event).collect();
+        let events = self.profiles().events_of(&person)?.into_iter().map(|(_, event)| event).collect();
         let merges = self.merges_naming(&ids)?.into_iter().map(|(_, merge)| merge).collect();
         let mut forgotten = Vec::new();
         for (key, bytes) in self.scan_records(Table::Forgotten, &format!("{person}\0"))? {
@@ -28,7 +28,7 @@ impl Engine {
             notifications.extend(self.scan_records(Table::Notifications, &format!("{subject}\0"))?);
         }
         Ok(PersonExport {
-            stored_consent: self.stored_consent(&person)?,
+            stored_consent: self.people.stored_consent(&person)?,
             stored_preferences: match self.store.get(Table::Preferences, &person)? {
                 Some(bytes) => Some(from_json("preferences", &bytes)?),
                 None => None,

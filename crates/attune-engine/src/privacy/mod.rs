@@ -18,8 +18,8 @@
 //! - [`Table::Forgotten`]: `<person>\0<item>`; [`Table::Erasures`]: `pending\0<person>` while an
 //!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
 //!   their receipt id (`rcpt_…`).
-//! - [`Table::Meta`]: `retrain_due` (see [`Engine::retrain_due_ms`]), `purge_due` (see
-//!   [`Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
+//! - [`Table::Meta`]: `retrain_due` (see [`crate::models::Models::retrain_due_ms`]), `purge_due` (see
+//!   [`crate::Engine::purge_due_ms`]), `me_link_secret`, and `me_link\0<person>`: the generation of the
 //!   person's `/me` links (erasure deletes it, so links issued before an erasure never work
 //!   again); `erasure_ledger_secret` and `erasure_ledger_checked` (see [`crate::ledger`]).
 //!
@@ -27,21 +27,21 @@
 //!
 //! A deletion is logical until the store purges ([`attune_store::Store::purge`]): erasure purges
 //! at once; forgetting an item, a consent withdrawal and the retention sweep ask for a purge by
-//! [`PURGE_DEADLINE_MS`] later ([`Engine::purge_due_ms`]), which `attune serve` runs within a
-//! minute of that time ([`Engine::purge_if_due`]), so their bytes leave the store's files within
+//! [`PURGE_DEADLINE_MS`] later ([`crate::Engine::purge_due_ms`]), which `attune serve` runs within a
+//! minute of that time ([`crate::Engine::purge_if_due`]), so their bytes leave the store's files within
 //! 11 minutes.
 //!
 //! # What the model layer must honor
 //!
-//! - [`Engine::register_erasure_hook`]: called with the erased ids (person and aliases) once an
+//! - [`crate::Engine::register_erasure_hook`]: called with the erased ids (person and aliases) once an
 //!   erasure has removed the stored data; drop those users' factors from live models then. Models
 //!   persisted in [`Table::Models`] must not outlive an erasure with the person's factors: retrain
 //!   (see below) or rewrite them.
-//! - [`Engine::retrain_due_ms`]: after an erasure or a forgotten item the next training must start
+//! - [`crate::Engine::retrain_due_ms`]: after an erasure or a forgotten item the next training must start
 //!   by this time (at most [`RETRAIN_DEADLINE_MS`] later); item-side statistics (co-occurrences,
 //!   popularity) are cleaned by that training. Check it at start too: an erasure completed at
 //!   start (after a crash) ran before any hook was registered.
-//! - [`Engine::forgotten_items`]: never cite these items as a reason ("Because you read …") and
+//! - [`crate::Engine::forgotten_items`]: never cite these items as a reason ("Because you read …") and
 //!   skip the person's interactions with them in training.
 
 use std::collections::BTreeSet;
@@ -52,11 +52,26 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, Engine, PersonView, Result, UserError, from_json, to_json};
+use std::path::Path;
+
+use attune_store::Store;
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::cluster::ClusterState;
+use crate::decisions::DecisionLog;
+use crate::error::Result;
+use crate::experiments::Experiments;
+use crate::models::Models;
+use crate::people::People;
+use crate::profiles::{PersonView, ProfilesCtx};
+use crate::records::{from_json, to_json};
 
 mod consent;
 mod erasure;
 mod export;
+mod ledger;
 mod retention;
 
 use erasure::split_target;
@@ -86,7 +101,6 @@ const DAY_MS: i64 = 86_400_000;
 const PENDING_PREFIX: &str = "pending\0";
 const REWRITE_PREFIX: &str = "rewrite\0";
 const RECEIPT_PREFIX: &str = "rcpt_";
-const META_RETRAIN_DUE: &str = "retrain_due";
 const META_PURGE_DUE: &str = "purge_due";
 const META_LINK_SECRET: &str = "me_link_secret";
 const ME_LINK_PREFIX: &str = "me_link\0";
@@ -106,6 +120,43 @@ pub(crate) struct PrivacyState {
     /// The erasure ledger's hashes, once the store has been checked against all of them (see
     /// `ledger.rs`): erasures add theirs and keep the checked count current.
     pub(crate) ledger_hashes: Mutex<Option<std::collections::BTreeSet<String>>>,
+}
+
+impl PrivacyState {
+    /// The secret that signs `/me` links (loaded by [`PrivacyCtx::open_privacy`]).
+    pub(crate) fn link_secret(&self) -> [u8; 32] {
+        *self.link_secret.read()
+    }
+
+    /// Items `person` asked to forget, from memory (see [`PrivacyCtx::forget_item`]).
+    pub(crate) fn forgotten_items(&self, person: &str) -> Vec<String> {
+        self.forgotten.read().get(person).cloned().unwrap_or_default()
+    }
+
+    /// Registers a callback called with the erased ids right after an erasure.
+    pub(crate) fn register_erasure_hook(&self, hook: ErasureHook) {
+        self.hooks.write().push(hook);
+    }
+}
+
+/// What the privacy operations read and change: nearly everything that names a person.
+pub(crate) struct PrivacyCtx<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub audit: &'a AuditLog,
+    pub catalog: &'a Catalog,
+    pub people: &'a People,
+    pub cluster: &'a ClusterState,
+    pub decisions: &'a DecisionLog,
+    pub experiments: &'a Experiments,
+    pub models: &'a Models,
+    pub privacy: &'a PrivacyState,
+    /// Retention of audit entries, in days.
+    pub audit_retention_days: u32,
+    /// Retention of logged decisions, exposures and notification plans, in days.
+    pub decision_retention_days: u32,
+    /// The erasure ledger file, if any.
+    pub erasure_ledger: Option<&'a Path>,
 }
 
 /// What `DELETE /v1/users/{id}/history/{item}` removed.
@@ -253,21 +304,34 @@ struct RewrittenEvent {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct RetrainDue {
-    due_ms: i64,
-    requested_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ForgottenRecord {
     at_ms: i64,
 }
 
-/// The erasure steps, in order. [`Engine::erase_interrupted`] stops after some of them to test
+/// The erasure steps, in order. [`crate::Engine::erase_interrupted`] stops after some of them to test
 /// that a restart completes the rest.
 const ERASURE_STEPS: usize = 6;
 
-impl Engine {
+impl PrivacyCtx<'_> {
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn scan_records(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        crate::records::scan_records(self.store, table, prefix)
+    }
+
+    fn profiles(&self) -> ProfilesCtx<'_> {
+        ProfilesCtx {
+            store: self.store,
+            clock: self.clock,
+            audit: self.audit,
+            catalog: self.catalog,
+            people: self.people,
+            cluster: self.cluster,
+        }
+    }
+
     // ---- start ----
 
     /// At start: loads the `/me` link secret (generated on first start) and forgotten items,
@@ -310,76 +374,21 @@ impl Engine {
         Ok(())
     }
 
-    /// The secret that signs `/me` links (32 random bytes, generated at first start, kept in
-    /// [`Table::Meta`]).
-    pub fn link_secret(&self) -> [u8; 32] {
-        *self.privacy.link_secret.read()
-    }
-
     // ---- hooks and markers for the model layer ----
 
-    /// Registers a callback called with the erased ids (the person and their aliases) right
-    /// after an erasure removed their stored data: the model layer drops their factors there.
-    pub fn register_erasure_hook(&self, hook: ErasureHook) {
-        self.privacy.hooks.write().push(hook);
-    }
-
-    /// When the next training must have started (ms since the epoch), if an erasure or a
-    /// forgotten item requires one: item-side statistics still hold the removed interactions.
-    pub fn retrain_due_ms(&self) -> Result<Option<i64>> {
-        Ok(self.retrain_due()?.map(|due| due.due_ms))
-    }
-
-    /// Clears the retrain marker after a training that read the store from `training_started_ms`
-    /// on; a marker set later (an erasure during the training) stays.
-    pub fn clear_retrain_due(&self, training_started_ms: i64) -> Result<()> {
-        if let Some(due) = self.retrain_due()?
-            && due.requested_ms <= training_started_ms
-        {
-            self.store.delete(Table::Meta, META_RETRAIN_DUE)?;
-        }
-        Ok(())
-    }
-
-    fn retrain_due(&self) -> Result<Option<RetrainDue>> {
-        match self.store.get(Table::Meta, META_RETRAIN_DUE)? {
-            Some(bytes) => Ok(Some(from_json("retrain marker", &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
     fn request_retrain(&self) -> Result<()> {
-        self.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
-    }
-
-    /// Leaves (or moves earlier) the marker asking for a training that starts by `due_ms`.
-    pub(crate) fn request_retrain_by(&self, due_ms: i64) -> Result<()> {
-        let now_ms = self.now_ms();
-        let due_ms = match self.retrain_due()? {
-            Some(due) => due.due_ms.min(due_ms),
-            None => due_ms,
-        };
-        self.store.put(Table::Meta, META_RETRAIN_DUE, &to_json(&RetrainDue { due_ms, requested_ms: now_ms }))?;
-        Ok(())
+        self.models.request_retrain_by(self.now_ms() + RETRAIN_DEADLINE_MS)
     }
 
     // ---- forgetting ----
-
-    /// Items `person` asked to forget (`DELETE /v1/users/{id}/history/{item}`), from memory.
-    /// `person` is a resolved id ([`Engine::resolve`]). Decide must never cite them as a reason,
-    /// and training must skip the person's interactions with them. Forgetting is sticky: a later
-    /// interaction with the item shapes the profile again, but the item stays out of reasons
-    /// until the person is erased.
-    pub fn forgotten_items(&self, person: &str) -> Vec<String> {
-        self.privacy.forgotten.read().get(person).cloned().unwrap_or_default()
-    }
 
     /// Forgets one item: deletes the stored events of the person and their aliases about it,
     /// refolds the profile without them, records the item in [`Table::Forgotten`], asks for a
     /// retraining and audits. `NotFound` when the person is unknown.
     pub fn forget_item(&self, id: &str, item: &str, key_id: &str) -> Result<ForgetReport> {
-        let person = self.known_person(id)?;
+        let person = self.people.known_person(id)?;
         let seqs: Vec<u64> = self
+            .profiles()
             .events_of(&person)?
             .into_iter()
             .filter(|(_, event)| event.item.as_deref() == Some(item))
@@ -387,7 +396,7 @@ impl Engine {
             .collect();
         let events = self.store.delete_events(&seqs)?;
         if events > 0 {
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
         }
         let now_ms = self.now_ms();
         self.store.put(Table::Forgotten, &format!("{person}\0{item}"), &to_json(&ForgottenRecord { at_ms: now_ms }))?;
@@ -402,7 +411,7 @@ impl Engine {
         self.people.update(&person, |state| state.updated_ms = state.updated_ms.max(now_ms));
         self.request_retrain()?;
         let purge_by_ms = self.request_purge()?;
-        self.audit(key_id, "users.forget", &person)?;
+        self.audit.record(key_id, "users.forget", &person)?;
         Ok(ForgetReport { events, purge_by_ms })
     }
 
@@ -430,9 +439,9 @@ impl Engine {
 
     /// Revokes every `/me` link of `id` issued so far (audited). `NotFound` when unknown.
     pub fn revoke_me_links(&self, id: &str, key_id: &str) -> Result<()> {
-        let person = self.known_person(id)?;
+        let person = self.people.known_person(id)?;
         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{person}"))?;
-        self.audit(key_id, "users.me_link_revoke", &person)
+        self.audit.record(key_id, "users.me_link_revoke", &person)
     }
 
     // ---- report ----
@@ -440,15 +449,15 @@ impl Engine {
     /// Consent rates per purpose, opt-outs, erasures, paused personalization and data held past
     /// retention (must be 0 after a sweep): the `ethical` part of `GET /v1/report`.
     pub fn privacy_report(&self, now_ms: i64) -> Result<PrivacyReport> {
-        let aliases = self.aliases.read().clone();
-        let default_consent = self.config.default_consent;
+        let aliases = self.people.aliases.read().clone();
+        let default_consent = self.people.default_consent();
         let mut people = 0u64;
         let mut granted = [0u64; Purpose::ALL.len()];
         let mut opted_out = 0u64;
         let mut paused = 0u64;
-        for shard in &self.people.shards {
+        for shard in self.people.shards() {
             for (id, state) in shard.read().iter() {
-                if aliases.contains_key(&**id) {
+                if aliases.contains_key(id) {
                     continue;
                 }
                 people += 1;
@@ -472,20 +481,10 @@ impl Engine {
 
     // ---- helpers ----
 
-    /// The resolved person behind `id`, or `NotFound` when nothing is known about them.
-    fn known_person(&self, id: &str) -> Result<String> {
-        let person = self.resolve(id);
-        if self.people.read(&person, |state| state.is_some()) {
-            Ok(person)
-        } else {
-            Err(UserError::not_found("user", id).into())
-        }
-    }
-
     /// Recounts the person's (and aliases') stored events and refolds the profile from the
     /// store, after events were deleted.
     fn refresh_person(&self, person: &str) -> Result<()> {
-        let mut subjects = self.aliases_of(person);
+        let mut subjects = self.people.aliases_of(person);
         subjects.push(person.to_owned());
         for subject in &subjects {
             let mut n_events = 0u64;
@@ -495,12 +494,12 @@ impl Engine {
             })?;
             self.people.update(subject, |state| state.n_events = n_events);
         }
-        self.rebuild_profile(person)
+        self.profiles().rebuild_profile(person)
     }
 
     /// The stored rows (with retention data) of a person and their aliases, decoded.
     fn stored_rows_of(&self, person: &str) -> Result<Vec<(StoredEvent, Event)>> {
-        let mut subjects = self.aliases_of(person);
+        let mut subjects = self.people.aliases_of(person);
         subjects.push(person.to_owned());
         let mut rows = Vec::new();
         for subject in &subjects {
@@ -509,7 +508,7 @@ impl Engine {
                 true
             })?;
         }
-        rows.into_iter().map(|row| Engine::decode_event(&row.payload).map(|event| (row, event))).collect()
+        rows.into_iter().map(|row| crate::records::decode_event(&row.payload).map(|event| (row, event))).collect()
     }
 
     /// Merge log entries (key, entry) that name one of `ids`.

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Engine {
+impl PrivacyCtx<'_> {
     // ---- retention ----
 
     /// Deletes what is past its retention: events (and refolds the profiles they shaped), audit
@@ -24,9 +24,9 @@ impl Engine {
         }
         report.events_deleted = self.store.delete_expired_events(now_ms)?;
         if report.events_deleted > 0 {
-            self.note_events_deleted()?;
+            self.experiments.note_events_deleted()?;
         }
-        let people: BTreeSet<String> = subjects.iter().map(|subject| self.resolve(subject)).collect();
+        let people: BTreeSet<String> = subjects.iter().map(|subject| self.people.resolve(subject)).collect();
         for person in &people {
             if self.people.read(person, |state| state.is_some()) {
                 self.refresh_person(person)?;
@@ -34,7 +34,7 @@ impl Engine {
             }
         }
 
-        let audit_cutoff = now_ms.saturating_sub(i64::from(self.config.audit_retention_days) * DAY_MS);
+        let audit_cutoff = now_ms.saturating_sub(i64::from(self.audit_retention_days) * DAY_MS);
         for (key, bytes) in self.scan_records(Table::Audit, "")? {
             let entry: AuditEntry = from_json("audit", &bytes)?;
             if entry.at_ms < audit_cutoff {
@@ -42,10 +42,10 @@ impl Engine {
                 report.audit_deleted += 1;
             }
         }
-        let decision_cutoff = now_ms.saturating_sub(i64::from(self.config.decision_retention_days) * DAY_MS);
+        let decision_cutoff = now_ms.saturating_sub(i64::from(self.decision_retention_days) * DAY_MS);
         report.decisions_deleted = self.delete_dated_before(Table::Decisions, decision_cutoff)?;
-        self.sweep_review_index(decision_cutoff)?;
-        self.sweep_exposures(decision_cutoff)?;
+        self.decisions.sweep_review_index(decision_cutoff)?;
+        self.experiments.sweep_exposures(decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
         let deleted =

@@ -12,7 +12,19 @@ use attune_core::{BuiltinType, Event, EventType, Purpose};
 use attune_rank::{Content, ContentParams, Interactions, ItemDoc, ItemKnn, Ranker, Trending, TrendingParams};
 use rustc_hash::FxHashMap;
 
-use crate::{Engine, Result, error::corrupt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use attune_store::{Store, Table};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::people::People;
+use crate::records::{decode_event, from_json, to_json, try_events};
+
+mod publish;
 
 /// Figures of one model at its last training.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +149,7 @@ impl ContextInterner {
     /// person allows contextual use now (it was stored only with that consent, too).
     fn context_of(&mut self, event: &Event, contextual: bool) -> Option<u32> {
         let mut features = Vec::with_capacity(3);
-        if let Some(hour) = crate::measure::local_hour_of(event).filter(|h| *h < 24) {
+        if let Some(hour) = crate::clock::local_hour_of(event).filter(|h| *h < 24) {
             features.extend(self.feature("hour_band", crate::variants::hour_band(hour)));
         }
         if let Some(device) = event.context.device.as_deref() {
@@ -195,7 +207,7 @@ fn scale_to_unit(values: &mut [f32]) {
 }
 
 /// Content documents for every catalog index (empty for items only seen in events).
-pub(crate) fn item_docs(catalog: &crate::Catalog) -> Vec<ItemDoc> {
+pub(crate) fn item_docs(catalog: &crate::catalog::ItemIndex) -> Vec<ItemDoc> {
     (0..catalog.len() as u32)
         .map(|i| match catalog.item(attune_core::ItemIdx(i)) {
             Some(item) => {
@@ -210,24 +222,125 @@ pub(crate) fn item_docs(catalog: &crate::Catalog) -> Vec<ItemDoc> {
         .collect()
 }
 
-impl Engine {
-    /// The models decisions use now.
-    pub fn models(&self) -> Arc<ModelSnapshot> {
-        Arc::clone(&self.models.read())
+/// The `meta` record asking for a training by a time (an erasure, a forgotten item, an
+/// operator's request).
+const META_RETRAIN_DUE: &str = "retrain_due";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RetrainDue {
+    due_ms: i64,
+    requested_ms: i64,
+}
+
+/// The models component: the snapshot decisions read, one training at a time, whether the
+/// model layer has settled (readiness), who trains on a shared store, the forced-retrain
+/// marker and publishing (`publish.rs`).
+pub struct Models {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    options: attune_rank::RankerOptions,
+    /// Other processes share the store: only the training lock's holder trains.
+    cluster: bool,
+    snapshot: RwLock<Arc<ModelSnapshot>>,
+    /// One training at a time.
+    training: Mutex<()>,
+    /// Set once a training attempt has finished or published models were looked for.
+    settled: AtomicBool,
+    /// Whether this process holds the cluster's training lock.
+    trainer: AtomicBool,
+}
+
+impl Models {
+    /// No models yet (decisions fall back to the catalog until a training or a load).
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        options: attune_rank::RankerOptions,
+        cluster: bool,
+    ) -> Models {
+        Models {
+            store,
+            clock,
+            options,
+            cluster,
+            snapshot: RwLock::new(Arc::new(ModelSnapshot::empty())),
+            training: Mutex::new(()),
+            settled: AtomicBool::new(false),
+            trainer: AtomicBool::new(false),
+        }
     }
 
-    /// Trains every model from the event log and swaps them in. On error the previous models stay.
-    pub fn train(&self) -> Result<Arc<ModelSnapshot>> {
-        let trained = self.train_once();
+    /// The models decisions use now.
+    pub fn current(&self) -> Arc<ModelSnapshot> {
+        Arc::clone(&self.snapshot.read())
+    }
+
+    /// Whether a first training has finished (even one that failed or found nothing) or
+    /// published models were looked for.
+    pub fn settled(&self) -> bool {
+        self.settled.load(Ordering::SeqCst)
+    }
+
+    /// Whether this process trains the models: always on its own store; on a shared one, while
+    /// it holds the training lock.
+    pub fn is_trainer(&self) -> bool {
+        !self.cluster || self.trainer.load(Ordering::SeqCst)
+    }
+
+    /// Records whether this process holds the cluster's training lock.
+    pub fn set_trainer(&self, holds_the_lock: bool) {
+        self.trainer.store(holds_the_lock, Ordering::SeqCst);
+    }
+
+    /// When the next training must have started (ms since the epoch), if one was asked for.
+    pub fn retrain_due_ms(&self) -> Result<Option<i64>> {
+        Ok(self.retrain_due()?.map(|due| due.due_ms))
+    }
+
+    /// Clears the retrain marker after a training that read the store from `training_started_ms`
+    /// on; a marker set later (an erasure during the training) stays.
+    pub fn clear_retrain_due(&self, training_started_ms: i64) -> Result<()> {
+        if let Some(due) = self.retrain_due()?
+            && due.requested_ms <= training_started_ms
+        {
+            self.store.delete(Table::Meta, META_RETRAIN_DUE)?;
+        }
+        Ok(())
+    }
+
+    fn retrain_due(&self) -> Result<Option<RetrainDue>> {
+        match self.store.get(Table::Meta, META_RETRAIN_DUE)? {
+            Some(bytes) => Ok(Some(from_json("retrain marker", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Leaves (or moves earlier) the durable marker asking whichever process trains for a
+    /// training that starts by `due_ms`.
+    pub fn request_retrain_by(&self, due_ms: i64) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let due_ms = match self.retrain_due()? {
+            Some(due) => due.due_ms.min(due_ms),
+            None => due_ms,
+        };
+        self.store.put(Table::Meta, META_RETRAIN_DUE, &to_json(&RetrainDue { due_ms, requested_ms: now_ms }))?;
+        Ok(())
+    }
+
+    /// Trains every model from the event log (people as `people` resolves them, with the
+    /// consent they give now; items interned into `catalog`) and swaps them in. On error the
+    /// previous models stay.
+    pub fn train(&self, catalog: &Catalog, people: &People) -> Result<Arc<ModelSnapshot>> {
+        let trained = self.train_once(catalog, people);
         // Failed or not, the model layer has had its first say: readiness does not wait for more.
-        self.models_settled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.settled.store(true, Ordering::SeqCst);
         trained
     }
 
-    fn train_once(&self) -> Result<Arc<ModelSnapshot>> {
+    fn train_once(&self, catalog: &Catalog, people: &People) -> Result<Arc<ModelSnapshot>> {
         let _one_at_a_time = self.training.lock();
         let started = Instant::now();
-        let now_ms = self.now_ms();
+        let now_ms = self.clock.now_ms();
         // Interactions: (person, item) → (weight sum, latest ts), only with personalization consent.
         let mut users: FxHashMap<String, u32> = FxHashMap::default();
         // (person, item) → (weight sum, latest ts, the latest event's context or NO_CONTEXT).
@@ -236,48 +349,41 @@ impl Engine {
         let mut n_events = 0usize;
         let mut hour_prior = vec![0f32; 24];
         let mut consent_cache: FxHashMap<String, attune_core::Consent> = FxHashMap::default();
-        let declared = self.declared_weights();
-        let mut failure = None;
-        self.store.scan_events(0, &mut |row| {
-            let event: Event = match postcard::from_bytes(&row.payload) {
-                Ok(event) => event,
-                Err(err) => {
-                    failure = Some(corrupt("event payload", err));
-                    return false;
+        let declared = catalog.declared_weights();
+        try_events(
+            |visit| self.store.scan_events(0, visit),
+            |row| {
+                let event: Event = decode_event(&row.payload)?;
+                n_events += 1;
+                let weight = training_weight(&event, &declared);
+                if weight > 0.0
+                    && let Some(hour) = crate::clock::local_hour_of(&event).filter(|h| *h < 24)
+                {
+                    hour_prior[hour as usize] += 1.0;
                 }
-            };
-            n_events += 1;
-            let weight = training_weight(&event, &declared);
-            if weight > 0.0
-                && let Some(hour) = crate::measure::local_hour_of(&event).filter(|h| *h < 24)
-            {
-                hour_prior[hour as usize] += 1.0;
-            }
-            let Some(item_id) = event.item.as_deref() else { return true };
-            if weight <= 0.0 {
-                return true;
-            }
-            let person = self.resolve(event.subject.id());
-            let consent = *consent_cache.entry(person.clone()).or_insert_with(|| self.consent_of(&person));
-            if !consent.allows(Purpose::Personalization) {
-                return true;
-            }
-            let item = self.intern_item(item_id);
-            let n_users = users.len() as u32;
-            let user = *users.entry(person).or_insert(n_users);
-            let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));
-            entry.0 += weight;
-            if event.ts_ms >= entry.1 {
-                entry.1 = event.ts_ms;
-                entry.2 = contexts.context_of(&event, consent.allows(Purpose::Contextual)).unwrap_or(NO_CONTEXT);
-            }
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
+                let Some(item_id) = event.item.as_deref() else { return Ok(true) };
+                if weight <= 0.0 {
+                    return Ok(true);
+                }
+                let person = people.resolve(event.subject.id());
+                let consent = *consent_cache.entry(person.clone()).or_insert_with(|| people.consent_of(&person));
+                if !consent.allows(Purpose::Personalization) {
+                    return Ok(true);
+                }
+                let item = catalog.intern_item(item_id);
+                let n_users = users.len() as u32;
+                let user = *users.entry(person).or_insert(n_users);
+                let entry = pairs.entry((user, item.0)).or_insert((0.0, i64::MIN, NO_CONTEXT));
+                entry.0 += weight;
+                if event.ts_ms >= entry.1 {
+                    entry.1 = event.ts_ms;
+                    entry.2 = contexts.context_of(&event, consent.allows(Purpose::Contextual)).unwrap_or(NO_CONTEXT);
+                }
+                Ok(true)
+            },
+        )?;
         let (n_items, docs, item_tags, tag_names) = {
-            let catalog = self.catalog.read();
+            let catalog = catalog.read();
             let item_tags: Vec<Vec<u32>> = (0..catalog.len() as u32)
                 .map(|i| catalog.tags_of(attune_core::ItemIdx(i)).iter().map(|t| t.0).collect())
                 .collect();
@@ -331,7 +437,7 @@ impl Engine {
             Ranker::train_with_context(
                 &data,
                 Some(&context),
-                &self.config.ranker,
+                &self.options,
                 &mut |line| tracing::debug!(target: "attune::ranker", "{line}"),
             )
         });
@@ -345,7 +451,7 @@ impl Engine {
         let content = (!docs.is_empty()).then(|| Content::fit(&docs, &ContentParams::default()));
         timed("content", &mut stats, t);
 
-        let version = self.models.read().version + 1;
+        let version = self.snapshot.read().version + 1;
         let snapshot = Arc::new(ModelSnapshot {
             version,
             trained_at_ms: now_ms,
@@ -361,7 +467,7 @@ impl Engine {
             hour_prior,
             general_scale,
         });
-        *self.models.write() = Arc::clone(&snapshot);
+        *self.snapshot.write() = Arc::clone(&snapshot);
         if let Err(err) = self.clear_retrain_due(now_ms) {
             tracing::warn!(error = %err, "clearing the forced-retrain marker failed; the next check retrains again");
         }
@@ -373,17 +479,6 @@ impl Engine {
             "models trained"
         );
         Ok(snapshot)
-    }
-}
-
-impl Engine {
-    /// Erasure reaches the models at once: the served models keep no vector or row per person
-    /// (the ranker folds each history in at request time, and the erased profile is gone), so
-    /// nothing of the person is scored again; their share of item-side statistics goes with the
-    /// next training, forced within a bounded time by the privacy layer. Their decisions leave
-    /// the in-memory log.
-    pub(crate) fn forget_model_traces(&self, ids: &[String]) {
-        self.forget_decisions_of(ids);
     }
 }
 
