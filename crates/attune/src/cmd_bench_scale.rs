@@ -195,7 +195,7 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
             "training at start (`/readyz` − `/healthz`), validation search included".into(),
             format!("{:.1} s; resident peak during start-up {} MiB", (ready - serving).as_secs_f64(), mib(peak)),
         ));
-        settle(&server).await;
+        settle().await;
         let rss_ready = server.rss_kib();
         let n_people = people_gauge(&client, &server.base_url).await?;
         let models: serde_json::Value =
@@ -225,14 +225,14 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
                 "training (`POST /v1/models/train?wait=true`), validation search included".into(),
                 format!("{train_s:.1} s; resident peak during it {} MiB", mib(train_peak)),
             ));
-            settle(&server).await;
+            settle().await;
             rss_trained = server.rss_kib();
         }
 
         if args.wrk_seconds > 0 {
             rows.extend(run_wrk(args, &server.base_url, n_people)?);
         }
-        settle(&server).await;
+        settle().await;
         let rss_end = server.rss_kib();
         let parts = memory_parts(&client, &server.base_url).await?;
         let hwm = server.peak_rss_kib();
@@ -273,26 +273,9 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
     })
 }
 
-/// Waits for the resident memory to settle: a training's working memory (gigabytes at 1M
-/// people) is freed after the new models are swapped in and returned to the system by mimalloc
-/// after a delay, so a fixed pause read 6.3 GiB where the server settled at 2.9 GiB a few seconds
-/// later. At least 5 s; then until the resident memory fell by less than 1% over 5 s (at most
-/// 2 minutes).
-async fn settle(server: &ServerChild) {
-    let started = Instant::now();
-    let mut window: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
-    loop {
-        window.push_back(server.rss_kib());
-        if window.len() > 6 {
-            window.pop_front();
-        }
-        let (first, last) = (window.front().copied().unwrap_or(0), window.back().copied().unwrap_or(0));
-        let elapsed = started.elapsed();
-        if window.len() == 6 && (last as f64) >= first as f64 * 0.99 || elapsed > Duration::from_secs(120) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+/// Gives the allocator a moment to return freed memory (mimalloc purges after a delay).
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(5)).await;
 }
 
 async fn people_gauge(client: &reqwest::Client, base_url: &str) -> anyhow::Result<usize> {
