@@ -127,6 +127,47 @@ pub struct ChannelSettings {
     pub repeats: Option<bool>,
 }
 
+impl ChannelSettings {
+    /// Checks a channel's overrides of `slot` under the slot's rules; `field` is
+    /// `channels.<name>`.
+    fn check(&self, field: &str, slot: &SlotSettings) -> Checked<()> {
+        for (value, name) in [(self.editorial_share, "editorial_share"), (self.serendipity_share, "serendipity_share")]
+        {
+            if let Some(value) = value {
+                check_share(value, &format!("{field}.{name}"))?;
+            }
+        }
+        if self.editorial_share.unwrap_or(slot.editorial_share)
+            + self.serendipity_share.unwrap_or(slot.serendipity_share)
+            > 1.0
+        {
+            return Err(UserError::invalid(
+                Invalid::Value,
+                format!("{field}.serendipity_share"),
+                "`editorial_share` and `serendipity_share` add up to at most 1 on every channel.",
+            ));
+        }
+        if self.max_items.is_some_and(|m| !(1..=limits::MAX_ITEMS).contains(&m)) {
+            return Err(UserError::invalid(
+                Invalid::Count,
+                format!("{field}.max_items"),
+                format!("`max_items` is 1 to {}.", limits::MAX_ITEMS),
+            ));
+        }
+        if let Some(variants) = &self.variants {
+            if !(1..=limits::MAX_VARIANTS).contains(&variants.len()) {
+                return Err(UserError::invalid(
+                    Invalid::Value,
+                    format!("{field}.variants"),
+                    format!("A slot has 1 to {} presentation variants.", limits::MAX_VARIANTS),
+                ));
+            }
+            check_tags(variants, &format!("{field}.variants"), limits::MAX_VARIANTS)?;
+        }
+        Ok(())
+    }
+}
+
 impl SlotSettings {
     /// The settings in effect on `channel`: the slot's, with that channel's overrides applied.
     pub fn for_channel(&self, channel: Channel) -> SlotSettings {
@@ -174,7 +215,9 @@ impl Default for SlotSettings {
 
 impl SlotSettings {
     /// Checked settings: shares 0–1 adding up to at most 1, `max_items` 1–100, 1–3 variants,
-    /// and rules that pick one of them under valid conditions. The error names the field.
+    /// per-channel overrides under the same rules (on every channel, the shares in effect add up
+    /// to at most 1), and rules that pick one of the variants under valid conditions. The error
+    /// names the field (`channels.email.max_items`, `rules[0].when.channel`, ...).
     pub fn new(
         editorial_share: f32,
         serendipity_share: f32,
@@ -216,6 +259,9 @@ impl SlotSettings {
             ));
         }
         check_tags(&self.variants, "variants", limits::MAX_VARIANTS)?;
+        for (name, overrides) in &self.channels {
+            overrides.check(&format!("channels.{name}"), self)?;
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             let known = self.variants.contains(&rule.variant)
                 || self.channels.values().any(|c| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));

@@ -197,6 +197,11 @@ const MAX_TALLIES: usize = 16;
 /// The `Meta` record that changes whenever stored events are deleted (see [`Tally`]).
 const EVENTS_DELETED_KEY: &str = "events:deleted";
 
+/// `Table::Meta`: a new value after every write or deletion of exposure index entries (any
+/// experiment, any server), so that a query whose experiment saw none since the last one skips
+/// reading the index. Written after the entries, read before them.
+const EXPOSURES_CHANGED_KEY: &str = "exposures:changed";
+
 fn fnv1a32(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
@@ -447,12 +452,40 @@ struct Tally {
     watermark: u64,
     /// Exposed person → (arm, exposure time).
     exposed: FxHashMap<String, (String, i64)>,
-    /// Exposed people in key order (the order sums are taken in, so every server adds alike).
+    /// Exposed people sorted by id (the order sums are taken in, so every server adds alike).
     order: Vec<String>,
     /// Subject (a person or one of their aliases) → exposed person.
     subjects: FxHashMap<String, String>,
     /// Exposed person → marks in (time, sequence) order.
     marks: FxHashMap<String, Vec<Mark>>,
+    /// [`EXPOSURES_CHANGED_KEY`] when the index was last read.
+    exposures_seen: Option<Vec<u8>>,
+    /// Exposed person → their metric values after and before exposure, computed from their
+    /// marks; dropped when their marks change, so a query recomputes only those.
+    values: FxHashMap<String, PersonValues>,
+}
+
+/// One person's values of every metric (`NaN`: none), after exposure and before it (the CUPED
+/// covariate).
+#[derive(Debug, Clone, Copy)]
+struct PersonValues {
+    post: [f64; METRICS.len() - 1],
+    pre: [f64; METRICS.len() - 1],
+}
+
+impl PersonValues {
+    fn of(marks: &[Mark], at_ms: i64, window_ms: i64) -> PersonValues {
+        let nan = |values: [Option<f64>; METRICS.len() - 1]| values.map(|v| v.unwrap_or(f64::NAN));
+        PersonValues {
+            post: nan(person_values(marks, at_ms, at_ms + window_ms, at_ms)),
+            pre: nan(person_values(marks, at_ms - window_ms, at_ms, at_ms - window_ms)),
+        }
+    }
+}
+
+/// A value of [`PersonValues`] back as an option.
+fn value(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
 }
 
 /// Sufficient statistics of one metric in one arm.
@@ -762,6 +795,7 @@ impl Experiments {
         let index: Vec<(String, Vec<u8>)> = entries.iter().map(|e| (e.0.clone(), e.1.clone())).collect();
         self.store.put_many(Table::Decisions, &records)?;
         self.store.put_many(Table::Experiments, &index)?;
+        self.note_exposures_changed()?;
         Ok(entries.len())
     }
 
@@ -792,7 +826,17 @@ impl Experiments {
                 }
             }
         }
+        if deleted > 0 {
+            self.note_exposures_changed()?;
+        }
         Ok(deleted)
+    }
+
+    /// Records that exposure index entries were written or deleted (see
+    /// [`EXPOSURES_CHANGED_KEY`]).
+    fn note_exposures_changed(&self) -> Result<()> {
+        self.store.put(Table::Meta, EXPOSURES_CHANGED_KEY, ulid::Ulid::generate().to_string().as_bytes())?;
+        Ok(())
     }
 
     /// Retention: exposure index entries older than `cutoff_ms` (their records in
@@ -806,6 +850,9 @@ impl Experiments {
         }
         for key in &expired {
             self.store.delete(Table::Experiments, key)?;
+        }
+        if !expired.is_empty() {
+            self.note_exposures_changed()?;
         }
         Ok(expired.len() as u64)
     }
@@ -838,39 +885,71 @@ impl Experiments {
             *tally = Tally { generation, ..Tally::default() };
         }
         let fresh = !tally.built;
-        // The exposures, in key order; only new ones are decoded.
+        // The exposures, in key order; only new ones are decoded. Skipped when no exposure was
+        // written or deleted anywhere since the last read.
+        let exposures_changed = self.store.get(Table::Meta, EXPOSURES_CHANGED_KEY)?;
+        let index_unchanged = !fresh && exposures_changed.is_some() && tally.exposures_seen == exposures_changed;
         let prefix = format!("xp\0{id}\0");
-        let mut order = Vec::with_capacity(tally.order.len() + 64);
         let mut new_people = Vec::new();
-        let mut failure = None;
-        self.store.scan(Table::Experiments, &prefix, &mut |key, bytes| {
-            let person = &key[prefix.len()..];
-            if !tally.exposed.contains_key(person) {
-                match from_json::<Exposure>("exposure", bytes) {
-                    Ok(exposure) => {
-                        tally.exposed.insert(person.to_owned(), (exposure.arm, exposure.at_ms));
-                        new_people.push(person.to_owned());
-                    }
-                    Err(err) => {
-                        failure = Some(err);
-                        return false;
+        if !index_unchanged {
+            let mut seen = 0usize;
+            let mut failure = None;
+            self.store.scan(Table::Experiments, &prefix, &mut |key, bytes| {
+                let person = &key[prefix.len()..];
+                seen += 1;
+                if !tally.exposed.contains_key(person) {
+                    match from_json::<Exposure>("exposure", bytes) {
+                        Ok(exposure) => {
+                            tally.exposed.insert(person.to_owned(), (exposure.arm, exposure.at_ms));
+                            new_people.push(person.to_owned());
+                        }
+                        Err(err) => {
+                            failure = Some(err);
+                            return false;
+                        }
                     }
                 }
+                true
+            })?;
+            if let Some(err) = failure {
+                return Err(err);
             }
-            order.push(person.to_owned());
-            true
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
+            if seen != tally.exposed.len() {
+                // Exposures swept by retention or erased since the last query (rare: both delete
+                // events too, which starts the analysis over): the index is read again for the
+                // people still exposed.
+                let mut present = Vec::with_capacity(seen);
+                self.store.scan(Table::Experiments, &prefix, &mut |key, _| {
+                    let person = &key[prefix.len()..];
+                    if tally.exposed.contains_key(person) {
+                        present.push(person.to_owned());
+                    }
+                    true
+                })?;
+                let kept: FxHashSet<&str> = present.iter().map(String::as_str).collect();
+                tally.exposed.retain(|person, _| kept.contains(person.as_str()));
+                tally.marks.retain(|person, _| kept.contains(person.as_str()));
+                tally.values.retain(|person, _| kept.contains(person.as_str()));
+                tally.subjects.retain(|_, person| kept.contains(person.as_str()));
+                present.sort_unstable();
+                tally.order = present;
+            } else if !new_people.is_empty() {
+                // The newly exposed merged into the order (both sorted by id), without copying
+                // the ids already there.
+                let mut added = new_people.clone();
+                added.sort_unstable();
+                let old = std::mem::take(&mut tally.order);
+                let mut order = Vec::with_capacity(old.len() + added.len());
+                let (mut old, mut added) = (old.into_iter().peekable(), added.into_iter().peekable());
+                while let (Some(a), Some(b)) = (old.peek(), added.peek()) {
+                    order.push(if a <= b { old.next() } else { added.next() }.expect("peeked"));
+                }
+                order.extend(old);
+                order.extend(added);
+                tally.order = order;
+            }
+            tally.exposures_seen = exposures_changed;
         }
-        if order.len() != tally.exposed.len() {
-            // Exposures swept by retention (or erased) since the last query.
-            let present: FxHashSet<&str> = order.iter().map(String::as_str).collect();
-            tally.exposed.retain(|person, _| present.contains(person.as_str()));
-            tally.marks.retain(|person, _| present.contains(person.as_str()));
-            tally.subjects.retain(|_, person| present.contains(person.as_str()));
-        }
-        tally.order = order;
         // Subjects whose history must be read: newly exposed people, and anonymous ids merged
         // into an exposed person since the last query.
         let mut new_subjects: Vec<(String, String)> = Vec::new();
@@ -935,6 +1014,17 @@ impl Experiments {
             if let Some(marks) = tally.marks.get_mut(&person) {
                 marks.sort_by_key(|m| (m.ts_ms, m.seq));
             }
+            tally.values.remove(&person);
+        }
+        // Values of people exposed or touched since the last query.
+        let Tally { order, exposed, marks, values, .. } = &mut *tally;
+        for person in order.iter() {
+            if !values.contains_key(person)
+                && let Some(&(_, at)) = exposed.get(person)
+            {
+                let of = PersonValues::of(marks.get(person).map_or(&[][..], Vec::as_slice), at, window_ms);
+                values.insert(person.clone(), of);
+            }
         }
         Ok(())
     }
@@ -976,10 +1066,7 @@ impl Experiments {
 
     /// Whether a person withdrew personalization consent or paused it (the opt-out guardrail).
     fn opted_out(people: &People, person: &str) -> bool {
-        let consent = people.consent_of(person);
-        let paused =
-            people.read(person, |s| s.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization));
-        !consent.personalization || paused
+        people.personalization_off(person)
     }
 
     /// The cumulative lift of an experiment's [`primary_metric`] at up to `n_points` moments
@@ -1068,9 +1155,12 @@ impl Experiments {
                 let Some((arm_name, at)) = tally.exposed.get(person) else { continue };
                 let Some(arm) = names.iter().position(|(n, _)| n == arm_name) else { continue };
                 exposed[arm] += 1;
-                let marks = tally.marks.get(person).map_or(&[][..], Vec::as_slice);
-                let post = person_values(marks, *at, at + window_ms, *at);
-                let pre = person_values(marks, at - window_ms, *at, at - window_ms);
+                let values = match tally.values.get(person) {
+                    Some(values) => *values,
+                    None => PersonValues::of(tally.marks.get(person).map_or(&[][..], Vec::as_slice), *at, window_ms),
+                };
+                let post = values.post.map(value);
+                let pre = values.pre.map(value);
                 let opted_out = Experiments::opted_out(people, person);
                 for (m, (name, _)) in METRICS.iter().enumerate() {
                     match *name {

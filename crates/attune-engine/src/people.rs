@@ -239,6 +239,16 @@ impl People {
         self.read(person, |state| state.and_then(|s| s.consent)).unwrap_or(self.default_consent)
     }
 
+    /// Whether `person` withdrew personalization consent or paused personalization (one read;
+    /// the experiments' opt-out guardrail asks it for every exposed person at every query).
+    pub fn personalization_off(&self, person: &str) -> bool {
+        self.read(person, |state| {
+            let consent = state.and_then(|s| s.consent).unwrap_or(self.default_consent);
+            let paused = state.and_then(|s| s.preferences.as_ref()).is_some_and(|p| !p.personalization);
+            !consent.personalization || paused
+        })
+    }
+
     /// Anonymous ids merged into `person`, sorted (from the reverse index: costs their number).
     pub fn aliases_of(&self, person: &str) -> Vec<String> {
         self.aliases.read().of(person)

@@ -8,7 +8,7 @@ use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check_tags, rfc3339};
+use super::rfc3339;
 use crate::{
     AppState,
     auth::{Auth, CatalogWrite},
@@ -195,50 +195,6 @@ fn slot_out(slot: &str, s: &SlotSettings) -> SlotOut {
 }
 
 /// Checks one channel's settings of a slot (`field` is `channels.email`).
-fn to_channel_settings(c: SlotChannelIo, field: &str, base: (f32, f32)) -> Result<ChannelSettings, ApiError> {
-    if let Some(value) = c.editorial_share {
-        share(Some(value), 0.0, &format!("{field}.editorial_share"))?;
-    }
-    if let Some(value) = c.serendipity_share {
-        share(Some(value), 0.0, &format!("{field}.serendipity_share"))?;
-    }
-    if c.editorial_share.unwrap_or(base.0) + c.serendipity_share.unwrap_or(base.1) > 1.0 {
-        return Err(ApiError::new(
-            Code::InvalidValue,
-            "`editorial_share` and `serendipity_share` add up to at most 1 on every channel.",
-        )
-        .with_field(format!("{field}.serendipity_share")));
-    }
-    if c.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
-        return Err(
-            ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field(format!("{field}.max_items"))
-        );
-    }
-    if let Some(variants) = &c.variants {
-        if !(1..=3).contains(&variants.len()) {
-            return Err(ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.")
-                .with_field(format!("{field}.variants")));
-        }
-        check_tags(variants, &format!("{field}.variants"), 3)?;
-    }
-    Ok(ChannelSettings {
-        editorial_share: c.editorial_share,
-        serendipity_share: c.serendipity_share,
-        max_items: c.max_items,
-        variants: c.variants,
-        repeats: c.repeats,
-    })
-}
-
-fn share(value: Option<f32>, default: f32, field: &str) -> Result<f32, ApiError> {
-    let value = value.unwrap_or(default);
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::new(Code::InvalidValue, format!("`{field}` is between 0 and 1.")).with_field(field))
-    }
-}
-
 /// Set a slot's settings.
 #[utoipa::path(put, path = "/v1/slots/{slot}", tag = "editorial", params(("slot" = String, Path, description = "The slot (slots need no declaration)")), request_body = SlotIn,
     responses((status = 200, description = "The slot's settings as stored.", body = SlotOut), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
@@ -248,60 +204,34 @@ pub async fn put_slot(
     IdPath(slot): IdPath,
     ApiJson(body): ApiJson<SlotIn>,
 ) -> ApiResult<Json<SlotOut>> {
-    // One set of rules and limits for the API, the console and the demo: the engine's.
+    // One set of rules and limits for the API, the console and the demo: the engine's
+    // (`SlotSettings::new`). Here only the wire is read: channel names, rule conditions.
     let defaults = SlotSettings::default();
-    let editorial_share = share(body.editorial_share, defaults.editorial_share, "editorial_share")?;
-    let serendipity_share = share(body.serendipity_share, defaults.serendipity_share, "serendipity_share")?;
-    if editorial_share + serendipity_share > 1.0 {
-        return Err(ApiError::new(
-            Code::InvalidValue,
-            "`editorial_share` and `serendipity_share` add up to at most 1.",
-        )
-        .with_field("serendipity_share"));
-    }
-    if body.max_items.is_some_and(|m| !(1..=100).contains(&m)) {
-        return Err(ApiError::new(Code::InvalidCount, "`max_items` is 1 to 100.").with_field("max_items"));
-    }
-    let variants = body.variants.unwrap_or(defaults.variants);
-    if !(1..=3).contains(&variants.len()) {
-        return Err(
-            ApiError::new(Code::InvalidValue, "A slot has 1 to 3 presentation variants.").with_field("variants")
-        );
-    }
-    check_tags(&variants, "variants", 3)?;
     let mut channels = BTreeMap::new();
-    for (name, settings) in body.channels.unwrap_or_default() {
+    for (name, c) in body.channels.unwrap_or_default() {
         let channel = super::parse_channel(&name, &format!("channels.{}", crate::error::clip(&name)))?;
-        let field = format!("channels.{}", channel.as_str());
-        channels.insert(
-            channel.as_str().to_owned(),
-            to_channel_settings(settings, &field, (editorial_share, serendipity_share))?,
-        );
+        let overrides = ChannelSettings {
+            editorial_share: c.editorial_share,
+            serendipity_share: c.serendipity_share,
+            max_items: c.max_items,
+            variants: c.variants,
+            repeats: c.repeats,
+        };
+        channels.insert(channel.as_str().to_owned(), overrides);
     }
     let mut rules = Vec::new();
     for (i, rule) in body.rules.unwrap_or_default().into_iter().enumerate() {
-        let known = variants.contains(&rule.variant)
-            || channels
-                .values()
-                .any(|c: &ChannelSettings| c.variants.as_ref().is_some_and(|v| v.contains(&rule.variant)));
-        if !known {
-            return Err(ApiError::new(
-                Code::InvalidValue,
-                "A rule's variant is one of the slot's variants (on some channel).",
-            )
-            .with_field(format!("rules[{i}].variant")));
-        }
         rules.push(VariantRule { when: to_conditions(rule.when, &format!("rules[{i}].when"))?, variant: rule.variant });
     }
-    let settings = SlotSettings {
-        editorial_share,
-        serendipity_share,
-        max_items: body.max_items,
-        variants,
+    let settings = SlotSettings::new(
+        body.editorial_share.unwrap_or(defaults.editorial_share),
+        body.serendipity_share.unwrap_or(defaults.serendipity_share),
+        body.max_items,
+        body.variants.unwrap_or(defaults.variants),
         rules,
-        repeats: body.repeats.unwrap_or(defaults.repeats),
+        body.repeats.unwrap_or(defaults.repeats),
         channels,
-    };
+    )?;
     let out = slot_out(&slot, &settings);
     blocking(&state, move |engine| engine.put_slot(&slot, settings, &caller.key_id)).await?;
     Ok(Json(out))
