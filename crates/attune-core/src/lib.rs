@@ -20,6 +20,7 @@ pub mod preferences;
 pub mod profile;
 pub mod schema;
 pub mod validate;
+pub mod zone;
 
 pub use channel::Channel;
 pub use consent::{Consent, Purpose};
@@ -28,5 +29,6 @@ pub use id::{IdError, check_id};
 pub use item::Item;
 pub use journey::JourneyStage;
 pub use preferences::{Preferences, QuietHours};
-pub use profile::{FoldEvent, FoldSignal, ItemIdx, Profile, TagIdx};
+pub use profile::{Affinity, FoldEvent, FoldSignal, HourCounts, ItemIdx, Profile, TagIdx};
 pub use schema::{JourneySignal, PropType, Schema, Signal, SignalTags};
+pub use zone::ZoneId;

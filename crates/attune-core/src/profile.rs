@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BuiltinType, Channel, EventType, JourneySignal};
+use crate::{BuiltinType, Channel, EventType, JourneySignal, ZoneId};
 
 /// A dense item index (the engine interns item ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,6 +60,67 @@ impl Decayed {
 
 fn decay(elapsed_ms: i64, half_life_ms: i64) -> f32 {
     (-(elapsed_ms as f64) / half_life_ms as f64 * std::f64::consts::LN_2).exp() as f32
+}
+
+/// One tag affinity: the tag and its decayed sum in 16 bytes (a `(TagIdx, Decayed)` pair takes
+/// 24, padding included).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Affinity {
+    /// The tag.
+    pub tag: TagIdx,
+    value: f32,
+    as_of_ms: i64,
+}
+
+impl Affinity {
+    fn new(tag: TagIdx, decayed: Decayed) -> Affinity {
+        Affinity { tag, value: decayed.value, as_of_ms: decayed.as_of_ms }
+    }
+
+    /// The decayed sum.
+    pub fn decayed(&self) -> Decayed {
+        Decayed { value: self.value, as_of_ms: self.as_of_ms }
+    }
+
+    fn add(&mut self, weight: f32, ts_ms: i64) {
+        let mut decayed = self.decayed();
+        decayed.add(weight, ts_ms, AFFINITY_HALF_LIFE_MS);
+        *self = Affinity::new(self.tag, decayed);
+    }
+
+    /// The affinity at `now_ms` (see [`Decayed::value_at`]).
+    pub fn value_at(&self, now_ms: i64) -> f32 {
+        self.decayed().value_at(now_ms, AFFINITY_HALF_LIFE_MS)
+    }
+}
+
+/// Events by local hour (0–23), 2 bytes a count: when one count reaches `u16::MAX`, every count
+/// is halved, which keeps the shape of the day (what a send hour is learned from) where an `f32`
+/// count would take twice the room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourCounts([u16; 24]);
+
+impl HourCounts {
+    /// Counts one event at `hour` (ignored unless below 24).
+    pub fn add(&mut self, hour: u8) {
+        let Some(count) = self.0.get_mut(hour as usize) else { return };
+        if *count == u16::MAX {
+            for count in &mut self.0 {
+                *count /= 2;
+            }
+        }
+        self.0[hour as usize] += 1;
+    }
+
+    /// The count at `hour`.
+    pub fn get(&self, hour: usize) -> u16 {
+        self.0.get(hour).copied().unwrap_or(0)
+    }
+
+    /// The counts as numbers, by hour.
+    pub fn to_f32(&self) -> [f32; 24] {
+        self.0.map(f32::from)
+    }
 }
 
 /// One item in a person's recent history.
@@ -124,24 +185,26 @@ pub struct FoldSignal<'a> {
 pub struct Profile {
     /// Recent items, oldest first, at most [`MAX_RECENT`].
     pub recent: Vec<RecentItem>,
-    /// Tag affinities (may be negative after dismissals).
-    pub affinities: Vec<(TagIdx, Decayed)>,
+    /// Tag affinities (may be negative after dismissals), at most [`MAX_AFFINITIES`] (one more
+    /// while the weakest is chosen).
+    pub affinities: Vec<Affinity>,
     /// Activity behind `engagement`.
     pub activity: Decayed,
     /// Buying intent: product views, carts.
     pub intent: Decayed,
     /// Deep reads: long dwell or deep scroll.
     pub deep_reads: Decayed,
-    /// Items bought (sorted, unique): never recommended again.
-    pub bought: Vec<ItemIdx>,
+    /// Items bought (sorted, unique): never recommended again. (Rare events: a list of exactly
+    /// its length, rebuilt one longer at each new item, 16 bytes where a `Vec` takes 24.)
+    pub bought: Box<[ItemIdx]>,
     /// Items dismissed with `not_interested` (sorted, unique): never recommended again.
-    pub dismissed: Vec<ItemIdx>,
+    pub dismissed: Box<[ItemIdx]>,
     /// Every item the person viewed, clicked, read, rated or bought (sorted, unique): what a
     /// slot with `repeats: false` (the default) does not offer again. Unlike `recent`, never
     /// truncated.
     pub consumed: Vec<ItemIdx>,
     /// Items put in a cart, with when (the latest per item).
-    pub carts: Vec<(ItemIdx, i64)>,
+    pub carts: Box<[(ItemIdx, i64)]>,
     /// Number of events folded.
     pub n_events: u32,
     /// Number of sessions (gaps over 30 minutes).
@@ -160,28 +223,36 @@ pub struct Profile {
     pub last_seen_ms: i64,
     /// Time of the latest purchase.
     pub last_purchase_ms: Option<i64>,
-    /// The time zone of the latest event that named one, with that event's time: the person's
-    /// zone when their preferences set none.
-    pub timezone: Option<(i64, String)>,
+    /// The time zone of the latest event that named one: the person's zone when their
+    /// preferences set none. (Two bytes beside the other small fields: the profile is 368
+    /// bytes, so that a person's whole state fits the allocator's 512-byte blocks.)
+    pub timezone: Option<ZoneId>,
+    /// The time of the event [`Profile::timezone`] came from.
+    pub timezone_ms: i64,
     /// Engaged events by local hour (views, clicks, reading, carts, purchases, opens).
-    pub active_hours: [f32; 24],
+    pub active_hours: HourCounts,
     /// Email and notification opens by local hour: when sends are read.
-    pub open_hours: [f32; 24],
+    pub open_hours: HourCounts,
     /// Events per channel, indexed by [`Channel::index`]: where the person engages.
     #[serde(default)]
     pub channels: [u32; 6],
 }
 
 impl Profile {
-    /// Bytes the profile holds outside its own struct (its lists and time zone name), by
-    /// capacity: what a memory report adds to `size_of::<Profile>()`.
+    /// Bytes the profile holds outside its own struct (its lists), by capacity: what a memory
+    /// report adds to `size_of::<Profile>()`. (Time zone names live once per process in
+    /// [`crate::zone`]'s table.)
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         self.recent.capacity() * size_of::<RecentItem>()
-            + self.affinities.capacity() * size_of::<(TagIdx, Decayed)>()
-            + (self.bought.capacity() + self.dismissed.capacity() + self.consumed.capacity()) * size_of::<ItemIdx>()
-            + self.carts.capacity() * size_of::<(ItemIdx, i64)>()
-            + self.timezone.as_ref().map_or(0, |(_, zone)| zone.capacity())
+            + self.affinities.capacity() * size_of::<Affinity>()
+            + (self.bought.len() + self.dismissed.len() + self.consumed.capacity()) * size_of::<ItemIdx>()
+            + self.carts.len() * size_of::<(ItemIdx, i64)>()
+    }
+
+    /// The time zone learned from the person's events (see [`Profile::timezone`]).
+    pub fn timezone_name(&self) -> Option<&'static str> {
+        self.timezone.map(ZoneId::name)
     }
 
     /// Folds one event into the profile.
@@ -202,9 +273,10 @@ impl Profile {
         self.channels[event.channel.index()] += 1;
         if let Some(zone) = event.timezone {
             // The latest wins; a tie in time by name, so any fold order gives the same zone.
-            let newer = self.timezone.as_ref().is_none_or(|(t, z)| (ts, zone) > (*t, z.as_str()));
-            if newer {
-                self.timezone = Some((ts, zone.to_owned()));
+            let newer = self.timezone.is_none_or(|z| (ts, zone) > (self.timezone_ms, z.name()));
+            if newer && let Some(zone) = ZoneId::intern(zone) {
+                self.timezone = Some(zone);
+                self.timezone_ms = ts;
             }
         }
 
@@ -217,11 +289,11 @@ impl Profile {
         if let Some(hour) = event.local_hour.filter(|h| *h < 24) {
             match builtin {
                 BuiltinType::EmailOpen | BuiltinType::NotificationOpen => {
-                    self.open_hours[hour as usize] += 1.0;
-                    self.active_hours[hour as usize] += 1.0;
+                    self.open_hours.add(hour);
+                    self.active_hours.add(hour);
                 }
                 BuiltinType::NotInterested | BuiltinType::Search | BuiltinType::Survey | BuiltinType::Rating => {}
-                _ => self.active_hours[hour as usize] += 1.0,
+                _ => self.active_hours.add(hour),
             }
         }
 
@@ -242,16 +314,19 @@ impl Profile {
         let Some(item) = event.item else { return };
         match builtin {
             BuiltinType::Purchase => {
-                insert_sorted(&mut self.bought, item);
+                insert_sorted_boxed(&mut self.bought, item);
                 insert_sorted(&mut self.consumed, item);
             }
-            BuiltinType::NotInterested => insert_sorted(&mut self.dismissed, item),
+            BuiltinType::NotInterested => insert_sorted_boxed(&mut self.dismissed, item),
             BuiltinType::View | BuiltinType::Click | BuiltinType::Dwell | BuiltinType::Rating => {
                 insert_sorted(&mut self.consumed, item)
             }
             BuiltinType::AddToCart => match self.carts.iter_mut().find(|(i, _)| *i == item) {
                 Some(cart) => cart.1 = cart.1.max(ts),
-                None => self.carts.push((item, ts)),
+                None => {
+                    let end = self.carts.len();
+                    insert_boxed(&mut self.carts, end, (item, ts));
+                }
             },
             _ => {}
         }
@@ -282,7 +357,7 @@ impl Profile {
         if strength > 0.0
             && let Some(hour) = event.local_hour.filter(|h| *h < 24)
         {
-            self.active_hours[hour as usize] += 1.0;
+            self.active_hours.add(hour);
         }
         match signal.journey {
             Some(JourneySignal::Researching) => self.deep_reads.add(1.0, ts, ACTIVITY_HALF_LIFE_MS),
@@ -304,20 +379,21 @@ impl Profile {
 
     fn add_affinities(&mut self, tags: &[TagIdx], strength: f32, ts: i64) {
         for &tag in tags {
-            match self.affinities.iter_mut().find(|(t, _)| *t == tag) {
-                Some((_, decayed)) => decayed.add(strength, ts, AFFINITY_HALF_LIFE_MS),
+            match self.affinities.iter_mut().find(|a| a.tag == tag) {
+                Some(affinity) => affinity.add(strength, ts),
                 None => {
                     let mut decayed = Decayed::default();
                     decayed.add(strength, ts, AFFINITY_HALF_LIFE_MS);
-                    self.affinities.push((tag, decayed));
+                    // Past the limit only by this event's new tags, while the weakest are
+                    // chosen below: the list never holds room for more.
+                    reserve_one(&mut self.affinities, MAX_AFFINITIES + tags.len());
+                    self.affinities.push(Affinity::new(tag, decayed));
                 }
             }
         }
         if self.affinities.len() > MAX_AFFINITIES {
             let at = self.last_seen_ms;
-            self.affinities.sort_by(|a, b| {
-                b.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs().total_cmp(&a.1.value_at(at, AFFINITY_HALF_LIFE_MS).abs())
-            });
+            self.affinities.sort_by(|a, b| b.value_at(at).abs().total_cmp(&a.value_at(at).abs()));
             self.affinities.truncate(MAX_AFFINITIES);
         }
     }
@@ -331,10 +407,16 @@ impl Profile {
             self.recent.insert(at, recent);
         } else {
             let at = self.recent.partition_point(|r| r.ts_ms <= ts);
-            self.recent.insert(at, RecentItem { item, ts_ms: ts, strength });
-        }
-        if self.recent.len() > MAX_RECENT {
-            self.recent.remove(0);
+            let recent = RecentItem { item, ts_ms: ts, strength };
+            if self.recent.len() < MAX_RECENT {
+                reserve_one(&mut self.recent, MAX_RECENT);
+                self.recent.insert(at, recent);
+            } else if at > 0 {
+                // Full: the oldest leaves first, so the list never needs room for one more.
+                // (Older than all of them, the item would be the one to leave.)
+                self.recent.remove(0);
+                self.recent.insert(at - 1, recent);
+            }
         }
     }
 
@@ -348,12 +430,8 @@ impl Profile {
 
     /// Tag affinities at `now_ms`, strongest first, positive only, normalized so the strongest is 1.
     pub fn top_affinities(&self, now_ms: i64, limit: usize) -> Vec<(TagIdx, f32)> {
-        let mut weights: Vec<(TagIdx, f32)> = self
-            .affinities
-            .iter()
-            .map(|(tag, decayed)| (*tag, decayed.value_at(now_ms, AFFINITY_HALF_LIFE_MS)))
-            .filter(|(_, w)| *w > 0.0)
-            .collect();
+        let mut weights: Vec<(TagIdx, f32)> =
+            self.affinities.iter().map(|a| (a.tag, a.value_at(now_ms))).filter(|(_, w)| *w > 0.0).collect();
         weights.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         weights.truncate(limit);
         let max = weights.first().map_or(1.0, |(_, w)| *w);
@@ -371,7 +449,35 @@ impl Profile {
 
 fn insert_sorted(items: &mut Vec<ItemIdx>, item: ItemIdx) {
     if let Err(pos) = items.binary_search(&item) {
+        reserve_one(items, usize::MAX);
         items.insert(pos, item);
+    }
+}
+
+/// Inserts into a sorted list of exactly its length (rare events: purchases, dismissals).
+fn insert_sorted_boxed(items: &mut Box<[ItemIdx]>, item: ItemIdx) {
+    if let Err(pos) = items.binary_search(&item) {
+        insert_boxed(items, pos, item);
+    }
+}
+
+/// Inserts `value` at `at` into a list of exactly its length: a new block one longer.
+fn insert_boxed<T: Copy>(list: &mut Box<[T]>, at: usize, value: T) {
+    let mut grown = Vec::with_capacity(list.len() + 1);
+    grown.extend_from_slice(&list[..at]);
+    grown.push(value);
+    grown.extend_from_slice(&list[at..]);
+    *list = grown.into_boxed_slice();
+}
+
+/// Makes room for one more element in a full list: its capacity grows by half (at least to 4),
+/// never past `limit`, where `Vec` would double it. A list grown by half has at most a third of
+/// its room empty (by doubling, half), and a bounded list never has room past its bound.
+fn reserve_one<T>(list: &mut Vec<T>, limit: usize) {
+    let len = list.len();
+    if len == list.capacity() {
+        let target = (len + len / 2).clamp(4, limit.max(len + 1));
+        list.reserve_exact(target - len);
     }
 }
 
@@ -532,6 +638,119 @@ mod tests {
             0u32..6,
             0i64..(90 * DAY_MS),
         )
+    }
+
+    #[test]
+    fn a_profile_stays_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Affinity>(), 16);
+        assert_eq!(size_of::<RecentItem>(), 16);
+        assert_eq!(size_of::<HourCounts>(), 48);
+        assert_eq!(size_of::<Option<ZoneId>>(), 2);
+        // 504 bytes before the affinities, hours and time zone were made compact.
+        assert!(size_of::<Profile>() <= 368, "{}", size_of::<Profile>());
+    }
+
+    #[test]
+    fn bounded_lists_hold_exactly_their_bound() {
+        // 60 items, each with its own tags: more than MAX_RECENT items and MAX_AFFINITIES tags.
+        let mut profile = Profile::default();
+        let kind = EventType::Builtin(BuiltinType::View);
+        for i in 0..60u32 {
+            let tags = [TagIdx(2 * i), TagIdx(2 * i + 1)];
+            profile.fold(&FoldEvent {
+                item: Some(ItemIdx(i)),
+                tags: &tags,
+                ts_ms: i64::from(i) * 1000,
+                ..sample_fold(&kind)
+            });
+        }
+        assert_eq!(profile.recent.len(), MAX_RECENT);
+        assert_eq!(profile.recent.capacity(), MAX_RECENT);
+        assert_eq!(profile.recent.first().map(|r| r.item), Some(ItemIdx(10)), "the oldest left");
+        assert_eq!(profile.recent.last().map(|r| r.item), Some(ItemIdx(59)));
+        assert_eq!(profile.affinities.len(), MAX_AFFINITIES);
+        assert!(profile.affinities.capacity() <= MAX_AFFINITIES + 2, "{}", profile.affinities.capacity());
+        // Unbounded lists grow by half, not by doubling.
+        assert_eq!(profile.consumed.len(), 60);
+        assert!(profile.consumed.capacity() < 90, "{}", profile.consumed.capacity());
+        // An item older than every one of a full list does not enter it.
+        profile.fold(&FoldEvent { item: Some(ItemIdx(99)), ts_ms: 0, ..sample_fold(&kind) });
+        assert!(!profile.recent.iter().any(|r| r.item == ItemIdx(99)));
+        assert_eq!(profile.recent.capacity(), MAX_RECENT);
+    }
+
+    #[test]
+    fn hour_counts_halve_instead_of_overflowing() {
+        let mut hours = HourCounts::default();
+        hours.add(7);
+        hours.add(7);
+        hours.add(24);
+        assert_eq!(hours.get(7), 2);
+        assert_eq!(hours.to_f32().iter().sum::<f32>(), 2.0);
+        for _ in 0..u16::MAX {
+            hours.add(8);
+        }
+        assert_eq!(hours.get(8), u16::MAX, "no halving before the top");
+        hours.add(8);
+        // 8 was at the top: everything was halved, then counted on.
+        assert_eq!(hours.get(7), 1);
+        assert_eq!(hours.get(8), u16::MAX / 2 + 1);
+    }
+
+    #[test]
+    fn the_latest_time_zone_wins_and_a_tie_goes_by_name() {
+        let kind = EventType::Builtin(BuiltinType::View);
+        let fold = |zones: &[(&str, i64)]| {
+            let mut profile = Profile::default();
+            for (zone, ts) in zones {
+                profile.fold(&FoldEvent { timezone: Some(zone), ts_ms: *ts, ..sample_fold(&kind) });
+            }
+            profile.timezone_name()
+        };
+        assert_eq!(fold(&[("Asia/Tokyo", 5), ("Europe/Berlin", 3)]), Some("Asia/Tokyo"));
+        assert_eq!(fold(&[("Europe/Berlin", 3), ("Asia/Tokyo", 5)]), Some("Asia/Tokyo"));
+        assert_eq!(fold(&[("Europe/Berlin", 5), ("Asia/Tokyo", 5)]), Some("Europe/Berlin"));
+        assert_eq!(fold(&[("Asia/Tokyo", 5), ("Europe/Berlin", 5)]), Some("Europe/Berlin"));
+        assert_eq!(fold(&[]), None);
+    }
+
+    /// The recent list as it was kept before its capacity was bounded: insert, then drop the
+    /// oldest when over the limit.
+    fn naive_recent(events: &[(u32, i64, f32)]) -> Vec<RecentItem> {
+        let mut recent: Vec<RecentItem> = Vec::new();
+        for &(item, ts, strength) in events {
+            let item = ItemIdx(item);
+            if let Some(pos) = recent.iter().position(|r| r.item == item) {
+                let mut r = recent.remove(pos);
+                r.ts_ms = r.ts_ms.max(ts);
+                r.strength = r.strength.max(strength);
+                let at = recent.partition_point(|x| x.ts_ms <= r.ts_ms);
+                recent.insert(at, r);
+            } else {
+                let at = recent.partition_point(|r| r.ts_ms <= ts);
+                recent.insert(at, RecentItem { item, ts_ms: ts, strength });
+            }
+            if recent.len() > MAX_RECENT {
+                recent.remove(0);
+            }
+        }
+        recent
+    }
+
+    proptest! {
+        /// The bounded recent list keeps what the unbounded one kept, in the same order.
+        #[test]
+        fn the_recent_list_is_what_it_was(
+            events in prop::collection::vec((0u32..120, 0i64..1000, 0.5f32..5.0), 1..300)
+        ) {
+            let mut profile = Profile::default();
+            for &(item, ts, strength) in &events {
+                profile.touch_recent(ItemIdx(item), ts, strength);
+            }
+            prop_assert_eq!(&profile.recent, &naive_recent(&events));
+            prop_assert!(profile.recent.capacity() <= MAX_RECENT);
+        }
     }
 
     proptest! {

@@ -332,8 +332,8 @@ impl MeasureCtx<'_> {
             let profile = s.and_then(|s| s.profile.as_ref());
             (
                 s.and_then(|s| s.preferences.clone()).unwrap_or_default(),
-                profile.and_then(|p| p.timezone.as_ref().map(|(_, zone)| zone.clone())),
-                profile.map(|p| (p.active_hours, p.open_hours)),
+                profile.and_then(|p| p.timezone_name().map(str::to_owned)),
+                profile.map(|p| (p.active_hours.to_f32(), p.open_hours.to_f32())),
             )
         });
         let tz = preferences

@@ -63,6 +63,13 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_person_fits_the_allocators_512_byte_blocks() {
+        // mimalloc serves 449–512 bytes from 512-byte blocks and 513–640 from 640-byte ones: a
+        // `PersonState` a few bytes over 512 costs 128 more per person (docs/scale.md).
+        assert!(size_of::<PersonState>() <= 512, "{}", size_of::<PersonState>());
+    }
+
+    #[test]
     fn the_estimate_grows_with_people_and_shrinks_with_erasure() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(attune_store::EmbeddedStore::open(dir.path()).unwrap());

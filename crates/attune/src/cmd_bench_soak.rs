@@ -3,6 +3,9 @@
 //! (`--train-every`, two minutes by default) — sampling the server's resident memory and open
 //! files, and counting answers by status.
 //!
+//! Each person engages with a fixed set of items (`--items-per-person`), so that after the seed
+//! and the warm-up the models' input stops growing and memory is judged in a steady state.
+//!
 //! Pass criteria (printed with the figures; the command fails when one is missed):
 //! - no 5xx and no failed request (connection errors, timeouts);
 //! - flat resident memory: after the warm-up (`--warmup-minutes`, which includes the first
@@ -43,8 +46,15 @@ pub struct BenchSoakArgs {
     #[arg(long, default_value_t = 20_000)]
     pub people: usize,
     /// Events per person loaded before the load starts.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 40)]
     pub history: usize,
+    /// Items each person engages with (a fixed set per person, drawn with the catalog's skew):
+    /// after the seed and the warm-up the models' input (distinct person–item pairs) stops
+    /// growing, so memory is judged in a steady state. 0: any item, every event (the models'
+    /// input then grows all along: 391,000 to 1.27M pairs in a 10-minute run, and the training's
+    /// working memory with it).
+    #[arg(long, default_value_t = 16)]
+    pub items_per_person: usize,
     /// Catalog items.
     #[arg(long, default_value_t = 5_000)]
     pub items: usize,
@@ -152,9 +162,10 @@ pub fn run(args: BenchSoakArgs) -> anyhow::Result<()> {
         None => temp.path().join("serve.log"),
     };
     println!(
-        "bench soak: {} min; {} people, {} items; per second {} events, {} decisions, {} consent changes, {} erasures; training every {} s; load average {} at start",
+        "bench soak: {} min; {} people ({} items each, 0: any), {} items; per second {} events, {} decisions, {} consent changes, {} erasures; training every {} s; load average {} at start",
         args.minutes,
         args.people,
+        args.items_per_person,
         args.items,
         args.ingest_rate,
         args.decide_rate,
@@ -201,7 +212,7 @@ async fn soak(args: &BenchSoakArgs, data: &std::path::Path, log: &std::path::Pat
         let loops = if kind == 1 { 2 } else { 1 };
         for lane in 0..loops {
             let (client, base, load) = (client.clone(), base.clone(), Arc::clone(&load));
-            let (people, items) = (args.people, args.items);
+            let world = World { people: args.people, items: args.items, items_per_person: args.items_per_person };
             let period = every(rate) * loops;
             tasks.push(tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(1000 + u64::from(kind) * 10 + u64::from(lane));
@@ -214,13 +225,13 @@ async fn soak(args: &BenchSoakArgs, data: &std::path::Path, log: &std::path::Pat
                         0 => {
                             let first = load.next_event.fetch_add(100, Ordering::Relaxed);
                             let events: Vec<_> = (0..100)
-                                .map(|k| soak_event(&mut rng, &format!("k-{}", first + k), people, items))
+                                .map(|k| world.event(&mut rng, &format!("k-{}", first + k)))
                                 .collect();
                             let request = client.post(format!("{base}/v1/events")).json(&serde_json::json!({"events": events}));
                             (&load.ingest, send(request).await)
                         }
                         1 => {
-                            let body = serde_json::json!({"user": format!("u-{}", rng.random_range(0..people)),
+                            let body = serde_json::json!({"user": format!("u-{}", rng.random_range(0..world.people)),
                                 "context": {"timezone": "Europe/Berlin", "device": "mobile"},
                                 "placements": [{"slot": "home_feed", "count": 10}], "explain": true});
                             (&load.decide, send(client.post(format!("{base}/v1/decide")).json(&body)).await)
@@ -228,11 +239,11 @@ async fn soak(args: &BenchSoakArgs, data: &std::path::Path, log: &std::path::Pat
                         2 => {
                             let body = serde_json::json!({"personalization": rng.random_bool(0.8), "analytics": rng.random_bool(0.7),
                                 "contextual": rng.random_bool(0.3), "email": rng.random_bool(0.5), "push": false});
-                            let person = rng.random_range(0..people);
+                            let person = rng.random_range(0..world.people);
                             (&load.consent, send(client.put(format!("{base}/v1/users/u-{person}/consent")).json(&body)).await)
                         }
                         _ => {
-                            let person = rng.random_range(0..people);
+                            let person = rng.random_range(0..world.people);
                             (&load.erase, send(client.delete(format!("{base}/v1/users/u-{person}"))).await)
                         }
                     };
@@ -298,18 +309,45 @@ async fn models_version(client: &reqwest::Client, base: &str) -> u64 {
     models["models"][0]["version"].as_u64().unwrap_or(0)
 }
 
-/// Skewed item choice: a few items get most of the traffic.
-fn soak_event(rng: &mut StdRng, id: &str, people: usize, items: usize) -> serde_json::Value {
-    let item = ((rng.random::<f64>().powi(3)) * items as f64) as usize;
-    let kind = ["view", "view", "view", "click", "dwell", "add_to_cart"][rng.random_range(0..6)];
-    let ts = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(rng.random_range(0..3 * 86_400));
-    let mut event = serde_json::json!({"id": id, "type": kind, "user": format!("u-{}", rng.random_range(0..people)),
-        "item": format!("i-{}", item.min(items - 1)), "ts": ts.to_string(),
-        "context": {"device": "mobile", "timezone": "Europe/Berlin"}});
-    if kind == "dwell" {
-        event["properties"] = serde_json::json!({"dwell_ms": rng.random_range(1000..300_000)});
+/// Who engages with what.
+#[derive(Debug, Clone, Copy)]
+struct World {
+    people: usize,
+    items: usize,
+    items_per_person: usize,
+}
+
+impl World {
+    /// An event of a random person: an item of their set (or any item with no sets), skewed: a
+    /// few items get most of the traffic.
+    fn event(&self, rng: &mut StdRng, id: &str) -> serde_json::Value {
+        let person = rng.random_range(0..self.people);
+        let u = if self.items_per_person == 0 {
+            rng.random::<f64>()
+        } else {
+            // The person's `slot`th item, the same at every draw: a hash of (person, slot).
+            let slot = rng.random_range(0..self.items_per_person) as u64;
+            (splitmix64(((person as u64) << 20) ^ slot) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let item = (u.powi(3) * self.items as f64) as usize;
+        let kind = ["view", "view", "view", "click", "dwell", "add_to_cart"][rng.random_range(0..6)];
+        let ts = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(rng.random_range(0..3 * 86_400));
+        let mut event = serde_json::json!({"id": id, "type": kind, "user": format!("u-{person}"),
+            "item": format!("i-{}", item.min(self.items - 1)), "ts": ts.to_string(),
+            "context": {"device": "mobile", "timezone": "Europe/Berlin"}});
+        if kind == "dwell" {
+            event["properties"] = serde_json::json!({"dwell_ms": rng.random_range(1000..300_000)});
+        }
+        event
     }
-    event
+}
+
+/// SplitMix64's finalizer: a well-mixed 64-bit hash of `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The catalog and every person's starting history, over HTTP.
@@ -326,12 +364,12 @@ async fn seed(args: &BenchSoakArgs, client: &reqwest::Client, base: &str) -> any
         anyhow::ensure!(response.status().is_success(), "seeding items: {}", response.status());
     }
     let mut rng = StdRng::seed_from_u64(3);
+    let world = World { people: args.people, items: args.items, items_per_person: args.items_per_person };
     let total = args.people * args.history;
     let mut sent = 0;
     while sent < total {
         let n = (total - sent).min(1_000);
-        let events: Vec<_> =
-            (0..n).map(|k| soak_event(&mut rng, &format!("h-{}", sent + k), args.people, args.items)).collect();
+        let events: Vec<_> = (0..n).map(|k| world.event(&mut rng, &format!("h-{}", sent + k))).collect();
         let response =
             client.post(format!("{base}/v1/events")).json(&serde_json::json!({"events": events})).send().await?;
         anyhow::ensure!(response.status().is_success(), "seeding events: {}", response.status());

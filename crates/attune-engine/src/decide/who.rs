@@ -96,7 +96,7 @@ impl DecideCtx<'_> {
                 timezone: preferences
                     .timezone
                     .clone()
-                    .or_else(|| profile.and_then(|p| p.timezone.as_ref().map(|(_, zone)| zone.clone()))),
+                    .or_else(|| profile.and_then(|p| p.timezone_name().map(str::to_owned))),
                 preferences,
                 excluded,
                 id: Some(person.clone()),
