@@ -146,6 +146,8 @@ pub(crate) fn rank(
     for t in &boost {
         tag_roles[t.0 as usize] |= BOOST;
     }
+    // Most decisions have no tag to boost or leave out: then no item's tags are read.
+    let any_roles = !(less_of.is_empty() && exclude.is_empty() && boost.is_empty());
     // The general ranking: trending and all-time popularity, new items, the moment, the journey
     // stage — the non-personalized default, and the cold start.
     let recency_scale = 180.0 * 86_400_000.0;
@@ -164,8 +166,8 @@ pub(crate) fn rank(
     for i in 0..n {
         let idx = ItemIdx(i as u32);
         let traits = catalog.traits(idx);
-        let tags = catalog.tags_of(idx);
-        let roles = tags.iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]);
+        let roles =
+            if any_roles { catalog.tags_of(idx).iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]) } else { 0 };
         let allowed = s.allowed[i] && traits.available && roles & EXCLUDE == 0;
         s.allowed[i] = allowed;
         if !allowed {
