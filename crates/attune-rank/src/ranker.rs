@@ -219,6 +219,20 @@ pub struct Ranker {
     report: RankerReport,
     /// Learned context effects and the weights validation kept (see [`crate::context`]).
     context: Option<ContextEffects>,
+    /// Per part, for a part whose scores do not depend on the history (popularity, trending):
+    /// its scores with their mean and standard deviation, computed at the first scoring, so that
+    /// a decision adds them instead of scoring and standardizing every item again.
+    #[serde(skip)]
+    fixed: std::sync::OnceLock<Vec<Option<FixedScores>>>,
+}
+
+/// A history-independent part's scores, with the mean and standard deviation
+/// [`Ranker::score_into`] standardizes them by.
+#[derive(Debug, Clone)]
+struct FixedScores {
+    scores: Vec<f32>,
+    mean: f32,
+    std: f32,
 }
 
 /// Buffers reused across scoring calls (one per worker thread); after
@@ -234,6 +248,28 @@ pub struct RankerScratch {
 }
 
 impl Ranker {
+    fn assemble(n_items: usize, parts: Vec<Part>, report: RankerReport, context: Option<ContextEffects>) -> Ranker {
+        Ranker { n_items, parts, report, context, fixed: std::sync::OnceLock::new() }
+    }
+
+    /// The scores of the history-independent parts (see [`Ranker::fixed`]).
+    fn fixed_scores(&self) -> &[Option<FixedScores>] {
+        self.fixed.get_or_init(|| {
+            let nobody = Query { user_idx: None, items: &[], weights: &[], timestamps: None };
+            self.parts
+                .iter()
+                .map(|part| {
+                    matches!(part.model, Model::Popularity(_) | Model::Trending(_)).then(|| {
+                        let mut scores = vec![0.0; self.n_items];
+                        part.model.score_into(&nobody, &mut scores);
+                        let (mean, std) = mean_std(&scores);
+                        FixedScores { scores, mean, std }
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Trains the ranker on `data` (people × items with timestamps; weights are rescaled to a
     /// mean of 1, so the same choices hold whatever the engine's weight scale). `log` receives
     /// one line per step.
@@ -289,7 +325,7 @@ impl Ranker {
             log("ranker: too little data to hold any out; checked-in defaults".into());
             // Without validation no context effect earns a weight: counted and reported, off.
             let context = context.map(|ctx| ContextEffects::fit(&data, ctx, &ContextParams::default()));
-            return Ranker { n_items: data.n_items(), parts, report, context };
+            return Ranker::assemble(data.n_items(), parts, report, context);
         };
         log(format!(
             "ranker: validation split {} pairs for training, {} people held out (search {search:?})",
@@ -409,7 +445,7 @@ impl Ranker {
             }
             effects
         });
-        Ranker { n_items: data.n_items(), parts, report, context }
+        Ranker::assemble(data.n_items(), parts, report, context)
     }
 
     /// Number of items scored.
@@ -472,9 +508,21 @@ impl Ranker {
         scratch.history_weights.resize_with(self.parts.len(), Vec::new);
         scratch.scale.clear();
         scratch.scale.resize(self.parts.len(), 0.0);
+        let fixed = self.fixed_scores();
         for (k, part) in self.parts.iter().enumerate() {
             let w = weights.get(k).copied().unwrap_or(0.0);
             if w == 0.0 {
+                continue;
+            }
+            if let Some(FixedScores { scores, mean, std }) = &fixed[k] {
+                // The same sum as below, from scores computed once.
+                if *std > 0.0 {
+                    let scale = w / std;
+                    scratch.scale[k] = scale;
+                    for (o, &s) in out.iter_mut().zip(scores.iter()) {
+                        *o += scale * (s - mean);
+                    }
+                }
                 continue;
             }
             let hw = &mut scratch.history_weights[k];
@@ -543,7 +591,7 @@ impl Ranker {
             .map(|p| Part { spec: p.spec, model: p.model.remap_items(new_index, n_items), half_life: p.half_life })
             .collect();
         let context = self.context.as_ref().map(|c| c.remap_items(new_index, n_items));
-        Ranker { n_items, parts, report: self.report.clone(), context }
+        Ranker::assemble(n_items, parts, self.report.clone(), context)
     }
 
     /// Approximate bytes of the served models.
