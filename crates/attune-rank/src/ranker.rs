@@ -598,6 +598,9 @@ impl Ranker {
     pub fn model_bytes(&self) -> usize {
         self.parts.iter().map(|p| p.model.approx_bytes()).sum::<usize>()
             + self.context.as_ref().map_or(0, ContextEffects::approx_bytes)
+            + self.fixed.get().map_or(0, |fixed| {
+                fixed.iter().flatten().map(|f| f.scores.len() * std::mem::size_of::<f32>()).sum::<usize>()
+            })
     }
 }
 
