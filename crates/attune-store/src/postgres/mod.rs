@@ -507,10 +507,8 @@ RETURNING events.id, events.tableoid";
             })?;
             let n_rows = rows.len() as i64;
             for row in &rows {
-                let key: &[u8] = row.try_get(0).map_err(|err| corrupt("record key", err))?;
-                let value: &[u8] = row.try_get(1).map_err(|err| corrupt("record value", err))?;
-                let key_str = std::str::from_utf8(key)
-                    .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+                let (key_str, value) = record_row(row, table)?;
+                let key = key_str.as_bytes();
                 if !visit(key_str, value) {
                     return Ok(());
                 }
@@ -546,10 +544,8 @@ RETURNING events.id, events.tableoid";
             })?;
             let n_rows = rows.len() as i64;
             for row in &rows {
-                let key: &[u8] = row.try_get(0).map_err(|err| corrupt("record key", err))?;
-                let value: &[u8] = row.try_get(1).map_err(|err| corrupt("record value", err))?;
-                let key_str = std::str::from_utf8(key)
-                    .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+                let (key_str, value) = record_row(row, table)?;
+                let key = key_str.as_bytes();
                 if !visit(key_str, value) {
                     return Ok(());
                 }
@@ -699,6 +695,15 @@ fn decode_event(row: &Row) -> Result<StoredEvent> {
 
 fn seq_param(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A `(key, value)` row of `records`, the key checked as UTF-8 (`table` names it in the error).
+fn record_row(row: &Row, table: Table) -> Result<(&str, &[u8])> {
+    let key: &[u8] = row.try_get(0).map_err(|err| corrupt("record key", err))?;
+    let value: &[u8] = row.try_get(1).map_err(|err| corrupt("record value", err))?;
+    let key = std::str::from_utf8(key)
+        .map_err(|_| StoreError::Corrupt { what: "record key", detail: table.name().to_owned() })?;
+    Ok((key, value))
 }
 
 /// The smallest byte string greater than every string starting with `prefix`, if there is one.
