@@ -126,6 +126,8 @@ pub fn document_json() -> String {
         value["x-error-codes"] = Value::Object(codes);
         type_error_codes(&mut value);
         document_id_rule(&mut value);
+        document_channels(&mut value);
+        query_parameters_are_not_null(&mut value);
         document_errors(&mut value);
         document_me_pages(&mut value);
         hoist_nullable_descriptions(&mut value);
@@ -162,7 +164,7 @@ fn document_id_rule(doc: &mut Value) {
     let id_pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
     let id_schema = json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": id_pattern});
     // Request fields that are ids follow the same rule.
-    const ID_FIELDS: [&str; 8] = ["id", "user", "anonymous_id", "item", "slot", "decision_id", "channel", "name"];
+    const ID_FIELDS: [&str; 7] = ["id", "user", "anonymous_id", "item", "slot", "decision_id", "name"];
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         for (_, schema) in schemas.iter_mut() {
             let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { continue };
@@ -182,6 +184,52 @@ fn document_id_rule(doc: &mut Value) {
         for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
             if parameter.get("in").and_then(Value::as_str) == Some("path") {
                 parameter["schema"] = id_schema.clone();
+            }
+        }
+    }
+}
+
+/// A `channel` is one of a closed list (anything else is a 400 `invalid_channel`): one `Channel`
+/// schema, referred to by every field named `channel` (a string, a nullable string, or a list of
+/// them), so that clients and fuzzers send only what the server takes.
+fn document_channels(doc: &mut Value) {
+    let names: Vec<Value> = attune_core::Channel::ALL.iter().map(|c| c.as_str().into()).collect();
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
+    let reference = json!({"$ref": "#/components/schemas/Channel"});
+    for (_, schema) in schemas.iter_mut() {
+        let Some(channel) = schema.pointer_mut("/properties/channel") else { continue };
+        let description = channel.get("description").cloned().unwrap_or_else(|| "The channel.".into());
+        let kind = channel.get("type").cloned().unwrap_or(Value::Null);
+        if kind == "string" {
+            *channel = json!({"$ref": reference["$ref"], "description": description});
+        } else if kind == json!(["string", "null"]) {
+            *channel = json!({"oneOf": [reference, {"type": "null"}], "description": description});
+        } else if kind == "array" && channel.pointer("/items/type").is_some_and(|t| t == "string") {
+            channel["items"] = reference.clone();
+        }
+    }
+    schemas.insert(
+        "Channel".into(),
+        json!({"type": "string", "enum": names, "description": "A touchpoint: `web`, `app`, `email`, `push`, \
+            `in_person` (retreats, events, a store visit) or `offline_purchase`."}),
+    );
+}
+
+/// A query parameter is absent or has a value: `Option<T>` fields of the query structs are
+/// documented as `T`, not as `T` or `null` (which a client would send as the text `null`).
+fn query_parameters_are_not_null(doc: &mut Value) {
+    for (_, _, operation) in operations(doc) {
+        for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+            if parameter.get("in").and_then(Value::as_str) != Some("query") {
+                continue;
+            }
+            let Some(kind) = parameter.pointer_mut("/schema/type") else { continue };
+            if let Some(kinds) = kind.as_array()
+                && kinds.len() == 2
+                && let Some(single) = kinds.iter().find(|k| *k != "null").cloned()
+                && kinds.iter().any(|k| k == "null")
+            {
+                *kind = single;
             }
         }
     }

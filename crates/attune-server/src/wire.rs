@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct EventsIn {
     /// At most 1,000 events (and 1 MiB in all).
-    #[schema(value_type = Vec<EventIn>)]
+    #[schema(value_type = Vec<EventIn>, max_items = 1000)]
     pub events: Vec<Value>,
 }
 

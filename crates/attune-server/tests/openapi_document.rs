@@ -386,3 +386,40 @@ fn the_checks_catch_typical_mistakes() {
         assert!(found.contains(needle), "not found: {needle}\nin:\n{found}");
     }
 }
+
+/// What the server checks, the document says, so that generated clients and fuzzers send what
+/// the server takes (the schemathesis run in the README found decisions mostly refused because
+/// `channel` was documented as any id and `placements` as any list).
+#[test]
+fn the_document_states_the_limits_the_server_checks() {
+    let doc = document();
+    let schema = |name: &str| doc.pointer(&format!("/components/schemas/{name}")).cloned().expect(name);
+    let channels: Vec<Value> = attune_core::Channel::ALL.iter().map(|c| Value::from(c.as_str())).collect();
+    assert_eq!(schema("Channel")["enum"], Value::Array(channels));
+    let reference = serde_json::json!({"$ref": "#/components/schemas/Channel"});
+    for name in ["EventIn", "DecideIn"] {
+        let channel = &schema(name)["properties"]["channel"];
+        assert_eq!(channel["oneOf"][0], reference, "{name}.channel: {channel}");
+        assert_eq!(channel["oneOf"][1]["type"], "null", "{name}.channel: {channel}");
+    }
+    assert_eq!(schema("PlanIn")["properties"]["channel"]["$ref"], reference["$ref"]);
+    assert_eq!(schema("ConditionsIo")["properties"]["channel"]["items"], reference);
+    let placements = &schema("DecideIn")["properties"]["placements"];
+    assert_eq!((placements["minItems"].as_u64(), placements["maxItems"].as_u64()), (Some(1), Some(10)));
+    for (name, field) in [("PlacementIn", "count"), ("DigestIn", "count"), ("SlotIn", "max_items")] {
+        let property = &schema(name)["properties"][field];
+        assert_eq!((property["minimum"].as_u64(), property["maximum"].as_u64()), (Some(1), Some(100)), "{name}.{field}");
+    }
+    assert_eq!(schema("EventsIn")["properties"]["events"]["maxItems"].as_u64(), Some(1000));
+    // A query parameter is absent or has a value, never `null`.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "query" {
+                    let kind = &parameter["schema"]["type"];
+                    assert!(kind.is_string(), "{method} {path} ?{}: {kind}", parameter["name"]);
+                }
+            }
+        }
+    }
+}

@@ -30,6 +30,7 @@ pub struct DecideIn {
     /// The moment.
     pub context: Option<DecideContextIn>,
     /// 1–10 slots, each with a count of 1–100.
+    #[schema(min_items = 1, max_items = 10)]
     pub placements: Vec<PlacementIn>,
     /// Explain every item (at least one reason each).
     pub explain: Option<bool>,
@@ -68,6 +69,7 @@ pub struct PlacementIn {
     /// Any slot name; unknown slots use the default settings.
     pub slot: String,
     /// 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub count: i64,
 }
 
@@ -325,6 +327,7 @@ pub async fn post_decide(
 #[serde(deny_unknown_fields)]
 pub struct SimilarQuery {
     /// 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub count: Option<i64>,
 }
 

@@ -27,6 +27,7 @@ pub struct DigestIn {
     /// (the server's default for people who never answered: off) allows.
     pub user: String,
     /// How many items, 1–100 (a slot's `max_items` on the `email` channel caps it).
+    #[schema(minimum = 1, maximum = 100)]
     pub count: i64,
     /// The slot whose settings, picks and rules apply (default `email_digest`).
     pub slot: Option<String>,

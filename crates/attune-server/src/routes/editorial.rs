@@ -97,6 +97,7 @@ pub struct SlotIn {
     /// Share given to serendipity, 0–1 (default 0.1).
     pub serendipity_share: Option<f32>,
     /// At most this many items per response, 1–100.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_items: Option<u32>,
     /// 2–3 presentation variants (default `calm_list`, `grid`).
     pub variants: Option<Vec<String>>,
@@ -125,6 +126,7 @@ pub struct SlotChannelIo {
     pub serendipity_share: Option<f32>,
     /// At most this many items per response, 1–100.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_items: Option<u32>,
     /// 1–3 presentation variants.
     #[serde(skip_serializing_if = "Option::is_none")]
