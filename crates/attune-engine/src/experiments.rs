@@ -202,6 +202,16 @@ const EVENTS_DELETED_KEY: &str = "events:deleted";
 /// reading the index. Written after the entries, read before them.
 const EXPOSURES_CHANGED_KEY: &str = "exposures:changed";
 
+/// `Table::Experiments`: the erasure count of an experiment's arm, a counter of
+/// [`Store::add_counters`] (`erasures\0<experiment>\0<arm>`; it names no one).
+fn erasure_counter(experiment: &str, arm: &str) -> String {
+    format!("erasures\0{experiment}\0{arm}")
+}
+
+/// Where builds before the atomic counter kept an arm's erasure count, as JSON
+/// (`erased\0<experiment>\0<arm>`): still read and added, never written.
+const LEGACY_ERASURE_PREFIX: &str = "erased\0";
+
 fn fnv1a32(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
@@ -809,27 +819,45 @@ impl Experiments {
             self.stored.lock().retain(|(_, person)| !ids.contains(person));
         }
         let experiments: Vec<String> = self.by_id.lock().keys().cloned().collect();
+        let mut erased = Vec::new();
         for experiment in experiments {
             for id in ids {
                 let key = format!("xp\0{experiment}\0{id}");
-                if let Some(bytes) = self.store.get(Table::Experiments, &key)? {
-                    if let Ok(exposure) = from_json::<Exposure>("exposure", &bytes) {
-                        let counter = format!("erased\0{experiment}\0{}", exposure.arm);
-                        let n: u64 = match self.store.get(Table::Experiments, &counter)? {
-                            Some(b) => from_json("erasure count", &b).unwrap_or(0),
-                            None => 0,
-                        };
-                        self.store.put(Table::Experiments, &counter, &to_json(&(n + 1)))?;
-                    }
-                    self.store.delete(Table::Experiments, &key)?;
-                    deleted += 1;
+                let Some(bytes) = self.store.get(Table::Experiments, &key)? else { continue };
+                // Counted by whoever deletes the entry (two servers erasing one person count
+                // once), with the store's atomic counters (two servers erasing two people lose
+                // no count).
+                if !self.store.delete(Table::Experiments, &key)? {
+                    continue;
+                }
+                deleted += 1;
+                if let Ok(exposure) = from_json::<Exposure>("exposure", &bytes) {
+                    erased.push((erasure_counter(&experiment, &exposure.arm), 1));
                 }
             }
+        }
+        if !erased.is_empty() {
+            self.store.add_counters(Table::Experiments, &erased)?;
         }
         if deleted > 0 {
             self.note_exposures_changed()?;
         }
         Ok(deleted)
+    }
+
+    /// People of an experiment's arm erased after their exposure: the atomic counter
+    /// ([`erasure_counter`]) plus what a build before it counted in a JSON record
+    /// ([`LEGACY_ERASURE_PREFIX`], read, never written).
+    pub(crate) fn erasures(&self, experiment: &str, arm: &str) -> Result<u64> {
+        let counted = match self.store.get(Table::Experiments, &erasure_counter(experiment, arm))? {
+            Some(bytes) => attune_store::counter_value(&bytes)?,
+            None => 0,
+        };
+        let legacy = match self.store.get(Table::Experiments, &format!("{LEGACY_ERASURE_PREFIX}{experiment}\0{arm}"))? {
+            Some(bytes) => from_json::<u64>("erasure count", &bytes).unwrap_or(0),
+            None => 0,
+        };
+        Ok(counted.saturating_add(legacy))
     }
 
     /// Records that exposure index entries were written or deleted (see
@@ -1181,8 +1209,8 @@ impl Experiments {
         // Erasures: a count per arm, kept without ids.
         let erasures_index = METRICS.iter().position(|(n, _)| *n == "erasures").unwrap_or(0);
         for (arm, (name, _)) in names.iter().enumerate() {
-            if let Some(bytes) = self.store.get(Table::Experiments, &format!("erased\0{id}\0{name}"))? {
-                let n: u64 = from_json("erasure count", &bytes).unwrap_or(0);
+            let n = self.erasures(id, name)?;
+            if n > 0 {
                 let s = &mut per_metric[erasures_index][arm];
                 s.n = n;
                 s.sum = n as f64;

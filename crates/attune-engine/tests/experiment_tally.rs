@@ -6,32 +6,18 @@
 //! read through its time index, pages newest first, filters by slot and time, and loses a
 //! person's entries at erasure and old ones at the retention sweep.
 
+mod support;
+
 use std::sync::Arc;
 
-use attune_core::{Item, validate::RawEvent};
+use attune_core::validate::RawEvent;
 use attune_engine::{
     Engine, EngineConfig, IngestItem, ManualClock,
-    decide::{DecideRequest, PlacementRequest},
-    experiments::{Arm, Experiment, ExperimentResults, Policy, WINDOW_MS},
+    experiments::{ExperimentResults, WINDOW_MS},
 };
-use attune_store::{EmbeddedStore, Store, Table};
-use serde_json::{Value, json};
-
-const T0: i64 = 1_795_852_800_000;
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
-
-fn event(id: &str, kind: &str, user: &str, item: &str, ts: i64, properties: Value) -> IngestItem {
-    IngestItem::Raw(RawEvent {
-        id: Some(id.into()),
-        kind: Some(kind.into()),
-        user: Some(user.into()),
-        item: Some(item.into()),
-        ts: Some(jiff::Timestamp::from_millisecond(ts).unwrap().to_string()),
-        properties: properties.as_object().cloned().unwrap_or_default(),
-        ..RawEvent::default()
-    })
-}
+use attune_store::{Store, Table};
+use serde_json::json;
+use support::{DAY, HOUR, Setup, T0, event, ingest, two_arms};
 
 fn anonymous_event(id: &str, anonymous: &str, ts: i64) -> IngestItem {
     IngestItem::Raw(RawEvent {
@@ -44,34 +30,12 @@ fn anonymous_event(id: &str, anonymous: &str, ts: i64) -> IngestItem {
     })
 }
 
-fn ingest(engine: &Engine, events: Vec<IngestItem>) {
-    let report = engine.ingest(events).expect("ingest");
-    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-}
-
-fn items() -> Vec<Item> {
-    (0..12)
-        .map(|i| Item {
-            id: format!("i-{i}"),
-            kind: "article".into(),
-            title: format!("Item {i}"),
-            tags: vec![["sleep", "focus", "tea"][i % 3].into()],
-            attributes: serde_json::Map::new(),
-            available: true,
-            published_at: None,
-            variants: serde_json::Map::new(),
-        })
-        .collect()
+fn items() -> Vec<attune_core::Item> {
+    (0..12).map(|i| support::item(format!("i-{i}"), "article", ["sleep", "focus", "tea"][i % 3])).collect()
 }
 
 fn decide(engine: &Engine, user: &str, slot: &str) {
-    engine
-        .decide(&DecideRequest {
-            subject: Some(user.into()),
-            placements: vec![PlacementRequest { slot: slot.into(), count: 2 }],
-            ..DecideRequest::default()
-        })
-        .expect("decide");
+    support::decide(engine, user, slot, 2);
 }
 
 /// The answer of an engine opened now on `store`: computed from the store alone.
@@ -86,25 +50,12 @@ fn exposed(results: &ExperimentResults) -> u64 {
 
 #[test]
 fn results_kept_up_to_date_equal_a_fresh_computation() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let clock = Arc::new(ManualClock::new(T0 - 2 * DAY));
-    let engine = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("engine");
+    let setup = Setup::embedded(T0 - 2 * DAY);
+    let (engine, store, clock) = (&setup.engine, &setup.store, &setup.clock);
     engine.upsert_items(items()).expect("items");
-    let experiment = Experiment {
-        id: "exp-t".into(),
-        slot: "feed".into(),
-        arms: vec![
-            Arm { name: "control".into(), weight: 0.5, policy: Policy::Popular },
-            Arm { name: "personalized".into(), weight: 0.5, policy: Policy::Default },
-        ],
-        holdout: 0.0,
-        metrics: vec!["purchase".into()],
-        coverage: 1.0,
-    };
-    engine.put_experiment(experiment, "test").expect("experiment");
+    engine.put_experiment(two_arms("exp-t", "feed", &["purchase"]), "test").expect("experiment");
     // A second engine on the same store, as a second server would be.
-    let other = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("second engine");
+    let other = setup.open();
     // A history before exposure (the CUPED covariate).
     let pre: Vec<IngestItem> = (0..60)
         .map(|p| {
@@ -180,7 +131,7 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
 
     // An erasure on the other engine (another server) reaches this one's answer.
     // (Opened now: without a cluster sync, an engine knows the people stored when it opened.)
-    let other = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("second engine");
+    let other = setup.open();
     other.erase_person("u-3", "test").expect("erase");
     let after_erasure = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_eq!(exposed(&after_erasure), 54);
@@ -202,10 +153,8 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
 
 #[test]
 fn the_review_log_reads_its_time_index_newest_first() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("engine");
+    let setup = Setup::embedded(T0);
+    let (engine, store, clock) = (&setup.engine, &setup.store, &setup.clock);
     engine.upsert_items(items()).expect("items");
     ingest(
         &engine,
@@ -225,7 +174,7 @@ fn the_review_log_reads_its_time_index_newest_first() {
     let since = engine.recent_decisions(Some("feed"), T0 + 20 * 60_000, 100).unwrap();
     assert_eq!(since.len(), 7, "minutes 20 to 29 but 21, 24 and 27");
     // A restart keeps it; a second engine on the store sees the same.
-    let other = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("second");
+    let other = setup.open();
     assert_eq!(other.recent_decisions(None, 0, 7).unwrap(), latest);
 
     // Erasure takes the person's entries out of the index too: nothing in the table names them.
@@ -259,4 +208,77 @@ fn the_review_log_reads_its_time_index_newest_first() {
     // 12 decisions left of which 4 (minutes 18, 21, 24, 27) are on the email slot; minute 16's and
     // 26's person, u-1, was erased: each has the all-slots entry and its slot's.
     assert_eq!(index_entries, 2 * kept.len(), "{kept:?}");
+}
+
+/// Two engines on one store (two servers on one database) erase exposed people at the same
+/// time: every erasure is counted against its arm, none lost to the other's write (the counts
+/// are the store's atomic counters), and an engine opened afterwards reads the same counts.
+fn erasures_counted_at_once_lose_nothing(setup: Setup) {
+    const PEOPLE: usize = 40;
+    let engine = &setup.engine;
+    engine.upsert_items(items()).expect("items");
+    engine.put_experiment(two_arms("exp-c", "feed", &[]), "test").expect("experiment");
+    let person = |p: usize| format!("c-{p}");
+    ingest(
+        engine,
+        (0..PEOPLE).map(|p| event(format!("v-{p}"), "view", &person(p), "i-0", T0 - HOUR, json!({}))).collect(),
+    );
+    let mut exposed: std::collections::BTreeMap<String, u64> = Default::default();
+    for p in 0..PEOPLE {
+        let decision = support::decide(engine, &person(p), "feed", 2);
+        *exposed.entry(decision.experiments[0].1.clone()).or_default() += 1;
+    }
+    engine.flush_decisions().expect("flush");
+    assert_eq!(exposed.len(), 2, "both arms exposed: {exposed:?}");
+    let other = setup.open();
+    std::thread::scope(|scope| {
+        for (k, server) in [engine, &other].into_iter().enumerate() {
+            scope.spawn(move || {
+                for p in (k..PEOPLE).step_by(2) {
+                    server.erase_person(&person(p), "test").expect("erase");
+                }
+            });
+        }
+    });
+    let counted = |engine: &Engine| -> std::collections::BTreeMap<String, u64> {
+        let results = engine.experiment_results("exp-c", WINDOW_MS).expect("results");
+        assert_eq!(results.exposed.iter().map(|(_, n)| n).sum::<u64>(), 0, "nobody exposed is left");
+        let erasures = results.metric("erasures").expect("the erasures guardrail");
+        erasures.arms.iter().map(|arm| (arm.arm.clone(), arm.stats.n)).collect()
+    };
+    assert_eq!(counted(engine), exposed);
+    assert_eq!(counted(&other), exposed);
+    assert_eq!(counted(&setup.open()), exposed);
+}
+
+#[test]
+fn erasures_counted_at_once_by_two_engines_lose_nothing() {
+    erasures_counted_at_once_lose_nothing(Setup::embedded(T0));
+}
+
+#[test]
+fn erasures_counted_at_once_by_two_engines_lose_nothing_on_postgres() {
+    if let Some(setup) = Setup::postgres(T0) {
+        erasures_counted_at_once_lose_nothing(setup);
+    }
+}
+
+/// A data directory written before the erasure counts were atomic counters kept them as JSON
+/// records (`erased\0<experiment>\0<arm>`): they still count, and new erasures add to them.
+#[test]
+fn erasure_counts_of_an_older_build_still_count() {
+    let setup = Setup::embedded(T0);
+    let engine = &setup.engine;
+    engine.upsert_items(items()).expect("items");
+    engine.put_experiment(two_arms("exp-old", "feed", &[]), "test").expect("experiment");
+    setup.store.put(Table::Experiments, "erased\0exp-old\0control", b"3").expect("an old count");
+    ingest(engine, vec![event("v-x", "view", "x-1", "i-0", T0 - HOUR, json!({}))]);
+    let arm = support::decide(engine, "x-1", "feed", 2).experiments[0].1.clone();
+    engine.flush_decisions().expect("flush");
+    engine.erase_person("x-1", "test").expect("erase");
+    let results = engine.experiment_results("exp-old", WINDOW_MS).expect("results");
+    let erasures = results.metric("erasures").expect("the erasures guardrail");
+    let n = |name: &str| erasures.arms.iter().find(|a| a.arm == name).map_or(0, |a| a.stats.n);
+    let erased_in = |name: &str| u64::from(arm == name);
+    assert_eq!((n("control"), n("personalized")), (3 + erased_in("control"), erased_in("personalized")));
 }

@@ -5,20 +5,15 @@
 //! Attune's results are written there as JSON for `scripts/ci-gbstats.sh`, which checks them
 //! against GrowthBook's `gbstats` 0.8.0.
 
-use std::sync::Arc;
+mod support;
 
-use attune_core::{Item, validate::RawEvent};
 use attune_engine::{
-    Engine, EngineConfig, IngestItem, ManualClock,
     decide::{DecideRequest, PlacementRequest},
-    experiments::{Arm, Experiment, ExperimentResults, Policy, WINDOW_MS},
+    experiments::{ExperimentResults, WINDOW_MS},
 };
-use attune_store::{EmbeddedStore, Store};
 use serde_json::{Value, json};
+use support::{DAY, HOUR, Setup, T0, event, ingest, two_arms};
 
-const T0: i64 = 1_795_852_800_000;
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
 const PEOPLE: usize = 1200;
 
 /// A small deterministic generator (xorshift64*).
@@ -30,43 +25,6 @@ impl Rng {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
-}
-
-fn event(id: String, kind: &str, user: &str, item: &str, ts: i64, properties: Value) -> IngestItem {
-    IngestItem::Raw(RawEvent {
-        id: Some(id),
-        kind: Some(kind.into()),
-        user: Some(user.into()),
-        item: Some(item.into()),
-        ts: Some(rfc3339(ts)),
-        properties: properties.as_object().cloned().unwrap_or_default(),
-        ..RawEvent::default()
-    })
-}
-
-fn experiment(id: &str, slot: &str) -> Experiment {
-    Experiment {
-        id: id.into(),
-        slot: slot.into(),
-        arms: vec![
-            Arm { name: "control".into(), weight: 0.5, policy: Policy::Popular },
-            Arm { name: "personalized".into(), weight: 0.5, policy: Policy::Default },
-        ],
-        holdout: 0.0,
-        metrics: vec![],
-        coverage: 1.0,
-    }
-}
-
-fn ingest(engine: &Engine, events: Vec<IngestItem>) {
-    for chunk in events.chunks(500) {
-        let report = engine.ingest(chunk.to_vec()).expect("ingest");
-        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     }
 }
 
@@ -94,20 +52,15 @@ fn dump(id: &str, metric: &str, results: &ExperimentResults) -> Value {
 
 #[test]
 fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let clock = Arc::new(ManualClock::new(T0 - 3 * DAY));
-    let engine = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("engine");
-    let items: Vec<Item> = (0..40)
-        .map(|i| Item {
-            id: format!("i-{i}"),
-            kind: if i % 4 == 0 { "product".into() } else { "article".into() },
-            title: format!("Item {i}"),
-            tags: vec![["sleep", "focus", "tea", "nature"][i % 4].into()],
-            attributes: serde_json::Map::new(),
-            available: true,
-            published_at: None,
-            variants: serde_json::Map::new(),
+    let setup = Setup::embedded(T0 - 3 * DAY);
+    let (engine, clock) = (&setup.engine, &setup.clock);
+    let items = (0..40)
+        .map(|i| {
+            support::item(
+                format!("i-{i}"),
+                if i % 4 == 0 { "product" } else { "article" },
+                ["sleep", "focus", "tea", "nature"][i % 4],
+            )
         })
         .collect();
     engine.upsert_items(items).expect("items");
@@ -117,7 +70,7 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
         ("exp-cuped", "read", "dwell_seconds"),
     ];
     for (id, slot, _) in cases {
-        engine.put_experiment(experiment(id, slot), "test").expect("experiment");
+        engine.put_experiment(two_arms(id, slot, &[]), "test").expect("experiment");
     }
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     // Before exposure: every reader of the CUPED case has a level that shows in their reading
@@ -213,9 +166,9 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
     assert!(adjusted.ci.1 - adjusted.ci.0 < 0.8 * (plain.ci.1 - plain.ci.0), "CUPED narrows: {plain:?} {adjusted:?}");
 
     // A restart loses nothing, and a second engine on the same store (a second server) agrees.
-    drop(engine);
-    let reopened = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("reopen");
-    let other = Engine::open(Arc::clone(&store), clock.clone(), EngineConfig::default()).expect("second");
+    let setup = setup.restart();
+    let reopened = &setup.engine;
+    let other = setup.open();
     for (c, (id, _, _)) in cases.iter().enumerate() {
         assert_eq!(reopened.experiment_results(id, WINDOW_MS).unwrap(), results[c]);
         assert_eq!(other.experiment_results(id, WINDOW_MS).unwrap(), results[c]);
@@ -232,21 +185,11 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
 /// assigned by the known id.
 #[test]
 fn erasure_removes_exposures_and_merged_people_keep_the_known_arm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Engine::open(Arc::clone(&store), clock, EngineConfig::default()).expect("engine");
-    engine.put_experiment(experiment("exp-e", "feed"), "test").expect("experiment");
-    let decide = |subject: &str| {
-        engine
-            .decide(&DecideRequest {
-                subject: Some(subject.into()),
-                placements: vec![PlacementRequest { slot: "feed".into(), count: 2 }],
-                ..DecideRequest::default()
-            })
-            .expect("decide")
-    };
-    ingest(&engine, vec![event("k-1".into(), "survey", "known-1", "i-0", T0 - HOUR, json!({"score": 7}))]);
+    let setup = Setup::embedded(T0);
+    let (engine, store) = (&setup.engine, &setup.store);
+    engine.put_experiment(two_arms("exp-e", "feed", &[]), "test").expect("experiment");
+    let decide = |subject: &str| support::decide(engine, subject, "feed", 2);
+    ingest(engine, vec![event("k-1", "survey", "known-1", "i-0", T0 - HOUR, json!({"score": 7}))]);
     let known_arm = decide("known-1").experiments[0].1.clone();
     engine.identify("anon-1", "known-1", "test").expect("identify");
     for _ in 0..3 {

@@ -408,7 +408,11 @@ fn the_document_states_the_limits_the_server_checks() {
     assert_eq!((placements["minItems"].as_u64(), placements["maxItems"].as_u64()), (Some(1), Some(10)));
     for (name, field) in [("PlacementIn", "count"), ("DigestIn", "count"), ("SlotIn", "max_items")] {
         let property = &schema(name)["properties"][field];
-        assert_eq!((property["minimum"].as_u64(), property["maximum"].as_u64()), (Some(1), Some(100)), "{name}.{field}");
+        assert_eq!(
+            (property["minimum"].as_u64(), property["maximum"].as_u64()),
+            (Some(1), Some(100)),
+            "{name}.{field}"
+        );
     }
     assert_eq!(schema("EventsIn")["properties"]["events"]["maxItems"].as_u64(), Some(1000));
     // A query parameter is absent or has a value, never `null`.
