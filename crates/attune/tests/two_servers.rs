@@ -24,10 +24,6 @@ struct Server {
     address: String,
 }
 
-fn start(store_url: &str) -> Server {
-    start_training_every(store_url, "2")
-}
-
 fn start_training_every(store_url: &str, train_every: &str) -> Server {
     let mut command = support::attune(&[
         "serve",
@@ -145,15 +141,22 @@ fn postgres_url() -> Option<String> {
     url
 }
 
+/// A fresh database of `ATTUNE_TEST_POSTGRES` (dropped last), two servers on it that train
+/// every `train_every` seconds, and a runtime for the HTTP calls; `None` when the test is skipped.
+fn two_servers(train_every: &str) -> Option<(Database, Server, Server, tokio::runtime::Runtime)> {
+    let url = postgres_url()?;
+    let database = Database::create(&url);
+    let a = start_training_every(&database.url, train_every);
+    let b = start_training_every(&database.url, train_every);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    Some((database, a, b, runtime))
+}
+
 #[test]
 fn two_servers_share_one_database() {
     // The PostgreSQL client used to create the database and read pg_locks runs its own runtime, so
     // the HTTP parts run in `block_on` sections around it.
-    let Some(url) = postgres_url() else { return };
-    let database = Database::create(&url);
-    let a = start(&database.url);
-    let b = start(&database.url);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let Some((database, a, b, runtime)) = two_servers("2") else { return };
     runtime.block_on(async {
         // A catalog of 12 items in two taste groups, and people who each view one group.
         let items: Vec<Value> = (0..12)
@@ -351,11 +354,7 @@ fn two_servers_share_one_database() {
 /// publishes, never with models of its own — afterwards both use one version, trained once.
 #[test]
 fn a_training_request_reaches_the_trainer() {
-    let Some(url) = postgres_url() else { return };
-    let database = Database::create(&url);
-    let a = start_training_every(&database.url, "3600");
-    let b = start_training_every(&database.url, "3600");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let Some((_database, a, b, runtime)) = two_servers("3600") else { return };
     runtime.block_on(async {
         let items: Vec<Value> =
             (0..6).map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}")})).collect();
@@ -390,11 +389,7 @@ fn a_training_request_reaches_the_trainer() {
 /// counts once; a restarted server continues from the stored state.
 #[test]
 fn a_variant_choice_is_shared_and_survives_a_restart() {
-    let Some(url) = postgres_url() else { return };
-    let database = Database::create(&url);
-    let a = start_training_every(&database.url, "3600");
-    let b = start_training_every(&database.url, "3600");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let Some((database, a, b, runtime)) = two_servers("3600") else { return };
     let variants = |server: &Server| {
         let url = format!("{}/v1/slots/hero/variants", server.address);
         async move {
@@ -513,11 +508,7 @@ fn variant_figures(figures: &Value, variant: &str) -> (u64, u64) {
 /// this is the check that neither answers from what it saw itself.
 #[test]
 fn two_servers_report_identical_experiment_results() {
-    let Some(url) = postgres_url() else { return };
-    let database = Database::create(&url);
-    let a = start_training_every(&database.url, "3600");
-    let b = start_training_every(&database.url, "3600");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let Some((_database, a, b, runtime)) = two_servers("3600") else { return };
     runtime.block_on(async {
         let items: Vec<Value> = (0..12)
             .map(|i| json!({"id": format!("i-{i}"), "kind": "article", "title": format!("Item {i}"), "tags": ["calm"]}))
