@@ -35,9 +35,10 @@ def _token(user: str) -> str:
     return f"{expires}.{tag}"
 
 
-def _subject(body: dict) -> None:
-    # Both subjects at once is refused (`invalid_subject`): keep one in two of three cases.
-    if isinstance(body.get("anonymous_id"), str) and isinstance(body.get("user"), str) and _choose(body):
+def _subject(body: dict, both: bool) -> None:
+    # Both subjects at once is refused (`invalid_subject`) but where both are the point
+    # (`identify`): keep one in two of three cases.
+    if not both and isinstance(body.get("anonymous_id"), str) and isinstance(body.get("user"), str) and _choose(body):
         del body["user" if _choose(body["user"]) else "anonymous_id"]
     anonymous = body.get("anonymous_id")
     if isinstance(anonymous, str) and _choose(anonymous):
@@ -51,11 +52,11 @@ def _subject(body: dict) -> None:
 def map_case(context, case):
     body = case.body
     if isinstance(body, dict):
-        _subject(body)
+        _subject(body, case.path == "/v1/identify")
         events = body.get("events")
         for event in events if isinstance(events, list) else []:
             if isinstance(event, dict):
-                _subject(event)
+                _subject(event, False)
     if case.path.endswith("/consent"):
         user = case.path_parameters.get("id") if case.path_parameters else None
         if isinstance(user, str) and _choose(user):
