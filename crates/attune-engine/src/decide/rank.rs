@@ -220,10 +220,12 @@ pub(crate) fn rank(
         general
     };
     if kind != Personal::None {
-        s.personal_candidates.reset(pool);
-        for i in 0..n {
-            if s.allowed[i] && (kind == Personal::Ranker || s.personal[i] > 0.0) {
-                s.personal_candidates.offer(i as u32, s.personal[i]);
+        let Scratch { personal, allowed, personal_candidates, .. } = &mut *s;
+        personal_candidates.reset(pool);
+        let any_score = kind == Personal::Ranker;
+        for (i, (&score, &allowed)) in personal[..n].iter().zip(&allowed[..n]).enumerate() {
+            if allowed && (any_score || score > 0.0) {
+                personal_candidates.offer(i as u32, score);
             }
         }
     }
