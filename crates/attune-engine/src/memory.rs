@@ -40,7 +40,8 @@ pub fn estimate(people: &People, catalog: &Catalog, models: &Models) -> MemoryEs
     let models = models.current();
     estimate.models = models.ranker.as_ref().map_or(0, |ranker| ranker.model_bytes())
         + (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity()) * size_of::<f32>()
-        + models.content.as_ref().map_or(0, |content| content.approx_bytes());
+        + models.content.as_ref().map_or(0, |content| content.approx_bytes())
+        + models.general.approx_bytes();
     estimate
 }
 
