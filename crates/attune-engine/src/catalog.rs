@@ -49,7 +49,7 @@ impl Catalog {
     pub fn upsert_items(&self, items: Vec<Item>) -> Result<usize> {
         let entries: Vec<(String, Vec<u8>)> = items.iter().map(|item| (item.id.clone(), to_json(item))).collect();
         self.store.put_many(Table::Items, &entries)?;
-        let mut index = self.index.write();
+        let mut index = self.write();
         let n = items.len();
         for item in items {
             index.upsert(item);
@@ -59,7 +59,7 @@ impl Catalog {
 
     /// Applies items another server stored; returns how many changed here.
     pub(crate) fn apply_stored_items(&self, items: Vec<Item>) -> usize {
-        let mut index = self.index.write();
+        let mut index = self.write();
         let mut n = 0;
         for item in items {
             let same = index.lookup(&item.id).and_then(|idx| index.item(idx)).is_some_and(|known| **known == item);
@@ -79,7 +79,7 @@ impl Catalog {
 
     /// Marks an item unavailable (it is never recommended again; history keeps it).
     pub fn withdraw_item(&self, id: &str) -> Result<()> {
-        let mut index = self.index.write();
+        let mut index = self.write();
         let item = index.withdraw(id).ok_or_else(|| UserError::not_found("item", id))?;
         self.store.put(Table::Items, id, &to_json(&*item))?;
         Ok(())
@@ -90,7 +90,7 @@ impl Catalog {
         if let Some(idx) = self.index.read().lookup(id) {
             return idx;
         }
-        self.index.write().intern_item(id)
+        self.write().intern_item(id)
     }
 
     /// Declares (or redeclares) an event type; returns whether its signal changed (the
@@ -391,5 +391,47 @@ fn json_value_bytes(value: &serde_json::Value) -> usize {
         }
         serde_json::Value::Object(map) => json_map_bytes(map),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+
+    fn item(id: &str) -> Item {
+        Item {
+            id: id.into(),
+            kind: "article".into(),
+            title: id.into(),
+            tags: vec!["calm".into()],
+            attributes: Default::default(),
+            available: true,
+            published_at: None,
+            variants: Default::default(),
+        }
+    }
+
+    /// Every change of the item index moves it to a new generation: decide caches the general
+    /// ranking per generation, and an order of another catalog size must never be reused (two
+    /// servers' test: an item another server added was decided from a stale order, a panic).
+    #[test]
+    fn every_change_of_the_index_moves_its_generation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(attune_store::EmbeddedStore::open(dir.path()).expect("store"));
+        let catalog = Catalog::open(store).expect("catalog");
+        let mut seen = vec![catalog.read().generation()];
+        let mut moved = |catalog: &Catalog, what: &str| {
+            let now = catalog.read().generation();
+            assert!(!seen.contains(&now), "{what} left the generation at {now}");
+            seen.push(now);
+        };
+        catalog.upsert_items(vec![item("i-1")]).expect("upsert");
+        moved(&catalog, "upsert_items");
+        assert_eq!(catalog.apply_stored_items(vec![item("i-2")]), 1);
+        moved(&catalog, "apply_stored_items");
+        catalog.withdraw_item("i-1").expect("withdraw");
+        moved(&catalog, "withdraw_item");
+        catalog.intern_item("i-3");
+        moved(&catalog, "intern_item");
     }
 }
