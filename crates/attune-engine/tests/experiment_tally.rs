@@ -59,27 +59,27 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
     // A history before exposure (the CUPED covariate).
     let pre: Vec<IngestItem> = (0..60)
         .map(|p| {
-            event(&format!("pre-{p}"), "dwell", &format!("u-{p}"), "i-1", T0 - DAY, json!({"dwell_ms": 1000 * (p + 5)}))
+            event(format!("pre-{p}"), "dwell", &format!("u-{p}"), "i-1", T0 - DAY, json!({"dwell_ms": 1000 * (p + 5)}))
         })
         .collect();
-    ingest(&engine, pre);
+    ingest(engine, pre);
     clock.set(T0);
     for p in 0..40 {
-        decide(&engine, &format!("u-{p}"), "feed");
+        decide(engine, &format!("u-{p}"), "feed");
     }
     let first = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_eq!(exposed(&first), 40);
-    assert_eq!(first, fresh(&store, &clock));
+    assert_eq!(first, fresh(store, clock));
 
     // Outcomes, some appended by the other engine, one late (a purchase five days after).
     clock.set(T0 + 6 * DAY);
     let post: Vec<IngestItem> = (0..40)
         .flat_map(|p| {
             let user = format!("u-{p}");
-            let mut events = vec![event(&format!("click-{p}"), "click", &user, "i-2", T0 + HOUR, json!({}))];
+            let mut events = vec![event(format!("click-{p}"), "click", &user, "i-2", T0 + HOUR, json!({}))];
             if p % 3 == 0 {
                 events.push(event(
-                    &format!("buy-{p}"),
+                    format!("buy-{p}"),
                     "purchase",
                     &user,
                     "i-3",
@@ -89,7 +89,7 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
             }
             if p % 4 == 0 {
                 events.push(event(
-                    &format!("survey-{p}"),
+                    format!("survey-{p}"),
                     "survey",
                     &user,
                     "i-3",
@@ -101,32 +101,32 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
         })
         .collect();
     let (mine, theirs) = post.split_at(50);
-    ingest(&engine, mine.to_vec());
+    ingest(engine, mine.to_vec());
     ingest(&other, theirs.to_vec());
     let second = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_ne!(second, first, "the outcomes count");
-    assert_eq!(second, fresh(&store, &clock));
+    assert_eq!(second, fresh(store, clock));
 
     // New exposures of people with a history (read from the store for them alone).
     for p in 40..55 {
-        decide(&engine, &format!("u-{p}"), "feed");
+        decide(engine, &format!("u-{p}"), "feed");
     }
     ingest(
-        &engine,
+        engine,
         (40..55)
-            .map(|p| event(&format!("late-{p}"), "click", &format!("u-{p}"), "i-4", T0 + 6 * DAY, json!({})))
+            .map(|p| event(format!("late-{p}"), "click", &format!("u-{p}"), "i-4", T0 + 6 * DAY, json!({})))
             .collect(),
     );
     let third = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_eq!(exposed(&third), 55);
-    assert_eq!(third, fresh(&store, &clock));
+    assert_eq!(third, fresh(store, clock));
 
     // An anonymous visitor's clicks, merged into an exposed person afterwards, count for them.
-    ingest(&engine, vec![anonymous_event("anon-click", "anon-9", T0 + 3 * DAY)]);
+    ingest(engine, vec![anonymous_event("anon-click", "anon-9", T0 + 3 * DAY)]);
     let before_merge = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     engine.identify("anon-9", "u-50", "test").expect("identify");
     let merged = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
-    assert_eq!(merged, fresh(&store, &clock));
+    assert_eq!(merged, fresh(store, clock));
     assert_eq!(before_merge, third, "before the merge the anonymous click is nobody's");
 
     // An erasure on the other engine (another server) reaches this one's answer.
@@ -135,13 +135,13 @@ fn results_kept_up_to_date_equal_a_fresh_computation() {
     other.erase_person("u-3", "test").expect("erase");
     let after_erasure = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_eq!(exposed(&after_erasure), 54);
-    assert_eq!(after_erasure, fresh(&store, &clock));
+    assert_eq!(after_erasure, fresh(store, clock));
 
     // A forgotten item takes its events out of the metrics.
     engine.forget_item("u-6", "i-3", "test").expect("forget");
     let after_forget = engine.experiment_results("exp-t", WINDOW_MS).unwrap();
     assert_ne!(after_forget, after_erasure, "u-6's purchase is gone");
-    assert_eq!(after_forget, fresh(&store, &clock));
+    assert_eq!(after_forget, fresh(store, clock));
 
     // The lift chart's last point agrees with the results' exposures.
     let timeline = engine.experiment_timeline("exp-t", WINDOW_MS, 10).unwrap();
@@ -157,12 +157,12 @@ fn the_review_log_reads_its_time_index_newest_first() {
     let (engine, store, clock) = (&setup.engine, &setup.store, &setup.clock);
     engine.upsert_items(items()).expect("items");
     ingest(
-        &engine,
-        (0..5).map(|p| event(&format!("v-{p}"), "view", &format!("u-{p}"), "i-0", T0 - HOUR, json!({}))).collect(),
+        engine,
+        (0..5).map(|p| event(format!("v-{p}"), "view", &format!("u-{p}"), "i-0", T0 - HOUR, json!({}))).collect(),
     );
     for minute in 0..30 {
         clock.set(T0 + minute * 60_000);
-        decide(&engine, &format!("u-{}", minute % 5), if minute % 3 == 0 { "email" } else { "feed" });
+        decide(engine, &format!("u-{}", minute % 5), if minute % 3 == 0 { "email" } else { "feed" });
     }
     let latest = engine.recent_decisions(None, 0, 7).unwrap();
     assert_eq!(latest.len(), 7);

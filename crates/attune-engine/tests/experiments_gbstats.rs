@@ -91,7 +91,7 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
         }
     }
     clock.set(T0 - DAY);
-    ingest(&engine, pre);
+    ingest(engine, pre);
     // Exposure: one decision per person on the experiment's slot (a second one later must not
     // count twice).
     clock.set(T0);
@@ -146,7 +146,7 @@ fn experiments_from_decisions_and_events_are_stable_and_dumped_for_gbstats() {
             json!({"dwell_ms": dwell}),
         ));
     }
-    ingest(&engine, post);
+    ingest(engine, post);
     let results: Vec<ExperimentResults> =
         cases.iter().map(|(id, _, _)| engine.experiment_results(id, WINDOW_MS).expect("results")).collect();
     for (c, r) in results.iter().enumerate() {
