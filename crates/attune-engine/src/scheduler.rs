@@ -77,6 +77,10 @@ pub struct SchedulerConfig {
     pub purge_every: Option<Duration>,
     /// How often the model thread polls ([`MODEL_POLL_EVERY`]).
     pub model_poll: Duration,
+    /// Called on the model thread after every training attempt, once the training's working
+    /// memory is dropped: `attune serve` asks its allocator to return that memory to the
+    /// operating system here (the engine knows no allocator).
+    pub after_training: Option<fn()>,
 }
 
 impl SchedulerConfig {
@@ -92,6 +96,7 @@ impl SchedulerConfig {
             retention_every: Some(RETENTION_SWEEP_EVERY),
             purge_every: Some(PURGE_CHECK_EVERY),
             model_poll: MODEL_POLL_EVERY.min(train_every),
+            after_training: None,
         }
     }
 
@@ -107,6 +112,7 @@ impl SchedulerConfig {
             retention_every: None,
             purge_every: None,
             model_poll: MODEL_POLL_EVERY,
+            after_training: None,
         }
     }
 }
@@ -489,6 +495,9 @@ impl ModelThread {
         self.became_trainer = false;
         self.attempted_ms = engine.now_ms();
         let trained = engine.train();
+        if let Some(after_training) = shared.config.after_training {
+            after_training();
+        }
         let outcome = match trained {
             Ok(snapshot) if !cluster => Ok(snapshot.version),
             Ok(snapshot) => match self.lock.as_mut().map(|lock| lock.is_held()) {
