@@ -629,6 +629,26 @@ mod tests {
     }
 
     #[test]
+    fn the_after_training_hook_runs_after_each_training_before_its_job_is_answered() {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _clock) = engine(dir.path());
+        views(&engine, "u-1", &["a", "b", "c"]);
+        let config = SchedulerConfig { after_training: Some(count), ..SchedulerConfig::on_demand() };
+        let scheduler = Scheduler::start(Arc::clone(&engine), config);
+        for round in 1..=2 {
+            let job = scheduler.queue_training("key_test").unwrap();
+            let done = scheduler.wait_for(&job.id, WITHIN).unwrap();
+            assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+            assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), round);
+        }
+        scheduler.shutdown();
+    }
+
+    #[test]
     fn a_failed_training_keeps_the_previous_models() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, _clock) = engine(dir.path());

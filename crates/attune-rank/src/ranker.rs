@@ -1100,6 +1100,55 @@ mod tests {
     }
 
     #[test]
+    fn neighbour_lists_stay_within_the_budget() {
+        // The default budget does not bind on the public datasets' catalogs (ml-latest-small:
+        // 9,724 items): the grids searched there are the checked-in ones.
+        for n_items in [1_682, 9_724] {
+            for search in [Search::Full, Search::Light] {
+                let options = RankerOptions::default();
+                assert_eq!(candidates(n_items, &options, search), uncapped_candidates(n_items, &options, search));
+            }
+        }
+        // At 100,000 items every item-to-item part keeps at most 100 neighbours per item, and a
+        // grid whose points the cap makes equal keeps one of them.
+        let capped = candidates(100_000, &RankerOptions::default(), Search::Full);
+        for spec in capped.iter().flatten() {
+            let neighbors = match spec {
+                PartSpec::ItemKnn(p) => p.neighbors,
+                PartSpec::Rp3beta(p) => p.neighbors,
+                PartSpec::Transitions(p) => p.neighbors,
+                _ => continue,
+            };
+            assert!(neighbors <= 100, "{spec:?}");
+        }
+        let knn_grid = capped.iter().find(|g| matches!(g[0], PartSpec::ItemKnn(_))).unwrap();
+        assert_eq!(knn_grid.len(), 2, "K=400 and K=100 with two shrinks are two points under the cap: {knn_grid:?}");
+
+        // A trained ranker holds what the budget allows: 3 neighbours per item over 20 items.
+        let x = clustered();
+        let options = RankerOptions { max_neighbors: 60, ..RankerOptions::default() };
+        let r = Ranker::train(&x, &options, &mut |_| {});
+        let mut item_to_item = 0;
+        for part in r.parts() {
+            let index_bytes = (x.n_items() + 1) * std::mem::size_of::<usize>();
+            match (&part.spec, &part.model) {
+                (PartSpec::ItemKnn(p), Model::ItemKnn(m)) => {
+                    assert_eq!(p.neighbors, 3);
+                    assert!((0..20).all(|i| m.neighbors(i).len() <= 3));
+                }
+                (PartSpec::Rp3beta(p), _) => assert_eq!(p.neighbors, 3),
+                (PartSpec::Transitions(p), _) => assert_eq!(p.neighbors, 3),
+                _ => continue,
+            }
+            item_to_item += 1;
+            assert!(part.model.approx_bytes() <= index_bytes + 60 * 8, "{:?}", part.spec);
+        }
+        assert_eq!(item_to_item, 3, "{:?}", r.report().parts);
+        let described: Vec<&str> = r.report().parts.iter().map(|p| p.params.as_str()).collect();
+        assert!(described.iter().any(|d| d.contains("K=3")), "{described:?}");
+    }
+
+    #[test]
     fn trains_validates_and_stays_in_the_cluster() {
         let x = clustered();
         let mut lines = Vec::new();
