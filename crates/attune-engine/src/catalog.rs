@@ -37,9 +37,12 @@ impl Catalog {
         self.index.read()
     }
 
-    /// Changes the item index (interning, items another server stored).
+    /// Changes the item index (interning, items another server stored). Every write moves the
+    /// index to a new [`ItemIndex::generation`].
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ItemIndex> {
-        self.index.write()
+        let mut index = self.index.write();
+        index.generation += 1;
+        index
     }
 
     /// Adds or replaces items, durably. Returns how many.
@@ -195,6 +198,9 @@ pub struct ItemIndex {
     tag_flat: Vec<TagIdx>,
     tags: Vec<Arc<str>>,
     tag_by_name: FxHashMap<Arc<str>, TagIdx>,
+    /// Moves on with every write through [`Catalog::write`]: what was computed from one
+    /// generation (the general ranking's order) holds until the next.
+    generation: u64,
 }
 
 impl ItemIndex {
@@ -312,6 +318,11 @@ impl ItemIndex {
             (Some(&start), Some(&end)) => &self.tag_flat[start as usize..end as usize],
             _ => &[],
         }
+    }
+
+    /// The index's generation: it moves on with every change (see [`Catalog::write`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Number of distinct tags.

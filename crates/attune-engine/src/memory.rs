@@ -22,8 +22,9 @@ pub struct MemoryEstimate {
     /// The served models: the ranker's models, popularity, trending and content vectors.
     pub models: usize,
     /// `models` by model: the ranker's parts by name (`item_knn`, `rp3beta`, `ials`, ...), its
-    /// `context` effects and `fixed_scores`, then `general` (the general ranking's popularity and
-    /// trending and the hour prior, outside the ranker) and `content`. Adds up to `models`.
+    /// `context` effects and `fixed_scores`, then `general_scores` (the general ranking's
+    /// popularity and trending and the hour prior, outside the ranker), `general_cache` (its
+    /// orders cached per moment) and `content`. Adds up to `models`.
     pub model_parts: Vec<(&'static str, usize)>,
 }
 
@@ -44,9 +45,10 @@ pub fn estimate(people: &People, catalog: &Catalog, models: &Models) -> MemoryEs
     let models = models.current();
     let mut parts = models.ranker.as_ref().map_or(Vec::new(), |ranker| ranker.model_bytes_by_part());
     parts.push((
-        "general",
+        "general_scores",
         (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity()) * size_of::<f32>(),
     ));
+    parts.push(("general_cache", models.general.approx_bytes()));
     parts.push(("content", models.content.as_ref().map_or(0, |content| content.approx_bytes())));
     estimate.models = parts.iter().map(|(_, bytes)| bytes).sum();
     estimate.model_parts = parts;

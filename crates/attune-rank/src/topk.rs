@@ -47,12 +47,21 @@ pub fn top_k_into(scores: &[f32], exclude: &[u32], k: usize, out: &mut Vec<(u32,
 /// partitioning them on the decide path (`attune bench decide`).
 ///
 /// Selects exactly what [`top_k_into`] (and a full sort) selects, ties included.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct TopK {
     k: usize,
     kept: Vec<(u32, f32)>,
     /// The k-th best so far, once the buffer has been cut back: an offer must be better.
     threshold: Option<(u32, f32)>,
+    /// The threshold's score (`-inf` before the first cut): an offer scored below it is out
+    /// after one comparison.
+    floor: f32,
+}
+
+impl Default for TopK {
+    fn default() -> Self {
+        TopK { k: 0, kept: Vec::new(), threshold: None, floor: f32::NEG_INFINITY }
+    }
 }
 
 impl TopK {
@@ -69,20 +78,30 @@ impl TopK {
         self.kept.clear();
         self.kept.reserve(2 * k);
         self.threshold = None;
+        self.floor = f32::NEG_INFINITY;
     }
 
     /// Offers an item; it is kept while it is among the `k` best offered so far.
-    #[inline]
+    #[inline(always)]
     pub fn offer(&mut self, item: u32, score: f32) {
+        // Most offers of a long run score below the threshold: out without the full comparison
+        // (a NaN takes the full one, which orders it lowest).
+        if score < self.floor {
+            return;
+        }
+        self.offer_near(item, score);
+    }
+
+    /// An offer at or above the floor.
+    #[inline(never)]
+    fn offer_near(&mut self, item: u32, score: f32) {
         if self.k == 0 {
             return;
         }
-        if let Some(threshold) = self.threshold {
-            // A score below the threshold is out without the full comparison (a NaN takes the
-            // full one, which orders it lowest).
-            if score < threshold.1 || by_score_desc(&(item, score), &threshold) != Ordering::Less {
-                return;
-            }
+        if let Some(threshold) = self.threshold
+            && by_score_desc(&(item, score), &threshold) != Ordering::Less
+        {
+            return;
         }
         self.kept.push((item, score));
         if self.kept.len() >= 2 * self.k {
@@ -96,6 +115,7 @@ impl TopK {
         self.kept.select_nth_unstable_by(k - 1, by_score_desc);
         self.kept.truncate(k);
         self.threshold = Some(self.kept[k - 1]);
+        self.floor = self.kept[k - 1].1;
     }
 
     /// The number offered and still in the running (at most `2k`).
@@ -117,6 +137,7 @@ impl TopK {
         let items = self.kept.iter().map(|&(item, _)| item).collect();
         self.kept.clear();
         self.threshold = None;
+        self.floor = f32::NEG_INFINITY;
         items
     }
 }

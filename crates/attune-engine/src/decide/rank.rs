@@ -4,6 +4,11 @@
 use attune_core::{ItemIdx, JourneyStage, TagIdx};
 
 use super::{Inputs, Moment, POOL, PlacementRequest, Scratch, Source, Who};
+use crate::catalog::ItemTraits;
+use crate::models::{GENERAL_PERIOD_MS, GeneralKey, GeneralOrder};
+
+/// The time scale of a new item's recency prior in the general ranking (180 days).
+const RECENCY_SCALE_MS: f32 = 180.0 * 86_400_000.0;
 
 /// Where the personal ranking came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +154,10 @@ pub(crate) fn rank(
     // Most decisions have no tag to boost or leave out: then no item's tags are read.
     let any_roles = !(less_of.is_empty() && exclude.is_empty() && boost.is_empty());
     // The general ranking: trending and all-time popularity, new items, the moment, the journey
-    // stage — the non-personalized default, and the cold start.
-    let recency_scale = 180.0 * 86_400_000.0;
+    // stage — the non-personalized default, and the cold start. It is the same for everyone in
+    // a moment, so it is scored and sorted once per moment (cached in the model snapshot) and
+    // walked past what this person may not see; editors' tag roles change it per person, and
+    // then every item is scored here.
     // The learned context effects at the general ranking's weights, on the scale of the
     // popularity mix they were validated against (standardized popularity).
     let context_rows: Vec<(&[f32], f32)> = moment
@@ -160,35 +167,69 @@ pub(crate) fn rank(
         .into_iter()
         .map(|(row, weight)| (row, weight * models.general_scale))
         .collect();
+    let general_now = inputs.now_ms - inputs.now_ms.rem_euclid(GENERAL_PERIOD_MS);
     let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
-    s.personal_candidates.reset(pool);
-    s.general_candidates.reset(pool);
-    for i in 0..n {
-        let idx = ItemIdx(i as u32);
-        let traits = catalog.traits(idx);
-        let roles =
-            if any_roles { catalog.tags_of(idx).iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]) } else { 0 };
-        let allowed = s.allowed[i] && traits.available && roles & EXCLUDE == 0;
-        s.allowed[i] = allowed;
-        if !allowed {
-            continue;
+    let general = if any_roles {
+        s.general_candidates.reset(pool);
+        for i in 0..n {
+            let idx = ItemIdx(i as u32);
+            let traits = catalog.traits(idx);
+            let roles = catalog.tags_of(idx).iter().fold(0u8, |acc, t| acc | tag_roles[t.0 as usize]);
+            let allowed = s.allowed[i] && traits.available && roles & EXCLUDE == 0;
+            s.allowed[i] = allowed;
+            if !allowed {
+                continue;
+            }
+            let (score, lifted) = general_score(inputs, who.stage, &context_rows, general_now, i, traits);
+            s.general[i] = if roles & BOOST != 0 { 1.5 * score } else { score };
+            if kind == Personal::None && lifted {
+                s.source[i] = Source::Contextual;
+            }
+            s.general_candidates.offer(i as u32, s.general[i]);
         }
-        let pop = if i < models.popularity.len() { 0.6 * models.trending[i] + 0.4 * models.popularity[i] } else { 0.0 };
-        let recency_prior =
-            traits.published_ms.map_or(0.0, |p| 0.05 * (-((inputs.now_ms - p).max(0) as f32) / recency_scale).exp());
-        let ctx: f32 = context_rows.iter().map(|(row, weight)| row.get(i).map_or(0.0, |z| weight * z)).sum();
-        let boost = if roles & BOOST != 0 { 1.5 } else { 1.0 };
-        s.general[i] = (pop + recency_prior + ctx).max(0.0) * stage_factor(who.stage, traits) * boost;
-        if kind == Personal::None && lifted(ctx, pop + recency_prior) {
-            s.source[i] = Source::Contextual;
+        s.general_candidates.take_sorted()
+    } else {
+        let key = GeneralKey {
+            catalog_generation: catalog.generation(),
+            stage: who.stage,
+            features: moment.features.clone(),
+            period_ms: general_now,
+        };
+        let order = models.general.get_or_compute(key, || general_order(inputs, who.stage, &context_rows, general_now));
+        debug_assert_eq!(order.scores.len(), n, "an order of this catalog generation");
+        for (allowed, &available) in s.allowed.iter_mut().zip(&order.available) {
+            *allowed &= available;
         }
-        s.general_candidates.offer(i as u32, s.general[i]);
-        if kind != Personal::None && (kind == Personal::Ranker || s.personal[i] > 0.0) {
-            s.personal_candidates.offer(i as u32, s.personal[i]);
+        s.general[..order.scores.len()].copy_from_slice(&order.scores);
+        let mut general = Vec::with_capacity(pool);
+        for &i in &order.order {
+            if general.len() == pool {
+                break;
+            }
+            if s.allowed[i as usize] {
+                general.push(i);
+            }
+        }
+        if kind == Personal::None {
+            for &i in &general {
+                if order.lifted[i as usize] {
+                    s.source[i as usize] = Source::Contextual;
+                }
+            }
+        }
+        general
+    };
+    if kind != Personal::None {
+        let Scratch { personal, allowed, personal_candidates, .. } = &mut *s;
+        personal_candidates.reset(pool);
+        let any_score = kind == Personal::Ranker;
+        for (i, (&score, &allowed)) in personal[..n].iter().zip(&allowed[..n]).enumerate() {
+            if allowed && (any_score || score > 0.0) {
+                personal_candidates.offer(i as u32, score);
+            }
         }
     }
-    let mut personal = s.personal_candidates.take_sorted();
-    let general = s.general_candidates.take_sorted();
+    let mut personal = if kind == Personal::None { Vec::new() } else { s.personal_candidates.take_sorted() };
     // The personal scores on one 0–1 scale over the pool (the ranker's are standardized sums);
     // editors' boosts then count half as much again.
     if let (Some(&best), Some(&worst)) = (personal.first(), personal.last()) {
@@ -217,6 +258,51 @@ pub(crate) fn rank(
     Pools { personal, general, share, goals }
 }
 
+/// An item's general score (before editors' boosts) at `now_ms`, and whether the moment lifted
+/// it (see [`lifted`]).
+fn general_score(
+    inputs: &Inputs<'_>,
+    stage: JourneyStage,
+    context_rows: &[(&[f32], f32)],
+    now_ms: i64,
+    i: usize,
+    traits: ItemTraits,
+) -> (f32, bool) {
+    let models = inputs.models;
+    let pop = if i < models.popularity.len() { 0.6 * models.trending[i] + 0.4 * models.popularity[i] } else { 0.0 };
+    let recency_prior =
+        traits.published_ms.map_or(0.0, |p| 0.05 * (-((now_ms - p).max(0) as f32) / RECENCY_SCALE_MS).exp());
+    let ctx: f32 = context_rows.iter().map(|(row, weight)| row.get(i).map_or(0.0, |z| weight * z)).sum();
+    ((pop + recency_prior + ctx).max(0.0) * stage_factor(stage, traits), lifted(ctx, pop + recency_prior))
+}
+
+/// The general ranking of every item for a journey stage and a moment, sorted (what
+/// [`GeneralCache`](crate::models::GeneralCache) keeps).
+fn general_order(
+    inputs: &Inputs<'_>,
+    stage: JourneyStage,
+    context_rows: &[(&[f32], f32)],
+    now_ms: i64,
+) -> GeneralOrder {
+    let catalog = inputs.catalog;
+    let n = catalog.len();
+    let mut scores = vec![0.0; n];
+    let mut available = vec![false; n];
+    let mut lifted = vec![false; n];
+    let mut ranked: Vec<(u32, f32)> = Vec::with_capacity(n);
+    for i in 0..n {
+        let traits = catalog.traits(ItemIdx(i as u32));
+        if !traits.available {
+            continue;
+        }
+        let (score, lift) = general_score(inputs, stage, context_rows, now_ms, i, traits);
+        (scores[i], available[i], lifted[i]) = (score, true, lift);
+        ranked.push((i as u32, score));
+    }
+    ranked.sort_unstable_by(attune_rank::by_score_desc);
+    GeneralOrder { scores, available, lifted, order: ranked.into_iter().map(|(i, _)| i).collect() }
+}
+
 /// Whether the moment lifted an item of the general ranking enough for the item to be said to
 /// fit it (source `contextual`, a reason of kind `context`): its context term is positive and at
 /// least a quarter of the rest of its score.
@@ -225,8 +311,8 @@ pub(crate) fn lifted(context: f32, rest: f32) -> bool {
 }
 
 /// How much the journey stage favours an item in the general ranking.
-fn stage_factor(stage: JourneyStage, traits: crate::catalog::ItemTraits) -> f32 {
-    let crate::catalog::ItemTraits { purchasable, educational, beginner, .. } = traits;
+fn stage_factor(stage: JourneyStage, traits: ItemTraits) -> f32 {
+    let ItemTraits { purchasable, educational, beginner, .. } = traits;
     match stage {
         JourneyStage::New if beginner => 1.1,
         JourneyStage::Researching if educational => 1.2,

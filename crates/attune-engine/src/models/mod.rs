@@ -24,7 +24,10 @@ use crate::error::Result;
 use crate::people::People;
 use crate::records::{decode_event, from_json, to_json, try_events};
 
+mod general;
 mod publish;
+
+pub(crate) use general::{GENERAL_PERIOD_MS, GeneralCache, GeneralKey, GeneralOrder};
 
 /// Figures of one model at its last training.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +76,8 @@ pub struct ModelSnapshot {
     /// on which the learned context effects (validated against standardized popularity) enter
     /// the general ranking.
     pub general_scale: f32,
+    /// The general ranking's orders computed from this snapshot (see [`general`]).
+    pub(crate) general: GeneralCache,
 }
 
 impl ModelSnapshot {
@@ -92,6 +97,7 @@ impl ModelSnapshot {
             content: None,
             hour_prior: Vec::new(),
             general_scale: 0.0,
+            general: GeneralCache::default(),
         }
     }
 
@@ -466,6 +472,7 @@ impl Models {
             content,
             hour_prior,
             general_scale,
+            general: GeneralCache::default(),
         });
         *self.snapshot.write() = Arc::clone(&snapshot);
         if let Err(err) = self.clear_retrain_due(now_ms) {

@@ -210,6 +210,7 @@ impl Models {
             content,
             hour_prior: published.hour_prior,
             general_scale: published.general_scale,
+            general: super::GeneralCache::default(),
         };
         *self.snapshot.write() = Arc::new(snapshot);
         tracing::info!(
