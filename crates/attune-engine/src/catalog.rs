@@ -37,12 +37,9 @@ impl Catalog {
         self.index.read()
     }
 
-    /// Changes the item index (interning, items another server stored). Every write moves the
-    /// index to a new [`ItemIndex::generation`].
+    /// Changes the item index (interning, items another server stored).
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ItemIndex> {
-        let mut index = self.index.write();
-        index.generation += 1;
-        index
+        self.index.write()
     }
 
     /// Adds or replaces items, durably. Returns how many.
@@ -198,8 +195,8 @@ pub struct ItemIndex {
     tag_flat: Vec<TagIdx>,
     tags: Vec<Arc<str>>,
     tag_by_name: FxHashMap<Arc<str>, TagIdx>,
-    /// Moves on with every write through [`Catalog::write`]: what was computed from one
-    /// generation (the general ranking's order) holds until the next.
+    /// Moves on with every change of an item (a new one, an upsert, a withdrawal): what was
+    /// computed from one generation (the general ranking's order) holds until the next.
     generation: u64,
 }
 
@@ -209,6 +206,7 @@ impl ItemIndex {
         if let Some(&idx) = self.by_id.get(id) {
             return idx;
         }
+        self.generation += 1;
         let idx = ItemIdx(self.ids.len() as u32);
         let id: Arc<str> = Arc::from(id);
         self.ids.push(Arc::clone(&id));
@@ -237,6 +235,7 @@ impl ItemIndex {
 
     /// Adds or replaces an item.
     pub fn upsert(&mut self, item: Item) -> ItemIdx {
+        self.generation += 1;
         let idx = self.intern_item(&item.id);
         let tags = item.tags.iter().map(|tag| self.intern_tag(tag)).collect();
         let last = idx.0 as usize + 1 == self.item_tags.len();
@@ -260,6 +259,7 @@ impl ItemIndex {
         let slot = self.items[idx.0 as usize].as_mut()?;
         Arc::make_mut(slot).available = false;
         self.traits[idx.0 as usize].available = false;
+        self.generation += 1;
         Some(Arc::clone(slot))
     }
 
@@ -320,7 +320,7 @@ impl ItemIndex {
         }
     }
 
-    /// The index's generation: it moves on with every change (see [`Catalog::write`]).
+    /// The index's generation: it moves on with every change of an item.
     pub fn generation(&self) -> u64 {
         self.generation
     }

@@ -277,3 +277,47 @@ proptest! {
         check_general_order(world)?;
     }
 }
+
+/// The general ranking's cached order follows the catalog: a withdrawn item leaves the next
+/// answer at once, and an item made available again comes back.
+#[test]
+fn the_general_order_follows_catalog_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let engine = Engine::open(store, clock, EngineConfig::default()).expect("engine");
+    let items: Vec<Item> = (0..12).map(|i| item(i, (0, 1), true)).collect();
+    engine.upsert_items(items.clone()).expect("items");
+    // Item i-0 is the most popular, then i-1, ...
+    let batch: Vec<IngestItem> = (0..12)
+        .flat_map(|i| (0..(12 - i)).map(move |p| (i, p)))
+        .map(|(i, p)| {
+            IngestItem::Raw(RawEvent {
+                id: Some(format!("e-{i}-{p}")),
+                kind: Some("view".into()),
+                user: Some(format!("p-{p}")),
+                item: Some(format!("i-{i}")),
+                ..RawEvent::default()
+            })
+        })
+        .collect();
+    engine.ingest(batch).expect("ingest");
+    engine.train().expect("train");
+    let first = || {
+        let request = DecideRequest {
+            subject: Some("nobody".into()),
+            placements: vec![PlacementRequest { slot: "s".into(), count: 3 }],
+            preview: true,
+            ..DecideRequest::default()
+        };
+        let decision = engine.decide(&request).expect("decide");
+        decision.placements[0].items.iter().map(|d| d.item.id.clone()).collect::<Vec<_>>()
+    };
+    let before = first();
+    assert_eq!(before[0], "i-0", "{before:?}");
+    engine.withdraw_item("i-0").expect("withdraw");
+    let after = first();
+    assert!(!after.contains(&"i-0".to_owned()), "{after:?}");
+    engine.upsert_items(vec![items[0].clone()]).expect("available again");
+    assert_eq!(first(), before);
+}

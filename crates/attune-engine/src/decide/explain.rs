@@ -44,6 +44,22 @@ pub(crate) fn explain(
         Vec::new()
     };
     let copy = copy_variant(who.stage, moment.effects(inputs).is_some());
+    // The evidence of every ranker-sourced item of the response, found at once.
+    let collaborative: Vec<u32> = filled
+        .iter()
+        .flat_map(|slot| &slot.items)
+        .filter(|item| item.source == Source::Collaborative)
+        .map(|item| item.idx)
+        .collect();
+    let mut evidence_of: Vec<Vec<(u32, f32)>> = match &inputs.models.ranker {
+        Some(ranker) if !collaborative.is_empty() => {
+            ranker.evidence_of_items(&s.history_query(), &collaborative, &s.ranker, EVIDENCE_NAMED)
+        }
+        _ => Vec::new(),
+    };
+    let mut evidence_of = |idx: u32| {
+        collaborative.iter().position(|&i| i == idx).and_then(|t| evidence_of.get_mut(t)).map(std::mem::take)
+    };
     filled
         .into_iter()
         .map(|slot| {
@@ -55,10 +71,8 @@ pub(crate) fn explain(
                     let item = Arc::clone(catalog.item(ItemIdx(idx))?);
                     // A ranker-sourced item is collaborative when history items carry its score,
                     // predictive when only the latent and popularity parts do.
-                    let evidence = match (source, &inputs.models.ranker) {
-                        (Source::Collaborative, Some(ranker)) => {
-                            ranker.evidence(&s.history_query(), idx, &s.ranker, EVIDENCE_NAMED)
-                        }
+                    let evidence = match source {
+                        Source::Collaborative => evidence_of(idx).unwrap_or_default(),
                         _ => Vec::new(),
                     };
                     let source = if source == Source::Collaborative && evidence.is_empty() {

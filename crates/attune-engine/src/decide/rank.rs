@@ -169,7 +169,42 @@ pub(crate) fn rank(
         .collect();
     let general_now = inputs.now_ms - inputs.now_ms.rem_euclid(GENERAL_PERIOD_MS);
     let pool = POOL + if repeats_somewhere { who.consumed.len() } else { 0 };
-    let general = if any_roles {
+    // The cached order of this moment, unless tag roles apply (or, defensively, it is not this
+    // catalog's: then every item is scored here as well).
+    let cached = (!any_roles)
+        .then(|| {
+            let key = GeneralKey {
+                catalog_generation: catalog.generation(),
+                stage: who.stage,
+                features: moment.features.clone(),
+                period_ms: general_now,
+            };
+            models.general.get_or_compute(key, || general_order(inputs, who.stage, &context_rows, general_now))
+        })
+        .filter(|order| order.scores.len() == n);
+    let general = if let Some(order) = cached {
+        for (allowed, &available) in s.allowed.iter_mut().zip(&order.available) {
+            *allowed &= available;
+        }
+        s.general.copy_from_slice(&order.scores);
+        let mut general = Vec::with_capacity(pool);
+        for &i in &order.order {
+            if general.len() == pool {
+                break;
+            }
+            if s.allowed[i as usize] {
+                general.push(i);
+            }
+        }
+        if kind == Personal::None {
+            for &i in &general {
+                if order.lifted[i as usize] {
+                    s.source[i as usize] = Source::Contextual;
+                }
+            }
+        }
+        general
+    } else {
         s.general_candidates.reset(pool);
         for i in 0..n {
             let idx = ItemIdx(i as u32);
@@ -188,36 +223,6 @@ pub(crate) fn rank(
             s.general_candidates.offer(i as u32, s.general[i]);
         }
         s.general_candidates.take_sorted()
-    } else {
-        let key = GeneralKey {
-            catalog_generation: catalog.generation(),
-            stage: who.stage,
-            features: moment.features.clone(),
-            period_ms: general_now,
-        };
-        let order = models.general.get_or_compute(key, || general_order(inputs, who.stage, &context_rows, general_now));
-        debug_assert_eq!(order.scores.len(), n, "an order of this catalog generation");
-        for (allowed, &available) in s.allowed.iter_mut().zip(&order.available) {
-            *allowed &= available;
-        }
-        s.general[..order.scores.len()].copy_from_slice(&order.scores);
-        let mut general = Vec::with_capacity(pool);
-        for &i in &order.order {
-            if general.len() == pool {
-                break;
-            }
-            if s.allowed[i as usize] {
-                general.push(i);
-            }
-        }
-        if kind == Personal::None {
-            for &i in &general {
-                if order.lifted[i as usize] {
-                    s.source[i as usize] = Source::Contextual;
-                }
-            }
-        }
-        general
     };
     if kind != Personal::None {
         let Scratch { personal, allowed, personal_candidates, .. } = &mut *s;
