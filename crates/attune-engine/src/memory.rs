@@ -10,7 +10,7 @@ use crate::models::Models;
 use crate::people::{People, PersonState};
 
 /// Estimated bytes by part.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryEstimate {
     /// People in memory.
     pub n_people: usize,
@@ -21,6 +21,11 @@ pub struct MemoryEstimate {
     pub catalog: usize,
     /// The served models: the ranker's models, popularity, trending and content vectors.
     pub models: usize,
+    /// `models` by model: the ranker's parts by name (`item_knn`, `rp3beta`, `ials`, ...), its
+    /// `context` effects and `fixed_scores`, then `general_scores` (the general ranking's
+    /// popularity and trending and the hour prior, outside the ranker), `general_cache` (its
+    /// orders cached per moment) and `content`. Adds up to `models`.
+    pub model_parts: Vec<(&'static str, usize)>,
 }
 
 /// Walks the people, the catalog and the models once (a few milliseconds per 100,000 people;
@@ -38,10 +43,15 @@ pub fn estimate(people: &People, catalog: &Catalog, models: &Models) -> MemoryEs
     }
     estimate.catalog = catalog.read().approx_bytes();
     let models = models.current();
-    estimate.models = models.ranker.as_ref().map_or(0, |ranker| ranker.model_bytes())
-        + (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity()) * size_of::<f32>()
-        + models.content.as_ref().map_or(0, |content| content.approx_bytes())
-        + models.general.approx_bytes();
+    let mut parts = models.ranker.as_ref().map_or(Vec::new(), |ranker| ranker.model_bytes_by_part());
+    parts.push((
+        "general_scores",
+        (models.popularity.capacity() + models.trending.capacity() + models.hour_prior.capacity()) * size_of::<f32>(),
+    ));
+    parts.push(("general_cache", models.general.approx_bytes()));
+    parts.push(("content", models.content.as_ref().map_or(0, |content| content.approx_bytes())));
+    estimate.models = parts.iter().map(|(_, bytes)| bytes).sum();
+    estimate.model_parts = parts;
     estimate
 }
 

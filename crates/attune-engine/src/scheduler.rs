@@ -77,6 +77,10 @@ pub struct SchedulerConfig {
     pub purge_every: Option<Duration>,
     /// How often the model thread polls ([`MODEL_POLL_EVERY`]).
     pub model_poll: Duration,
+    /// Called on the model thread after every training attempt, once the training's working
+    /// memory is dropped: `attune serve` asks its allocator to return that memory to the
+    /// operating system here (the engine knows no allocator).
+    pub after_training: Option<fn()>,
 }
 
 impl SchedulerConfig {
@@ -92,6 +96,7 @@ impl SchedulerConfig {
             retention_every: Some(RETENTION_SWEEP_EVERY),
             purge_every: Some(PURGE_CHECK_EVERY),
             model_poll: MODEL_POLL_EVERY.min(train_every),
+            after_training: None,
         }
     }
 
@@ -107,6 +112,7 @@ impl SchedulerConfig {
             retention_every: None,
             purge_every: None,
             model_poll: MODEL_POLL_EVERY,
+            after_training: None,
         }
     }
 }
@@ -489,6 +495,9 @@ impl ModelThread {
         self.became_trainer = false;
         self.attempted_ms = engine.now_ms();
         let trained = engine.train();
+        if let Some(after_training) = shared.config.after_training {
+            after_training();
+        }
         let outcome = match trained {
             Ok(snapshot) if !cluster => Ok(snapshot.version),
             Ok(snapshot) => match self.lock.as_mut().map(|lock| lock.is_held()) {
@@ -616,6 +625,26 @@ mod tests {
         assert!(scheduler.job("job-unknown").is_none());
         let audit = engine.audit_log(0, 100).unwrap();
         assert!(audit.iter().any(|entry| entry.action == "models.train" && entry.target == job.id), "{audit:?}");
+        scheduler.shutdown();
+    }
+
+    #[test]
+    fn the_after_training_hook_runs_after_each_training_before_its_job_is_answered() {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _clock) = engine(dir.path());
+        views(&engine, "u-1", &["a", "b", "c"]);
+        let config = SchedulerConfig { after_training: Some(count), ..SchedulerConfig::on_demand() };
+        let scheduler = Scheduler::start(Arc::clone(&engine), config);
+        for round in 1..=2 {
+            let job = scheduler.queue_training("key_test").unwrap();
+            let done = scheduler.wait_for(&job.id, WITHIN).unwrap();
+            assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+            assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), round);
+        }
         scheduler.shutdown();
     }
 

@@ -54,8 +54,8 @@ pub use interactions::{Csr, IdMap, Interactions};
 pub use knn::{ItemKnn, ItemKnnParams};
 pub use popularity::{Popularity, PopularityParams, Trending, TrendingParams};
 pub use ranker::{
-    CONTEXT_MIN_Z, HALF_LIVES, LEVELS, LevelReport, Part, PartReport, PartSpec, Ranker, RankerOptions, RankerReport,
-    RankerScratch, Search, ValidationMetrics,
+    CONTEXT_MIN_Z, HALF_LIVES, LEVELS, LevelReport, MAX_NEIGHBORS, Part, PartReport, PartSpec, Ranker, RankerOptions,
+    RankerReport, RankerScratch, Search, ValidationMetrics,
 };
 pub use rp3::{Rp3beta, Rp3betaParams};
 pub use seq::{Transitions, TransitionsParams};

@@ -110,11 +110,33 @@ pub struct RankerOptions {
     pub search: Option<Search>,
     /// Candidates scored per person and model when blend weights are searched.
     pub pool: usize,
+    /// Neighbour entries one item-to-item part (item-kNN, RP3beta, transitions) may keep in all:
+    /// its neighbours per item are capped at `max_neighbors / n_items`, so the part holds at
+    /// most 8 bytes × this whatever the catalog. The parameter search chooses below the cap.
+    pub max_neighbors: usize,
 }
+
+/// The default of [`RankerOptions::max_neighbors`]: 10M entries, 80 MB per part. Below every
+/// checked-in neighbour count up to 10,000 items (the public datasets' catalogs: ml-latest-small
+/// has 9,724), so it binds only on large catalogs: 100 neighbours per item at 100,000 items.
+pub const MAX_NEIGHBORS: usize = 10_000_000;
 
 impl Default for RankerOptions {
     fn default() -> Self {
-        RankerOptions { max_ease_items: 8_000, max_validation_people: 3_000, search: None, pool: 60 }
+        RankerOptions {
+            max_ease_items: 8_000,
+            max_validation_people: 3_000,
+            search: None,
+            pool: 60,
+            max_neighbors: MAX_NEIGHBORS,
+        }
+    }
+}
+
+impl RankerOptions {
+    /// The most neighbours per item an item-to-item part keeps over `n_items` items (at least 1).
+    pub fn neighbor_cap(&self, n_items: usize) -> usize {
+        (self.max_neighbors / n_items.max(1)).max(1)
     }
 }
 
@@ -412,10 +434,14 @@ impl Ranker {
             effects
         });
 
-        // 3. Refit the chosen models on everything.
+        // 3. Refit the chosen models on everything. The validation's models and split are
+        // dropped first: the refit's peak memory holds one set of models, not two.
+        drop(pools);
+        drop(holdout);
+        let chosen: Vec<(PartSpec, f32, f64)> = chosen.into_iter().map(|(spec, h, ndcg, _)| (spec, h, ndcg)).collect();
         let parts: Vec<Part> = chosen
             .iter()
-            .filter_map(|(spec, half_life, _, _)| {
+            .filter_map(|(spec, half_life, _)| {
                 spec.fit(&data).map(|model| Part { spec: *spec, model, half_life: *half_life })
             })
             .collect();
@@ -423,7 +449,7 @@ impl Ranker {
             validation: Some(validation.into()),
             parts: chosen
                 .iter()
-                .map(|(spec, h, ndcg, _)| PartReport {
+                .map(|(spec, h, ndcg)| PartReport {
                     name: spec.name().into(),
                     params: spec.describe(),
                     half_life: *h,
@@ -668,11 +694,23 @@ impl Ranker {
 
     /// Approximate bytes of the served models.
     pub fn model_bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.model.approx_bytes()).sum::<usize>()
-            + self.context.as_ref().map_or(0, ContextEffects::approx_bytes)
-            + self.fixed.get().map_or(0, |fixed| {
+        self.model_bytes_by_part().iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// [`Ranker::model_bytes`] by part: each model under its [`PartSpec::name`], then the
+    /// context effects (`context`) and the history-independent parts' cached scores
+    /// (`fixed_scores`, once filled).
+    pub fn model_bytes_by_part(&self) -> Vec<(&'static str, usize)> {
+        let mut out: Vec<(&'static str, usize)> =
+            self.parts.iter().map(|p| (p.spec.name(), p.model.approx_bytes())).collect();
+        out.push(("context", self.context.as_ref().map_or(0, ContextEffects::approx_bytes)));
+        out.push((
+            "fixed_scores",
+            self.fixed.get().map_or(0, |fixed| {
                 fixed.iter().flatten().map(|f| f.scores.len() * std::mem::size_of::<f32>()).sum::<usize>()
-            })
+            }),
+        ));
+        out
     }
 }
 
@@ -709,7 +747,33 @@ fn unit_mean(data: &Interactions) -> Interactions {
 }
 
 /// The grids searched, one per model; the first spec of each grid is the checked-in default.
+///
+/// The neighbour counts are capped by [`RankerOptions::neighbor_cap`]; a grid whose points the
+/// cap makes equal keeps one of them.
 fn candidates(n_items: usize, options: &RankerOptions, search: Search) -> Vec<Vec<PartSpec>> {
+    let mut out = uncapped_candidates(n_items, options, search);
+    let cap = options.neighbor_cap(n_items);
+    for grid in &mut out {
+        for spec in grid.iter_mut() {
+            match spec {
+                PartSpec::ItemKnn(p) => p.neighbors = p.neighbors.min(cap),
+                PartSpec::Rp3beta(p) => p.neighbors = p.neighbors.min(cap),
+                PartSpec::Transitions(p) => p.neighbors = p.neighbors.min(cap),
+                PartSpec::Popularity | PartSpec::Ease(_) | PartSpec::Ials(_) => {}
+            }
+        }
+        let mut kept: Vec<PartSpec> = Vec::with_capacity(grid.len());
+        for spec in grid.drain(..) {
+            if !kept.contains(&spec) {
+                kept.push(spec);
+            }
+        }
+        *grid = kept;
+    }
+    out
+}
+
+fn uncapped_candidates(n_items: usize, options: &RankerOptions, search: Search) -> Vec<Vec<PartSpec>> {
     let full = search == Search::Full;
     let mut out = vec![vec![PartSpec::Popularity]];
     let knn = |neighbors, shrink| PartSpec::ItemKnn(ItemKnnParams { neighbors, shrink });
@@ -1105,6 +1169,55 @@ mod tests {
             }
         }
         Interactions::from_triples_with_ts(60, 20, &t, &ts)
+    }
+
+    #[test]
+    fn neighbour_lists_stay_within_the_budget() {
+        // The default budget does not bind on the public datasets' catalogs (ml-latest-small:
+        // 9,724 items): the grids searched there are the checked-in ones.
+        for n_items in [1_682, 9_724] {
+            for search in [Search::Full, Search::Light] {
+                let options = RankerOptions::default();
+                assert_eq!(candidates(n_items, &options, search), uncapped_candidates(n_items, &options, search));
+            }
+        }
+        // At 100,000 items every item-to-item part keeps at most 100 neighbours per item, and a
+        // grid whose points the cap makes equal keeps one of them.
+        let capped = candidates(100_000, &RankerOptions::default(), Search::Full);
+        for spec in capped.iter().flatten() {
+            let neighbors = match spec {
+                PartSpec::ItemKnn(p) => p.neighbors,
+                PartSpec::Rp3beta(p) => p.neighbors,
+                PartSpec::Transitions(p) => p.neighbors,
+                _ => continue,
+            };
+            assert!(neighbors <= 100, "{spec:?}");
+        }
+        let knn_grid = capped.iter().find(|g| matches!(g[0], PartSpec::ItemKnn(_))).unwrap();
+        assert_eq!(knn_grid.len(), 2, "K=400 and K=100 with two shrinks are two points under the cap: {knn_grid:?}");
+
+        // A trained ranker holds what the budget allows: 3 neighbours per item over 20 items.
+        let x = clustered();
+        let options = RankerOptions { max_neighbors: 60, ..RankerOptions::default() };
+        let r = Ranker::train(&x, &options, &mut |_| {});
+        let mut item_to_item = 0;
+        for part in r.parts() {
+            let index_bytes = (x.n_items() + 1) * std::mem::size_of::<usize>();
+            match (&part.spec, &part.model) {
+                (PartSpec::ItemKnn(p), Model::ItemKnn(m)) => {
+                    assert_eq!(p.neighbors, 3);
+                    assert!((0..20).all(|i| m.neighbors(i).len() <= 3));
+                }
+                (PartSpec::Rp3beta(p), _) => assert_eq!(p.neighbors, 3),
+                (PartSpec::Transitions(p), _) => assert_eq!(p.neighbors, 3),
+                _ => continue,
+            }
+            item_to_item += 1;
+            assert!(part.model.approx_bytes() <= index_bytes + 60 * 8, "{:?}", part.spec);
+        }
+        assert_eq!(item_to_item, 3, "{:?}", r.report().parts);
+        let described: Vec<&str> = r.report().parts.iter().map(|p| p.params.as_str()).collect();
+        assert!(described.iter().any(|d| d.contains("K=3")), "{described:?}");
     }
 
     #[test]

@@ -95,6 +95,27 @@ impl ServerChild {
         proc_status_kib(self.pid(), "VmRSS:")
     }
 
+    /// The resident memory once it has settled, KiB, and the seconds that took: sampled every
+    /// second until the last [`SETTLE_SAMPLES`] samples lie within 1% (at least 4 MiB) of each
+    /// other, at most `limit`. After a training the allocator returns the training's working
+    /// memory over some seconds (6.3 GiB read 5 s after `/readyz` at 1M people, 2.9 GiB a
+    /// minute later), so a single early reading says little.
+    pub async fn settled_rss_kib(&mut self, limit: Duration) -> anyhow::Result<(u64, f64)> {
+        let started = Instant::now();
+        let mut samples: Vec<u64> = Vec::new();
+        loop {
+            self.check_alive()?;
+            samples.push(self.rss_kib());
+            if let Some(last) = samples.len().checked_sub(SETTLE_SAMPLES).map(|from| &samples[from..]) {
+                let (low, high) = (last.iter().min().copied().unwrap_or(0), last.iter().max().copied().unwrap_or(0));
+                if high - low <= (high / 100).max(4096) || started.elapsed() >= limit {
+                    return Ok((samples[samples.len() - 1], started.elapsed().as_secs_f64()));
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Peak resident memory (`VmHWM`), KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmHWM:")
@@ -131,6 +152,9 @@ impl Drop for ServerChild {
     }
 }
 
+/// Consecutive one-second samples [`ServerChild::settled_rss_kib`] wants within 1%.
+pub const SETTLE_SAMPLES: usize = 10;
+
 /// A `kB` field of `/proc/PID/status`.
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -154,13 +178,24 @@ pub fn mib(kib: u64) -> String {
 
 /// The `attune_memory_bytes{part="…"}` gauges of the server's `/metrics`, by part.
 pub async fn memory_parts(client: &reqwest::Client, base_url: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    labelled_gauges(client, base_url, "attune_memory_bytes{part=\"").await
+}
+
+/// The `attune_model_bytes{model="…"}` gauges of the server's `/metrics`, by model.
+pub async fn model_parts(client: &reqwest::Client, base_url: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    labelled_gauges(client, base_url, "attune_model_bytes{model=\"").await
+}
+
+/// The gauges of `/metrics` whose line starts with `prefix` (a name and one label, up to the
+/// label value's opening quote), by label value.
+async fn labelled_gauges(client: &reqwest::Client, base_url: &str, prefix: &str) -> anyhow::Result<Vec<(String, f64)>> {
     let text = client.get(format!("{base_url}/metrics")).send().await?.text().await?;
     Ok(text
         .lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("attune_memory_bytes{part=\"")?;
-            let (part, value) = rest.split_once("\"}")?;
-            Some((part.to_owned(), value.trim().parse().ok()?))
+            let rest = line.strip_prefix(prefix)?;
+            let (label, value) = rest.split_once("\"}")?;
+            Some((label.to_owned(), value.trim().parse().ok()?))
         })
         .collect())
 }

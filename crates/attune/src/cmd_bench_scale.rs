@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 
-use crate::bench_server::{ServerChild, load_average, memory_parts, mib};
+use crate::bench_server::{ServerChild, load_average, memory_parts, mib, model_parts};
 use crate::cmd_bench_train::Cdf;
 
 /// Arguments of `attune bench scale`.
@@ -195,8 +195,7 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
             "training at start (`/readyz` − `/healthz`), validation search included".into(),
             format!("{:.1} s; resident peak during start-up {} MiB", (ready - serving).as_secs_f64(), mib(peak)),
         ));
-        settle().await;
-        let rss_ready = server.rss_kib();
+        let (rss_ready, ready_settle_s) = server.settled_rss_kib(SETTLE_LIMIT).await?;
         let n_people = people_gauge(&client, &server.base_url).await?;
         let models: serde_json::Value =
             client.get(format!("{}/v1/models", server.base_url)).send().await?.json().await?;
@@ -225,24 +224,29 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
                 "training (`POST /v1/models/train?wait=true`), validation search included".into(),
                 format!("{train_s:.1} s; resident peak during it {} MiB", mib(train_peak)),
             ));
-            settle().await;
-            rss_trained = server.rss_kib();
+            rss_trained = server.settled_rss_kib(SETTLE_LIMIT).await?.0;
         }
 
         if args.wrk_seconds > 0 {
             rows.extend(run_wrk(args, &server.base_url, n_people)?);
         }
-        settle().await;
-        let rss_end = server.rss_kib();
+        let rss_end = server.settled_rss_kib(SETTLE_LIMIT).await?.0;
         let parts = memory_parts(&client, &server.base_url).await?;
+        let models = model_parts(&client, &server.base_url).await?;
         let hwm = server.peak_rss_kib();
         server.stop()?;
 
         rows.push(("people in memory".into(), format!("{n_people}")));
         rows.push((
-            "resident memory of `attune serve`: ready / after `--train-again` (else = ready) / after the decide load"
+            "resident memory of `attune serve`, settled: ready / after `--train-again` (else = ready) / after the \
+             decide load"
                 .into(),
-            format!("{} / {} / {} MiB", mib(rss_ready), mib(rss_trained), mib(rss_end)),
+            format!(
+                "{} / {} / {} MiB (ready settled {ready_settle_s:.0} s after `/readyz`)",
+                mib(rss_ready),
+                mib(rss_trained),
+                mib(rss_end)
+            ),
         ));
         rows.push(("resident memory peak (VmHWM: start-up and trainings)".into(), format!("{} MiB", mib(hwm))));
         let steady = rss_ready.max(rss_trained).max(rss_end);
@@ -262,6 +266,14 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
                 format!("engine's estimate: {part}"),
                 format!("{:.1} MiB{per_person}", bytes / (1u64 << 20) as f64),
             ));
+            if part == "models" {
+                for (model, bytes) in &models {
+                    rows.push((
+                        format!("engine's estimate: models: {model}"),
+                        format!("{:.1} MiB", bytes / (1u64 << 20) as f64),
+                    ));
+                }
+            }
         }
         rows.push((
             "rest of resident memory (store caches and tables, allocator, threads)".into(),
@@ -273,10 +285,8 @@ fn serve_and_measure(args: &BenchScaleArgs) -> anyhow::Result<Vec<(String, Strin
     })
 }
 
-/// Gives the allocator a moment to return freed memory (mimalloc purges after a delay).
-async fn settle() {
-    tokio::time::sleep(Duration::from_secs(5)).await;
-}
+/// The longest [`ServerChild::settled_rss_kib`] waits for the resident memory to settle.
+const SETTLE_LIMIT: Duration = Duration::from_secs(180);
 
 async fn people_gauge(client: &reqwest::Client, base_url: &str) -> anyhow::Result<usize> {
     let text = client.get(format!("{base_url}/metrics")).send().await?.text().await?;

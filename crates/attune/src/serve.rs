@@ -275,10 +275,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Every background job (training, the trainer election, sync, the flush, the sweeps) is
     // the engine scheduler's.
-    let schedule = SchedulerConfig::serving(
-        std::time::Duration::from_secs(args.train_every),
-        std::time::Duration::from_secs_f64(args.sync_every),
-    );
+    let schedule = SchedulerConfig {
+        after_training: Some(crate::return_freed_memory),
+        ..SchedulerConfig::serving(
+            std::time::Duration::from_secs(args.train_every),
+            std::time::Duration::from_secs_f64(args.sync_every),
+        )
+    };
     let scheduler = Arc::new(Scheduler::start(Arc::clone(&engine), schedule));
     let state = state.with_scheduler(Arc::clone(&scheduler));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

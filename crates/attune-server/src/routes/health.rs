@@ -28,7 +28,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, events, store size,
-/// resident memory and the engine's estimate of its memory by part (people, catalog, models).
+/// resident memory and the engine's estimate of its memory by part (people, catalog, models)
+/// and of the models by model (`attune_model_bytes{model=…}`).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = state.engine.clone();
@@ -42,6 +43,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("attune_memory_bytes", "part" => "people").set(memory.people as f64);
         metrics::gauge!("attune_memory_bytes", "part" => "catalog").set(memory.catalog as f64);
         metrics::gauge!("attune_memory_bytes", "part" => "models").set(memory.models as f64);
+        for (model, bytes) in &memory.model_parts {
+            metrics::gauge!("attune_model_bytes", "model" => *model).set(*bytes as f64);
+        }
         if let Some(resident) = resident_bytes() {
             metrics::gauge!("process_resident_memory_bytes").set(resident as f64);
         }
