@@ -331,7 +331,7 @@ impl MeasureCtx<'_> {
         let (preferences, learned_zone, hours) = self.people.read(&person, |s| {
             let profile = s.and_then(|s| s.profile.as_ref());
             (
-                s.and_then(|s| s.preferences.clone()).unwrap_or_default(),
+                s.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default(),
                 profile.and_then(|p| p.timezone_name().map(str::to_owned)),
                 profile.map(|p| (p.active_hours.to_f32(), p.open_hours.to_f32())),
             )

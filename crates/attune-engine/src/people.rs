@@ -21,8 +21,9 @@ use crate::records::{from_json, scan_json, to_json};
 pub struct PersonState {
     /// Explicit consent, if the person answered.
     pub consent: Option<Consent>,
-    /// Explicit preferences, if any.
-    pub preferences: Option<Preferences>,
+    /// Explicit preferences, if any (boxed: most people set none, and every person's state is
+    /// one allocator block).
+    pub preferences: Option<Box<Preferences>>,
     /// The folded profile: only with personalization consent.
     pub profile: Option<Profile>,
     /// Events stored for this person (their own id, not aliases).
@@ -174,7 +175,7 @@ impl People {
             people.update(&id, |person| person.consent = Some(consent));
         }
         for (id, preferences) in preferences {
-            people.update(&id, |person| person.preferences = Some(preferences));
+            people.update(&id, |person| person.preferences = Some(Box::new(preferences)));
         }
         Ok(people)
     }
@@ -298,7 +299,7 @@ impl People {
         self.store.put(Table::Preferences, &person, &to_json(&preferences))?;
         let now_ms = self.clock.now_ms();
         self.update(&person, |state| {
-            state.preferences = Some(preferences);
+            state.preferences = Some(Box::new(preferences));
             state.updated_ms = now_ms;
         });
         self.audit.record(key_id, "preferences.put", &person)

@@ -80,7 +80,7 @@ impl ProfilesCtx<'_> {
         self.people.read(&person, |state| {
             let state = state.ok_or_else(|| UserError::not_found("user", id))?;
             let consent = state.consent.unwrap_or(self.people.default_consent());
-            let preferences = state.preferences.clone().unwrap_or_default();
+            let preferences = state.preferences.as_deref().cloned().unwrap_or_default();
             let profile = state.profile.as_ref().filter(|_| consent.personalization);
             let affinities = profile
                 .map(|p| p.top_affinities(now_ms, 10))

@@ -283,9 +283,9 @@ impl SyncCtx<'_> {
         let mut n = 0;
         for (person, preferences) in updates {
             let same =
-                self.people.read(&person, |state| state.and_then(|s| s.preferences.as_ref()) == preferences.as_ref());
+                self.people.read(&person, |state| state.and_then(|s| s.preferences.as_deref()) == preferences.as_ref());
             if !same {
-                self.people.update(&person, |state| state.preferences = preferences);
+                self.people.update(&person, |state| state.preferences = preferences.map(Box::new));
                 n += 1;
             }
         }

@@ -78,7 +78,7 @@ impl DecideCtx<'_> {
         let person = self.people.resolve(subject);
         self.people.read(&person, |state| {
             let consent = state.and_then(|s| s.consent).unwrap_or(self.people.default_consent());
-            let preferences = state.and_then(|s| s.preferences.clone()).unwrap_or_default();
+            let preferences = state.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default();
             let profile = state.and_then(|s| s.profile.as_ref()).filter(|_| consent.personalization);
             let personalized = consent.personalization
                 && preferences.personalization
