@@ -19,6 +19,7 @@ pub mod journey;
 pub mod preferences;
 pub mod profile;
 pub mod schema;
+pub mod send_hour;
 pub mod validate;
 pub mod zone;
 

@@ -239,6 +239,7 @@ impl Engine {
             variants: &self.variants,
             decisions: &self.decisions,
             cluster: &self.cluster,
+            models: &self.models,
         }
     }
 
@@ -297,6 +298,7 @@ impl Engine {
             catalog: &self.catalog,
             people: &self.people,
             cluster: &self.cluster,
+            models: &self.models,
         }
     }
 

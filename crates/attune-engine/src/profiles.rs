@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::cluster::ClusterState;
 use crate::error::{Invalid, Result, UserError};
 use crate::fold::FoldCtx;
+use crate::models::Models;
 use crate::people::People;
 use crate::records::{decode_event, to_json, try_events};
 
@@ -43,6 +44,14 @@ pub struct PersonView {
     pub n_events: u64,
     /// Folded events per channel (channels without any left out), from the profile.
     pub channels: Vec<(attune_core::Channel, u32)>,
+    /// The time zone Attune uses for the person: their preferences' or, failing that, the latest
+    /// `context.timezone` of their events; `None`: UTC.
+    pub timezone: Option<String>,
+    /// Where [`PersonView::timezone`] comes from: `preferences`, `events` or `none`.
+    pub timezone_source: &'static str,
+    /// The local send hour learned from when the person engages (`None`: not enough evidence,
+    /// the default hour applies); see [`attune_core::send_hour::learned_hour`].
+    pub send_hour: Option<i8>,
     /// Last change, ms since the epoch.
     pub updated_ms: i64,
 }
@@ -62,6 +71,7 @@ pub(crate) struct ProfilesCtx<'a> {
     pub catalog: &'a Catalog,
     pub people: &'a People,
     pub cluster: &'a ClusterState,
+    pub models: &'a Models,
 }
 
 impl ProfilesCtx<'_> {
@@ -77,6 +87,7 @@ impl ProfilesCtx<'_> {
         let n_alias_events: u64 =
             aliases.iter().map(|alias| self.people.read(alias, |s| s.map_or(0, |s| s.n_events))).sum();
         let catalog = self.catalog.read();
+        let population = self.models.current().hour_prior.clone();
         self.people.read(&person, |state| {
             let state = state.ok_or_else(|| UserError::not_found("user", id))?;
             let consent = state.consent.unwrap_or(self.people.default_consent());
@@ -91,8 +102,24 @@ impl ProfilesCtx<'_> {
             let recent = profile
                 .map(|p| p.recent.iter().rev().take(20).map(|r| (catalog.id(r.item).to_owned(), r.ts_ms)).collect())
                 .unwrap_or_default();
+            let (timezone, timezone_source) = match (&preferences.timezone, profile.and_then(|p| p.timezone_name())) {
+                (Some(zone), _) => (Some(zone.clone()), "preferences"),
+                (None, Some(zone)) => (Some(zone.to_owned()), "events"),
+                (None, None) => (None, "none"),
+            };
+            let send_hour = profile.and_then(|p| {
+                attune_core::send_hour::learned_hour(
+                    &p.active_hours.to_f32(),
+                    &p.open_hours.to_f32(),
+                    &population,
+                    preferences.quiet_hours,
+                )
+            });
             Ok(PersonView {
                 id: person.clone(),
+                timezone,
+                timezone_source,
+                send_hour,
                 consent,
                 consent_given: state.consent.is_some(),
                 personalization_on: consent.personalization && preferences.personalization,

@@ -70,6 +70,7 @@ pub(crate) struct SyncCtx<'a> {
     pub variants: &'a VariantBandits,
     pub decisions: &'a DecisionLog,
     pub cluster: &'a ClusterState,
+    pub models: &'a crate::models::Models,
 }
 
 impl SyncCtx<'_> {
@@ -85,6 +86,7 @@ impl SyncCtx<'_> {
             catalog: self.catalog,
             people: self.people,
             cluster: self.cluster,
+            models: self.models,
         }
     }
 

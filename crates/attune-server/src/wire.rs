@@ -374,6 +374,14 @@ pub struct UserOut {
     /// personalization consent.
     #[schema(value_type = Object)]
     pub channels: Map<String, Value>,
+    /// The IANA time zone Attune uses for the person's quiet hours, send hour and moment: their
+    /// preferences' or, failing that, the latest `context.timezone` of their events; `null`: UTC.
+    pub timezone: Option<String>,
+    /// Where `timezone` comes from: `preferences`, `events` or `none`.
+    pub timezone_source: String,
+    /// The local hour (0–23) notifications are planned for, learned from when the person
+    /// engages; `null` until there is enough evidence (the default hour applies).
+    pub send_hour: Option<u8>,
     /// RFC 3339.
     pub updated_at: String,
 }

@@ -218,6 +218,20 @@ async fn send_hours_are_learned_in_a_zone_learned_from_events() {
         )
         .await;
     assert_eq!(plan, json!({"send_at": "2026-11-29T18:00:00Z", "reason": "default_hour"}));
+
+    // What Attune infers is shown to the person: the zone, where it came from, the send hour.
+    let shown = |user: &'static str| {
+        let server = &server;
+        async move {
+            let view = server.ok("GET", &format!("/v1/users/{user}"), None).await;
+            (view["timezone"].clone(), view["timezone_source"].clone(), view["send_hour"].clone())
+        }
+    };
+    assert_eq!(shown("u-tokyo").await, (json!("Asia/Tokyo"), json!("events"), json!(null)));
+    assert_eq!(shown("u-early").await, (json!("Europe/Berlin"), json!("events"), json!(7)));
+    server.ok("PUT", "/v1/users/u-early/preferences", Some(json!({"timezone": "America/New_York"}))).await;
+    assert_eq!(shown("u-early").await.0, json!("America/New_York"));
+    assert_eq!(shown("u-early").await.1, json!("preferences"));
 }
 
 #[tokio::test]

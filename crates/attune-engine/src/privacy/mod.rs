@@ -329,6 +329,7 @@ impl PrivacyCtx<'_> {
             catalog: self.catalog,
             people: self.people,
             cluster: self.cluster,
+            models: self.models,
         }
     }
 

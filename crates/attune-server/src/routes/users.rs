@@ -60,6 +60,9 @@ pub(crate) fn user_out(view: PersonView) -> UserOut {
             .iter()
             .map(|(channel, n)| (channel.as_str().to_owned(), serde_json::json!(n)))
             .collect(),
+        timezone: view.timezone,
+        timezone_source: view.timezone_source.to_owned(),
+        send_hour: view.send_hour.and_then(|h| u8::try_from(h).ok()),
         updated_at: rfc3339(view.updated_ms),
     }
 }
