@@ -66,15 +66,9 @@ fn item(i: usize, tags: (u8, u8), available: bool) -> Item {
     }
 }
 
-fn check(world: World) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let clock = Arc::new(ManualClock::new(NOW_MS));
-    let engine = Engine::open(store, clock, EngineConfig::default()).expect("engine");
+/// The world's events (view, click, purchase, not interested), stored through the engine.
+fn ingest_events(engine: &Engine, world: &World) {
     let n_items = world.items.len();
-    let items: Vec<Item> =
-        world.items.iter().enumerate().map(|(i, (a, b, available))| item(i, (*a, *b), *available)).collect();
-    engine.upsert_items(items.clone()).expect("items");
     let kinds = ["view", "click", "purchase", "not_interested"];
     let batch: Vec<IngestItem> = world
         .events
@@ -91,6 +85,35 @@ fn check(world: World) -> Result<(), TestCaseError> {
         })
         .collect();
     engine.ingest(batch).expect("ingest");
+}
+
+/// A decision for `person` on one slot per count of the world (`s0`, `s1`, …), explained.
+fn request_for(world: &World, person: &str, context: DecideContext, preview: bool) -> DecideRequest {
+    DecideRequest {
+        subject: Some(person.into()),
+        context,
+        placements: world
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(k, &count)| PlacementRequest { slot: format!("s{k}"), count: count as usize })
+            .collect(),
+        explain: true,
+        preview,
+        exclude: Vec::new(),
+    }
+}
+
+fn check(world: World) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let engine = Engine::open(store, clock, EngineConfig::default()).expect("engine");
+    let n_items = world.items.len();
+    let items: Vec<Item> =
+        world.items.iter().enumerate().map(|(i, (a, b, available))| item(i, (*a, *b), *available)).collect();
+    engine.upsert_items(items.clone()).expect("items");
+    ingest_events(&engine, &world);
     let consent = Consent { personalization: world.personalization, ..Consent::default() };
     engine.put_consent("p-0", consent, "test").expect("consent");
     let less_of: Vec<String> = world.less_of.map(|t| TAGS[t as usize].to_owned()).into_iter().collect();
@@ -134,19 +157,8 @@ fn check(world: World) -> Result<(), TestCaseError> {
     engine.train().expect("train");
 
     for person in ["p-0", "p-1", "p-2", "nobody"] {
-        let request = DecideRequest {
-            subject: Some(person.into()),
-            context: DecideContext { timezone: Some("Europe/Berlin".into()), ..DecideContext::default() },
-            placements: world
-                .counts
-                .iter()
-                .enumerate()
-                .map(|(k, &count)| PlacementRequest { slot: format!("s{k}"), count: count as usize })
-                .collect(),
-            explain: true,
-            preview: false,
-            exclude: Vec::new(),
-        };
+        let context = DecideContext { timezone: Some("Europe/Berlin".into()), ..DecideContext::default() };
+        let request = request_for(&world, person, context, false);
         let decision = engine.decide(&request).expect("decide");
         prop_assert_eq!(decision.placements.len(), world.counts.len());
         // What the person bought or dismissed, from the events.
@@ -205,40 +217,14 @@ fn check_general_order(world: World) -> Result<(), TestCaseError> {
     retired.tags = vec!["retired".into()];
     items.push(retired);
     engine.upsert_items(items).expect("items");
-    let kinds = ["view", "click", "purchase", "not_interested"];
-    let batch: Vec<IngestItem> = world
-        .events
-        .iter()
-        .enumerate()
-        .map(|(k, (kind, target, person))| {
-            IngestItem::Raw(RawEvent {
-                id: Some(format!("e-{k}")),
-                kind: Some(kinds[*kind as usize].into()),
-                user: Some(format!("p-{person}")),
-                item: Some(format!("i-{}", *target as usize % n_items)),
-                ..RawEvent::default()
-            })
-        })
-        .collect();
-    engine.ingest(batch).expect("ingest");
+    ingest_events(&engine, &world);
     if let Some(flagged) = world.flagged {
         engine.flag_item(&format!("i-{}", flagged as usize % n_items), "off-brand", "test").expect("flag");
     }
     engine.train().expect("train");
     let decide = |person: &str| {
-        let request = DecideRequest {
-            subject: Some(person.into()),
-            context: DecideContext { device: Some("mobile".into()), ..DecideContext::default() },
-            placements: world
-                .counts
-                .iter()
-                .enumerate()
-                .map(|(k, &count)| PlacementRequest { slot: format!("s{k}"), count: count as usize })
-                .collect(),
-            explain: true,
-            preview: true,
-            exclude: Vec::new(),
-        };
+        let context = DecideContext { device: Some("mobile".into()), ..DecideContext::default() };
+        let request = request_for(&world, person, context, true);
         let decision = engine.decide(&request).expect("decide");
         decision
             .placements
