@@ -578,39 +578,12 @@ impl Ranker {
     /// largest first, positive only, at most `limit`. Only the item-to-item parts (EASE,
     /// RP3beta, item-kNN, transitions) attribute to single history items.
     pub fn evidence(&self, query: &Query<'_>, item: u32, scratch: &RankerScratch, limit: usize) -> Vec<(u32, f32)> {
-        let mut contributions: Vec<(u32, f32)> = Vec::with_capacity(query.items.len());
-        for (h_pos, &h) in query.items.iter().enumerate() {
-            if h == item {
-                continue;
-            }
-            let mut total = 0.0f32;
-            for (k, part) in self.parts.iter().enumerate() {
-                let scale = scratch.scale.get(k).copied().unwrap_or(0.0);
-                if scale == 0.0 {
-                    continue;
-                }
-                let pair = match &part.model {
-                    Model::Ease(m) => m.weight(h, item),
-                    Model::Rp3beta(m) => m.weight(h, item),
-                    Model::ItemKnn(m) => m.weight(h, item),
-                    Model::Transitions(m) => m.weight(h, item),
-                    _ => continue,
-                };
-                let hw = scratch.history_weights[k].get(h_pos).copied().unwrap_or(0.0);
-                total += scale * hw * pair;
-            }
-            if total > 0.0 {
-                contributions.push((h, total));
-            }
-        }
-        contributions.sort_unstable_by(crate::topk::by_score_desc);
-        contributions.truncate(limit);
-        contributions
+        self.evidence_of_items(query, &[item], scratch, limit).pop().unwrap_or_default()
     }
 
-    /// [`Ranker::evidence`] of several items at once, in `items`' order: the same contributions
-    /// (summed in the same order), found with one walk of each history item's item-kNN neighbours
-    /// instead of a scan of them per item and history item.
+    /// [`Ranker::evidence`] of several items at once, in `items`' order: each history item's
+    /// item-kNN neighbours are walked once (their rows are sorted by similarity, so a lookup per
+    /// pair would scan them), the other item-to-item parts are looked up per pair.
     pub fn evidence_of_items(
         &self,
         query: &Query<'_>,
@@ -643,19 +616,12 @@ impl Ranker {
                         }
                     }
                 }
-                Model::Ease(_) | Model::Rp3beta(_) | Model::Transitions(_) => {
+                model if is_item_to_item(model) => {
                     for (t, &item) in items.iter().enumerate() {
                         for (h_pos, &h) in query.items.iter().enumerate() {
-                            if h == item {
-                                continue;
+                            if h != item {
+                                totals[t * n_history + h_pos] += scale * hw(h_pos) * pair_weight(model, h, item);
                             }
-                            let pair = match &part.model {
-                                Model::Ease(m) => m.weight(h, item),
-                                Model::Rp3beta(m) => m.weight(h, item),
-                                Model::Transitions(m) => m.weight(h, item),
-                                _ => 0.0,
-                            };
-                            totals[t * n_history + h_pos] += scale * hw(h_pos) * pair;
                         }
                     }
                 }
@@ -711,6 +677,23 @@ impl Ranker {
             }),
         ));
         out
+    }
+}
+
+/// Whether a model's score sums over the history's items, so that each history item's share of
+/// an item's score is known (what explanations name).
+fn is_item_to_item(model: &Model) -> bool {
+    matches!(model, Model::Ease(_) | Model::Rp3beta(_) | Model::ItemKnn(_) | Model::Transitions(_))
+}
+
+/// The weight of `from` → `to` in an item-to-item model (0 in any other).
+fn pair_weight(model: &Model, from: u32, to: u32) -> f32 {
+    match model {
+        Model::Ease(m) => m.weight(from, to),
+        Model::Rp3beta(m) => m.weight(from, to),
+        Model::ItemKnn(m) => m.weight(from, to),
+        Model::Transitions(m) => m.weight(from, to),
+        _ => 0.0,
     }
 }
 
@@ -1274,7 +1257,38 @@ mod tests {
         assert!(evidence.iter().all(|(h, c)| items.contains(h) && *c > 0.0));
     }
 
-    /// The batched evidence is the per-item evidence, for every item, in every part mix.
+    /// The evidence by definition: for one item, each history item's contribution summed over
+    /// the item-to-item parts, every pair looked up on its own (item-kNN's by a scan of its row).
+    fn evidence_by_pairs(
+        r: &Ranker,
+        q: &Query<'_>,
+        item: u32,
+        scratch: &RankerScratch,
+        limit: usize,
+    ) -> Vec<(u32, f32)> {
+        let mut contributions = Vec::new();
+        for (h_pos, &h) in q.items.iter().enumerate() {
+            if h == item {
+                continue;
+            }
+            let mut total = 0.0f32;
+            for (k, part) in r.parts.iter().enumerate() {
+                let scale = scratch.scale[k];
+                if scale == 0.0 || !is_item_to_item(&part.model) {
+                    continue;
+                }
+                total += scale * scratch.history_weights[k][h_pos] * pair_weight(&part.model, h, item);
+            }
+            if total > 0.0 {
+                contributions.push((h, total));
+            }
+        }
+        contributions.sort_unstable_by(crate::topk::by_score_desc);
+        contributions.truncate(limit);
+        contributions
+    }
+
+    /// The batched evidence is the evidence by definition, for every item at once and one by one.
     #[test]
     fn evidence_of_items_equals_evidence_item_by_item() {
         let x = clustered();
@@ -1291,8 +1305,11 @@ mod tests {
         let every: Vec<u32> = (0..r.n_items() as u32).collect();
         for limit in [1, 2, 10] {
             let batched = r.evidence_of_items(&q, &every, &scratch, limit);
+            let by_pairs: Vec<Vec<(u32, f32)>> =
+                every.iter().map(|&i| evidence_by_pairs(&r, &q, i, &scratch, limit)).collect();
+            assert_eq!(batched, by_pairs);
             let one_by_one: Vec<Vec<(u32, f32)>> = every.iter().map(|&i| r.evidence(&q, i, &scratch, limit)).collect();
-            assert_eq!(batched, one_by_one);
+            assert_eq!(one_by_one, by_pairs);
         }
         assert!(r.evidence_of_items(&q, &every, &scratch, 2).iter().any(|e| !e.is_empty()));
     }

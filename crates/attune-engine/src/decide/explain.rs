@@ -51,15 +51,14 @@ pub(crate) fn explain(
         .filter(|item| item.source == Source::Collaborative)
         .map(|item| item.idx)
         .collect();
-    let mut evidence_of: Vec<Vec<(u32, f32)>> = match &inputs.models.ranker {
+    let mut found: Vec<Vec<(u32, f32)>> = match &inputs.models.ranker {
         Some(ranker) if !collaborative.is_empty() => {
             ranker.evidence_of_items(&s.history_query(), &collaborative, &s.ranker, EVIDENCE_NAMED)
         }
         _ => Vec::new(),
     };
-    let mut evidence_of = |idx: u32| {
-        collaborative.iter().position(|&i| i == idx).and_then(|t| evidence_of.get_mut(t)).map(std::mem::take)
-    };
+    let mut evidence_of =
+        |idx: u32| collaborative.iter().position(|&i| i == idx).and_then(|t| found.get_mut(t)).map(std::mem::take);
     filled
         .into_iter()
         .map(|slot| {
