@@ -62,6 +62,19 @@ impl Default for Preferences {
     }
 }
 
+impl Preferences {
+    /// The time zone in force for a person: the one set here, else the one learned from the
+    /// `context.timezone` of their events (`profile`); with where it comes from (`preferences`
+    /// or `events`). `None`: UTC.
+    pub fn zone_in_force<'a>(&'a self, profile: Option<&crate::Profile>) -> Option<(&'a str, &'static str)> {
+        match (&self.timezone, profile.and_then(crate::Profile::timezone_name)) {
+            (Some(zone), _) => Some((zone.as_str(), "preferences")),
+            (None, Some(zone)) => Some((zone, "events")),
+            (None, None) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,3 +33,11 @@ pub fn learned_hour(
 pub const MIN_HOUR_EVIDENCE: f32 = 5.0;
 /// The population histogram's weight, in events, when a person's hour is estimated.
 pub const HOUR_PRIOR_WEIGHT: f32 = 8.0;
+
+impl crate::Profile {
+    /// The person's learned send hour ([`learned_hour`] over their hour histograms), given the
+    /// population's histogram and the person's quiet hours.
+    pub fn send_hour(&self, population: &[f32], quiet: Option<crate::QuietHours>) -> Option<i8> {
+        learned_hour(&self.active_hours.to_f32(), &self.open_hours.to_f32(), population, quiet)
+    }
+}

@@ -114,8 +114,6 @@ pub struct NotificationPlan {
     pub decision_id: Option<String>,
 }
 
-pub use attune_core::send_hour::{HOUR_PRIOR_WEIGHT, MIN_HOUR_EVIDENCE, learned_hour};
-
 /// A plan's reason when the person's consent forbids the channel.
 pub const NO_CONSENT: &str = "no_consent";
 /// A plan's reason when the shared frequency budget allows no send.
@@ -296,24 +294,17 @@ impl MeasureCtx<'_> {
         if purpose.is_some_and(|p| !consent.allows(p)) {
             return Ok(plan(None, NO_CONSENT));
         }
-        // The person's zone: their preferences, else learned from their events' context.
-        let (preferences, learned_zone, hours) = self.people.read(&person, |s| {
-            let profile = s.and_then(|s| s.profile.as_ref());
-            (
-                s.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default(),
-                profile.and_then(|p| p.timezone_name().map(str::to_owned)),
-                profile.map(|p| (p.active_hours.to_f32(), p.open_hours.to_f32())),
-            )
-        });
-        let tz = preferences
-            .timezone
-            .as_deref()
-            .or(learned_zone.as_deref())
-            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
-            .unwrap_or(jiff::tz::TimeZone::UTC);
+        // The person's zone (their preferences, else learned from their events' context) and
+        // their learned send hour.
         let population = self.models.current().hour_prior.clone();
-        let learned =
-            hours.and_then(|(active, opens)| learned_hour(&active, &opens, &population, preferences.quiet_hours));
+        let (preferences, zone, learned) = self.people.read(&person, |s| {
+            let profile = s.and_then(|s| s.profile.as_ref());
+            let preferences = s.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default();
+            let zone = preferences.zone_in_force(profile).map(|(zone, _)| zone.to_owned());
+            let learned = profile.and_then(|p| p.send_hour(&population, preferences.quiet_hours));
+            (preferences, zone, learned)
+        });
+        let tz = zone.as_deref().and_then(|name| jiff::tz::TimeZone::get(name).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
         let earliest = not_before_ms.max(now_ms);
         let local_of = |ms: i64| {
             jiff::Timestamp::from_millisecond(ms)

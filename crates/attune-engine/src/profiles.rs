@@ -102,19 +102,9 @@ impl ProfilesCtx<'_> {
             let recent = profile
                 .map(|p| p.recent.iter().rev().take(20).map(|r| (catalog.id(r.item).to_owned(), r.ts_ms)).collect())
                 .unwrap_or_default();
-            let (timezone, timezone_source) = match (&preferences.timezone, profile.and_then(|p| p.timezone_name())) {
-                (Some(zone), _) => (Some(zone.clone()), "preferences"),
-                (None, Some(zone)) => (Some(zone.to_owned()), "events"),
-                (None, None) => (None, "none"),
-            };
-            let send_hour = profile.and_then(|p| {
-                attune_core::send_hour::learned_hour(
-                    &p.active_hours.to_f32(),
-                    &p.open_hours.to_f32(),
-                    &population,
-                    preferences.quiet_hours,
-                )
-            });
+            let zone = preferences.zone_in_force(profile);
+            let (timezone, timezone_source) = (zone.map(|(z, _)| z.to_owned()), zone.map_or("none", |(_, from)| from));
+            let send_hour = profile.and_then(|p| p.send_hour(&population, preferences.quiet_hours));
             Ok(PersonView {
                 id: person.clone(),
                 timezone,

@@ -93,10 +93,7 @@ impl DecideCtx<'_> {
                 consumed: used.map(|p| p.consumed.clone()).unwrap_or_default(),
                 affinities: used.map(|p| p.top_affinities(now_ms, 8)).unwrap_or_default(),
                 engagement: used.map_or(0.0, |p| p.engagement(now_ms)),
-                timezone: preferences
-                    .timezone
-                    .clone()
-                    .or_else(|| profile.and_then(|p| p.timezone_name().map(str::to_owned))),
+                timezone: preferences.zone_in_force(profile).map(|(zone, _)| zone.to_owned()),
                 preferences,
                 excluded,
                 id: Some(person.clone()),
