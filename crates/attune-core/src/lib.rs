@@ -32,4 +32,4 @@ pub use journey::JourneyStage;
 pub use preferences::{Preferences, QuietHours};
 pub use profile::{Affinity, FoldEvent, FoldSignal, HourCounts, ItemIdx, Profile, TagIdx};
 pub use schema::{JourneySignal, PropType, Schema, Signal, SignalTags};
-pub use zone::ZoneId;
+pub use zone::{SeenZone, ZoneId};

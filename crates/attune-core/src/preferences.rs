@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::SeenZone;
+
 /// Quiet hours in the person's time zone, `HH:MM` to `HH:MM` (may wrap past midnight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuietHours {
@@ -63,15 +65,35 @@ impl Default for Preferences {
 }
 
 impl Preferences {
-    /// The time zone in force for a person: the one set here, else the one learned from the
-    /// `context.timezone` of their events (`profile`); with where it comes from (`preferences`
-    /// or `events`). `None`: UTC.
-    pub fn zone_in_force<'a>(&'a self, profile: Option<&crate::Profile>) -> Option<(&'a str, &'static str)> {
-        match (&self.timezone, profile.and_then(crate::Profile::timezone_name)) {
-            (Some(zone), _) => Some((zone.as_str(), "preferences")),
-            (None, Some(zone)) => Some((zone, "events")),
-            (None, None) => None,
+    /// The time zone in force for a person: the one set here, else the latest one seen for
+    /// them — in the `context.timezone` of their events (`profile`) or of their decide requests
+    /// (`decided`; on a tie in time, the events') — with where it comes from (`preferences`,
+    /// `events` or `decide`). `None`: UTC.
+    pub fn zone_in_force<'a>(
+        &'a self,
+        profile: Option<&crate::Profile>,
+        decided: Option<SeenZone>,
+    ) -> Option<(&'a str, &'static str)> {
+        if let Some(zone) = &self.timezone {
+            return Some((zone.as_str(), "preferences"));
         }
+        latest_seen_zone(profile, decided)
+    }
+}
+
+/// The latest time zone seen for a person, in their events' context (`profile`) or their
+/// decide requests' (`decided`; a tie in time goes to the events), with its source name
+/// (`events` or `decide`).
+pub fn latest_seen_zone(
+    profile: Option<&crate::Profile>,
+    decided: Option<SeenZone>,
+) -> Option<(&'static str, &'static str)> {
+    let from_events = profile.and_then(|p| p.timezone.map(|zone| (p.timezone_ms, zone)));
+    match (from_events, decided) {
+        (Some((at_ms, _)), Some(seen)) if seen.at_ms > at_ms => Some((seen.timezone.name(), "decide")),
+        (Some((_, zone)), _) => Some((zone.name(), "events")),
+        (None, Some(seen)) => Some((seen.timezone.name(), "decide")),
+        (None, None) => None,
     }
 }
 
@@ -89,5 +111,22 @@ mod tests {
         assert_eq!(QuietHours::parse("25:00", "08:00"), None);
         assert_eq!(QuietHours::parse("9:00", "08:00"), None);
         assert_eq!(QuietHours::format(q.start_min), "21:00");
+    }
+
+    #[test]
+    fn the_zone_in_force_is_the_preferences_else_the_latest_seen() {
+        let profile =
+            crate::Profile { timezone: crate::ZoneId::intern("Asia/Tokyo"), timezone_ms: 1_000, ..Default::default() };
+        let seen = |at_ms| Some(SeenZone { timezone: crate::ZoneId::intern("Europe/Berlin").unwrap(), at_ms });
+        let none = Preferences::default();
+        assert_eq!(none.zone_in_force(None, None), None);
+        assert_eq!(none.zone_in_force(Some(&profile), None), Some(("Asia/Tokyo", "events")));
+        assert_eq!(none.zone_in_force(None, seen(5)), Some(("Europe/Berlin", "decide")));
+        // The later of the two; a tie goes to the events.
+        assert_eq!(none.zone_in_force(Some(&profile), seen(999)), Some(("Asia/Tokyo", "events")));
+        assert_eq!(none.zone_in_force(Some(&profile), seen(1_000)), Some(("Asia/Tokyo", "events")));
+        assert_eq!(none.zone_in_force(Some(&profile), seen(1_001)), Some(("Europe/Berlin", "decide")));
+        let set = Preferences { timezone: Some("America/New_York".into()), ..Preferences::default() };
+        assert_eq!(set.zone_in_force(Some(&profile), seen(1_001)), Some(("America/New_York", "preferences")));
     }
 }

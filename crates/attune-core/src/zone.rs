@@ -69,6 +69,17 @@ impl<'de> Deserialize<'de> for ZoneId {
     }
 }
 
+/// A time zone seen in the context of a decision (`POST /v1/decide`), and when: what the engine
+/// keeps per person (and stores, as JSON `{"timezone": …, "at_ms": …}`) so that a zone a site
+/// sends only with its decide requests still places the person's quiet hours and send hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenZone {
+    /// The zone.
+    pub timezone: ZoneId,
+    /// When it was seen, ms since the epoch.
+    pub at_ms: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

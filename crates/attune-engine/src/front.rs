@@ -560,11 +560,13 @@ impl Engine {
         decisions::pseudonym(&self.link_secret(), person)
     }
 
-    /// Persists decisions logged since the last flush (one durable batch), with the exposures
-    /// and the variant bandits' increments, after retrying the attribution of answers whose
-    /// decision was not stored yet. Called every second by the scheduler and at shutdown.
+    /// Persists decisions logged since the last flush (one durable batch), with the exposures,
+    /// the variant bandits' increments and the time zones decide requests named, after retrying
+    /// the attribution of answers whose decision was not stored yet. Called every second by the
+    /// scheduler and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
         self.experiments.flush_exposures()?;
+        self.privacy_ctx().flush_decided_zones()?;
         self.decisions.retry_attributions(&self.people, &self.variants);
         self.variants.flush_stats()?;
         self.decisions.flush()

@@ -294,13 +294,15 @@ impl MeasureCtx<'_> {
         if purpose.is_some_and(|p| !consent.allows(p)) {
             return Ok(plan(None, NO_CONSENT));
         }
-        // The person's zone (their preferences, else learned from their events' context) and
+        // The person's zone (their preferences, else the latest their events' or decide
+        // requests' context named) and
         // their learned send hour.
         let population = self.models.current().hour_prior.clone();
         let (preferences, zone, learned) = self.people.read(&person, |s| {
             let profile = s.and_then(|s| s.profile.as_ref());
+            let decided = s.and_then(|s| s.decided_zone).filter(|_| profile.is_some());
             let preferences = s.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default();
-            let zone = preferences.zone_in_force(profile).map(|(zone, _)| zone.to_owned());
+            let zone = preferences.zone_in_force(profile, decided).map(|(zone, _)| zone.to_owned());
             let learned = profile.and_then(|p| p.send_hour(&population, preferences.quiet_hours));
             (preferences, zone, learned)
         });

@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use attune_core::{Consent, Preferences, Profile};
+use attune_core::{Consent, Preferences, Profile, SeenZone, ZoneId};
 use attune_store::{Store, Table};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use crate::audit::AuditLog;
@@ -34,6 +34,10 @@ pub struct PersonState {
     pub excluded: Vec<attune_core::ItemIdx>,
     /// Last change.
     pub updated_ms: i64,
+    /// The time zone the person's latest decide request named (`Table::Zones`): kept only with
+    /// personalization consent, like the profile; [`Preferences::zone_in_force`] weighs it
+    /// against the zone of their events.
+    pub decided_zone: Option<SeenZone>,
     /// Events were stored under this id as a known person (`user`, not `anonymous_id`): the id
     /// is a person, and `identify` never merges it into another one unless an admin forces it.
     pub known_user: bool,
@@ -144,6 +148,12 @@ pub struct People {
     default_consent: Consent,
     shards: Vec<Shard>,
     pub(crate) aliases: RwLock<Aliases>,
+    /// Zones seen in decide requests, not stored yet ([`People::flush_zones`]): the latest per
+    /// person, so at most one entry each however long flushes wait.
+    pending_zones: Mutex<FxHashMap<String, SeenZone>>,
+    /// Held while zones are checked and stored, and while they are forgotten: a zone is never
+    /// stored after its person's was deleted.
+    zone_writes: Mutex<()>,
 }
 
 impl People {
@@ -157,6 +167,8 @@ impl People {
         let people = People {
             shards: (0..N_SHARDS).map(|_| RwLock::new(FxHashMap::default())).collect(),
             aliases: RwLock::new(Aliases::default()),
+            pending_zones: Mutex::new(FxHashMap::default()),
+            zone_writes: Mutex::new(()),
             store,
             clock,
             audit,
@@ -176,6 +188,9 @@ impl People {
         }
         for (id, preferences) in preferences {
             people.update(&id, |person| person.preferences = Some(Box::new(preferences)));
+        }
+        for (id, zone) in scan_json::<SeenZone>(&*people.store, Table::Zones, "", "decided zone")? {
+            people.update(&id, |person| person.decided_zone = Some(zone));
         }
         Ok(people)
     }
@@ -290,6 +305,94 @@ impl People {
         } else {
             Err(UserError::not_found("user", id).into())
         }
+    }
+
+    /// Notes the time zone a decide request named for `person` (validated by the caller), at
+    /// `at_ms`: kept, and queued to be stored by the next [`People::flush_zones`], when the
+    /// person has a profile (personalization consent) and the zone is not already the one last
+    /// seen for them. Cheap when nothing changes: one read.
+    pub(crate) fn note_decided_zone(&self, person: &str, zone: &str, at_ms: i64) {
+        let changed = |state: Option<&PersonState>| {
+            state.is_some_and(|s| {
+                s.profile.is_some()
+                    && attune_core::preferences::latest_seen_zone(s.profile.as_ref(), s.decided_zone)
+                        .is_none_or(|(seen, _)| seen != zone)
+            })
+        };
+        if !self.read(person, changed) {
+            return;
+        }
+        let Some(timezone) = ZoneId::intern(zone) else { return };
+        let seen = SeenZone { timezone, at_ms };
+        let noted = self.update(person, |state| {
+            let newer = state.decided_zone.is_none_or(|before| before.at_ms <= at_ms);
+            let noted = state.profile.is_some() && newer;
+            if noted {
+                state.decided_zone = Some(seen);
+            }
+            noted
+        });
+        if noted {
+            self.pending_zones.lock().insert(person.to_owned(), seen);
+        }
+    }
+
+    /// Stores the zones noted since the last call (one batch), each only while it is still the
+    /// person's (not erased, consent not withdrawn, not replaced since). The privacy layer calls
+    /// it under its exclusive lock, so that no erasure runs meanwhile either.
+    pub(crate) fn flush_zones(&self) -> Result<usize> {
+        let _writes = self.zone_writes.lock();
+        let pending = std::mem::take(&mut *self.pending_zones.lock());
+        let entries: Vec<(String, Vec<u8>)> = pending
+            .into_iter()
+            .filter(|(person, seen)| {
+                self.read(person, |state| state.is_some_and(|s| s.profile.is_some() && s.decided_zone == Some(*seen)))
+            })
+            .map(|(person, seen)| (person, to_json(&seen)))
+            .collect();
+        if !entries.is_empty() {
+            self.store.put_many(Table::Zones, &entries)?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Whether zones wait to be stored.
+    pub(crate) fn zones_pending(&self) -> bool {
+        !self.pending_zones.lock().is_empty()
+    }
+
+    /// Drops the zone seen in decide requests for these ids, from memory and the store (consent
+    /// withdrawn, erasure, retention).
+    pub(crate) fn forget_decided_zones(&self, ids: &[String]) -> Result<()> {
+        let _writes = self.zone_writes.lock();
+        self.pending_zones.lock().retain(|person, _| !ids.contains(person));
+        for id in ids {
+            self.update_if_present(id, |state| state.decided_zone = None);
+            self.store.delete(Table::Zones, id)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a zone record another server stored (the newer of it and this server's wins), or
+    /// removed (consent withdrawn, erasure, retention: gone here too). Cluster sync.
+    pub(crate) fn apply_stored_zone(&self, person: &str, zone: Option<SeenZone>) -> bool {
+        self.update_if_present(person, |state| {
+            let after = match zone {
+                Some(seen) if state.profile.is_some() => {
+                    Some(state.decided_zone.filter(|mine| mine.at_ms > seen.at_ms).unwrap_or(seen))
+                }
+                _ => None,
+            };
+            let changed = state.decided_zone != after;
+            state.decided_zone = after;
+            changed
+        })
+        .unwrap_or(false)
+    }
+
+    /// Changes a person already in memory; `None` (and nothing created) for anyone else.
+    pub(crate) fn update_if_present<T>(&self, id: &str, f: impl FnOnce(&mut PersonState) -> T) -> Option<T> {
+        self.shard(id).write().get_mut(id).map(|state| f(state))
     }
 
     /// Sets explicit preferences.

@@ -45,9 +45,9 @@ pub struct PersonView {
     /// Folded events per channel (channels without any left out), from the profile.
     pub channels: Vec<(attune_core::Channel, u32)>,
     /// The time zone Attune uses for the person: their preferences' or, failing that, the latest
-    /// `context.timezone` of their events; `None`: UTC.
+    /// `context.timezone` of their events or decide requests; `None`: UTC.
     pub timezone: Option<String>,
-    /// Where [`PersonView::timezone`] comes from: `preferences`, `events` or `none`.
+    /// Where [`PersonView::timezone`] comes from: `preferences`, `events`, `decide` or `none`.
     pub timezone_source: &'static str,
     /// The local send hour learned from when the person engages (`None`: not enough evidence,
     /// the default hour applies); see [`attune_core::send_hour::learned_hour`].
@@ -102,7 +102,8 @@ impl ProfilesCtx<'_> {
             let recent = profile
                 .map(|p| p.recent.iter().rev().take(20).map(|r| (catalog.id(r.item).to_owned(), r.ts_ms)).collect())
                 .unwrap_or_default();
-            let zone = preferences.zone_in_force(profile);
+            let decided = state.decided_zone.filter(|_| profile.is_some());
+            let zone = preferences.zone_in_force(profile, decided);
             let (timezone, timezone_source) = (zone.map(|(z, _)| z.to_owned()), zone.map_or("none", |(_, from)| from));
             let send_hour = profile.and_then(|p| p.send_hour(&population, preferences.quiet_hours));
             Ok(PersonView {
@@ -201,6 +202,11 @@ impl ProfilesCtx<'_> {
         }
         self.people.update(&target, |state| state.updated_ms = now_ms);
         self.rebuild_profile(&target)?;
+        // The device's decide requests were the person's too: the latest zone they named moves.
+        let seen = moved.iter().filter_map(|a| self.people.read(a, |s| s.and_then(|s| s.decided_zone)));
+        if let Some(seen) = seen.max_by_key(|seen| seen.at_ms) {
+            self.people.note_decided_zone(&target, seen.timezone.name(), seen.at_ms);
+        }
         let action = if force { "identify.merge_forced" } else { "identify.merge" };
         self.audit.record(key_id, action, &format!("{anonymous_id} -> {target}"))?;
         Ok(MergeReport { merged_events })

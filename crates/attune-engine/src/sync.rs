@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, time::Instant};
 
-use attune_core::{Consent, Item, Preferences, Purpose, Schema};
+use attune_core::{Consent, Item, Preferences, Purpose, Schema, SeenZone};
 use attune_store::{Store, Table};
 
 use crate::audit::AuditLog;
@@ -25,13 +25,14 @@ use crate::variants::VariantBandits;
 const FOLD_BATCH: usize = 10_000;
 
 /// Record tables another process may change, reloaded by [`SyncCtx::sync_from_store`].
-const SYNCED_TABLES: [Table; 10] = [
+const SYNCED_TABLES: [Table; 11] = [
     Table::Items,
     Table::Schemas,
     Table::Keys,
     Table::Aliases,
     Table::Consent,
     Table::Preferences,
+    Table::Zones,
     Table::Slots,
     Table::Picks,
     Table::Rules,
@@ -91,7 +92,8 @@ impl SyncCtx<'_> {
     }
 
     /// Folds what other processes wrote to the shared store since the last call: their events,
-    /// and changed items, schemas, keys, aliases, consent, preferences and editorial state (see
+    /// and changed items, schemas, keys, aliases, consent, preferences, the zones decide
+    /// requests named and editorial state (see
     /// the [module documentation](crate::cluster)). Cheap when nothing changed; safe to call from
     /// one thread while requests are served. Does nothing unless the engine was opened with
     /// [`EngineConfig::cluster`](crate::EngineConfig).
@@ -164,6 +166,7 @@ impl SyncCtx<'_> {
                 Table::Aliases => self.apply_alias_changes(changes, report)?,
                 Table::Consent => self.apply_consent_changes(changes, report)?,
                 Table::Preferences => self.apply_preference_changes(changes)?,
+                Table::Zones => self.apply_zone_changes(changes)?,
                 _ => {
                     editorial_changed = true;
                     changes.len()
@@ -294,6 +297,18 @@ impl SyncCtx<'_> {
         Ok(n)
     }
 
+    fn apply_zone_changes(&self, changes: Changes) -> Result<usize> {
+        let mut n = 0;
+        for (person, bytes) in &changes.changed {
+            n +=
+                usize::from(self.people.apply_stored_zone(person, Some(from_json::<SeenZone>("decided zone", bytes)?)));
+        }
+        for person in &changes.removed {
+            n += usize::from(self.people.apply_stored_zone(person, None));
+        }
+        Ok(n)
+    }
+
     /// Applies tombstones of erasures completed elsewhere (once each), and deletes tombstones older
     /// than [`TOMBSTONE_TTL_MS`].
     fn sync_tombstones(&self, report: &mut SyncReport) -> Result<()> {
@@ -332,6 +347,7 @@ impl SyncCtx<'_> {
         for id in &erased {
             self.people.remove(id);
         }
+        self.people.forget_decided_zones(&erased)?;
         self.decisions.forget_decisions_of(&erased);
         self.decisions.delete_stored_decisions_of(&erased)?;
         report.erased += erased.len();
@@ -358,6 +374,7 @@ impl SyncCtx<'_> {
         for id in &known {
             self.people.remove(id);
         }
+        self.people.forget_decided_zones(&known)?;
         self.decisions.forget_decisions_of(&known);
         self.decisions.delete_stored_decisions_of(&known)?;
         report.erased += known.len();

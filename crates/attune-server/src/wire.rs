@@ -375,9 +375,10 @@ pub struct UserOut {
     #[schema(value_type = Object)]
     pub channels: Map<String, Value>,
     /// The IANA time zone Attune uses for the person's quiet hours, send hour and moment: their
-    /// preferences' or, failing that, the latest `context.timezone` of their events; `null`: UTC.
+    /// preferences' or, failing that, the latest `context.timezone` seen for them, in their
+    /// events or their `POST /v1/decide` requests (with personalization consent); `null`: UTC.
     pub timezone: Option<String>,
-    /// Where `timezone` comes from: `preferences`, `events` or `none`.
+    /// Where `timezone` comes from: `preferences`, `events`, `decide` or `none`.
     pub timezone_source: String,
     /// The local hour (0–23) notifications are planned for, learned from when the person
     /// engages; `null` until there is enough evidence (the default hour applies).
@@ -598,6 +599,9 @@ pub struct ExportOut {
     /// Notification plans, and the email digests sent (a digest plan holds its `items` and
     /// `decision_id`).
     pub notifications: Vec<RecordOut>,
+    /// The time zone last named by a decide request's `context.timezone` for the person or an
+    /// alias (`{"timezone": …, "at_ms": …}`; kept only with personalization consent).
+    pub decided_zones: Vec<RecordOut>,
 }
 
 /// An erasure receipt: counts only, no personal data.
@@ -612,7 +616,7 @@ pub struct ReceiptOut {
     /// Anonymous ids erased with the person.
     pub aliases: u64,
     /// Other records deleted (consent, preferences, merges, forgotten items, decisions,
-    /// exposures, notification plans).
+    /// exposures, notification plans, the time zone seen in decide requests).
     pub records: u64,
     /// Audit entries that named the person and now name this receipt.
     pub audit_redacted: u64,
@@ -655,6 +659,8 @@ pub struct SweepOut {
     pub decisions_deleted: u64,
     /// Notification plans past their retention, deleted.
     pub notifications_deleted: u64,
+    /// Time zones seen in decide requests past the decision retention, forgotten.
+    pub decided_zones_deleted: u64,
     /// Events still held past their retention (0 after a sweep).
     pub held_past_retention: u64,
     /// When the deleted bytes are purged from the store's files by (RFC 3339), if the sweep

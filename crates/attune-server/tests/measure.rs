@@ -303,3 +303,101 @@ async fn the_control_arm_and_the_global_holdout_get_the_non_personalized_default
     assert_eq!(weeks[0]["active_people"].as_u64().unwrap() + weeks[1]["active_people"].as_u64().unwrap(), 40);
     assert_eq!(weeks[1]["conversion"], 1.0);
 }
+
+/// A zone a site sends only with its decide requests (issue 14): it is the person's zone (quiet
+/// hours, `GET /v1/users/{id}`) until a later event or request names another, it survives a
+/// restart and is exported, and it goes with personalization consent and with an erasure.
+#[tokio::test]
+async fn a_zone_named_only_in_decide_requests_is_remembered() {
+    let server = TestServer::start(None).await;
+    server.ok("PUT", "/v1/users/u-syd/consent", Some(json!({"email": true}))).await;
+    server
+        .ok("PUT", "/v1/users/u-syd/preferences", Some(json!({"quiet_hours": {"start": "21:00", "end": "08:00"}})))
+        .await;
+    // A history without any zone.
+    let views: Vec<serde_json::Value> = (0..3)
+        .map(|k| json!({"id": format!("s-{k}"), "type": "view", "user": "u-syd", "item": format!("i-{k}"), "ts": format!("2026-11-2{k}T03:00:00Z")}))
+        .collect();
+    server.ok("POST", "/v1/events", Some(json!({ "events": views }))).await;
+    let zone = |user: &'static str| {
+        let server = &server;
+        async move {
+            let view = server.ok("GET", &format!("/v1/users/{user}"), None).await;
+            (view["timezone"].clone(), view["timezone_source"].clone())
+        }
+    };
+    assert_eq!(zone("u-syd").await, (json!(null), json!("none")));
+    let decide = |user: &'static str, timezone: &'static str| {
+        let server = &server;
+        async move {
+            let body = json!({"user": user, "context": {"timezone": timezone}, "placements": [{"slot": "home_feed", "count": 3}]});
+            server.ok("POST", "/v1/decide", Some(body)).await;
+        }
+    };
+    decide("u-syd", "Australia/Sydney").await;
+    assert_eq!(zone("u-syd").await, (json!("Australia/Sydney"), json!("decide")));
+    // 11:00Z is 22:00 in Sydney (UTC+11 in November): quiet there, so 08:00 Sydney (21:00Z).
+    let body = json!({"user": "u-syd", "channel": "email", "not_before": "2026-11-28T11:00:00Z"});
+    let plan = server.ok("POST", "/v1/notifications/plan", Some(body)).await;
+    assert_eq!(plan, json!({"send_at": "2026-11-28T21:00:00Z", "reason": "quiet_hours"}));
+
+    // Stored by the flush (every second under `attune serve`), so a restart keeps it.
+    server.engine.flush_decisions().expect("flush");
+    let server = server.restart().await;
+    let view = server.ok("GET", "/v1/users/u-syd", None).await;
+    assert_eq!((&view["timezone"], &view["timezone_source"]), (&json!("Australia/Sydney"), &json!("decide")));
+    let export = server.ok("GET", "/v1/users/u-syd/export", None).await;
+    assert_eq!(export["decided_zones"][0]["key"], "u-syd", "{export}");
+    assert_eq!(export["decided_zones"][0]["value"]["timezone"], "Australia/Sydney", "{export}");
+
+    // The latest wins: an event an hour later names Tokyo, then a decide request Sydney again.
+    server.clock.advance(3_600_000);
+    let tokyo = json!({"id": "s-tokyo", "type": "view", "user": "u-syd", "item": "i-9", "ts": "2026-11-28T09:00:00Z", "context": {"timezone": "Asia/Tokyo"}});
+    server.ok("POST", "/v1/events", Some(json!({"events": [tokyo]}))).await;
+    let view = server.ok("GET", "/v1/users/u-syd", None).await;
+    assert_eq!((&view["timezone"], &view["timezone_source"]), (&json!("Asia/Tokyo"), &json!("events")));
+    server.clock.advance(60_000);
+    let body = json!({"user": "u-syd", "context": {"timezone": "Australia/Sydney"}, "placements": [{"slot": "home_feed", "count": 3}]});
+    server.ok("POST", "/v1/decide", Some(body)).await;
+    let view = server.ok("GET", "/v1/users/u-syd", None).await;
+    assert_eq!((&view["timezone"], &view["timezone_source"]), (&json!("Australia/Sydney"), &json!("decide")));
+    server.engine.flush_decisions().expect("flush");
+
+    // A preview (the console's "what would this person see") teaches nothing; a person without
+    // personalization consent has nothing remembered.
+    server.ok("PUT", "/v1/users/u-off/consent", Some(json!({"personalization": false}))).await;
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [{"id": "o-1", "type": "view", "user": "u-off", "item": "i-1"}]})),
+        )
+        .await;
+    let body = json!({"user": "u-off", "context": {"timezone": "Europe/Paris"}, "placements": [{"slot": "home_feed", "count": 3}]});
+    server.ok("POST", "/v1/decide", Some(body)).await;
+    server.engine.flush_decisions().expect("flush");
+    let view = server.ok("GET", "/v1/users/u-off", None).await;
+    assert_eq!((&view["timezone"], &view["timezone_source"]), (&json!(null), &json!("none")));
+    let stored = |person: &str| server.engine.store().get(attune_store::Table::Zones, person).expect("get");
+    assert_eq!(stored("u-off"), None);
+
+    // Withdrawing personalization forgets it (memory and store).
+    assert!(stored("u-syd").is_some());
+    server.ok("PUT", "/v1/users/u-syd/consent", Some(json!({"personalization": false, "email": true}))).await;
+    assert_eq!(stored("u-syd"), None);
+    server.ok("PUT", "/v1/users/u-syd/consent", Some(json!({"personalization": true, "email": true}))).await;
+    let view = server.ok("GET", "/v1/users/u-syd", None).await;
+    assert_eq!((&view["timezone"], &view["timezone_source"]), (&json!("Asia/Tokyo"), &json!("events")));
+
+    // An erasure takes it; one noted but not yet stored is never stored after it.
+    server.clock.advance(60_000);
+    let body = json!({"user": "u-syd", "context": {"timezone": "Pacific/Auckland"}, "placements": [{"slot": "home_feed", "count": 3}]});
+    server.ok("POST", "/v1/decide", Some(body.clone())).await;
+    server.engine.flush_decisions().expect("flush");
+    server.clock.advance(60_000);
+    server.ok("POST", "/v1/decide", Some(json!({"user": "u-syd", "context": {"timezone": "Europe/Berlin"}, "placements": [{"slot": "home_feed", "count": 3}]}))).await;
+    let erased = server.ok("DELETE", "/v1/users/u-syd", None).await;
+    assert_eq!(erased["erased"], true, "{erased}");
+    server.engine.flush_decisions().expect("flush");
+    assert_eq!(stored("u-syd"), None);
+}

@@ -87,13 +87,15 @@ pub enum Table {
     Erasures,
     /// Notification plans.
     Notifications,
+    /// The time zone a person's latest decide request named, by person id.
+    Zones,
     /// Internal metadata.
     Meta,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 21] = [
         Table::Items,
         Table::Schemas,
         Table::Consent,
@@ -113,6 +115,7 @@ impl Table {
         Table::Aggregates,
         Table::Erasures,
         Table::Notifications,
+        Table::Zones,
         Table::Meta,
     ];
 
@@ -138,6 +141,7 @@ impl Table {
             Table::Aggregates => "aggregates",
             Table::Erasures => "erasures",
             Table::Notifications => "notifications",
+            Table::Zones => "zones",
             Table::Meta => "meta",
         }
     }

@@ -589,3 +589,30 @@ fn two_servers_report_identical_experiment_results() {
         assert!(!review.to_string().contains("\"u-"), "pseudonymous: {review}");
     });
 }
+
+/// A time zone named only in a decide request to one server (issue 14) is the person's zone on
+/// the other within a sync period: stored by the decision-log flush, applied by the sync.
+#[test]
+fn a_zone_seen_by_one_server_is_the_persons_zone_on_the_other() {
+    let Some((_database, a, b, runtime)) = two_servers("3600") else { return };
+    runtime.block_on(async {
+        let event = json!({"events": [{"id": "z-1", "type": "view", "user": "u-zone", "item": "i-1"}]});
+        let (status, body) = call("POST", &format!("{}/v1/events", a.address), ADMIN_KEY, Some(&event)).await;
+        assert_eq!(status, 200, "{body}");
+        let zone_on = |server: &Server| {
+            let url = format!("{}/v1/users/u-zone", server.address);
+            async move {
+                let (status, view) = call("GET", &url, ADMIN_KEY, None).await;
+                (status == 200).then(|| (view["timezone"].clone(), view["timezone_source"].clone()))
+            }
+        };
+        wait_for("server B knows the person", || async { zone_on(&b).await }).await;
+        let decide = json!({"user": "u-zone", "context": {"timezone": "Asia/Kolkata"},
+            "placements": [{"slot": "home_feed", "count": 3}]});
+        let (status, body) = call("POST", &format!("{}/v1/decide", a.address), ADMIN_KEY, Some(&decide)).await;
+        assert_eq!(status, 200, "{body}");
+        let expected = (json!("Asia/Kolkata"), json!("decide"));
+        assert_eq!(zone_on(&a).await, Some(expected.clone()));
+        wait_for("server B uses the zone A saw", || async { zone_on(&b).await.filter(|zone| *zone == expected) }).await;
+    });
+}

@@ -432,6 +432,13 @@ impl DecideCtx<'_> {
                 }
             }
             self.decisions.log(logged(who.id.as_deref(), &decision, now_ms), self.variants);
+            // The zone the request names is the latest seen for the person: remembered (with
+            // personalization consent) for their quiet hours, send hour and moment.
+            if let (Some(person), Some(zone)) = (who.id.as_deref(), request.context.timezone.as_deref())
+                && who.seen_zone != Some(zone)
+            {
+                self.people.note_decided_zone(person, zone, now_ms);
+            }
         }
         Ok(decision)
     }

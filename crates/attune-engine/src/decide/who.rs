@@ -1,6 +1,8 @@
 //! Stage 1, who: what the pipeline may know about the person, within their consent.
 
-use attune_core::{Consent, ItemIdx, JourneyStage, Preferences, TagIdx, profile::RecentItem};
+use attune_core::{
+    Consent, ItemIdx, JourneyStage, Preferences, TagIdx, preferences::latest_seen_zone, profile::RecentItem,
+};
 
 use super::DecideCtx;
 
@@ -24,8 +26,12 @@ pub(crate) struct Who {
     pub engagement: f32,
     /// Bought and dismissed items (sorted): never shown, whatever the consent.
     pub excluded: Vec<ItemIdx>,
-    /// The person's time zone: their preferences', else the one their events' context named last.
+    /// The person's time zone: their preferences', else the latest their events' or decide
+    /// requests' context named.
     pub timezone: Option<String>,
+    /// The latest time zone seen for the person (events, decide requests), whatever their
+    /// preferences set: a decide request naming another one is remembered.
+    pub seen_zone: Option<&'static str>,
 }
 
 impl Who {
@@ -43,6 +49,7 @@ impl Who {
             engagement: 0.0,
             excluded: Vec::new(),
             timezone: None,
+            seen_zone: None,
         }
     }
 
@@ -80,6 +87,7 @@ impl DecideCtx<'_> {
             let consent = state.and_then(|s| s.consent).unwrap_or(self.people.default_consent());
             let preferences = state.and_then(|s| s.preferences.as_deref().cloned()).unwrap_or_default();
             let profile = state.and_then(|s| s.profile.as_ref()).filter(|_| consent.personalization);
+            let decided = state.and_then(|s| s.decided_zone).filter(|_| profile.is_some());
             let personalized = consent.personalization
                 && preferences.personalization
                 && (profile.is_some_and(|p| p.n_events > 0) || !preferences.goals.is_empty());
@@ -93,7 +101,8 @@ impl DecideCtx<'_> {
                 consumed: used.map(|p| p.consumed.clone()).unwrap_or_default(),
                 affinities: used.map(|p| p.top_affinities(now_ms, 8)).unwrap_or_default(),
                 engagement: used.map_or(0.0, |p| p.engagement(now_ms)),
-                timezone: preferences.zone_in_force(profile).map(|(zone, _)| zone.to_owned()),
+                timezone: preferences.zone_in_force(profile, decided).map(|(zone, _)| zone.to_owned()),
+                seen_zone: latest_seen_zone(profile, decided).map(|(zone, _)| zone),
                 preferences,
                 excluded,
                 id: Some(person.clone()),

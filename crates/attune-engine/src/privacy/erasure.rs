@@ -58,7 +58,7 @@ impl PrivacyCtx<'_> {
                 events += 1;
                 true
             })?;
-            for table in [Table::Consent, Table::Preferences] {
+            for table in [Table::Consent, Table::Preferences, Table::Zones] {
                 records += u64::from(self.store.get(table, subject)?.is_some());
             }
             for table in [Table::Forgotten, Table::Decisions, Table::Notifications] {
@@ -97,6 +97,7 @@ impl PrivacyCtx<'_> {
                 // Records keyed by the person or an alias (and the exposure index naming them).
                 1 => {
                     self.experiments.forget_exposures_of(ids)?;
+                    self.people.forget_decided_zones(ids)?;
                     for subject in ids {
                         self.store.delete(Table::Consent, subject)?;
                         self.store.delete(Table::Preferences, subject)?;
@@ -157,6 +158,8 @@ impl PrivacyCtx<'_> {
                         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
+                    // A zone a decision noted meanwhile goes too.
+                    self.people.forget_decided_zones(ids)?;
                     self.experiments.note_events_deleted()?;
                     // The served models keep no vector or row per person (histories are folded in at request
                     // time): nothing of the person is scored again once the profile is gone; their share of

@@ -23,7 +23,11 @@ impl PrivacyCtx<'_> {
         let audit = self.audit_naming(&ids)?.into_iter().map(|(_, entry)| entry).collect();
         let mut decisions = Vec::new();
         let mut notifications = Vec::new();
+        let mut decided_zones = Vec::new();
         for subject in &ids {
+            if let Some(bytes) = self.store.get(Table::Zones, subject)? {
+                decided_zones.push((subject.clone(), bytes));
+            }
             decisions.extend(self.scan_records(Table::Decisions, &format!("{subject}\0"))?);
             notifications.extend(self.scan_records(Table::Notifications, &format!("{subject}\0"))?);
         }
@@ -40,6 +44,7 @@ impl PrivacyCtx<'_> {
             audit,
             decisions,
             notifications,
+            decided_zones,
         })
     }
 }

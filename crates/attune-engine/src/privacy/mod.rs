@@ -15,6 +15,9 @@
 //!   [`EngineConfig::decision_retention_days`](crate::EngineConfig) (records without `at_ms` are
 //!   kept). A secondary index (by time, by slot) must hold no person id in its key or value, or
 //!   it survives erasure.
+//! - [`Table::Zones`]: `<person>` → `{"timezone": …, "at_ms": …}`, the zone their latest decide
+//!   request named (only with personalization consent: withdrawing it deletes the record, as do
+//!   erasure and, after the decision retention, the sweep).
 //! - [`Table::Forgotten`]: `<person>\0<item>`; [`Table::Erasures`]: `pending\0<person>` while an
 //!   erasure runs, `rewrite\0<person>` while a consent withdrawal rewrites events, receipts under
 //!   their receipt id (`rcpt_…`).
@@ -46,7 +49,7 @@
 
 use std::collections::BTreeSet;
 
-use attune_core::{Consent, Event, Preferences, Purpose};
+use attune_core::{Consent, Event, Preferences, Purpose, SeenZone};
 use attune_store::{StoredEvent, Table};
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -227,6 +230,9 @@ pub struct PersonExport {
     /// Notification plans and email digests (the digest log: `items`, `decision_id`)
     /// (`Table::Notifications`), key and raw value.
     pub notifications: Vec<(String, Vec<u8>)>,
+    /// The time zone last seen in a decide request of the person or an alias
+    /// (`Table::Zones`), key and raw value.
+    pub decided_zones: Vec<(String, Vec<u8>)>,
 }
 
 /// What one retention sweep did.
@@ -242,6 +248,8 @@ pub struct SweepReport {
     pub decisions_deleted: u64,
     /// Notification plans past their retention, deleted.
     pub notifications_deleted: u64,
+    /// Time zones seen in decide requests past the decision retention, forgotten.
+    pub decided_zones_deleted: u64,
     /// Events still held past their retention after the sweep (0 unless events expired while
     /// it ran).
     pub held_past_retention: u64,

@@ -1,4 +1,5 @@
-//! Retention: the sweep of expired events, audit entries, decisions and exposures.
+//! Retention: the sweep of expired events, audit entries, decisions, exposures, notification
+//! plans and the zones seen in decide requests.
 
 use super::*;
 
@@ -7,7 +8,7 @@ impl PrivacyCtx<'_> {
 
     /// Deletes what is past its retention: events (and refolds the profiles they shaped), audit
     /// entries older than [`EngineConfig::audit_retention_days`](crate::EngineConfig), decisions,
-    /// exposures and notification plans older than
+    /// exposures, notification plans and zones seen in decide requests older than
     /// [`EngineConfig::decision_retention_days`](crate::EngineConfig). The server runs it hourly.
     pub fn sweep_retention(&self, now_ms: i64) -> Result<SweepReport> {
         let mut report = SweepReport::default();
@@ -47,13 +48,33 @@ impl PrivacyCtx<'_> {
         self.decisions.sweep_review_index(decision_cutoff)?;
         self.experiments.sweep_exposures(decision_cutoff)?;
         report.notifications_deleted = self.delete_dated_before(Table::Notifications, decision_cutoff)?;
+        report.decided_zones_deleted = self.sweep_decided_zones(decision_cutoff)?;
         report.held_past_retention = self.store.count_expired_events(now_ms)?;
-        let deleted =
-            report.events_deleted + report.audit_deleted + report.decisions_deleted + report.notifications_deleted;
+        let deleted = report.events_deleted
+            + report.audit_deleted
+            + report.decisions_deleted
+            + report.notifications_deleted
+            + report.decided_zones_deleted;
         if deleted > 0 {
             report.purge_by_ms = Some(self.request_purge()?);
         }
         Ok(report)
+    }
+
+    /// Forgets the zones seen in decide requests before `cutoff_ms` (in memory and stored).
+    fn sweep_decided_zones(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut expired = Vec::new();
+        self.store.scan(Table::Zones, "", &mut |person, bytes| {
+            if serde_json::from_slice::<SeenZone>(bytes).map_or(true, |seen| seen.at_ms < cutoff_ms) {
+                expired.push(person.to_owned());
+            }
+            true
+        })?;
+        if !expired.is_empty() {
+            let _exclusive = self.privacy.exclusive.lock();
+            self.people.forget_decided_zones(&expired)?;
+        }
+        Ok(expired.len() as u64)
     }
 
     /// Deletes the records of `table` whose JSON value has an integer `at_ms` before `cutoff_ms`.

@@ -167,6 +167,7 @@ pub fn sweep_out(report: SweepReport) -> SweepOut {
         audit_deleted: report.audit_deleted,
         decisions_deleted: report.decisions_deleted,
         notifications_deleted: report.notifications_deleted,
+        decided_zones_deleted: report.decided_zones_deleted,
         held_past_retention: report.held_past_retention,
         purge_by: report.purge_by_ms.map(rfc3339),
     }
@@ -212,6 +213,7 @@ fn export_out(export: PersonExport, now_ms: i64) -> ExportOut {
             .collect(),
         decisions: export.decisions.into_iter().map(record).collect(),
         notifications: export.notifications.into_iter().map(record).collect(),
+        decided_zones: export.decided_zones.into_iter().map(record).collect(),
     }
 }
 
