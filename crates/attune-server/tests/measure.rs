@@ -365,6 +365,17 @@ async fn a_zone_named_only_in_decide_requests_is_remembered() {
 
     // A preview (the console's "what would this person see") teaches nothing; a person without
     // personalization consent has nothing remembered.
+    use attune_engine::decide::{DecideContext, DecideRequest, PlacementRequest};
+    let preview = DecideRequest {
+        subject: Some("u-syd".into()),
+        context: DecideContext { timezone: Some("America/Chicago".into()), ..DecideContext::default() },
+        placements: vec![PlacementRequest { slot: "home_feed".into(), count: 3 }],
+        preview: true,
+        ..DecideRequest::default()
+    };
+    server.engine.decide(&preview).expect("preview");
+    let view = server.ok("GET", "/v1/users/u-syd", None).await;
+    assert_eq!(view["timezone"], "Australia/Sydney", "{view}");
     server.ok("PUT", "/v1/users/u-off/consent", Some(json!({"personalization": false}))).await;
     server
         .ok(
