@@ -92,6 +92,30 @@ impl TopK {
         self.offer_near(item, score);
     }
 
+    /// Offers every item `i` of a dense score buffer for which `candidate(i, scores[i])` holds,
+    /// as [`TopK::offer`] one by one would (the same selection, ties and NaN included), but
+    /// passes over a block of scores that are all below the floor after one branch-free test
+    /// of the block: once the selection is full, most blocks of a long buffer are.
+    pub fn offer_dense(&mut self, scores: &[f32], mut candidate: impl FnMut(usize, f32) -> bool) {
+        const BLOCK: usize = 32;
+        for (b, block) in scores.chunks(BLOCK).enumerate() {
+            // Before the first cut the floor is -inf and every offer counts (a NaN too); a NaN
+            // floor (the k-th best so far is a NaN) lets everything through to the full test.
+            if self.floor > f32::NEG_INFINITY {
+                let floor = self.floor;
+                if !block.iter().fold(false, |any, &s| any | (s >= floor)) {
+                    continue;
+                }
+            }
+            for (k, &score) in block.iter().enumerate() {
+                let i = b * BLOCK + k;
+                if candidate(i, score) {
+                    self.offer(i as u32, score);
+                }
+            }
+        }
+    }
+
     /// An offer at or above the floor.
     #[inline(never)]
     fn offer_near(&mut self, item: u32, score: f32) {
@@ -200,6 +224,26 @@ mod tests {
                 prop_assert_eq!(selector.take_sorted(), want);
                 prop_assert!(selector.is_empty());
             }
+        }
+
+        /// The block-skipping dense offer selects what offering each candidate would, with a
+        /// filter, ties and NaN, over buffers longer than one block.
+        #[test]
+        fn dense_offers_equal_single_offers(
+            scores in proptest::collection::vec(prop_oneof![(-20i8..20).prop_map(|x| x as f32), Just(f32::NAN), Just(f32::NEG_INFINITY)], 0..300),
+            k in 0usize..40,
+            modulus in 1usize..5,
+        ) {
+            let candidate = |i: usize, s: f32| !i.is_multiple_of(modulus) && s != f32::NEG_INFINITY;
+            let mut single = TopK::new(k);
+            for (i, &score) in scores.iter().enumerate() {
+                if candidate(i, score) {
+                    single.offer(i as u32, score);
+                }
+            }
+            let mut dense = TopK::new(k);
+            dense.offer_dense(&scores, candidate);
+            prop_assert_eq!(dense.take_sorted(), single.take_sorted());
         }
     }
 }

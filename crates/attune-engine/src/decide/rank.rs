@@ -228,11 +228,7 @@ pub(crate) fn rank(
         let Scratch { personal, allowed, personal_candidates, .. } = &mut *s;
         personal_candidates.reset(pool);
         let any_score = kind == Personal::Ranker;
-        for (i, (&score, &allowed)) in personal[..n].iter().zip(&allowed[..n]).enumerate() {
-            if allowed && (any_score || score > 0.0) {
-                personal_candidates.offer(i as u32, score);
-            }
-        }
+        personal_candidates.offer_dense(&personal[..n], |i, score| allowed[i] && (any_score || score > 0.0));
     }
     let mut personal = if kind == Personal::None { Vec::new() } else { s.personal_candidates.take_sorted() };
     // The personal scores on one 0–1 scale over the pool (the ranker's are standardized sums);
