@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// Requests per second allowed per scoped key (0: no limit).
     #[arg(long, env = "ATTUNE_RATE_LIMIT", default_value_t = 2000.0)]
     pub rate_limit: f64,
+    /// Requests per second allowed per browser key and visitor address, with a burst of three
+    /// seconds' worth (0: no limit). Separate from `--rate-limit`: a browser key is public, and
+    /// this keeps one visitor from spending everyone's budget.
+    #[arg(long, env = "ATTUNE_BROWSER_RATE_LIMIT", default_value_t = attune_server::browser::BROWSER_RATE)]
+    pub browser_rate_limit: f64,
     /// Share of a feed drawn from declared goals before a person has a history (0–1). Once
     /// there is a history, the served ranker's learned weights decide.
     #[arg(long, env = "ATTUNE_GOALS_SHARE", default_value_t = 0.6, value_parser = parse_share)]
@@ -261,10 +266,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(args.sync_every > 0.0 && args.sync_every.is_finite()) {
         bail!("--sync-every takes a positive number of seconds");
     }
+    for (flag, rate) in [("--rate-limit", args.rate_limit), ("--browser-rate-limit", args.browser_rate_limit)] {
+        if !(rate >= 0.0 && rate.is_finite()) {
+            bail!("{flag} takes a number of requests per second, 0 for no limit");
+        }
+    }
     let limits = server_limits(&args)?;
     let (engine, _shared_store) = open_engine_for(&args)?;
     let state = AppState::new(Arc::clone(&engine), admin_key.as_deref(), args.rate_limit)
-        .with_auth_failures(args.auth_failures, attune_server::AUTH_FAILURE_WINDOW);
+        .with_auth_failures(args.auth_failures, attune_server::AUTH_FAILURE_WINDOW)
+        .with_browser_rate(args.browser_rate_limit, (3.0 * args.browser_rate_limit).max(10.0));
     let state = match &args.backup_dir {
         Some(dir) => {
             attune_store::create_private_dir(dir)
