@@ -53,7 +53,8 @@ pub struct Digest {
     pub reason: String,
     /// The decision that chose the items (its id attributes clicks), when there are items.
     pub decision: Option<Decision>,
-    /// Items left out because a recent digest sent them.
+    /// Items the person's recent digests sent: left out of this one (counted also when there
+    /// is no digest).
     pub previously_sent: usize,
     /// The digest log entry (`ntf-…`), when a send was reserved.
     pub plan_id: Option<String>,
@@ -82,15 +83,17 @@ impl DigestCtx<'_> {
         let person = self.measure.people.resolve(&request.user);
         let lock = &DIGEST_LOCKS[(xxhash_rust::xxh3::xxh3_64(person.as_bytes()) % 16) as usize];
         let _one_at_a_time = lock.lock();
+        // What recent digests sent is told whatever the answer: a digest refused by the budget
+        // does not read as if nothing had been sent.
+        let sent = self.digest_items_sent(&person)?;
+        let previously_sent = sent.len();
         if !self.measure.people.consent_of(&person).allows(Purpose::Email) {
-            return Ok(Digest::empty(NO_CONSENT, 0));
+            return Ok(Digest::empty(NO_CONSENT, previously_sent));
         }
         let plan = self.measure.next_send(&person, Channel::Email.as_str(), request.not_before_ms)?;
         if plan.send_at_ms.is_none() {
-            return Ok(Digest::empty(&plan.reason, 0));
+            return Ok(Digest::empty(&plan.reason, previously_sent));
         }
-        let sent = self.digest_items_sent(&person)?;
-        let previously_sent = sent.len();
         let decide = DecideRequest {
             subject: Some(request.user.clone()),
             context: DecideContext { channel: Channel::Email, ..request.context.clone() },

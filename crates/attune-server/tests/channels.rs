@@ -281,6 +281,8 @@ async fn digests_never_repeat_and_take_their_sends_from_the_shared_budget() {
     assert_eq!(fourth["items"], json!([]));
     assert_eq!(fourth["send_at"], Value::Null);
     assert_eq!(fourth["decision_id"], Value::Null);
+    // A refusal still says what the recent digests sent.
+    assert_eq!(fourth["previously_sent"], 12, "{fourth}");
     let plan = server.ok("POST", "/v1/notifications/plan", Some(json!({"user": "u-d", "channel": "push"}))).await;
     assert_eq!(plan["reason"], "no_consent");
     let plan = server.ok("POST", "/v1/notifications/plan", Some(json!({"user": "u-d", "channel": "email"}))).await;

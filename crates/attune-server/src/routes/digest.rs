@@ -67,7 +67,8 @@ pub struct DigestOut {
     pub journey_stage: Option<String>,
     /// The items, in order, each with its title, copy and at least one reason with `text`.
     pub items: Vec<DecidedItemOut>,
-    /// Items left out because a recent digest of this person sent them.
+    /// Items the person's recent digests sent, left out of this one (counted also when the
+    /// answer has no items: a refusal by the budget says how many were sent before).
     pub previously_sent: usize,
     /// The digest log entry (`ntf-…`, one of the person's notification plans), if a send was
     /// reserved.
