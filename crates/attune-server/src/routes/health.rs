@@ -43,9 +43,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!("attune_memory_bytes", "part" => "people").set(memory.people as f64);
         metrics::gauge!("attune_memory_bytes", "part" => "catalog").set(memory.catalog as f64);
         metrics::gauge!("attune_memory_bytes", "part" => "models").set(memory.models as f64);
+        // A model a later training dropped holds nothing now: its gauge goes to 0 instead of
+        // keeping its last size.
+        static REPORTED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+        for model in reported.iter().filter(|m| !memory.model_parts.iter().any(|(now, _)| now == *m)) {
+            metrics::gauge!("attune_model_bytes", "model" => *model).set(0.0);
+        }
         for (model, bytes) in &memory.model_parts {
             metrics::gauge!("attune_model_bytes", "model" => *model).set(*bytes as f64);
+            if !reported.contains(model) {
+                reported.push(model);
+            }
         }
+        drop(reported);
         if let Some(resident) = resident_bytes() {
             metrics::gauge!("process_resident_memory_bytes").set(resident as f64);
         }
