@@ -48,7 +48,9 @@ pub struct DecideIn {
 pub struct DecideContextIn {
     /// `mobile`, `desktop`, `tablet`.
     pub device: Option<String>,
-    /// IANA time zone.
+    /// IANA time zone: places the moment, and (for a person with personalization consent) is
+    /// remembered as the latest zone seen for them — their quiet hours and send hour use it
+    /// unless their preferences set one or a later event names another.
     pub timezone: Option<String>,
     /// RFC 3339 with the person's offset.
     pub local_time: Option<String>,
