@@ -709,10 +709,29 @@ fn level_of(levels: &[LevelReport], history_len: usize) -> usize {
     levels.iter().rposition(|l| history_len >= l.min_history).unwrap_or(0)
 }
 
+/// The mean and standard deviation of one score per item (two passes, in f64). Each pass sums
+/// in eight independent lanes, which the compiler turns into vector adds: a single running sum
+/// is one long chain of dependent additions, and this runs once per part per decision over the
+/// whole catalog.
 fn mean_std(scores: &[f32]) -> (f32, f32) {
+    fn lane_sum(scores: &[f32], term: impl Fn(f64) -> f64) -> f64 {
+        const LANES: usize = 8;
+        let mut lanes = [0f64; LANES];
+        let chunks = scores.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (lane, &s) in lanes.iter_mut().zip(chunk) {
+                *lane += term(f64::from(s));
+            }
+        }
+        for (lane, &s) in lanes.iter_mut().zip(rest) {
+            *lane += term(f64::from(s));
+        }
+        lanes.iter().sum()
+    }
     let n = scores.len().max(1) as f64;
-    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
-    let var = scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mean = lane_sum(scores, |s| s) / n;
+    let var = lane_sum(scores, |s| (s - mean) * (s - mean)) / n;
     (mean as f32, var.sqrt() as f32)
 }
 
@@ -1147,6 +1166,23 @@ fn coordinate_search(pools: &Pools, people: &[usize], start: Vec<f32>, log: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_std_in_lanes_equals_the_plain_sums() {
+        let plain = |scores: &[f32]| {
+            let n = scores.len().max(1) as f64;
+            let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+            let var = scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+            (mean as f32, var.sqrt() as f32)
+        };
+        for n in [0usize, 1, 7, 8, 9, 100, 10_003] {
+            let scores: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 3.0).collect();
+            let ((m1, s1), (m2, s2)) = (mean_std(&scores), plain(&scores));
+            assert!((m1 - m2).abs() <= 1e-6 * m2.abs().max(1.0), "{n}: mean {m1} vs {m2}");
+            assert!((s1 - s2).abs() <= 1e-6 * s2.abs().max(1.0), "{n}: std {s1} vs {s2}");
+        }
+        assert_eq!(mean_std(&[0.0; 20]), (0.0, 0.0));
+    }
 
     /// Two taste clusters in time order, enough people to hold some out.
     fn clustered() -> Interactions {
