@@ -490,6 +490,20 @@ fn page_body(
             } @else {
                 p { "Personalization is off: you see the same suggestions as everyone else." }
             }
+            p {
+                "Emails and notifications are timed in your time zone, "
+                @match (view.timezone.as_deref(), view.timezone_source) {
+                    (Some(zone), "preferences") => { (zone) " (as you set it)" }
+                    (Some(zone), _) => { (zone) " (from your latest visit)" }
+                    (None, _) => { "UTC (we do not know yours)" }
+                }
+                ", never in quiet hours, and go out around "
+                @match view.send_hour {
+                    Some(hour) => { (format!("{hour:02}:00")) ", when you usually read" }
+                    None => { (format!("{:02}:00", attune_engine::measure::PREFERRED_HOUR)) }
+                }
+                "."
+            }
         }
 
         section aria-labelledby="consent-heading" {

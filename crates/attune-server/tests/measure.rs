@@ -412,3 +412,27 @@ async fn a_zone_named_only_in_decide_requests_is_remembered() {
     server.engine.flush_decisions().expect("flush");
     assert_eq!(stored("u-syd"), None);
 }
+
+/// The console's person page and the person's own `/me` page say which time zone their sends
+/// are timed in, where it comes from, and the hour.
+#[tokio::test]
+async fn the_console_and_the_person_see_the_zone_and_the_send_hour() {
+    const ADMIN: &str = "measure-admin-key-0123456789abcdef";
+    let server = TestServer::start(Some(ADMIN)).await;
+    server
+        .ok(
+            "POST",
+            "/v1/events",
+            Some(json!({"events": [{"id": "k-1", "type": "view", "user": "u-k", "item": "i-1"}]})),
+        )
+        .await;
+    let body = json!({"user": "u-k", "context": {"timezone": "Asia/Kolkata"}, "placements": [{"slot": "home_feed", "count": 3}]});
+    server.ok("POST", "/v1/decide", Some(body)).await;
+    let page = common::console_page(&server.base, ADMIN, "/console/person?id=u-k").await;
+    assert!(page.contains("Asia/Kolkata, from the context of decide requests for them"), "{page}");
+    assert!(page.contains("18:00 their time, the default"), "{page}");
+    let link = server.ok("POST", "/v1/users/u-k/me-link", None).await;
+    let url = link["url"].as_str().expect("a /me link");
+    let me = reqwest::get(format!("{}{url}", server.base)).await.expect("/me").text().await.expect("html");
+    assert!(me.contains("timed in your time zone, Asia/Kolkata (from your latest visit)"), "{me}");
+}

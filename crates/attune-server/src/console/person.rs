@@ -91,6 +91,13 @@ fn person_summary(view: &PersonView, titles: &Titles, now_ms: i64) -> Markup {
                 dt { "Journey stage" } dd { (view.journey_stage.as_str()) }
                 dt { "Engagement" } dd { (format!("{:.2}", view.engagement)) }
                 dt { "Events" } dd { (view.n_events) }
+                dt { "Time zone" } dd { (zone_words(view)) }
+                dt { "Send hour" } dd {
+                    @match view.send_hour {
+                        Some(hour) => { (format!("{hour:02}:00 their time, learned from when they engage")) }
+                        None => { (format!("{:02}:00 their time, the default (not enough history yet)", attune_engine::measure::PREFERRED_HOUR)) }
+                    }
+                }
                 dt { "Goals" } dd { @if view.preferences.goals.is_empty() { "none stated" } @else { (view.preferences.goals.join(", ")) } }
                 dt { "Less of" } dd { @if view.preferences.less_of.is_empty() { "—" } @else { (view.preferences.less_of.join(", ")) } }
                 dt { "Strongest interests" }
@@ -123,5 +130,15 @@ fn preview_list(decision: &Decision) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// The time zone Attune uses for a person and where it comes from, in words.
+fn zone_words(view: &PersonView) -> String {
+    match (view.timezone.as_deref(), view.timezone_source) {
+        (Some(zone), "preferences") => format!("{zone}, set in preferences"),
+        (Some(zone), "events") => format!("{zone}, from the context of their events"),
+        (Some(zone), _) => format!("{zone}, from the context of decide requests for them"),
+        (None, _) => "not known: UTC".to_owned(),
     }
 }
