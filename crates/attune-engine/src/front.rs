@@ -566,7 +566,7 @@ impl Engine {
     /// scheduler and at shutdown.
     pub fn flush_decisions(&self) -> Result<usize> {
         self.experiments.flush_exposures()?;
-        self.privacy_ctx().flush_decided_zones()?;
+        self.people.flush_zones()?;
         self.decisions.retry_attributions(&self.people, &self.variants);
         self.variants.flush_stats()?;
         self.decisions.flush()

@@ -152,7 +152,8 @@ pub struct People {
     /// person, so at most one entry each however long flushes wait.
     pending_zones: Mutex<FxHashMap<String, SeenZone>>,
     /// Held while zones are checked and stored, and while they are forgotten: a zone is never
-    /// stored after its person's was deleted.
+    /// stored after its person's was deleted (whoever removes a person from memory forgets
+    /// their zone afterwards, so a flush either comes first and is undone, or finds them gone).
     zone_writes: Mutex<()>,
 }
 
@@ -338,9 +339,11 @@ impl People {
     }
 
     /// Stores the zones noted since the last call (one batch), each only while it is still the
-    /// person's (not erased, consent not withdrawn, not replaced since). The privacy layer calls
-    /// it under its exclusive lock, so that no erasure runs meanwhile either.
+    /// person's (not erased, consent not withdrawn, not replaced since).
     pub(crate) fn flush_zones(&self) -> Result<usize> {
+        if self.pending_zones.lock().is_empty() {
+            return Ok(0);
+        }
         let _writes = self.zone_writes.lock();
         let pending = std::mem::take(&mut *self.pending_zones.lock());
         let entries: Vec<(String, Vec<u8>)> = pending
@@ -356,13 +359,8 @@ impl People {
         Ok(entries.len())
     }
 
-    /// Whether zones wait to be stored.
-    pub(crate) fn zones_pending(&self) -> bool {
-        !self.pending_zones.lock().is_empty()
-    }
-
     /// Drops the zone seen in decide requests for these ids, from memory and the store (consent
-    /// withdrawn, erasure, retention).
+    /// withdrawn, erasure, retention). Called after the person left memory, when they do.
     pub(crate) fn forget_decided_zones(&self, ids: &[String]) -> Result<()> {
         let _writes = self.zone_writes.lock();
         self.pending_zones.lock().retain(|person, _| !ids.contains(person));

@@ -26,22 +26,10 @@ impl PrivacyCtx<'_> {
         }
         if !consent.allows(Purpose::Personalization) {
             // The zone seen in decide requests is profile data: it goes with the profile.
-            let _exclusive = self.privacy.exclusive.lock();
             self.people.forget_decided_zones(std::slice::from_ref(&person))?;
         }
         self.apply_consent_change(&person, before, consent)?;
         self.audit.record(key_id, "consent.put", &person)
-    }
-
-    /// Stores the time zones decide requests named since the last call
-    /// ([`crate::people::People::flush_zones`]), under the lock erasures and consent changes
-    /// hold, so none is stored again after the person's erasure or withdrawal removed it.
-    pub(crate) fn flush_decided_zones(&self) -> Result<usize> {
-        if !self.people.zones_pending() {
-            return Ok(0);
-        }
-        let _exclusive = self.privacy.exclusive.lock();
-        self.people.flush_zones()
     }
 
     // ---- consent withdrawal ----

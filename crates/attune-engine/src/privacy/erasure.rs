@@ -158,7 +158,8 @@ impl PrivacyCtx<'_> {
                         self.store.delete(Table::Meta, &format!("{ME_LINK_PREFIX}{subject}"))?;
                         self.people.remove(subject);
                     }
-                    // A zone a decision noted meanwhile goes too.
+                    // Now that they are out of memory: a zone a decision noted since step 1, and
+                    // a flush stored, goes too (see `People::flush_zones`).
                     self.people.forget_decided_zones(ids)?;
                     self.experiments.note_events_deleted()?;
                     // The served models keep no vector or row per person (histories are folded in at request

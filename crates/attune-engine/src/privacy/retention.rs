@@ -70,10 +70,7 @@ impl PrivacyCtx<'_> {
             }
             true
         })?;
-        if !expired.is_empty() {
-            let _exclusive = self.privacy.exclusive.lock();
-            self.people.forget_decided_zones(&expired)?;
-        }
+        self.people.forget_decided_zones(&expired)?;
         Ok(expired.len() as u64)
     }
 
